@@ -1,0 +1,47 @@
+# The two commands in the README: `make demo` and `make test`. Everything runs from .venv/,
+# which scripts/bootstrap.sh builds from uv.lock on first use (needs only python3 >= 3.11).
+#
+#   make test ARGS="-k replay -x"   extra arguments go to pytest
+#   make bench                      benchmarks (installs the bench extra: dbos, pyinstrument)
+#   make fmt                        ruff format + ruff check --fix
+#   make lock                       re-resolve uv.lock after editing pyproject.toml
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+UV    := .tools/bin/uv
+ARGS  ?=
+
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test bench fmt lint bootstrap lock clean
+
+demo: bootstrap
+	$(PY) -m orchestrator.demo
+
+test:
+	scripts/test.sh $(ARGS)
+
+bench:
+	scripts/bootstrap.sh dev bench
+	$(PY) -m bench $(ARGS)
+
+fmt: bootstrap
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bootstrap:
+	scripts/bootstrap.sh
+
+lock:
+	@test -x $(UV) || scripts/bootstrap.sh || test -x $(UV)
+	$(UV) lock --python python3
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,0 +1,71 @@
+"""saga-orchestrator: durable workflows and sagas, checkpointed in PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from orchestrator.app import Orchestrator
+from orchestrator.clock import Clock, DatabaseClock, FakeClock
+from orchestrator.context import StepContext
+from orchestrator.errors import (
+    ConfigurationError,
+    DuplicateWorkflowError,
+    InvalidArgumentError,
+    LeaseLostError,
+    MaxRecoveryAttemptsExceededError,
+    NonDeterministicWorkflowError,
+    NonRetryableError,
+    NotInWorkflowError,
+    NotRegisteredError,
+    OrchestratorError,
+    SerializationError,
+    StepError,
+    StoreError,
+    StoreUnavailableError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+    WorkflowTimeoutError,
+)
+from orchestrator.retry import Retry
+from orchestrator.step import StepFunction
+from orchestrator.types import StepKind, WorkflowStatus
+from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "DatabaseClock",
+    "DuplicateWorkflowError",
+    "FakeClock",
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "MaxRecoveryAttemptsExceededError",
+    "NonDeterministicWorkflowError",
+    "NonRetryableError",
+    "NotInWorkflowError",
+    "NotRegisteredError",
+    "Orchestrator",
+    "OrchestratorError",
+    "Retry",
+    "SerializationError",
+    "StepContext",
+    "StepError",
+    "StepFunction",
+    "StepInfo",
+    "StepKind",
+    "StoreError",
+    "StoreUnavailableError",
+    "WorkflowCancelledError",
+    "WorkflowConflictError",
+    "WorkflowFailedError",
+    "WorkflowFinishedError",
+    "WorkflowFunction",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "WorkflowStateError",
+    "WorkflowStatus",
+    "WorkflowTimeoutError",
+]

@@ -1,0 +1,410 @@
+"""Orchestrator: the composition root (settings -> store -> engine) and the public API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from orchestrator import context, timers
+from orchestrator.clock import Clock, DatabaseClock
+from orchestrator.config import Settings, resolve_database_url
+from orchestrator.context import StepContext
+from orchestrator.engine import Engine
+from orchestrator.errors import ConfigurationError, InvalidArgumentError
+from orchestrator.retry import Retry
+from orchestrator.step import StepFunction, call_step
+from orchestrator.store import create_store
+from orchestrator.store.base import Store, WorkflowQuery
+from orchestrator.types import WorkflowStatus
+from orchestrator.workflow import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    Registry,
+    StartOptions,
+    StepInfo,
+    WorkflowFunction,
+    WorkflowHandle,
+    WorkflowInfo,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+async def _call(thunk: Callable[[], Awaitable[Any]]) -> Any:
+    return await thunk()
+
+
+async def _call_infos(thunk: Callable[[], Awaitable[Any]]) -> list[WorkflowInfo]:
+    result: list[WorkflowInfo] = await thunk()
+    return result
+
+
+async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
+    result: list[StepInfo] = await thunk()
+    return result
+
+
+class Orchestrator:
+    """A durable-workflow application: register workflows and steps, then ``async with app``.
+
+    Args:
+        app_name: names the application (and the embedded SQLite file).
+        database_url: ``postgresql://…`` or ``sqlite:///path``; None reads ``DATABASE_URL`` /
+            ``ORCHESTRATOR_DATABASE_URL``, else uses ``./.orchestrator/<app_name>.db``.
+        executor_id: this process's id; the default ``local`` is stable, so a restarted single
+            process recovers its own work. Give each worker of a fleet its own.
+        app_version: the code version recorded with workflows; default: a hash of the
+            registered workflows. Only workers of the same version recover a workflow.
+        schema: PostgreSQL schema holding the tables (default ``orchestrator``).
+        clock: a Clock (tests inject a FakeClock); default: the database clock.
+    """
+
+    def __init__(
+        self,
+        app_name: str = "orchestrator",
+        database_url: str | None = None,
+        *,
+        executor_id: str | None = None,
+        app_version: str | None = None,
+        schema: str | None = None,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.app_name = app_name
+        url = database_url or resolve_database_url(app_name, self.settings)
+        self.store: Store = create_store(
+            url,
+            schema=schema or self.settings.schema_name,
+            clock_ms=clock.now_ms if clock is not None else None,
+        )
+        self.clock: Clock = clock or DatabaseClock(self.store.now_ms)
+        self.registry = Registry()
+        self.engine = Engine(
+            self.store,
+            self.clock,
+            self.registry,
+            executor_id=executor_id or self.settings.executor_id,
+        )
+        self._app_version = app_version or self.settings.app_version
+        self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
+        self._ops: dict[Callable[..., Any], StepFunction[Any, Any]] = {
+            _call: StepFunction(_call, name="_call"),
+            _call_infos: StepFunction(_call_infos, name="_call_infos"),
+            _call_steps: StepFunction(_call_steps, name="_call_steps"),
+        }
+
+    # -- life cycle -------------------------------------------------------------------------
+    @property
+    def executor_id(self) -> str:
+        return self.engine.executor_id
+
+    @property
+    def app_version(self) -> str:
+        return self._app_version or self._workflows_hash()
+
+    def _workflows_hash(self) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(self.registry.workflows):
+            digest.update(name.encode())
+            code = getattr(self.registry.workflows[name].fn, "__code__", None)
+            if code is not None:
+                digest.update(code.co_code)
+        return digest.hexdigest()[:16]
+
+    async def launch(self) -> None:
+        """Open the store (migrating it), then recover this executor's unfinished workflows."""
+        if self.engine.launched:
+            return
+        await self.store.open()
+        if isinstance(self.clock, DatabaseClock):
+            await self.clock.sync()
+        await self.engine.launch(self.app_version)
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Let running workflows continue up to ``timeout`` seconds, then stop them (they stay
+        PENDING and are recovered later) and close the store."""
+        await self.engine.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
+        await self.store.close()
+
+    async def __aenter__(self) -> Orchestrator:
+        await self.launch()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # -- registration -----------------------------------------------------------------------
+    def _check_open_for_registration(self, kind: str, name: str) -> None:
+        if self.engine.launched:
+            raise ConfigurationError(
+                f"cannot register {kind} {name!r} after launch: define every workflow and step "
+                "at import time, before `async with app` / `app.launch()`."
+            )
+
+    def workflow(
+        self,
+        name: str | None = None,
+        *,
+        max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        timeout: float | None = None,
+        schedule: str | None = None,
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]:
+        """Register an ``async def`` as a durable workflow (name: its qualified name)."""
+
+        def register(fn: Callable[P, Coroutine[Any, Any, R]]) -> WorkflowFunction[P, R]:
+            import inspect
+
+            workflow_name = name or fn.__qualname__
+            if not inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(
+                    f"workflow {workflow_name!r} must be an `async def` function"
+                )
+            self._check_open_for_registration("workflow", workflow_name)
+            if workflow_name in self.registry.workflows:
+                raise ConfigurationError(
+                    f"a workflow named {workflow_name!r} is already registered"
+                )
+            workflow = WorkflowFunction(
+                fn,
+                name=workflow_name,
+                engine=self.engine,
+                max_recovery_attempts=max_recovery_attempts,
+                timeout=timeout,
+                schedule=schedule,
+            )
+            self.registry.workflows[workflow_name] = workflow
+            return workflow
+
+        return register
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        pivot: bool = False,
+        compensation: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+
+    def step(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        pivot: bool = False,
+        compensation: Callable[..., Any] | None = None,
+    ) -> StepFunction[P, R] | Callable[[Callable[P, R]], StepFunction[P, R]]:
+        """Register a step (async, or sync run in a thread) with an optional retry policy,
+        compensation (undo) and pivot flag (the saga's point of no return)."""
+
+        def register(function: Callable[P, R]) -> StepFunction[P, R]:
+            step_name = name or function.__qualname__
+            self._check_open_for_registration("step", step_name)
+            if step_name in self.registry.steps:
+                raise ConfigurationError(f"a step named {step_name!r} is already registered")
+            step: StepFunction[P, R] = StepFunction(
+                function,
+                name=step_name,
+                retry=retry or Retry(),
+                pivot=pivot,
+                register_compensation=self._register_compensation,
+            )
+            self.registry.steps[step_name] = step
+            if compensation is not None:
+                step.compensation(compensation)
+            return step
+
+        return register(fn) if fn is not None else register
+
+    def _register_compensation(self, compensation: StepFunction[Any, Any]) -> None:
+        self._check_open_for_registration("compensation", compensation.name)
+        self.registry.compensations[compensation.name] = compensation
+
+    # -- inside workflows -------------------------------------------------------------------
+    async def run_step(
+        self,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        *args: Any,
+        name: str | None = None,
+        retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run any function as a durable step of the current workflow (an inline step)."""
+        step_name = name or getattr(fn, "__qualname__", None)
+        if not step_name:
+            raise InvalidArgumentError("run_step needs name= for a callable without __qualname__")
+        key = (step_name, fn)
+        step = self._inline_steps.get(key)
+        if step is None:
+            step = self._inline_steps[key] = StepFunction(fn, name=step_name)
+        result: T = await call_step(step, args, kwargs, retry=retry)
+        return result
+
+    def step_context(self) -> StepContext:
+        """The running step's context: ``idempotency_key``, ``attempt``, ``step_number``."""
+        return context.current_step()
+
+    async def sleep(self, seconds: float) -> None:
+        """Durable sleep (recorded wake-up time; recovery sleeps only what is left)."""
+        await timers.sleep(seconds)
+
+    async def now(self) -> dt.datetime:
+        """The time, recorded inside a workflow so replays are deterministic."""
+        return await timers.now()
+
+    async def random(self) -> float:
+        """A random float, recorded inside a workflow so replays are deterministic."""
+        return await timers.random()
+
+    async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
+        """Run a management call, recorded as a step when made inside a workflow."""
+        result: T = await call_step(self._ops[op], (thunk,), {}, name=thunk.__name__)
+        return result
+
+    # -- starting and managing workflows ----------------------------------------------------
+    def _workflow_of(
+        self, workflow: WorkflowFunction[Any, Any] | str
+    ) -> WorkflowFunction[Any, Any]:
+        if isinstance(workflow, str):
+            return self.engine.workflow_named(workflow)
+        if not isinstance(workflow, WorkflowFunction):
+            raise InvalidArgumentError(
+                f"{workflow!r} is not a workflow: decorate it with @app.workflow()"
+            )
+        if self.registry.workflows.get(workflow.name) is not workflow:
+            raise InvalidArgumentError(f"workflow {workflow.name!r} belongs to another app")
+        return workflow
+
+    async def start(
+        self,
+        workflow: WorkflowFunction[P, R] | str,
+        *args: Any,
+        workflow_id: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        dedup_id: str | None = None,
+        partition_key: str | None = None,
+        delay: float | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]:
+        """Start a workflow and return its handle at once. The id is an idempotency key: the
+        same id returns the existing workflow's handle. Inside a workflow this starts a child."""
+        options = StartOptions(
+            workflow_id=workflow_id,
+            queue=queue,
+            priority=priority,
+            dedup_id=dedup_id,
+            partition_key=partition_key,
+            delay=delay,
+            timeout=timeout,
+        )
+        if queue is not None:
+            raise ConfigurationError(f"unknown queue {queue!r}: declare it with app.queue()")
+        handle: WorkflowHandle[R] = await self.engine.start_workflow(
+            self._workflow_of(workflow), args, kwargs, options
+        )
+        return handle
+
+    def retrieve(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle for an existing workflow (``status()`` raises if there is none)."""
+        return WorkflowHandle(self.engine, workflow_id)
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow: it stops at its next durable call and ends CANCELLED."""
+
+        async def cancel() -> None:
+            await self.engine.cancel(workflow_id)
+
+        await self._op(cancel)
+
+    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
+        checkpoint (failed steps at the end of its history are retried)."""
+
+        async def resume() -> str:
+            return (await self.engine.resume(workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(resume))
+
+    async def fork(
+        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow with the same input that reuses steps before ``from_step``."""
+
+        async def fork() -> str:
+            return (await self.engine.fork(workflow_id, from_step, new_workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(fork))
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | str | list[WorkflowStatus] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        parent_workflow_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        ascending: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows matching the filters, newest first (unless ``ascending``)."""
+        if limit < 1 or limit > 10_000 or offset < 0:
+            raise InvalidArgumentError("limit must be 1..10000 and offset >= 0")
+        statuses = None
+        if status is not None:
+            raw = status if isinstance(status, list) else [status]
+            try:
+                statuses = [WorkflowStatus(s) for s in raw]
+            except ValueError as exc:
+                raise InvalidArgumentError(
+                    f"unknown status {status!r}; use one of {', '.join(WorkflowStatus)}"
+                ) from exc
+        query = WorkflowQuery(
+            statuses=statuses,
+            name=name,
+            queue_name=queue,
+            parent_workflow_id=parent_workflow_id,
+            created_after_ms=None
+            if created_after is None
+            else int(created_after.timestamp() * 1000),
+            created_before_ms=None
+            if created_before is None
+            else int(created_before.timestamp() * 1000),
+            limit=limit,
+            offset=offset,
+            ascending=ascending,
+        )
+
+        async def list_workflows() -> list[WorkflowInfo]:
+            return await self.engine.list_workflows(query)
+
+        return await self._op(list_workflows, _call_infos)
+
+    async def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        """Every recorded step (forward steps and compensations) of a workflow, in order."""
+
+        async def list_steps() -> list[StepInfo]:
+            return await self.engine.list_steps(workflow_id)
+
+        return await self._op(list_steps, _call_steps)

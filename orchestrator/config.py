@@ -1,0 +1,41 @@
+"""Settings (environment variables or arguments) and which store a database URL selects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import ConfigurationError
+
+_APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class Settings(BaseSettings):
+    """Orchestrator settings; each field can come from ``ORCHESTRATOR_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),  # type: ignore[pydantic-alias]
+        description="postgresql://… or sqlite:///path; unset: embedded SQLite under data_dir",
+    )
+    schema_name: str = Field(default="orchestrator", description="PostgreSQL schema")
+    data_dir: Path = Field(default=Path(".orchestrator"), description="embedded SQLite folder")
+    executor_id: str = Field(default="local", description="stable id of this process")
+    app_version: str | None = Field(default=None, description="default: hash of the workflows")
+    shutdown_timeout: float = Field(default=10.0, description="seconds to let work finish")
+
+
+def resolve_database_url(app_name: str, settings: Settings) -> str:
+    """The URL the store is created from: the setting, or the embedded SQLite file."""
+    if not _APP_NAME.match(app_name):
+        raise ConfigurationError(
+            f"app_name {app_name!r} must be 1-100 letters, digits, '_', '.', or '-'"
+        )
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{settings.data_dir / (app_name + '.db')}"

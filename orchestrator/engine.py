@@ -1,0 +1,554 @@
+"""The engine: starts workflows (and child workflows), waits for results, recovers unfinished
+work at launch, and carries out cancel / resume / fork on stored workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from orchestrator import context
+from orchestrator.clock import Clock
+from orchestrator.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    LeaseLostError,
+    MaxRecoveryAttemptsExceededError,
+    NotRegisteredError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+    WorkflowTimeoutError,
+)
+from orchestrator.executor import WorkflowRun
+from orchestrator.notifications import Waiters
+from orchestrator.serialization import decode_error, encode, encode_error, error_summary
+from orchestrator.store.base import (
+    NOTIFY_RECONNECTED,
+    NOTIFY_WORKFLOW,
+    NewWorkflow,
+    StepRecord,
+    Store,
+    WorkflowQuery,
+    WorkflowRecord,
+)
+from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
+from orchestrator.workflow import (
+    Registry,
+    StartOptions,
+    StepInfo,
+    WorkflowFunction,
+    WorkflowHandle,
+    WorkflowInfo,
+)
+
+logger = logging.getLogger("orchestrator.engine")
+
+RESULT_POLL_SECONDS = 1.0  # a lost notification delays a remote result waiter at most this
+RESUMABLE = frozenset(
+    {
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.ERROR,
+        WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+        WorkflowStatus.ENQUEUED,
+    }
+)
+
+
+class Engine:
+    """Owns the workflows running in this process; everything durable goes through ``store``."""
+
+    def __init__(self, store: Store, clock: Clock, registry: Registry, *, executor_id: str) -> None:
+        self.store = store
+        self.clock = clock
+        self.registry = registry
+        self.executor_id = executor_id
+        self.app_version: str | None = None
+        self.waiters = Waiters()
+        self.runs: dict[str, WorkflowRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.launched = False
+        self.closing = False
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def launch(self, app_version: str) -> None:
+        self.app_version = app_version
+        await self.store.listen(self.on_notification)
+        self.launched = True
+        await self.recover()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Let running workflows go on for ``timeout`` seconds, then interrupt them; the ones
+        interrupted stay PENDING and are recovered by the next launch or another worker."""
+        self.closing = True
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.launched = False
+
+    def require_launched(self, operation: str) -> None:
+        if not self.launched:
+            raise ConfigurationError(
+                f"{operation} needs a launched orchestrator: use `async with app:` or "
+                "`await app.launch()` first."
+            )
+
+    def on_notification(self, kind: str, payload: str) -> None:
+        self.waiters.notify(kind, payload)
+        if kind == NOTIFY_WORKFLOW and payload in self.runs:
+            self._spawn(self._check_still_running(payload))
+        elif kind == NOTIFY_RECONNECTED:
+            for workflow_id in list(self.runs):
+                self._spawn(self._check_still_running(workflow_id))
+
+    async def _check_still_running(self, workflow_id: str) -> None:
+        run = self.runs.get(workflow_id)
+        if run is None or run.finishing:
+            return
+        record = await self.store.get_workflow(workflow_id)
+        if record is None or record.status not in RUNNING_STATUSES:
+            run.stop(
+                WorkflowCancelledError(
+                    f"workflow {workflow_id} is {record.status if record else 'deleted'}",
+                    workflow_id=workflow_id,
+                )
+            )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- starting ---------------------------------------------------------------------------
+    def workflow_named(self, name: str) -> WorkflowFunction[Any, Any]:
+        workflow = self.registry.workflows.get(name)
+        if workflow is None:
+            known = ", ".join(sorted(self.registry.workflows)) or "none"
+            raise NotRegisteredError(
+                f"no workflow named {name!r} is registered (registered: {known})", name=name
+            )
+        return workflow
+
+    def new_workflow(
+        self,
+        workflow: WorkflowFunction[Any, Any],
+        input_text: str,
+        options: StartOptions,
+        *,
+        workflow_id: str,
+        parent_workflow_id: str | None = None,
+    ) -> NewWorkflow:
+        timeout = options.timeout if options.timeout is not None else workflow.timeout
+        if timeout is not None and timeout <= 0:
+            raise InvalidArgumentError(f"timeout must be > 0 seconds, got {timeout}")
+        return NewWorkflow(
+            workflow_id=workflow_id,
+            name=workflow.name,
+            status=WorkflowStatus.ENQUEUED if options.queue else WorkflowStatus.PENDING,
+            input=input_text,
+            executor_id=None if options.queue else self.executor_id,
+            app_version=self.app_version,
+            queue_name=options.queue,
+            priority=options.priority,
+            dedup_id=options.dedup_id,
+            partition_key=options.partition_key,
+            parent_workflow_id=parent_workflow_id,
+            max_recovery_attempts=workflow.max_recovery_attempts,
+            timeout_ms=None if timeout is None else int(timeout * 1000),
+            delay_ms=None if options.delay is None else int(options.delay * 1000),
+        )
+
+    async def start_workflow(
+        self,
+        workflow: WorkflowFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> WorkflowHandle[Any]:
+        """Start ``workflow`` (a child workflow when called inside one); idempotent by id."""
+        self.require_launched(f"starting workflow {workflow.name!r}")
+        if options.workflow_id is not None and not options.workflow_id:
+            raise InvalidArgumentError("workflow_id must be a non-empty string")
+        current = context.current()
+        if current is not None and current.step is None:
+            return await self._start_child(current.run, workflow, args, kwargs, options)
+        input_text = workflow.signature.encode_input(args, kwargs)
+        new = self.new_workflow(
+            workflow, input_text, options, workflow_id=options.workflow_id or str(uuid.uuid4())
+        )
+        record, created = await self.store.create_workflow(new)
+        if not created:
+            self._check_same(record, workflow, input_text)
+        elif record.status is WorkflowStatus.PENDING:
+            self.launch_run(record, workflow, [])
+        return WorkflowHandle(self, record.workflow_id)
+
+    async def _start_child(
+        self,
+        run: WorkflowRun,
+        workflow: WorkflowFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> WorkflowHandle[Any]:
+        number = run.next_step()
+        recorded = run.replayed(number, workflow.name)
+        if recorded is not None and recorded.child_workflow_id is not None:
+            run.on_replayed_step(recorded)
+            return WorkflowHandle(self, recorded.child_workflow_id)
+        run.check_runnable()
+        input_text = workflow.signature.encode_input(args, kwargs)
+        child_id = options.workflow_id or f"{run.workflow_id}-{number}"
+        new = self.new_workflow(
+            workflow,
+            input_text,
+            options,
+            workflow_id=child_id,
+            parent_workflow_id=run.workflow_id,
+        )
+        step = StepRecord(
+            workflow_id=run.workflow_id,
+            step_number=number,
+            name=workflow.name,
+            kind=StepKind.CHILD,
+            output=json.dumps(child_id),
+            child_workflow_id=child_id,
+            started_at=self.clock.now_ms(),
+        )
+        record, created = await self.store.start_child(new, step)
+        run.history.append(step)
+        if not created:
+            self._check_same(record, workflow, input_text)
+        elif record.status is WorkflowStatus.PENDING:
+            self.launch_run(record, workflow, [])
+        return WorkflowHandle(self, child_id)
+
+    @staticmethod
+    def _check_same(
+        record: WorkflowRecord, workflow: WorkflowFunction[Any, Any], input_text: str
+    ) -> None:
+        if record.name != workflow.name:
+            raise WorkflowConflictError(
+                f"workflow id {record.workflow_id!r} already belongs to a {record.name!r} "
+                f"workflow; it cannot also start {workflow.name!r}. Choose another id.",
+                workflow_id=record.workflow_id,
+                existing_name=record.name,
+            )
+        if record.input != input_text:
+            raise WorkflowConflictError(
+                f"workflow id {record.workflow_id!r} was already started with different "
+                "input; a workflow id is an idempotency key, so the same id must carry the "
+                "same input. Choose another id for new input.",
+                workflow_id=record.workflow_id,
+            )
+
+    def launch_run(
+        self,
+        record: WorkflowRecord,
+        workflow: WorkflowFunction[Any, Any],
+        recorded: list[StepRecord],
+    ) -> WorkflowRun:
+        """Execute ``record`` in this process as a background task."""
+        run = WorkflowRun(record, workflow, recorded, store=self.store, clock=self.clock)
+        self.runs[record.workflow_id] = run
+        self._spawn(self._execute(run))
+        return run
+
+    async def _execute(self, run: WorkflowRun) -> None:
+        watcher: asyncio.Task[None] | None = None
+        if run.record.deadline_ms is not None:
+            watcher = asyncio.get_running_loop().create_task(self._enforce_deadline(run))
+        try:
+            await run.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failed for good: leave the row for recovery
+            logger.exception("workflow %s could not be checkpointed", run.workflow_id)
+            run.resolve(exc=exc)
+        finally:
+            if self.runs.get(run.workflow_id) is run:
+                del self.runs[run.workflow_id]
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _enforce_deadline(self, run: WorkflowRun) -> None:
+        assert run.record.deadline_ms is not None
+        await self.clock.sleep_until(run.record.deadline_ms)
+        error = WorkflowCancelledError(
+            f"workflow {run.workflow_id} passed its deadline and was cancelled",
+            workflow_id=run.workflow_id,
+            reason="deadline",
+        )
+        if await self.store.transition_workflow(
+            run.workflow_id,
+            WorkflowStatus.CANCELLED,
+            from_statuses={WorkflowStatus.PENDING},
+            error=encode_error(error),
+        ):
+            run.stop(error)
+
+    # -- results ----------------------------------------------------------------------------
+    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+        current = context.current()
+        if current is None or current.step is not None:
+            return await self._wait_result(workflow_id, timeout)
+        run = current.run
+        if timeout is None:  # a finished workflow's outcome never changes: nothing to record
+            return await run.wait(self._wait_result(workflow_id, None))
+        return await self._durable_result(run, workflow_id, timeout)
+
+    async def _durable_result(self, run: WorkflowRun, workflow_id: str, timeout: float) -> Any:
+        """Inside a workflow with a timeout: whether it timed out is recorded, for replay."""
+        number = run.next_step()
+        name = f"result:{workflow_id}"
+        recorded = run.replayed(number, name)
+        if recorded is None:
+            run.check_runnable()
+            output = error = None
+            try:
+                value = await run.wait(self._wait_result(workflow_id, timeout))
+                output = encode(value, what="child result")
+            except (WorkflowCancelledError, LeaseLostError):
+                if run.stop_reason is not None:
+                    raise
+                error = encode_error(WorkflowCancelledError(f"workflow {workflow_id} cancelled"))
+            except Exception as exc:
+                error = encode_error(exc)
+            recorded = StepRecord(
+                workflow_id=run.workflow_id,
+                step_number=number,
+                name=name,
+                kind=StepKind.RESULT,
+                output=output,
+                error=error,
+            )
+            await run.checkpoint(recorded)
+        if recorded.error is not None:
+            raise decode_error(recorded.error)
+        record = await self.store.get_workflow(workflow_id)
+        workflow = self.registry.workflows.get(record.name) if record else None
+        if workflow is None:
+            return json.loads(recorded.output) if recorded.output else None
+        return workflow.signature.decode_output(recorded.output)
+
+    async def _wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            run = self.runs.get(workflow_id)
+            if run is not None:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(run.outcome), remaining)
+                except TimeoutError:
+                    raise self._timeout(workflow_id, timeout) from None
+                except LeaseLostError:
+                    if self.closing:
+                        raise
+                    continue  # another worker goes on with it: follow the stored status
+            with self.waiters.subscribe(NOTIFY_WORKFLOW, workflow_id) as subscription:
+                record = await self.store.get_workflow(workflow_id)
+                if record is None:
+                    raise WorkflowNotFoundError(
+                        f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+                    )
+                if record.status.is_terminal:
+                    return self.outcome_of(record)
+                if workflow_id in self.runs:
+                    continue
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise self._timeout(workflow_id, timeout)
+                wait = RESULT_POLL_SECONDS if remaining is None else min(remaining, 1.0)
+                await subscription.wait(wait)
+
+    @staticmethod
+    def _timeout(workflow_id: str, timeout: float | None) -> WorkflowTimeoutError:
+        return WorkflowTimeoutError(
+            f"workflow {workflow_id} did not finish within {timeout} s; it is still running "
+            "(wait again, or check its status)",
+            workflow_id=workflow_id,
+            timeout=timeout,
+        )
+
+    def outcome_of(self, record: WorkflowRecord) -> Any:
+        """The result of a finished workflow, or raise the error it ended with."""
+        status = record.status
+        if status is WorkflowStatus.SUCCESS:
+            workflow = self.registry.workflows.get(record.name)
+            if workflow is None:
+                return json.loads(record.output) if record.output else None
+            return workflow.signature.decode_output(record.output)
+        if status is WorkflowStatus.ERROR and record.error:
+            raise decode_error(record.error)
+        summary = error_summary(record.error) or ("", "")
+        if status is WorkflowStatus.CANCELLED:
+            raise WorkflowCancelledError(
+                summary[1] or f"workflow {record.workflow_id} was cancelled",
+                workflow_id=record.workflow_id,
+            )
+        if status is WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
+            raise MaxRecoveryAttemptsExceededError(
+                f"workflow {record.workflow_id} was recovered {record.recovery_attempts} times "
+                f"without finishing (max_recovery_attempts={record.max_recovery_attempts}); "
+                "fix the cause, then resume it",
+                workflow_id=record.workflow_id,
+            )
+        raise WorkflowFailedError(
+            f"workflow {record.workflow_id} ended {status}: {summary[0]}: {summary[1]}",
+            workflow_id=record.workflow_id,
+            status=str(status),
+            error_type=summary[0],
+            error_message=summary[1],
+        )
+
+    # -- recovery ---------------------------------------------------------------------------
+    async def recover(self) -> list[str]:
+        """Resume every unfinished workflow this executor owns, from its last checkpoint."""
+        records = await self.store.claim_for_recovery(self.executor_id, self.app_version)
+        resumed: list[str] = []
+        for record in records:
+            if record.workflow_id in self.runs:
+                continue
+            if await self._recover_one(record):
+                resumed.append(record.workflow_id)
+        if resumed:
+            logger.info("recovered %d workflows: %s", len(resumed), resumed[:20])
+        return resumed
+
+    async def _recover_one(self, record: WorkflowRecord) -> bool:
+        limit = record.max_recovery_attempts
+        if limit is not None and record.recovery_attempts > limit:
+            error = MaxRecoveryAttemptsExceededError(
+                f"workflow {record.workflow_id} was recovered {record.recovery_attempts} times "
+                f"(max_recovery_attempts={limit})",
+                workflow_id=record.workflow_id,
+            )
+            await self.store.transition_workflow(
+                record.workflow_id,
+                WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+                from_statuses=RUNNING_STATUSES,
+                error=encode_error(error),
+            )
+            return False
+        workflow = self.registry.workflows.get(record.name)
+        if workflow is None:
+            unregistered = NotRegisteredError(
+                f"workflow {record.workflow_id} runs {record.name!r}, which this application "
+                "does not register",
+                name=record.name,
+            )
+            await self.store.finish_workflow(
+                record.workflow_id, WorkflowStatus.ERROR, error=encode_error(unregistered)
+            )
+            return False
+        self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
+        return True
+
+    # -- management -------------------------------------------------------------------------
+    async def get_record(self, workflow_id: str) -> WorkflowRecord:
+        record = await self.store.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(
+                f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+            )
+        return record
+
+    async def workflow_info(self, workflow_id: str) -> WorkflowInfo:
+        return WorkflowInfo.from_record(await self.get_record(workflow_id))
+
+    async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowInfo]:
+        return [WorkflowInfo.from_record(r) for r in await self.store.list_workflows(query)]
+
+    async def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        await self.get_record(workflow_id)
+        return [StepInfo.from_record(s) for s in await self.store.load_steps(workflow_id)]
+
+    async def cancel(self, workflow_id: str) -> WorkflowInfo:
+        """Stop a workflow at its next durable call; it ends CANCELLED."""
+        error = WorkflowCancelledError(
+            f"workflow {workflow_id} was cancelled", workflow_id=workflow_id
+        )
+        record = await self.store.transition_workflow(
+            workflow_id,
+            WorkflowStatus.CANCELLED,
+            from_statuses={WorkflowStatus.ENQUEUED, WorkflowStatus.PENDING},
+            error=encode_error(error),
+        )
+        if record is None:
+            record = await self.get_record(workflow_id)
+            if record.status is WorkflowStatus.COMPENSATING:
+                raise WorkflowStateError(
+                    f"workflow {workflow_id} is compensating; a rollback is not cancelled",
+                    workflow_id=workflow_id,
+                )
+            if record.status is not WorkflowStatus.CANCELLED:
+                raise WorkflowFinishedError(
+                    f"workflow {workflow_id} already finished as {record.status}",
+                    workflow_id=workflow_id,
+                    status=str(record.status),
+                )
+        run = self.runs.get(workflow_id)
+        if run is not None:
+            run.stop(error)
+        return WorkflowInfo.from_record(record)
+
+    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a cancelled, failed or stuck workflow again from its last checkpoint; steps
+        that failed at the end of its history are retried."""
+        self.require_launched("resume")
+        current = await self.get_record(workflow_id)
+        workflow = self.workflow_named(current.name)
+        record = await self.store.resume_workflow(
+            workflow_id, self.executor_id, self.app_version, from_statuses=RESUMABLE
+        )
+        if record is None:
+            record = await self.get_record(workflow_id)
+            if record.status in RUNNING_STATUSES:
+                return WorkflowHandle(self, workflow_id)
+            raise WorkflowFinishedError(
+                f"workflow {workflow_id} is {record.status}; only {', '.join(sorted(RESUMABLE))}"
+                " workflows can be resumed",
+                workflow_id=workflow_id,
+                status=str(record.status),
+            )
+        if workflow_id not in self.runs:
+            steps = await self.store.load_steps(workflow_id)
+            failed_tail = 0
+            while failed_tail < len(steps) and steps[-1 - failed_tail].error is not None:
+                failed_tail += 1
+            if failed_tail:
+                first_failed = steps[-failed_tail].step_number
+                await self.store.delete_steps(workflow_id, first_failed)
+                steps = steps[:-failed_tail]
+            self.launch_run(record, workflow, steps)
+        return WorkflowHandle(self, workflow_id)
+
+    async def fork(
+        self, workflow_id: str, from_step: int, new_workflow_id: str | None
+    ) -> WorkflowHandle[Any]:
+        """Start a new workflow with the same input, reusing the steps recorded before
+        ``from_step`` and executing from there on."""
+        self.require_launched("fork")
+        if from_step < 1:
+            raise InvalidArgumentError(
+                f"from_step must be >= 1 (steps count from 1), got {from_step}"
+            )
+        source = await self.get_record(workflow_id)
+        workflow = self.workflow_named(source.name)
+        new = self.new_workflow(
+            workflow,
+            source.input,
+            StartOptions(),
+            workflow_id=new_workflow_id or str(uuid.uuid4()),
+        )
+        record = await self.store.fork_workflow(new, workflow_id, from_step)
+        self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
+        return WorkflowHandle(self, record.workflow_id)

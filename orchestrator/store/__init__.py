@@ -1,0 +1,90 @@
+"""Durable stores: the Store protocol, its PostgreSQL and SQLite implementations, create_store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.errors import ConfigurationError
+from orchestrator.store.base import (
+    NOTIFY_EVENT,
+    NOTIFY_MESSAGE,
+    NOTIFY_RECONNECTED,
+    NOTIFY_STREAM,
+    NOTIFY_WORKFLOW,
+    SEPARATOR,
+    MigrationState,
+    NewWorkflow,
+    NotificationHandler,
+    StepRecord,
+    Store,
+    StreamEntry,
+    WorkflowQuery,
+    WorkflowRecord,
+)
+from orchestrator.store.postgres import PostgresStore
+from orchestrator.store.sqlite import SQLiteStore
+
+__all__ = [
+    "NOTIFY_EVENT",
+    "NOTIFY_MESSAGE",
+    "NOTIFY_RECONNECTED",
+    "NOTIFY_STREAM",
+    "NOTIFY_WORKFLOW",
+    "SEPARATOR",
+    "MigrationState",
+    "NewWorkflow",
+    "NotificationHandler",
+    "PostgresStore",
+    "SQLiteStore",
+    "StepRecord",
+    "Store",
+    "StreamEntry",
+    "WorkflowQuery",
+    "WorkflowRecord",
+    "create_store",
+]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_SQLITE_PREFIX = "sqlite:///"
+ACCEPTED_URLS = (
+    "postgresql://user:password@host:5432/dbname (also postgres:// and postgresql+psycopg://),"
+    " sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
+)
+
+
+def create_store(
+    database_url: str,
+    *,
+    schema: str = "orchestrator",
+    clock_ms: Callable[[], int] | None = None,
+) -> Store:
+    """The store for ``database_url`` (not opened yet: ``await store.open()``).
+
+    Args:
+        database_url: a PostgreSQL URL or an SQLite one (see ``ACCEPTED_URLS``).
+        schema: the PostgreSQL schema holding the tables (ignored by SQLite).
+        clock_ms: SQLite's clock in epoch milliseconds, for tests (PostgreSQL uses its own).
+
+    Raises:
+        ConfigurationError: the URL is neither form.
+    """
+    url = database_url.strip()
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return PostgresStore("postgresql://" + url.removeprefix(scheme), schema=schema)
+    if url.startswith(_SQLITE_PREFIX):
+        path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
+        if path:
+            return SQLiteStore(path, clock_ms=clock_ms)
+    raise ConfigurationError(
+        f"unsupported database URL {_redact(database_url)!r}; use one of: {ACCEPTED_URLS}"
+    )
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, fit for an error message."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

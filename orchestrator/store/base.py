@@ -1,0 +1,276 @@
+"""The Store protocol: everything the engine asks of a database, and the records it exchanges.
+
+Values cross this boundary as JSON text (the engine serializes); times are epoch milliseconds
+from the database clock. Every method is atomic: it commits all of its writes or none.
+Database errors are translated to ``orchestrator.errors`` inside each store, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orchestrator.types import StepKind, WorkflowStatus
+
+# Notification channels (the ``kind`` passed to a NotificationHandler) and their payloads.
+NOTIFY_MESSAGE = "message"  # payload: f"{destination_id}\x1f{topic}"
+NOTIFY_EVENT = "event"  # payload: f"{workflow_id}\x1f{key}"
+NOTIFY_STREAM = "stream"  # payload: f"{workflow_id}\x1f{key}"
+NOTIFY_WORKFLOW = "workflow"  # payload: workflow_id (its status changed)
+NOTIFY_RECONNECTED = "reconnected"  # payload: "" (notifications may have been lost: re-check)
+SEPARATOR = "\x1f"
+
+NotificationHandler = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """One row of ``workflows``."""
+
+    workflow_id: str
+    name: str
+    status: WorkflowStatus
+    input: str
+    output: str | None
+    error: str | None
+    executor_id: str | None
+    app_version: str | None
+    queue_name: str | None
+    priority: int
+    dedup_id: str | None
+    partition_key: str | None
+    parent_workflow_id: str | None
+    recovery_attempts: int
+    max_recovery_attempts: int | None
+    timeout_ms: int | None
+    deadline_ms: int | None
+    not_before_ms: int | None
+    trace_context: str | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    finished_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    """What ``create_workflow`` inserts. The store fills times; ``deadline_ms`` is derived
+    (``now + timeout_ms``) when the workflow is created PENDING with a timeout."""
+
+    workflow_id: str
+    name: str
+    status: WorkflowStatus  # PENDING (runs now) or ENQUEUED (waits for a worker)
+    input: str
+    executor_id: str | None
+    app_version: str | None
+    queue_name: str | None = None
+    priority: int = 0
+    dedup_id: str | None = None
+    partition_key: str | None = None
+    parent_workflow_id: str | None = None
+    max_recovery_attempts: int | None = None
+    timeout_ms: int | None = None
+    delay_ms: int | None = None  # not_before_ms = now + delay_ms
+    trace_context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One row of ``steps``: a durable call's recorded outcome."""
+
+    workflow_id: str
+    step_number: int
+    name: str
+    kind: StepKind
+    output: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    child_workflow_id: str | None = None
+    compensation: str | None = None
+    compensation_input: str | None = None
+    compensates_step: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None  # filled by the store when None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One value of a stream; ``closed`` marks the end (its value is None)."""
+
+    position: int
+    value: str | None
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowQuery:
+    """Filters for ``list_workflows``; None means 'any'. Newest first unless ``ascending``."""
+
+    statuses: Sequence[WorkflowStatus] | None = None
+    name: str | None = None
+    queue_name: str | None = None
+    executor_id: str | None = None
+    parent_workflow_id: str | None = None
+    created_after_ms: int | None = None
+    created_before_ms: int | None = None
+    workflow_ids: Sequence[str] | None = None
+    limit: int = 100
+    offset: int = 0
+    ascending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationState:
+    """Which migrations exist in the code and which the database has applied."""
+
+    available: tuple[str, ...]
+    applied: tuple[str, ...] = field(default=())
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        return tuple(name for name in self.available if name not in self.applied)
+
+
+class Store(Protocol):
+    """A durable store for workflows. Implemented by PostgresStore and SQLiteStore."""
+
+    dialect: str
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending migrations (under a lock shared by all processes)."""
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under a lock; return the names applied now."""
+
+    async def migration_state(self) -> MigrationState:
+        """What is applied and what is available (for readiness checks)."""
+
+    async def now_ms(self) -> int:
+        """The database clock, epoch milliseconds."""
+
+    async def listen(self, handler: NotificationHandler) -> None:
+        """Deliver notifications (``NOTIFY_*`` kinds) to ``handler`` from now until close().
+
+        PostgreSQL: one LISTEN connection per store, reconnected when it drops, after which
+        ``handler(NOTIFY_RECONNECTED, "")`` is called so waiters re-check. SQLite: called in
+        process after each commit that would notify.
+        """
+
+    # -- workflows --------------------------------------------------------------------------
+    async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
+        """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's row, or None."""
+
+    async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
+        """Rows matching ``query``, ordered by created_at (then workflow_id)."""
+
+    async def finish_workflow(
+        self,
+        workflow_id: str,
+        status: WorkflowStatus,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write a final status (and output or error) if the workflow is still running
+        (PENDING or COMPENSATING). Returns False, writing nothing, otherwise."""
+
+    async def transition_workflow(
+        self,
+        workflow_id: str,
+        to_status: WorkflowStatus,
+        *,
+        from_statuses: Collection[WorkflowStatus],
+        error: str | None = None,
+    ) -> WorkflowRecord | None:
+        """Set ``to_status`` (and ``error`` when given) if the current status is one of
+        ``from_statuses``; return the updated row, or None (nothing written)."""
+
+    async def resume_workflow(
+        self,
+        workflow_id: str,
+        executor_id: str,
+        app_version: str | None,
+        *,
+        from_statuses: Collection[WorkflowStatus],
+    ) -> WorkflowRecord | None:
+        """Make the workflow PENDING on ``executor_id`` again from one of ``from_statuses``:
+        clears output/error/finished_at, resets recovery_attempts to 0 and the deadline to
+        ``now + timeout_ms``. Returns the updated row or None."""
+
+    async def claim_for_recovery(
+        self, executor_id: str, app_version: str | None
+    ) -> list[WorkflowRecord]:
+        """For each PENDING or COMPENSATING workflow of ``executor_id`` (and app_version,
+        when not None): increment recovery_attempts and return the updated rows."""
+
+    # -- steps ------------------------------------------------------------------------------
+    async def load_steps(self, workflow_id: str) -> list[StepRecord]:
+        """All recorded steps of a workflow by step_number."""
+
+    async def record_step(self, step: StepRecord) -> bool:
+        """Insert the step if its workflow is PENDING or COMPENSATING and the step number is
+        free. Returns True if this call inserted it; False (writing nothing) otherwise."""
+
+    async def delete_steps(self, workflow_id: str, from_step: int) -> int:
+        """Delete the steps numbered ``from_step`` and above (resume retries failed steps at the
+        end of a history). Returns how many were deleted."""
+
+    async def start_child(
+        self, child: NewWorkflow, step: StepRecord
+    ) -> tuple[WorkflowRecord, bool]:
+        """In one transaction: create the child workflow (as create_workflow) and record the
+        parent's step (ignored if already recorded). Returns create_workflow's answer."""
+
+    async def fork_workflow(
+        self, new: NewWorkflow, source_workflow_id: str, before_step: int
+    ) -> WorkflowRecord:
+        """In one transaction: create ``new`` and copy the source's steps numbered below
+        ``before_step``. Raises WorkflowConflictError if the new id exists."""
+
+    # -- messages, events, streams ----------------------------------------------------------
+    async def send_message(
+        self,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """Add a message for an active workflow; with ``step``, record the sender's step in
+        the same transaction. Returns False if ``idempotency_key`` was already used for that
+        destination (nothing written). Raises WorkflowNotFoundError / WorkflowFinishedError."""
+
+    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+        """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)
+        and record ``step`` with that payload as output. Returns the payload, or None if no
+        message was waiting (nothing written)."""
+
+    async def set_event(
+        self, workflow_id: str, key: str, value: str, step: StepRecord | None
+    ) -> None:
+        """Upsert the event (and record ``step``) in one transaction."""
+
+    async def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The event's JSON value, or None if it was never set."""
+
+    async def get_events(self, workflow_id: str) -> dict[str, str]:
+        """Every event of the workflow: key -> JSON value."""
+
+    async def write_stream(
+        self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord
+    ) -> None:
+        """Append a value (or the closing row) to a stream and record ``step``, atomically.
+        Writing to a closed stream raises WorkflowStateError."""
+
+    async def read_stream(
+        self, workflow_id: str, key: str, from_position: int
+    ) -> list[StreamEntry]:
+        """Stream entries at ``from_position`` and after, in order."""

@@ -1,0 +1,285 @@
+"""The PostgreSQL store: psycopg 3 async, a connection pool, LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from orchestrator.errors import (
+    InvalidArgumentError,
+    StoreError,
+    StoreUnavailableError,
+    WorkflowNotFoundError,
+)
+from orchestrator.store.base import NOTIFY_RECONNECTED, MigrationState, NotificationHandler
+from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
+from orchestrator.store.operations import Plan, Result, SQLStore
+from orchestrator.store.queries import load_queries
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+# Lower case only: the name goes unquoted into search_path; 50 leaves room for the channel name
+# "<schema>_orchestrator" within PostgreSQL's 63-byte identifiers.
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+RECONNECT_TIMEOUT_SECONDS = 60.0  # give up (StoreUnavailableError) after this long
+RETRY_MAX_WAIT_SECONDS = 5.0  # cap between two retries of an operation
+LISTEN_MAX_WAIT_SECONDS = 1.0  # cap between two reconnection tries of the LISTEN connection
+CONNECT_TIMEOUT_SECONDS = 10  # libpq connect_timeout
+POOL_TIMEOUT_SECONDS = 10.0  # wait for a pooled connection before counting a failed try
+# Connection failures worth retrying: class 08 (connection exception), the server shutting
+# down or restarting (57P01-57P03), too many connections (53300). No sqlstate: client side.
+_RETRYABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True for a lost or impossible connection (retried), False for any other error."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    return error.sqlstate is None or error.sqlstate.startswith(_RETRYABLE_SQLSTATES)
+
+
+class PostgresStore(SQLStore):
+    """A Store on PostgreSQL; its tables live in ``schema`` (created by the first migration).
+
+    Args:
+        url: a libpq connection URL (``postgresql://user:password@host:5432/dbname``).
+        schema: the schema holding the tables; lower-case letters, digits and underscores.
+        min_size: connections the pool keeps open.
+        max_size: connections the pool may open.
+        reconnect_timeout: seconds to keep retrying a lost connection before raising
+            StoreUnavailableError.
+    """
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "orchestrator",
+        min_size: int = 2,
+        max_size: int = 20,
+        reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
+    ) -> None:
+        if not SCHEMA_NAME.match(schema):
+            raise InvalidArgumentError(
+                f"invalid schema name {schema!r}: use 1-50 lower-case letters, digits and"
+                " underscores, not starting with a digit"
+            )
+        if not 0 < min_size <= max_size:
+            raise InvalidArgumentError("need 0 < min_size <= max_size")
+        self.url = url
+        self.schema = schema
+        self.channel = f"{schema}_orchestrator"
+        self.min_size = min_size
+        self.max_size = max_size
+        self.reconnect_timeout = reconnect_timeout
+        self._queries = load_queries("postgres")
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
+        self._handlers: list[NotificationHandler] = []
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Apply pending migrations, then open the pool (without waiting for connections)."""
+        if self._pool is not None:
+            return
+        await self.migrate()
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "options": f"-c search_path={self.schema}",
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            },
+            connection_class=psycopg.AsyncConnection[DictRow],
+            check=None,  # no ping per checkout: a dead connection fails, is dropped, retried
+            timeout=min(POOL_TIMEOUT_SECONDS, max(self.reconnect_timeout, 0.1)),
+            open=False,
+            name=f"orchestrator-{self.schema}",
+        )
+        await pool.open(wait=False)
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (idempotent)."""
+        listener, self._listener = self._listener, None
+        self._handlers.clear()
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under the schema's advisory lock."""
+
+        async def run() -> list[str]:
+            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+                return await migrate_postgres(conn, self.schema)
+
+        return await self._attempt(run)
+
+    async def migration_state(self) -> MigrationState:
+        """What is applied and what is available (works before open(), too)."""
+
+        async def run() -> MigrationState:
+            if self._pool is not None:
+                async with self._pool.connection() as conn:
+                    return await postgres_migration_state(conn)
+            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+                return await postgres_migration_state(conn)
+
+        return await self._attempt(run)
+
+    async def listen(self, handler: NotificationHandler) -> None:
+        """Deliver notifications to ``handler`` until close(), from one LISTEN connection."""
+        self._handlers.append(handler)
+        if self._listener is None:
+            conn = await self._attempt(self._connect_listener)
+            self._listener = asyncio.create_task(
+                self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
+            )
+
+    # -- running operations -----------------------------------------------------------------
+
+    async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
+        async def run() -> T:
+            async with self._connection() as conn:
+                if not transaction:
+                    return await self._execute(conn, plan())
+                async with conn.transaction():
+                    return await self._execute(conn, plan())
+
+        return await self._attempt(run)
+
+    async def _execute(self, conn: psycopg.AsyncConnection[DictRow], steps: Plan[T]) -> T:
+        try:
+            statement = next(steps)
+            while True:
+                cursor = await conn.execute(self._queries[statement.name], statement.params)
+                rows = await cursor.fetchall() if cursor.description else []
+                statement = steps.send(Result(rows, cursor.rowcount))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _connection(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[DictRow]]:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL store is not open: call open() first")
+        return self._pool.connection()
+
+    async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation``, the one place where psycopg errors are retried and translated.
+
+        A lost or impossible connection is retried with exponential backoff (at most
+        RETRY_MAX_WAIT_SECONDS apart) for ``reconnect_timeout`` seconds, then raises
+        StoreUnavailableError. Any other database error raises StoreError at once.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_connection_error),
+            wait=wait_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_SECONDS),
+            stop=stop_after_delay(self.reconnect_timeout),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await operation()
+        except errors.ForeignKeyViolation as error:
+            raise WorkflowNotFoundError(f"the workflow does not exist ({error})") from error
+        except psycopg.Error as error:
+            if is_connection_error(error):
+                raise StoreUnavailableError(
+                    f"PostgreSQL unreachable for {self.reconnect_timeout:g} s: {error}"
+                ) from error
+            raise StoreError(f"PostgreSQL: {error}") from error
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    async def _before_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "PostgreSQL connection failed (try %d), retrying: %s", state.attempt_number, error
+        )
+        if self._pool is not None:
+            # Drop every dead idle connection now rather than meeting them one try at a time.
+            with contextlib.suppress(Exception):
+                await self._pool.check()
+
+    async def _connect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs
+        )
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
+        conn = await self._connect(
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
+        )
+        try:
+            listen = sql.SQL(self._queries["listen"]).format(channel=sql.Identifier(self.channel))
+            await conn.execute(listen)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _listen_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Dispatch notifications; on a lost connection, reconnect and say so (RECONNECTED)."""
+        try:
+            while True:
+                try:
+                    async for notify in conn.notifies():
+                        kind, _, detail = notify.payload.partition(":")
+                        self._dispatch(kind, detail)
+                except psycopg.Error as error:
+                    logger.warning("LISTEN connection lost, reconnecting: %s", error)
+                await conn.close()
+                conn = await self._reconnect_listener()
+                self._dispatch(NOTIFY_RECONNECTED, "")
+        finally:
+            await conn.close()
+
+    async def _reconnect_listener(self) -> psycopg.AsyncConnection[Any]:
+        delay = 0.05
+        while True:
+            try:
+                return await self._connect_listener()
+            except psycopg.Error as error:
+                logger.debug("LISTEN reconnection failed, next try in %.2f s: %s", delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_MAX_WAIT_SECONDS)
+
+    def _dispatch(self, kind: str, detail: str) -> None:
+        for handler in list(self._handlers):
+            try:
+                handler(kind, detail)
+            except Exception:
+                logger.exception("notification handler %r failed on %s", handler, kind)

@@ -1,0 +1,236 @@
+-- Every query the PostgreSQL store runs, by name (orchestrator/store/queries.py loads them).
+-- Connections set search_path to the store's schema, so table names are unqualified.
+-- Parameters are psycopg's %(name)s; inside INSERT ... SELECT they carry a cast, because there
+-- PostgreSQL cannot infer their type from a target column. A "running" workflow is PENDING or
+-- COMPENSATING: only then may an executor write checkpoints.
+
+-- configure_connection --
+-- No-op: connections get their settings (search_path) from their connect options.
+SELECT NULL
+
+-- create_schema --
+-- Create the store's schema ({schema} is filled in with psycopg.sql.Identifier).
+CREATE SCHEMA IF NOT EXISTS {schema}
+
+-- listen --
+-- Subscribe this session to the store's notification channel ({channel}: an identifier).
+LISTEN {channel}
+
+-- lock_migrations --
+-- Serialize migration runs of every process on this schema (session-level advisory lock).
+SELECT pg_advisory_lock(%(lock_key)s::bigint)
+
+-- unlock_migrations --
+-- Release the lock taken by lock_migrations.
+SELECT pg_advisory_unlock(%(lock_key)s::bigint)
+
+-- create_migrations_table --
+-- The version table: one row per applied migration file.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    applied_at  bigint NOT NULL
+)
+
+-- applied_migrations --
+-- The migrations applied so far, oldest first.
+SELECT version, name FROM schema_migrations ORDER BY version
+
+-- record_migration --
+-- Remember that a migration was applied (in the same transaction as the migration).
+INSERT INTO schema_migrations (version, name, applied_at)
+VALUES (%(version)s, %(name)s, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+
+-- now_ms --
+-- The database clock in epoch milliseconds.
+SELECT now_ms() AS now
+
+-- insert_workflow --
+-- Insert a new workflow unless its id (or its active dedup id) exists; returns the new row.
+INSERT INTO workflows (
+    workflow_id, name, status, input, executor_id, app_version, queue_name, priority, dedup_id,
+    partition_key, parent_workflow_id, max_recovery_attempts, timeout_ms, deadline_ms,
+    not_before_ms, trace_context, created_at, updated_at, started_at
+)
+SELECT
+    %(workflow_id)s::text, %(name)s::text, %(status)s::text, %(input)s::text,
+    %(executor_id)s::text, %(app_version)s::text, %(queue_name)s::text, %(priority)s::integer,
+    %(dedup_id)s::text, %(partition_key)s::text, %(parent_workflow_id)s::text,
+    %(max_recovery_attempts)s::integer, %(timeout_ms)s::bigint,
+    CASE WHEN %(status)s::text = 'PENDING' THEN clock.now + %(timeout_ms)s::bigint END,
+    clock.now + %(delay_ms)s::bigint,
+    %(trace_context)s::text, clock.now, clock.now,
+    CASE WHEN %(status)s::text = 'PENDING' THEN clock.now END
+FROM (SELECT now_ms() AS now) AS clock
+ON CONFLICT DO NOTHING
+RETURNING *
+
+-- get_workflow --
+-- One workflow by id.
+SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s
+
+-- get_workflow_by_dedup --
+-- The active workflow holding a dedup id on a queue (to name it in the error).
+SELECT workflow_id FROM workflows
+WHERE queue_name = %(queue_name)s AND dedup_id = %(dedup_id)s
+    AND status IN ('ENQUEUED', 'PENDING')
+
+-- list_workflows --
+-- Workflows matching the filters (NULL: any), newest first; created_* bounds are inclusive.
+SELECT * FROM workflows
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+    AND (%(name)s::text IS NULL OR name = %(name)s::text)
+    AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+    AND (%(executor_id)s::text IS NULL OR executor_id = %(executor_id)s::text)
+    AND (%(parent_workflow_id)s::text IS NULL OR parent_workflow_id = %(parent_workflow_id)s::text)
+    AND (%(created_after_ms)s::bigint IS NULL OR created_at >= %(created_after_ms)s::bigint)
+    AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
+    AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
+ORDER BY created_at DESC, workflow_id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- list_workflows_ascending --
+-- Same filters as list_workflows, oldest first.
+SELECT * FROM workflows
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+    AND (%(name)s::text IS NULL OR name = %(name)s::text)
+    AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+    AND (%(executor_id)s::text IS NULL OR executor_id = %(executor_id)s::text)
+    AND (%(parent_workflow_id)s::text IS NULL OR parent_workflow_id = %(parent_workflow_id)s::text)
+    AND (%(created_after_ms)s::bigint IS NULL OR created_at >= %(created_after_ms)s::bigint)
+    AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
+    AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
+ORDER BY created_at ASC, workflow_id ASC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- finish_workflow --
+-- Write a final status with its output or error, only while the workflow is running.
+UPDATE workflows
+SET status = %(status)s, output = %(output)s, error = %(error)s,
+    finished_at = clock.now, updated_at = clock.now
+FROM (SELECT now_ms() AS now) AS clock
+WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'COMPENSATING')
+
+-- transition_workflow --
+-- Move to a status from one of the given ones; entering PENDING starts the deadline clock.
+UPDATE workflows
+SET status = %(to_status)s,
+    error = COALESCE(%(error)s::text, error),
+    finished_at = CASE WHEN %(terminal)s::boolean THEN clock.now END,
+    started_at = CASE WHEN %(to_status)s::text = 'PENDING'
+        THEN COALESCE(started_at, clock.now) ELSE started_at END,
+    deadline_ms = CASE WHEN %(to_status)s::text = 'PENDING' AND deadline_ms IS NULL
+        THEN clock.now + timeout_ms ELSE deadline_ms END,
+    updated_at = clock.now
+FROM (SELECT now_ms() AS now) AS clock
+WHERE workflow_id = %(workflow_id)s AND status = ANY(%(from_statuses)s::text[])
+RETURNING workflows.*
+
+-- resume_workflow --
+-- Make a workflow PENDING again on an executor: clear its outcome, attempts and deadline.
+UPDATE workflows
+SET status = 'PENDING', executor_id = %(executor_id)s, app_version = %(app_version)s,
+    output = NULL, error = NULL, finished_at = NULL, recovery_attempts = 0,
+    deadline_ms = clock.now + timeout_ms,
+    started_at = COALESCE(started_at, clock.now), updated_at = clock.now
+FROM (SELECT now_ms() AS now) AS clock
+WHERE workflow_id = %(workflow_id)s AND status = ANY(%(from_statuses)s::text[])
+RETURNING workflows.*
+
+-- claim_for_recovery --
+-- Count one more recovery attempt on every running workflow of an executor (and version).
+UPDATE workflows
+SET recovery_attempts = recovery_attempts + 1, updated_at = now_ms()
+WHERE executor_id = %(executor_id)s AND status IN ('PENDING', 'COMPENSATING')
+    AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+RETURNING *
+
+-- load_steps --
+-- A workflow's recorded steps in order.
+SELECT * FROM steps WHERE workflow_id = %(workflow_id)s ORDER BY step_number
+
+-- record_step --
+-- The checkpoint, in one round trip: insert if the workflow runs and the number is free.
+INSERT INTO steps (
+    workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+    compensation, compensation_input, compensates_step, started_at, finished_at
+)
+SELECT
+    %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+    %(output)s::text, %(error)s::text, %(attempts)s::integer, %(child_workflow_id)s::text,
+    %(compensation)s::text, %(compensation_input)s::text, %(compensates_step)s::integer,
+    %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms())
+WHERE EXISTS (
+    SELECT 1 FROM workflows
+    WHERE workflow_id = %(workflow_id)s::text AND status IN ('PENDING', 'COMPENSATING')
+)
+ON CONFLICT DO NOTHING
+
+-- delete_steps --
+-- Forget a workflow's steps from a number on (resume retries failed steps at the end).
+DELETE FROM steps WHERE workflow_id = %(workflow_id)s AND step_number >= %(from_step)s
+
+-- copy_steps --
+-- Copy a workflow's steps numbered below a bound to another workflow (fork).
+INSERT INTO steps (
+    workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+    compensation, compensation_input, compensates_step, started_at, finished_at
+)
+SELECT
+    %(workflow_id)s::text, step_number, name, kind, output, error, attempts, child_workflow_id,
+    compensation, compensation_input, compensates_step, started_at, finished_at
+FROM steps
+WHERE workflow_id = %(source_id)s::text AND step_number < %(before_step)s::integer
+
+-- insert_message --
+-- Add a message unless its idempotency key was already used for that destination.
+INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
+VALUES (%(destination_id)s, %(topic)s, %(payload)s, %(idempotency_key)s, now_ms())
+ON CONFLICT DO NOTHING
+
+-- consume_message --
+-- Take the oldest unconsumed message of a topic; concurrent takers skip each other's row.
+UPDATE messages SET consumed = true
+WHERE message_id = (
+    SELECT message_id FROM messages
+    WHERE destination_id = %(workflow_id)s AND topic = %(topic)s AND NOT consumed
+    ORDER BY message_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING payload
+
+-- set_event --
+-- Publish (or overwrite) an event's value.
+INSERT INTO events (workflow_id, key, value, updated_at)
+VALUES (%(workflow_id)s, %(key)s, %(value)s, now_ms())
+ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+
+-- get_event --
+-- One event's value.
+SELECT value FROM events WHERE workflow_id = %(workflow_id)s AND key = %(key)s
+
+-- get_events --
+-- Every event of a workflow.
+SELECT key, value FROM events WHERE workflow_id = %(workflow_id)s ORDER BY key
+
+-- append_stream --
+-- Append at the next position unless the stream is closed (then no row is inserted).
+INSERT INTO streams (workflow_id, key, position, value, closed, created_at)
+SELECT
+    %(workflow_id)s::text, %(key)s::text,
+    COALESCE((
+        SELECT max(position) + 1 FROM streams
+        WHERE workflow_id = %(workflow_id)s::text AND key = %(key)s::text
+    ), 0),
+    %(value)s::text, %(closed)s::boolean, now_ms()
+WHERE NOT EXISTS (
+    SELECT 1 FROM streams
+    WHERE workflow_id = %(workflow_id)s::text AND key = %(key)s::text AND closed
+)
+
+-- read_stream --
+-- A stream's entries from a position on.
+SELECT position, value, closed FROM streams
+WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND position >= %(from_position)s
+ORDER BY position

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the project's environment: a pinned uv in .tools/, then .venv/ synced from uv.lock.
+#
+# Usage: scripts/bootstrap.sh [EXTRA...]     (default extra: dev; `make bench` adds bench)
+#
+# Needs only python3 >= 3.11 on PATH. Idempotent: a stamp in .venv/ records the hash of
+# uv.lock, pyproject.toml, this script and the extras synced, so a second run returns at once.
+set -euo pipefail
+
+UV_VERSION="0.13.9"   # keep in step with [tool.uv] required-version in pyproject.toml
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+TOOLS="$ROOT/.tools"
+UV="$TOOLS/bin/uv"
+
+export UV_PYTHON_DOWNLOADS=never      # use the system python3; never fetch an interpreter
+export UV_PROJECT_ENVIRONMENT="${UV_PROJECT_ENVIRONMENT:-$ROOT/.venv}"
+VENV="$UV_PROJECT_ENVIRONMENT"
+STAMP="$VENV/.bootstrap.stamp"
+
+extras=("$@")
+[ ${#extras[@]} -eq 0 ] && extras=(dev)
+
+python3 - <<'PY' || { echo "bootstrap: python3 >= 3.11 is required" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+# 1. The pinned uv, in its own throwaway venv.
+if [ ! -x "$UV" ] || [ "$("$UV" --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" ]; then
+    echo "bootstrap: installing uv $UV_VERSION into .tools/" >&2
+    rm -rf "$TOOLS"
+    python3 -m venv "$TOOLS"
+    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "uv==$UV_VERSION" 2> >(grep -v "is neither a file nor a directory" >&2)
+fi
+
+[ -f uv.lock ] || { echo "bootstrap: uv.lock is missing: run 'make lock' and commit it" >&2; exit 1; }
+
+# 2. Skip the sync when nothing it depends on changed and the extras are already there.
+hash="$(cat uv.lock pyproject.toml "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
+    read -r stamp_hash stamp_extras < "$STAMP" || true
+    if [ "${stamp_hash:-}" = "$hash" ]; then
+        missing=0
+        for e in "${extras[@]}"; do
+            case ",${stamp_extras:-}," in *",$e,"*) ;; *) missing=1 ;; esac
+        done
+        [ $missing -eq 0 ] && exit 0
+    fi
+fi
+
+# 3. Sync .venv exactly to the lock (--locked: fail if uv.lock is stale against pyproject.toml).
+extra_args=()
+for e in "${extras[@]}"; do extra_args+=(--extra "$e"); done
+echo "bootstrap: syncing $VENV (extras: ${extras[*]})" >&2
+"$UV" sync --locked --python python3 "${extra_args[@]}"
+
+rm -f "$STAMP"
+printf '%s %s\n' "$hash" "$(IFS=,; echo "${extras[*]}")" > "$STAMP"

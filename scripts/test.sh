@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The one test command (`make test`, and `.ci/run` through it): ruff, ruff format, mypy --strict,
+# import-linter, then pytest. Arguments are passed to pytest: scripts/test.sh -k replay -x
+#
+# PostgreSQL: TEST_DATABASE_URL if set, else postgresql://root@127.0.0.1:5432/root. If it cannot
+# be reached, the postgres half is skipped (ORCH_TEST_SKIP_POSTGRES=1) -- except under CI=true,
+# where that is an error. Every check runs even after one fails; the exit code is non-zero if any
+# failed. pytest collecting no test at all (exit 5) counts as a failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/bootstrap.sh
+
+export PATH="$PWD/.venv/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1
+
+failed=()
+run() {  # run LABEL COMMAND...: keep going on failure, remember the label
+    local label="$1"
+    shift
+    echo "==> $*"
+    "$@" || failed+=("$label")
+}
+
+run ruff-check ruff check .
+run ruff-format ruff format --check .
+run mypy mypy
+run import-linter lint-imports
+
+# Decide whether PostgreSQL is there.
+url="${TEST_DATABASE_URL:-postgresql://root@127.0.0.1:5432/root}"
+shown="$(printf '%s' "$url" | sed -E 's#(://[^:/@]+):[^@]*@#\1:***@#')"
+if python - "$url" <<'PY' 2>/dev/null
+import sys
+
+import psycopg
+
+psycopg.connect(sys.argv[1], connect_timeout=3).close()
+PY
+then
+    export TEST_DATABASE_URL="$url"
+elif [ "${CI:-}" = "true" ]; then
+    echo "PostgreSQL not reachable at $shown: CI=true requires it (start it, or set TEST_DATABASE_URL)" >&2
+    exit 1
+else
+    echo "PostgreSQL not reachable at $shown: running the SQLite half only"
+    export ORCH_TEST_SKIP_POSTGRES=1
+fi
+
+echo "==> pytest $*"
+set +e
+python -m pytest -p no:cacheprovider "$@"
+status=$?
+set -e
+
+if [ $status -eq 5 ]; then
+    echo "pytest collected no tests (exit 5): treating that as a failure" >&2
+    status=1
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed before pytest: ${failed[*]}" >&2
+    [ $status -eq 0 ] && status=1
+fi
+exit $status

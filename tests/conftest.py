@@ -1,0 +1,123 @@
+"""Shared test fixtures: databases and stores (below), engine fixtures (added by the engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from orchestrator.store import PostgresStore, Store, create_store
+
+# =========================================================================== store fixtures
+# PostgreSQL isolation: one migrated template database per test session, copied per test with
+# CREATE DATABASE ... TEMPLATE (fast: a file copy), dropped after the test.
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
+SKIP_POSTGRES = os.environ.get("ORCH_TEST_SKIP_POSTGRES") == "1"
+
+
+def url_for_database(admin_url: str, database: str) -> str:
+    """``admin_url`` pointing at another database on the same server."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def create_database(name: str, *, template: str | None = None) -> str:
+    """Create database ``name`` (optionally copying ``template``) and return its URL."""
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(query)
+    return url_for_database(ADMIN_URL, name)
+
+
+def drop_database(name: str) -> None:
+    """Drop database ``name``, disconnecting whoever is still on it."""
+    query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(query)
+
+
+def _skip_without_postgres() -> None:
+    if SKIP_POSTGRES:
+        pytest.skip("PostgreSQL tests disabled (ORCH_TEST_SKIP_POSTGRES=1)")
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """The name of a database migrated by PostgresStore, to copy per test."""
+    _skip_without_postgres()
+    name = f"orch_tmpl_{os.getpid()}"
+    drop_database(name)
+    url = create_database(name)
+
+    async def migrate() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(migrate())
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(pg_template: str) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database (schema "orchestrator") for one test."""
+    name = f"orch_t_{uuid.uuid4().hex[:16]}"
+    url = create_database(name, template=pg_template)
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database with nothing in it (not copied from the template)."""
+    _skip_without_postgres()
+    name = f"orch_e_{uuid.uuid4().hex[:16]}"
+    url = create_database(name)
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each store: an SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/orch.db"
+    _skip_without_postgres()
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An opened store on ``database_url``, closed after the test."""
+    opened = create_store(database_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# ========================================================================== engine fixtures

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator import context, timers
+from orchestrator import context, saga, timers
 from orchestrator.clock import Clock, DatabaseClock
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import Engine
 from orchestrator.errors import ConfigurationError, InvalidArgumentError
-from orchestrator.retry import Retry
+from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
 from orchestrator.step import StepFunction, call_step
 from orchestrator.store import create_store
 from orchestrator.store.base import Store, WorkflowQuery
@@ -46,6 +47,16 @@ async def _call_infos(thunk: Callable[[], Awaitable[Any]]) -> list[WorkflowInfo]
 async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
     result: list[StepInfo] = await thunk()
     return result
+
+
+class _StepDecorator(Protocol):
+    """What ``@app.step(...)`` returns: async functions give steps of their awaited type."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
 
 
 class Orchestrator:
@@ -188,6 +199,9 @@ class Orchestrator:
         return register
 
     @overload
+    def step(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
+
+    @overload
     def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
 
     @overload
@@ -200,27 +214,27 @@ class Orchestrator:
         retry: Retry | None = None,
         pivot: bool = False,
         compensation: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[P, R]], StepFunction[P, R]]: ...
+    ) -> _StepDecorator: ...
 
     def step(
         self,
-        fn: Callable[P, R] | None = None,
+        fn: Callable[..., Any] | None = None,
         /,
         *,
         name: str | None = None,
         retry: Retry | None = None,
         pivot: bool = False,
         compensation: Callable[..., Any] | None = None,
-    ) -> StepFunction[P, R] | Callable[[Callable[P, R]], StepFunction[P, R]]:
+    ) -> Any:
         """Register a step (async, or sync run in a thread) with an optional retry policy,
         compensation (undo) and pivot flag (the saga's point of no return)."""
 
-        def register(function: Callable[P, R]) -> StepFunction[P, R]:
+        def register(function: Callable[..., Any]) -> StepFunction[Any, Any]:
             step_name = name or function.__qualname__
             self._check_open_for_registration("step", step_name)
             if step_name in self.registry.steps:
                 raise ConfigurationError(f"a step named {step_name!r} is already registered")
-            step: StepFunction[P, R] = StepFunction(
+            step: StepFunction[Any, Any] = StepFunction(
                 function,
                 name=step_name,
                 retry=retry or Retry(),
@@ -257,6 +271,29 @@ class Orchestrator:
             step = self._inline_steps[key] = StepFunction(fn, name=step_name)
         result: T = await call_step(step, args, kwargs, retry=retry)
         return result
+
+    async def compensate(
+        self, fn: Callable[..., Awaitable[Any]] | Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> None:
+        """Register, from this point of the workflow on, a compensation to run with these
+        arguments if the saga rolls back (for work done outside a step, or to register an
+        undo before acting). ``fn`` may be a step or any function."""
+        run = context.current_run("app.compensate()")
+        if isinstance(fn, StepFunction):
+            function: StepFunction[Any, Any] = fn
+        else:
+            name = getattr(fn, "__qualname__", None)
+            if not name:
+                raise InvalidArgumentError("app.compensate() needs a named function")
+            known = self.registry.compensations.get(name)
+            function = (
+                known
+                if known is not None and known.fn is fn
+                else StepFunction(fn, name=name, retry=DEFAULT_COMPENSATION_RETRY)
+            )
+            # Inline compensations are (re-)registered as the workflow (re)plays this call.
+            self.registry.compensations[name] = function
+        await saga.register(run, function, args, kwargs)
 
     def step_context(self) -> StepContext:
         """The running step's context: ``idempotency_key``, ``attempt``, ``step_number``."""
@@ -328,13 +365,35 @@ class Orchestrator:
         """A handle for an existing workflow (``status()`` raises if there is none)."""
         return WorkflowHandle(self.engine, workflow_id)
 
-    async def cancel(self, workflow_id: str) -> None:
-        """Cancel a workflow: it stops at its next durable call and ends CANCELLED."""
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
+        """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
+        ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED)."""
 
         async def cancel() -> None:
-            await self.engine.cancel(workflow_id)
+            await self.engine.cancel(workflow_id, compensate=compensate)
 
         await self._op(cancel)
+
+    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback."""
+
+        async def retry_compensation() -> str:
+            return (await self.engine.retry_compensation(workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(retry_compensation))
+
+    async def skip_compensation(
+        self, workflow_id: str, *, step: int, reason: str, by: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Give up undoing forward step ``step`` of a COMPENSATION_FAILED saga (the person
+        ``by`` and the ``reason`` are recorded in its history) and finish the rollback."""
+        who = by or getpass.getuser()
+
+        async def skip_compensation() -> str:
+            handle = await self.engine.skip_compensation(workflow_id, step, reason, who)
+            return handle.workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(skip_compensation))
 
     async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last

@@ -18,9 +18,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
 
-    database_url: str | None = Field(
+    database_url: str | None = Field(  # type: ignore[pydantic-alias]
         None,
-        validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),  # type: ignore[pydantic-alias]
+        validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),
         description="postgresql://… or sqlite:///path; unset: embedded SQLite under data_dir",
     )
     schema_name: str = Field(default="orchestrator", description="PostgreSQL schema")

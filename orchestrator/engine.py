@@ -4,6 +4,7 @@ work at launch, and carries out cancel / resume / fork on stored workflows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -19,7 +20,6 @@ from orchestrator.errors import (
     NotRegisteredError,
     WorkflowCancelledError,
     WorkflowConflictError,
-    WorkflowFailedError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
     WorkflowStateError,
@@ -27,6 +27,7 @@ from orchestrator.errors import (
 )
 from orchestrator.executor import WorkflowRun
 from orchestrator.notifications import Waiters
+from orchestrator.saga import Saga, rollback_failure
 from orchestrator.serialization import decode_error, encode, encode_error, error_summary
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
@@ -74,6 +75,14 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.launched = False
         self.closing = False
+        self.saga = Saga(
+            store,
+            find_compensation=lambda name: (
+                registry.compensations.get(name) or registry.steps.get(name)
+            ),
+            find_step=registry.steps.get,
+            stop_child=self._stop_child,
+        )
 
     # -- life cycle -------------------------------------------------------------------------
     async def launch(self, app_version: str) -> None:
@@ -113,13 +122,10 @@ class Engine:
         if run is None or run.finishing:
             return
         record = await self.store.get_workflow(workflow_id)
-        if record is None or record.status not in RUNNING_STATUSES:
-            run.stop(
-                WorkflowCancelledError(
-                    f"workflow {workflow_id} is {record.status if record else 'deleted'}",
-                    workflow_id=workflow_id,
-                )
-            )
+        if record is None:
+            run.stop(WorkflowCancelledError(f"workflow {workflow_id} was deleted"))
+        elif record.status is not WorkflowStatus.PENDING and not run.compensating:
+            run.stop(run.stop_error_for(record.status))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -201,7 +207,6 @@ class Engine:
         number = run.next_step()
         recorded = run.replayed(number, workflow.name)
         if recorded is not None and recorded.child_workflow_id is not None:
-            run.on_replayed_step(recorded)
             return WorkflowHandle(self, recorded.child_workflow_id)
         run.check_runnable()
         input_text = workflow.signature.encode_input(args, kwargs)
@@ -223,7 +228,6 @@ class Engine:
             started_at=self.clock.now_ms(),
         )
         record, created = await self.store.start_child(new, step)
-        run.history.append(step)
         if not created:
             self._check_same(record, workflow, input_text)
         elif record.status is WorkflowStatus.PENDING:
@@ -256,7 +260,9 @@ class Engine:
         recorded: list[StepRecord],
     ) -> WorkflowRun:
         """Execute ``record`` in this process as a background task."""
-        run = WorkflowRun(record, workflow, recorded, store=self.store, clock=self.clock)
+        run = WorkflowRun(
+            record, workflow, recorded, store=self.store, clock=self.clock, saga=self.saga
+        )
         self.runs[record.workflow_id] = run
         self._spawn(self._execute(run))
         return run
@@ -285,14 +291,15 @@ class Engine:
             f"workflow {run.workflow_id} passed its deadline and was cancelled",
             workflow_id=run.workflow_id,
             reason="deadline",
+            compensate=True,
         )
         if await self.store.transition_workflow(
             run.workflow_id,
-            WorkflowStatus.CANCELLED,
+            WorkflowStatus.COMPENSATING,
             from_statuses={WorkflowStatus.PENDING},
             error=encode_error(error),
         ):
-            run.stop(error)
+            run.stop(error)  # a saga rolls back; a workflow without compensations is CANCELLED
 
     # -- results ----------------------------------------------------------------------------
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
@@ -401,13 +408,7 @@ class Engine:
                 "fix the cause, then resume it",
                 workflow_id=record.workflow_id,
             )
-        raise WorkflowFailedError(
-            f"workflow {record.workflow_id} ended {status}: {summary[0]}: {summary[1]}",
-            workflow_id=record.workflow_id,
-            status=str(status),
-            error_type=summary[0],
-            error_message=summary[1],
-        )
+        raise rollback_failure(record.workflow_id, status, record.error)
 
     # -- recovery ---------------------------------------------------------------------------
     async def recover(self) -> list[str]:
@@ -471,17 +472,29 @@ class Engine:
         await self.get_record(workflow_id)
         return [StepInfo.from_record(s) for s in await self.store.load_steps(workflow_id)]
 
-    async def cancel(self, workflow_id: str) -> WorkflowInfo:
-        """Stop a workflow at its next durable call; it ends CANCELLED."""
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> WorkflowInfo:
+        """Stop a workflow at its next durable call; it ends CANCELLED, or with
+        ``compensate=True`` rolls back its completed steps first (then COMPENSATED)."""
         error = WorkflowCancelledError(
-            f"workflow {workflow_id} was cancelled", workflow_id=workflow_id
+            f"workflow {workflow_id} was cancelled" + (" with rollback" if compensate else ""),
+            workflow_id=workflow_id,
+            compensate=compensate,
         )
-        record = await self.store.transition_workflow(
-            workflow_id,
-            WorkflowStatus.CANCELLED,
-            from_statuses={WorkflowStatus.ENQUEUED, WorkflowStatus.PENDING},
-            error=encode_error(error),
-        )
+        record = None
+        if compensate:
+            record = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.COMPENSATING,
+                from_statuses={WorkflowStatus.PENDING},
+                error=encode_error(error),
+            )
+        if record is None:
+            record = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.CANCELLED,
+                from_statuses={WorkflowStatus.ENQUEUED, WorkflowStatus.PENDING},
+                error=encode_error(error),
+            )
         if record is None:
             record = await self.get_record(workflow_id)
             if record.status is WorkflowStatus.COMPENSATING:
@@ -496,9 +509,26 @@ class Engine:
                     status=str(record.status),
                 )
         run = self.runs.get(workflow_id)
-        if run is not None:
+        if run is not None and not run.compensating:
             run.stop(error)
+        elif run is None and record.status is WorkflowStatus.COMPENSATING:
+            await self._adopt(record)  # nobody runs it here: roll it back now
         return WorkflowInfo.from_record(record)
+
+    async def _adopt(self, record: WorkflowRecord) -> None:
+        """Run a workflow whose executor is this one but which is not running in-process."""
+        if record.executor_id == self.executor_id and record.workflow_id not in self.runs:
+            workflow = self.registry.workflows.get(record.name)
+            if workflow is not None:
+                steps = await self.store.load_steps(record.workflow_id)
+                self.launch_run(record, workflow, steps)
+
+    async def _stop_child(self, workflow_id: str) -> None:
+        """A parent rolls back while its child still runs: roll the child back too."""
+        with contextlib.suppress(WorkflowFinishedError, WorkflowStateError):
+            await self.cancel(workflow_id, compensate=True)
+        with contextlib.suppress(Exception):  # the caller reads its outcome from the store
+            await self._wait_result(workflow_id, None)
 
     async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a cancelled, failed or stuck workflow again from its last checkpoint; steps
@@ -507,7 +537,11 @@ class Engine:
         current = await self.get_record(workflow_id)
         workflow = self.workflow_named(current.name)
         record = await self.store.resume_workflow(
-            workflow_id, self.executor_id, self.app_version, from_statuses=RESUMABLE
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses=RESUMABLE,
+            to_status=WorkflowStatus.PENDING,
         )
         if record is None:
             record = await self.get_record(workflow_id)
@@ -519,17 +553,102 @@ class Engine:
                 workflow_id=workflow_id,
                 status=str(record.status),
             )
-        if workflow_id not in self.runs:
-            steps = await self.store.load_steps(workflow_id)
-            failed_tail = 0
-            while failed_tail < len(steps) and steps[-1 - failed_tail].error is not None:
-                failed_tail += 1
-            if failed_tail:
-                first_failed = steps[-failed_tail].step_number
-                await self.store.delete_steps(workflow_id, first_failed)
-                steps = steps[:-failed_tail]
-            self.launch_run(record, workflow, steps)
+        await self._relaunch_retrying_failed_tail(record, workflow)
         return WorkflowHandle(self, workflow_id)
+
+    async def _relaunch_retrying_failed_tail(
+        self, record: WorkflowRecord, workflow: WorkflowFunction[Any, Any]
+    ) -> None:
+        """Launch ``record`` again; steps that failed at the end of its history are deleted
+        first, so they execute again instead of replaying their error."""
+        if record.workflow_id in self.runs:
+            return
+        steps = await self.store.load_steps(record.workflow_id)
+        failed_tail = 0
+        while failed_tail < len(steps) and steps[-1 - failed_tail].error is not None:
+            failed_tail += 1
+        if failed_tail:
+            await self.store.delete_steps(record.workflow_id, steps[-failed_tail].step_number)
+            steps = steps[:-failed_tail]
+        self.launch_run(record, workflow, steps)
+
+    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """COMPENSATION_FAILED -> COMPENSATING: retry the failed compensation and go on."""
+        self.require_launched("retry_compensation")
+        workflow = self.workflow_named((await self.get_record(workflow_id)).name)
+        record = await self.store.resume_workflow(
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses={WorkflowStatus.COMPENSATION_FAILED},
+            to_status=WorkflowStatus.COMPENSATING,
+        )
+        if record is None:
+            raise self._not_compensation_failed(await self.get_record(workflow_id))
+        await self._relaunch_retrying_failed_tail(record, workflow)
+        return WorkflowHandle(self, workflow_id)
+
+    async def skip_compensation(
+        self, workflow_id: str, step: int, reason: str, by: str
+    ) -> WorkflowHandle[Any]:
+        """Record that the failed compensation of forward step ``step`` is skipped (who, why)
+        and continue the rollback with the next compensation."""
+        self.require_launched("skip_compensation")
+        if not reason.strip():
+            raise InvalidArgumentError("skip_compensation needs a reason (it is recorded)")
+        current = await self.get_record(workflow_id)
+        if current.status is not WorkflowStatus.COMPENSATION_FAILED:
+            raise self._not_compensation_failed(current)
+        steps = await self.store.load_steps(workflow_id)
+        failed = [
+            s
+            for s in steps
+            if s.kind is StepKind.COMPENSATION
+            and s.error is not None
+            and s.compensates_step == step
+        ]
+        if not failed:
+            numbers = [s.compensates_step for s in steps if s.kind is StepKind.COMPENSATION]
+            compensated = sorted(n for n in numbers if n is not None)
+            raise InvalidArgumentError(
+                f"step {step} of workflow {workflow_id} has no failed compensation to skip "
+                f"(failed compensations are for steps {compensated})",
+                workflow_id=workflow_id,
+                step=step,
+            )
+        target = failed[-1]
+        workflow = self.workflow_named(current.name)
+        record = await self.store.resume_workflow(
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses={WorkflowStatus.COMPENSATION_FAILED},
+            to_status=WorkflowStatus.COMPENSATING,
+        )
+        if record is None:
+            raise self._not_compensation_failed(await self.get_record(workflow_id))
+        await self.store.delete_steps(workflow_id, target.step_number)
+        skipped = StepRecord(
+            workflow_id=workflow_id,
+            step_number=target.step_number,
+            name=target.name,
+            kind=StepKind.COMPENSATION,
+            compensates_step=step,
+            attempts=target.attempts,
+            output=json.dumps({"skipped": True, "reason": reason, "by": by}),
+        )
+        await self.store.record_step(skipped)
+        await self._relaunch_retrying_failed_tail(record, workflow)
+        return WorkflowHandle(self, workflow_id)
+
+    @staticmethod
+    def _not_compensation_failed(record: WorkflowRecord) -> WorkflowStateError:
+        return WorkflowStateError(
+            f"workflow {record.workflow_id} is {record.status}, not COMPENSATION_FAILED; only a "
+            "failed rollback can be retried or skipped",
+            workflow_id=record.workflow_id,
+            status=str(record.status),
+        )
 
     async def fork(
         self, workflow_id: str, from_step: int, new_workflow_id: str | None

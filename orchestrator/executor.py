@@ -16,9 +16,10 @@ from orchestrator.errors import (
     NonDeterministicWorkflowError,
     WorkflowCancelledError,
 )
+from orchestrator.saga import Saga, rollback_failure, settle, wants_rollback
 from orchestrator.serialization import encode_error
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
-from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
+from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import WorkflowFunction
 
 logger = logging.getLogger("orchestrator.executor")
@@ -38,14 +39,17 @@ class WorkflowRun:
         *,
         store: Store,
         clock: Clock,
+        saga: Saga,
     ) -> None:
         self.record = record
         self.workflow_id = record.workflow_id
         self.workflow = workflow
         self.store = store
         self.clock = clock
+        self.saga = saga
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
-        self.history: list[StepRecord] = list(recorded)  # what sagas read to compensate
+        self.inflight: set[asyncio.Future[None]] = set()  # steps executing right now
+        self.compensating = False
         self.counter = 0
         self.stop_reason: BaseException | None = None
         self.pivot_step: int | None = None
@@ -76,14 +80,6 @@ class WorkflowRun:
                 called_name=name,
             )
         return step
-
-    def on_replayed_step(self, step: StepRecord) -> None:
-        """Hook for replayed steps (sagas track pivots)."""
-        if step.error is None and self.workflow_pivots(step):
-            self.pivot_step = step.step_number
-
-    def workflow_pivots(self, step: StepRecord) -> bool:
-        return False
 
     def on_pivot(self, number: int) -> None:
         self.pivot_step = number
@@ -117,25 +113,35 @@ class WorkflowRun:
 
     # -- checkpoints ------------------------------------------------------------------------
     async def checkpoint(self, step: StepRecord) -> None:
-        """Checkpoint a step; if the store refuses, find out why and stop accordingly."""
-        if await self.store.record_step(step):
-            self.history.append(step)
-            return
-        await self.explain_refusal(step)
+        """Record a step. The row is written even if the workflow was cancelled meanwhile (the
+        effect happened: a resume must not repeat it); then the workflow stops here."""
+        status = await self.store.record_step(step)
+        if status is None:
+            await self.explain_refusal(step)
+        elif status is not WorkflowStatus.PENDING and not (
+            status is WorkflowStatus.COMPENSATING and self.compensating
+        ):
+            self.stop(self.stop_error_for(status))
+            self.check_runnable()
+
+    def stop_error_for(
+        self, status: WorkflowStatus, error: str | None = None
+    ) -> WorkflowCancelledError:
+        """Why this run must stop, given the status someone else gave the workflow."""
+        if status is WorkflowStatus.COMPENSATING:
+            return WorkflowCancelledError(
+                f"workflow {self.workflow_id} was cancelled with rollback",
+                workflow_id=self.workflow_id,
+                compensate=True,
+            )
+        return WorkflowCancelledError(
+            f"workflow {self.workflow_id} is {status}; it stops at this durable call",
+            workflow_id=self.workflow_id,
+            status=str(status),
+        )
 
     async def explain_refusal(self, step: StepRecord) -> None:
-        """The step was not written: accept our own earlier commit, or stop the workflow."""
-        record = await self.store.get_workflow(self.workflow_id)
-        if record is None or record.status not in RUNNING_STATUSES:
-            status = record.status if record else "deleted"
-            self.stop(
-                WorkflowCancelledError(
-                    f"workflow {self.workflow_id} is {status}; it stops at this durable call",
-                    workflow_id=self.workflow_id,
-                    status=str(status),
-                )
-            )
-            self.check_runnable()
+        """The step number was taken: accept our own earlier commit, or stop (lease lost)."""
         for existing in await self.store.load_steps(self.workflow_id):
             if existing.step_number == step.step_number:
                 if (existing.name, existing.output, existing.error) == (
@@ -143,7 +149,6 @@ class WorkflowRun:
                     step.output,
                     step.error,
                 ):
-                    self.history.append(existing)
                     return  # our own write, committed before a connection loss hid the answer
                 break
         self.stop(
@@ -158,14 +163,22 @@ class WorkflowRun:
 
     # -- running ----------------------------------------------------------------------------
     async def execute(self) -> None:
-        """Run the workflow function to its end and write its final status."""
+        """Run the workflow function to its end and write its final status (rolling back a
+        saga that failed, or resuming a rollback that a crash interrupted)."""
+        if self.record.status is WorkflowStatus.COMPENSATING:
+            # Recovering a rollback: replay up to where the workflow stopped, then roll back.
+            self.stop_reason = self.stop_error_for(WorkflowStatus.COMPENSATING)
         token = context.enter(ExecutionContext(self))
         try:
             args, kwargs = self.workflow.signature.decode_input(self.record.input)
             result = await self.workflow.fn(*args, **kwargs)
             output = self.workflow.signature.encode_output(result)
         except (WorkflowCancelledError, LeaseLostError) as exc:
-            self.resolve(exc=self.stop_reason or exc)
+            reason = self.stop_reason or exc
+            if wants_rollback(reason):
+                await self.roll_back(reason)
+            else:
+                self.resolve(exc=reason)
             return
         except asyncio.CancelledError:
             # Shutdown (or a stop that interrupted a wait): leave the row for recovery.
@@ -180,10 +193,13 @@ class WorkflowRun:
                 raise
             return
         except Exception as exc:
-            await self.fail(exc)
+            await self.roll_back(exc)
             return
         finally:
             context.leave(token)
+        if self.stop_reason is not None and wants_rollback(self.stop_reason):
+            await self.roll_back(self.stop_reason)  # cancelled with rollback as it returned
+            return
         self.finishing = True
         if await self.store.finish_workflow(
             self.workflow_id, WorkflowStatus.SUCCESS, output=output
@@ -192,13 +208,52 @@ class WorkflowRun:
         else:
             await self._resolve_from_store()
 
-    async def fail(self, error: Exception) -> None:
-        """The workflow function raised: record ERROR (sagas override to compensate)."""
-        logger.info("workflow %s failed: %r", self.workflow_id, error)
+    async def roll_back(self, error: BaseException) -> None:
+        """The workflow failed (or was cancelled with rollback): run the compensations of its
+        completed steps in reverse order, unless it has none or has passed its pivot."""
         self.finishing = True
-        if await self.store.finish_workflow(
-            self.workflow_id, WorkflowStatus.ERROR, error=encode_error(error)
-        ):
+        await settle(self)
+        plan = await self.saga.plan(self.workflow_id)
+        cancelled = isinstance(error, WorkflowCancelledError)
+        if not plan or self.pivot_step is not None:
+            if self.pivot_step is not None and plan:
+                logger.warning(
+                    "workflow %s failed after its pivot (step %d): not compensated; resume it to "
+                    "retry forward",
+                    self.workflow_id,
+                    self.pivot_step,
+                )
+            status = WorkflowStatus.CANCELLED if cancelled else WorkflowStatus.ERROR
+            await self._finish_failed(status, error, encode_error(error))
+            return
+        logger.info("workflow %s rolls back %d steps: %r", self.workflow_id, len(plan), error)
+        original = encode_error(error)
+        moved = await self.store.transition_workflow(
+            self.workflow_id,
+            WorkflowStatus.COMPENSATING,
+            from_statuses={WorkflowStatus.PENDING},
+            error=original,
+        )
+        if moved is None:  # already COMPENSATING (a cancel, or a recovered rollback)
+            stored = await self.store.get_workflow(self.workflow_id)
+            if stored is None or stored.status is not WorkflowStatus.COMPENSATING:
+                await self._resolve_from_store()
+                return
+            original = stored.error or original
+        self.stop_reason = None
+        self.compensating = True
+        failure = await self.saga.rollback(self, plan)
+        status = (
+            WorkflowStatus.COMPENSATED if failure is None else WorkflowStatus.COMPENSATION_FAILED
+        )
+        await self._finish_failed(
+            status, rollback_failure(self.workflow_id, status, original), original
+        )
+
+    async def _finish_failed(
+        self, status: WorkflowStatus, error: BaseException, stored: str
+    ) -> None:
+        if await self.store.finish_workflow(self.workflow_id, status, error=stored):
             self.resolve(exc=error)
         else:
             await self._resolve_from_store()

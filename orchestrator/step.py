@@ -124,9 +124,12 @@ async def execute_step(
     number = run.next_step()
     recorded = run.replayed(number, step_name)
     if recorded is not None:
-        run.on_replayed_step(recorded)
         if recorded.error is not None:
             raise decode_error(recorded.error)
+        if kind is StepKind.COMPENSATION:
+            return None  # type: ignore[return-value]  # a rollback ignores its output
+        if step.pivot:
+            run.on_pivot(number)
         value: R = step.signature.decode_output(recorded.output)
         return value
 
@@ -145,37 +148,42 @@ async def execute_step(
 
     output: str | None = None
     error: BaseException | None = None
+    settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    run.inflight.add(settled)  # a rollback waits for parallel branches to be recorded
     try:
-        result, attempts = await policy.run(attempt)
-    except _STOP_ERRORS:
-        raise
-    except Exception as exc:
-        error, attempts = exc, attempts_of(exc)
-    else:
         try:
-            output = step.signature.encode_output(result)
-        except SerializationError as exc:
-            error = exc
-
-    compensation = compensation_input = None
-    if error is None and step.compensation_step is not None:
-        compensation = step.compensation_step.name
-        compensation_input = _encode_compensation_input(step, args, kwargs, output)
-    await run.checkpoint(
-        StepRecord(
-            workflow_id=run.workflow_id,
-            step_number=number,
-            name=step_name,
-            kind=kind,
-            output=output,
-            error=None if error is None else encode_error(error),
-            attempts=attempts,
-            compensation=compensation,
-            compensation_input=compensation_input,
-            compensates_step=compensates_step,
-            started_at=started_at,
+            result, attempts = await policy.run(attempt)
+        except _STOP_ERRORS:
+            raise
+        except Exception as exc:
+            error, attempts = exc, attempts_of(exc)
+        else:
+            try:
+                output = step.signature.encode_output(result)
+            except SerializationError as exc:
+                error = exc
+        compensation = compensation_input = None
+        if error is None and step.compensation_step is not None:
+            compensation = step.compensation_step.name
+            compensation_input = _encode_compensation_input(step, args, kwargs, output)
+        await run.checkpoint(
+            StepRecord(
+                workflow_id=run.workflow_id,
+                step_number=number,
+                name=step_name,
+                kind=kind,
+                output=output,
+                error=None if error is None else encode_error(error),
+                attempts=attempts,
+                compensation=compensation,
+                compensation_input=compensation_input,
+                compensates_step=compensates_step,
+                started_at=started_at,
+            )
         )
-    )
+    finally:
+        run.inflight.discard(settled)
+        settled.set_result(None)
     if error is not None:
         raise error
     if step.pivot:

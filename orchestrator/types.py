@@ -51,6 +51,7 @@ class StepKind(enum.StrEnum):
 
     STEP = "step"
     COMPENSATION = "compensation"
+    REGISTER_COMPENSATION = "register_compensation"  # app.compensate(fn, ...)
     CHILD = "child"
     RESULT = "result"
     SLEEP = "sleep"

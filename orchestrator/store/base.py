@@ -2,6 +2,8 @@
 
 Values cross this boundary as JSON text (the engine serializes); times are epoch milliseconds
 from the database clock. Every method is atomic: it commits all of its writes or none.
+Methods that take a ``step`` record it as ``record_step`` does; if its number is taken they
+raise WorkflowStateError and write nothing (except ``start_child``, which ignores that).
 Database errors are translated to ``orchestrator.errors`` inside each store, in one place.
 """
 
@@ -92,6 +94,7 @@ class StepRecord:
     compensates_step: int | None = None
     started_at: int | None = None
     finished_at: int | None = None  # filled by the store when None
+    seq: int | None = None  # order of completion, assigned by the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +203,12 @@ class Store(Protocol):
         app_version: str | None,
         *,
         from_statuses: Collection[WorkflowStatus],
+        to_status: WorkflowStatus = WorkflowStatus.PENDING,
     ) -> WorkflowRecord | None:
-        """Make the workflow PENDING on ``executor_id`` again from one of ``from_statuses``:
-        clears output/error/finished_at, resets recovery_attempts to 0 and the deadline to
-        ``now + timeout_ms``. Returns the updated row or None."""
+        """Make the workflow ``to_status`` (PENDING or COMPENSATING) on ``executor_id`` again
+        from one of ``from_statuses``: clears output/error/finished_at, resets
+        recovery_attempts to 0 and the deadline to ``now + timeout_ms``. Returns the updated
+        row or None."""
 
     async def claim_for_recovery(
         self, executor_id: str, app_version: str | None
@@ -215,9 +220,12 @@ class Store(Protocol):
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
 
-    async def record_step(self, step: StepRecord) -> bool:
-        """Insert the step if its workflow is PENDING or COMPENSATING and the step number is
-        free. Returns True if this call inserted it; False (writing nothing) otherwise."""
+    async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
+        """Insert the step unless its number is taken, whatever the workflow's status (a step
+        that finished after a cancel is kept: its effect happened, so a resume must not repeat
+        it). Returns the workflow's status as of the insert, so the caller knows whether to go
+        on; None (writing nothing) if the number was taken. WorkflowNotFoundError if the
+        workflow does not exist."""
 
     async def delete_steps(self, workflow_id: str, from_step: int) -> int:
         """Delete the steps numbered ``from_step`` and above (resume retries failed steps at the

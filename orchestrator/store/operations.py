@@ -127,18 +127,19 @@ def _insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[Workflow
     )
 
 
-def _record_step(step: StepRecord, *, required: bool) -> Plan[bool]:
-    """Insert the step if its workflow is running and the number is free; when ``required``,
-    failing to do so raises WorkflowStateError (rolling back the whole transaction)."""
-    result = yield Statement("record_step", _step_params(step))
-    if result.rowcount == 0 and required:
+def _record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | None]:
+    """Insert the step unless its number is taken; answer the workflow's status (None: the
+    number was taken). When ``required``, a taken number raises WorkflowStateError (rolling
+    back the whole transaction)."""
+    row = (yield Statement("record_step", _step_params(step))).one()
+    if row is None and required:
         raise WorkflowStateError(
-            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: it is"
-            " already recorded, or the workflow is not running (PENDING or COMPENSATING)",
+            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that"
+            " step number is already recorded",
             workflow_id=step.workflow_id,
             step_number=step.step_number,
         )
-    return result.rowcount > 0
+    return None if row is None else WorkflowStatus(row["status"])
 
 
 def _get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
@@ -344,12 +345,14 @@ class SQLStore(abc.ABC):
         app_version: str | None,
         *,
         from_statuses: Collection[WorkflowStatus],
+        to_status: WorkflowStatus = WorkflowStatus.PENDING,
     ) -> WorkflowRecord | None:
-        """Make the workflow PENDING on ``executor_id`` again; the row or None."""
+        """Run the workflow again on ``executor_id`` as ``to_status``; the row or None."""
         plan = functools.partial(
             _rows,
             "resume_workflow",
             workflow_id=workflow_id,
+            to_status=WorkflowStatus(to_status).value,
             executor_id=executor_id,
             app_version=app_version,
             from_statuses=_statuses(from_statuses),
@@ -372,8 +375,8 @@ class SQLStore(abc.ABC):
         plan = functools.partial(_rows, "load_steps", workflow_id=workflow_id)
         return [step_from_row(row) for row in await self._run(plan, transaction=False)]
 
-    async def record_step(self, step: StepRecord) -> bool:
-        """Insert the step if its workflow is running and the number is free."""
+    async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
+        """Insert the step unless its number is taken; the workflow's status, or None."""
         plan = functools.partial(_record_step, step, required=False)
         return await self._run(plan, transaction=False)
 

@@ -96,6 +96,7 @@ class PostgresStore(SQLStore):
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._handlers: list[NotificationHandler] = []
         self._listener: asyncio.Task[None] | None = None
+        self._listen_lock = asyncio.Lock()  # one LISTEN connection even if listen() races
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -158,12 +159,13 @@ class PostgresStore(SQLStore):
 
     async def listen(self, handler: NotificationHandler) -> None:
         """Deliver notifications to ``handler`` until close(), from one LISTEN connection."""
-        self._handlers.append(handler)
-        if self._listener is None:
-            conn = await self._attempt(self._connect_listener)
-            self._listener = asyncio.create_task(
-                self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
-            )
+        async with self._listen_lock:
+            if self._listener is None:
+                conn = await self._attempt(self._connect_listener)
+                self._listener = asyncio.create_task(
+                    self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
+                )
+            self._handlers.append(handler)
 
     # -- running operations -----------------------------------------------------------------
 

@@ -133,9 +133,7 @@ async def test_one_hundred_racing_starts_run_the_workflow_once(make_app: AppFact
         return "done"
 
     async with app:
-        handles = await asyncio.gather(
-            *(app.start(racy, workflow_id="race") for _ in range(100))
-        )
+        handles = await asyncio.gather(*(app.start(racy, workflow_id="race") for _ in range(100)))
         results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
         assert set(results) == {"done"}
         assert runs == ["race:1"]
@@ -235,7 +233,12 @@ async def test_child_workflow_is_durable_and_recorded(make_app: AppFactory) -> N
         return await handle.result() + direct
 
     async with app:
-        assert await parent(1, ) == 30
+        assert (
+            await parent(
+                1,
+            )
+            == 30
+        )
         parents = await app.list_workflows(name="parent")
         children = await app.list_workflows(name="child", ascending=True)
         parent_id = parents[0].workflow_id
@@ -275,7 +278,9 @@ async def test_bad_input_is_refused_before_anything_is_stored(make_app: AppFacto
             await app.start("nope")
         with pytest.raises(SerializationError):
             await bad_output()
-        steps = await app.list_steps((await app.list_workflows(name=bad_output.name))[0].workflow_id)
+        steps = await app.list_steps(
+            (await app.list_workflows(name=bad_output.name))[0].workflow_id
+        )
         assert steps[0].status == "ERROR" and steps[0].error_type.endswith("SerializationError")
         with pytest.raises(NotInWorkflowError):
             app.step_context()

@@ -30,7 +30,11 @@ def spawn(
     if crash:
         command += ["--crash", crash]
     return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "CRASH_SLEEP_SECONDS": str(sleep)},
     )
 
@@ -86,8 +90,12 @@ async def test_killed_worker_is_recovered_with_each_effect_recorded_once(
     info, steps = await stored(database_url)
     assert info.status is WorkflowStatus.SUCCESS
     assert [(s.step_number, s.kind) for s in steps] == [
-        (1, StepKind.STEP), (2, StepKind.STEP), (3, StepKind.SLEEP),
-        (4, StepKind.STEP), (5, StepKind.STEP), (6, StepKind.STEP),
+        (1, StepKind.STEP),
+        (2, StepKind.STEP),
+        (3, StepKind.SLEEP),
+        (4, StepKind.STEP),
+        (5, StepKind.STEP),
+        (6, StepKind.STEP),
     ]
     assert info.recovery_attempts == 1
     if case == "during-sleep":

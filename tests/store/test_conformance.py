@@ -205,7 +205,12 @@ async def test_claim_for_recovery(store: Store) -> None:
 # -- steps ----------------------------------------------------------------------------------
 
 
-async def test_record_step_once_while_running(store: Store) -> None:
+def plain(steps: list[StepRecord]) -> list[StepRecord]:
+    """Steps without their store-assigned completion order."""
+    return [dataclasses.replace(s, seq=None) for s in steps]
+
+
+async def test_record_step_once(store: Store) -> None:
     await created(store, "w")
     full = step(
         "w",
@@ -218,26 +223,37 @@ async def test_record_step_once_while_running(store: Store) -> None:
         started_at=1_000,
         finished_at=2_000,
     )
-    assert await store.record_step(full)
-    assert not await store.record_step(dataclasses.replace(full, output="other"))
-    assert await store.load_steps("w") == [full]
+    assert await store.record_step(full) is PENDING
+    assert await store.record_step(dataclasses.replace(full, output="other")) is None
+    assert plain(await store.load_steps("w")) == [full]
 
-    assert await store.record_step(step("w", 1, kind=StepKind.COMPENSATION, compensates_step=0))
+    await store.transition_workflow("w", WorkflowStatus.COMPENSATING, from_statuses=[PENDING])
+    compensation = step("w", 1, kind=StepKind.COMPENSATION, compensates_step=0)
+    assert await store.record_step(compensation) is WorkflowStatus.COMPENSATING
     recorded = (await store.load_steps("w"))[1]
     assert recorded.compensates_step == 0 and recorded.kind is StepKind.COMPENSATION
     assert recorded.finished_at is not None and recorded.started_at is None
 
-    await store.transition_workflow("w", WorkflowStatus.CANCELLED, from_statuses=[PENDING])
-    assert not await store.record_step(step("w", 2))
-    assert not await store.record_step(step("missing", 0))
-    assert len(await store.load_steps("w")) == 2
+    # A step that finishes after a cancel is kept (its effect happened); the answer says why
+    # the workflow must stop.
+    await store.transition_workflow(
+        "w", WorkflowStatus.CANCELLED, from_statuses=[WorkflowStatus.COMPENSATING]
+    )
+    assert await store.record_step(step("w", 2)) is WorkflowStatus.CANCELLED
+    assert await store.record_step(step("w", 2)) is None
+    assert len(await store.load_steps("w")) == 3
+    with pytest.raises(WorkflowNotFoundError):
+        await store.record_step(step("missing", 0))
 
 
 async def test_load_steps_in_order(store: Store) -> None:
     await created(store, "w")
     for number in (3, 1, 0, 2):
         await store.record_step(step("w", number))
-    assert [s.step_number for s in await store.load_steps("w")] == [0, 1, 2, 3]
+    steps = await store.load_steps("w")
+    assert [s.step_number for s in steps] == [0, 1, 2, 3]
+    completion = [s.step_number for s in sorted(steps, key=lambda s: s.seq or 0)]
+    assert completion == [3, 1, 0, 2]
     assert await store.load_steps("missing") == []
 
 
@@ -247,10 +263,9 @@ async def test_start_child_is_atomic(store: Store) -> None:
     parent_step = step("parent", 0, kind=StepKind.CHILD, child_workflow_id="child", output=None)
     record, was_created = await store.start_child(child, parent_step)
     assert was_created and record.parent_workflow_id == "parent"
-    assert await store.load_steps("parent") == [
-        dataclasses.replace(
-            parent_step, finished_at=(await store.load_steps("parent"))[0].finished_at
-        )
+    recorded = await store.load_steps("parent")
+    assert plain(recorded) == [
+        dataclasses.replace(parent_step, finished_at=recorded[0].finished_at)
     ]
     again, was_created = await store.start_child(child, parent_step)
     assert not was_created and again == record
@@ -271,7 +286,9 @@ async def test_fork_copies_steps_below_n(store: Store) -> None:
     assert fork.workflow_id == "fork" and fork.executor_id == "exec-9"
     copied = await store.load_steps("fork")
     source_steps = await store.load_steps("source")
-    assert [dataclasses.replace(s, workflow_id="source") for s in copied] == source_steps[:3]
+    assert [dataclasses.replace(s, workflow_id="source") for s in plain(copied)] == plain(
+        source_steps[:3]
+    )
     assert len(source_steps) == 5
 
     with pytest.raises(WorkflowConflictError):

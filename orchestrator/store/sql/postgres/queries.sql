@@ -127,10 +127,12 @@ WHERE workflow_id = %(workflow_id)s AND status = ANY(%(from_statuses)s::text[])
 RETURNING workflows.*
 
 -- resume_workflow --
--- Make a workflow PENDING again on an executor: clear its outcome, attempts and deadline.
+-- Run a workflow again on an executor (PENDING, or COMPENSATING to retry a rollback, which
+-- keeps the error that triggered it): clear its outcome, attempts and deadline.
 UPDATE workflows
-SET status = 'PENDING', executor_id = %(executor_id)s, app_version = %(app_version)s,
-    output = NULL, error = NULL, finished_at = NULL, recovery_attempts = 0,
+SET status = %(to_status)s, executor_id = %(executor_id)s, app_version = %(app_version)s,
+    output = NULL, finished_at = NULL, recovery_attempts = 0,
+    error = CASE WHEN %(to_status)s = 'COMPENSATING' THEN error END,
     deadline_ms = clock.now + timeout_ms,
     started_at = COALESCE(started_at, clock.now), updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
@@ -150,7 +152,8 @@ RETURNING *
 SELECT * FROM steps WHERE workflow_id = %(workflow_id)s ORDER BY step_number
 
 -- record_step --
--- The checkpoint, in one round trip: insert if the workflow runs and the number is free.
+-- The checkpoint, in one round trip: insert unless the number is taken; answer the workflow's
+-- status (no row: the number was taken). Written whatever the status: the effect happened.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
     compensation, compensation_input, compensates_step, started_at, finished_at
@@ -160,11 +163,8 @@ SELECT
     %(output)s::text, %(error)s::text, %(attempts)s::integer, %(child_workflow_id)s::text,
     %(compensation)s::text, %(compensation_input)s::text, %(compensates_step)s::integer,
     %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms())
-WHERE EXISTS (
-    SELECT 1 FROM workflows
-    WHERE workflow_id = %(workflow_id)s::text AND status IN ('PENDING', 'COMPENSATING')
-)
 ON CONFLICT DO NOTHING
+RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
 -- delete_steps --
 -- Forget a workflow's steps from a number on (resume retries failed steps at the end).
@@ -181,6 +181,7 @@ SELECT
     compensation, compensation_input, compensates_step, started_at, finished_at
 FROM steps
 WHERE workflow_id = %(source_id)s::text AND step_number < %(before_step)s::integer
+ORDER BY seq
 
 -- insert_message --
 -- Add a message unless its idempotency key was already used for that destination.

@@ -128,10 +128,12 @@ WHERE workflow_id = :workflow_id AND status IN (SELECT value FROM json_each(:fro
 RETURNING *
 
 -- resume_workflow --
--- Make a workflow PENDING again on an executor: clear its outcome, attempts and deadline.
+-- Run a workflow again on an executor (PENDING, or COMPENSATING to retry a rollback, which
+-- keeps the error that triggered it): clear its outcome, attempts and deadline.
 UPDATE workflows
-SET status = 'PENDING', executor_id = :executor_id, app_version = :app_version,
-    output = NULL, error = NULL, finished_at = NULL, recovery_attempts = 0,
+SET status = :to_status, executor_id = :executor_id, app_version = :app_version,
+    output = NULL, finished_at = NULL, recovery_attempts = 0,
+    error = CASE WHEN :to_status = 'COMPENSATING' THEN error END,
     deadline_ms = clock.now + timeout_ms,
     started_at = COALESCE(started_at, clock.now), updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
@@ -148,10 +150,11 @@ RETURNING *
 
 -- load_steps --
 -- A workflow's recorded steps in order.
-SELECT * FROM steps WHERE workflow_id = :workflow_id ORDER BY step_number
+SELECT *, rowid AS seq FROM steps WHERE workflow_id = :workflow_id ORDER BY step_number
 
 -- record_step --
--- The checkpoint, in one round trip: insert if the workflow runs and the number is free.
+-- The checkpoint, in one round trip: insert unless the number is taken; answer the workflow's
+-- status (no row: the number was taken). Written whatever the status: the effect happened.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
     compensation, compensation_input, compensates_step, started_at, finished_at
@@ -159,11 +162,8 @@ INSERT INTO steps (
 SELECT
     :workflow_id, :step_number, :name, :kind, :output, :error, :attempts, :child_workflow_id,
     :compensation, :compensation_input, :compensates_step, :started_at, COALESCE(:finished_at, now_ms())
-WHERE EXISTS (
-    SELECT 1 FROM workflows
-    WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'COMPENSATING')
-)
 ON CONFLICT DO NOTHING
+RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
 -- delete_steps --
 -- Forget a workflow's steps from a number on (resume retries failed steps at the end).
@@ -180,6 +180,7 @@ SELECT
     compensation, compensation_input, compensates_step, started_at, finished_at
 FROM steps
 WHERE workflow_id = :source_id AND step_number < :before_step
+ORDER BY rowid
 
 -- insert_message --
 -- Add a message unless its idempotency key was already used for that destination.

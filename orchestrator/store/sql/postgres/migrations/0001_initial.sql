@@ -83,6 +83,7 @@ CREATE TABLE steps (
     compensates_step     integer,                    -- for kind 'compensation'
     started_at           bigint,
     finished_at          bigint NOT NULL,
+    seq                  bigint GENERATED ALWAYS AS IDENTITY,  -- order of completion
     PRIMARY KEY (workflow_id, step_number)
 );
 

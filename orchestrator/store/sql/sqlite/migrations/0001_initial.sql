@@ -81,7 +81,7 @@ CREATE TABLE steps (
     compensates_step     integer,                    -- for kind 'compensation'
     started_at           bigint,
     finished_at          bigint NOT NULL,
-    PRIMARY KEY (workflow_id, step_number)
+    PRIMARY KEY (workflow_id, step_number)    -- its rowid is the order of completion (seq)
 );
 
 CREATE TABLE messages (

@@ -273,7 +273,7 @@ async def test_max_recovery_attempts_ends_a_crash_looping_workflow(make_app: App
         stuck = asyncio.Event()
 
         @app.workflow(name="crashy", max_recovery_attempts=1)
-        async def crashy() -> None:
+        async def crashy(stuck: asyncio.Event = stuck) -> None:
             stuck.set()
             await asyncio.Event().wait()  # never finishes: simulates a crash every time
 

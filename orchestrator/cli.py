@@ -1,0 +1,198 @@
+"""`saga`: the command line (Typer): migrate the database and inspect or steer workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import enum
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.app import Orchestrator
+from orchestrator.config import Settings, resolve_database_url
+from orchestrator.errors import OrchestratorError
+from orchestrator.store import create_store
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
+workflows_cli = typer.Typer(help="Inspect and steer workflows.", no_args_is_help=True)
+cli.add_typer(workflows_cli, name="workflows")
+console = Console()
+errors = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar=["ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"],
+        help="postgresql://… or sqlite:///path (default: ./.orchestrator/<app>.db)",
+    ),
+]
+AppName = Annotated[str, typer.Option("--app-name", help="names the embedded SQLite file")]
+Schema = Annotated[str, typer.Option("--schema", help="PostgreSQL schema")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work``; an orchestrator error becomes a one-line message and exit code 1."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except OrchestratorError as exc:
+        errors.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _url(database_url: str | None, app_name: str) -> str:
+    return database_url or resolve_database_url(app_name, Settings())
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _print(rows: list[Any], columns: list[str], as_json: bool, title: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(_plain(rows)))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        plain = _plain(row)
+        table.add_row(*("" if plain[c] is None else str(plain[c]) for c in columns))
+    console.print(table)
+
+
+def _inspector(database_url: str | None, app_name: str, schema: str) -> Orchestrator:
+    """An orchestrator for reading and steering: its own executor id recovers nothing."""
+    return Orchestrator(
+        app_name,
+        _url(database_url, app_name),
+        executor_id="saga-cli",
+        app_version="saga-cli",
+        schema=schema,
+    )
+
+
+@cli.command()
+def migrate(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+) -> None:
+    """Apply pending schema migrations (also done at every launch)."""
+
+    async def work() -> tuple[str, ...]:
+        store = create_store(_url(database_url, app_name), schema=schema)
+        try:
+            await store.open()  # applies pending migrations under the migration lock
+            return (await store.migration_state()).applied
+        finally:
+            await store.close()
+
+    applied = _run(work)
+    console.print(f"schema up to date: {len(applied)} migration(s) applied ({', '.join(applied)})")
+
+
+@workflows_cli.command("list")
+def list_workflows(
+    status: Annotated[str | None, typer.Option(help="e.g. PENDING, ERROR")] = None,
+    name: Annotated[str | None, typer.Option(help="workflow name")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+) -> None:
+    """List workflows, newest first."""
+
+    async def work() -> list[Any]:
+        async with _inspector(database_url, app_name, schema) as app:
+            return await app.list_workflows(status=status, name=name, limit=limit)
+
+    columns = ["workflow_id", "name", "status", "created_at", "error"]
+    _print(_run(work), columns, as_json, "workflows")
+
+
+@workflows_cli.command("get")
+def get_workflow(
+    workflow_id: str,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+) -> None:
+    """Show one workflow's status, input, output and error."""
+
+    async def work() -> Any:
+        async with _inspector(database_url, app_name, schema) as app:
+            return await app.retrieve(workflow_id).status()
+
+    info = _plain(_run(work))
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    for key, value in info.items():
+        console.print(f"[bold]{key:>20}[/bold]  {value}")
+
+
+@workflows_cli.command("steps")
+def list_steps(
+    workflow_id: str,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+) -> None:
+    """A workflow's recorded steps and compensations, in order."""
+
+    async def work() -> list[Any]:
+        async with _inspector(database_url, app_name, schema) as app:
+            return await app.list_steps(workflow_id)
+
+    columns = ["step_number", "kind", "name", "status", "attempts", "compensates_step", "error"]
+    _print(_run(work), columns, as_json, f"steps of {workflow_id}")
+
+
+@workflows_cli.command("cancel")
+def cancel_workflow(
+    workflow_id: str,
+    compensate: Annotated[bool, typer.Option(help="roll back completed steps")] = False,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+) -> None:
+    """Cancel a workflow (it stops at its next durable call)."""
+
+    async def work() -> None:
+        async with _inspector(database_url, app_name, schema) as app:
+            await app.cancel(workflow_id, compensate=compensate)
+
+    _run(work)
+    console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
+
+
+def main() -> None:
+    """Entry point of the `saga` console script."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

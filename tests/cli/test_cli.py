@@ -1,0 +1,68 @@
+"""`saga` commands as real subprocesses against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator import Orchestrator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def saga(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+async def test_migrate_list_get_steps_and_cancel(database_url: str) -> None:
+    migrated = saga("migrate", "--database-url", database_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "migration" in migrated.stdout
+
+    app = Orchestrator("cli", database_url, executor_id="cli-test")
+
+    @app.step()
+    async def add(x: int) -> int:
+        return x + 1
+
+    @app.workflow(name="adder")
+    async def adder(x: int) -> int:
+        return await add(x)
+
+    @app.workflow(name="sleeper")
+    async def sleeper() -> None:
+        await app.sleep(3600)
+
+    async with app:
+        assert await (await app.start(adder, 1, workflow_id="cli-1")).result() == 2
+        await app.start(sleeper, workflow_id="cli-2")
+
+        listed = saga("workflows", "list", "--json", "--database-url", database_url)
+        assert listed.returncode == 0, listed.stderr
+        rows = {row["workflow_id"]: row for row in json.loads(listed.stdout)}
+        assert rows["cli-1"]["status"] == "SUCCESS" and rows["cli-2"]["status"] == "PENDING"
+
+        got = saga("workflows", "get", "cli-1", "--json", "--database-url", database_url)
+        assert json.loads(got.stdout)["output"] == 2
+
+        steps = saga("workflows", "steps", "cli-1", "--database-url", database_url)
+        assert steps.returncode == 0 and "add" in steps.stdout and "SUCCESS" in steps.stdout
+
+        cancelled = saga("workflows", "cancel", "cli-2", "--database-url", database_url)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert (await app.retrieve("cli-2").status()).status == "CANCELLED"
+
+        missing = saga("workflows", "get", "nope", "--database-url", database_url)
+        assert missing.returncode == 1
+        assert "workflow_not_found" in missing.stderr and "Traceback" not in missing.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import hashlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -15,6 +15,7 @@ from orchestrator.config import Settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import Engine
 from orchestrator.errors import ConfigurationError, InvalidArgumentError
+from orchestrator.messaging import DEFAULT_TIMEOUT_SECONDS, Messaging
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
 from orchestrator.step import StepFunction, call_step
 from orchestrator.store import create_store
@@ -101,6 +102,7 @@ class Orchestrator:
             self.registry,
             executor_id=executor_id or self.settings.executor_id,
         )
+        self.messaging = Messaging(self.store, self.clock, self.engine.waiters)
         self._app_version = app_version or self.settings.app_version
         self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
         self._ops: dict[Callable[..., Any], StepFunction[Any, Any]] = {
@@ -315,6 +317,59 @@ class Orchestrator:
         """Run a management call, recorded as a step when made inside a workflow."""
         result: T = await call_step(self._ops[op], (thunk,), {}, name=thunk.__name__)
         return result
+
+    # -- messages, events, streams ---------------------------------------------------------
+    async def send(
+        self,
+        workflow_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``message`` to a workflow (read with ``recv(topic)``). Durable; inside a
+        workflow it is a step (sent once however often the workflow replays); outside, the same
+        ``idempotency_key`` makes repeats no-ops. Raises WorkflowNotFoundError, or
+        WorkflowFinishedError when the workflow can never read it."""
+        self.engine.require_launched("send")
+        await self.messaging.send(workflow_id, message, topic, idempotency_key)
+
+    async def recv(
+        self, topic: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+    ) -> Any:
+        """Inside a workflow: consume the oldest message on ``topic`` exactly once, waiting up
+        to ``timeout`` seconds (durably: a recovered workflow waits only what is left); None on
+        timeout."""
+        return await self.messaging.recv(topic, timeout)
+
+    async def set_event(self, key: str, value: Any) -> None:
+        """Inside a workflow: publish ``value`` under ``key`` (a later set overwrites)."""
+        await self.messaging.set_event(key, value)
+
+    async def get_event(
+        self, workflow_id: str, key: str, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+    ) -> Any:
+        """Wait for a workflow's event (e.g. a payment URL); None if it is not set within
+        ``timeout`` seconds or the workflow finished without setting it."""
+        self.engine.require_launched("get_event")
+        return await self.messaging.get_event(workflow_id, key, timeout)
+
+    async def get_events(self, workflow_id: str) -> dict[str, Any]:
+        """All current events of a workflow."""
+        self.engine.require_launched("get_events")
+        return await self.messaging.get_events(workflow_id)
+
+    async def write_stream(self, key: str, value: Any) -> None:
+        """Inside a workflow: append ``value`` to its stream ``key`` (progress, tokens…)."""
+        await self.messaging.write_stream(key, value)
+
+    async def close_stream(self, key: str) -> None:
+        """Inside a workflow: end its stream ``key``; readers stop after the last value."""
+        await self.messaging.write_stream(key, None, close=True)
+
+    def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """Iterate a workflow's stream as it is written, until closed or the workflow ends."""
+        self.engine.require_launched("read_stream")
+        return self.messaging.read_stream(workflow_id, key)
 
     # -- starting and managing workflows ----------------------------------------------------
     def _workflow_of(

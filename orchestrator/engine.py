@@ -360,7 +360,7 @@ class Engine:
                     if self.closing:
                         raise
                     continue  # another worker goes on with it: follow the stored status
-            with self.waiters.subscribe(NOTIFY_WORKFLOW, workflow_id) as subscription:
+            with self.waiters.subscribe((NOTIFY_WORKFLOW, workflow_id)) as subscription:
                 record = await self.store.get_workflow(workflow_id)
                 if record is None:
                     raise WorkflowNotFoundError(

@@ -99,17 +99,25 @@ class WorkflowRun:
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """Await a durable wait (sleep, recv, a child's result) that ``stop`` can interrupt."""
-        self.check_runnable()
+        if self.stop_reason is not None:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never started: close it rather than leak a warning
+            raise self.stop_reason
         future = asyncio.ensure_future(awaitable)
         self._waits.add(future)
         try:
             return await future
         except asyncio.CancelledError:
-            if self.stop_reason is not None and future.cancelled():
-                raise self.stop_reason from None
+            reason = self.stopped()  # set by stop() while we waited
+            if reason is not None and future.cancelled():
+                raise reason from None
             raise
         finally:
             self._waits.discard(future)
+
+    def stopped(self) -> BaseException | None:
+        """Why this run must stop, if it must."""
+        return self.stop_reason
 
     # -- checkpoints ------------------------------------------------------------------------
     async def checkpoint(self, step: StepRecord) -> None:

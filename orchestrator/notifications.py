@@ -10,12 +10,13 @@ from orchestrator.store.base import NOTIFY_RECONNECTED
 
 
 class Subscription:
-    """Interest in one (kind, key); ``wait`` returns when it was notified (or on timeout)."""
+    """Interest in some (kind, key) pairs; ``wait`` returns when one was notified (or on
+    timeout)."""
 
-    __slots__ = ("_future", "key")
+    __slots__ = ("_future", "keys")
 
-    def __init__(self, key: tuple[str, str]) -> None:
-        self.key = key
+    def __init__(self, keys: tuple[tuple[str, str], ...]) -> None:
+        self.keys = keys
         self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def fire(self) -> None:
@@ -44,17 +45,21 @@ class Waiters:
         self._subscriptions: dict[tuple[str, str], set[Subscription]] = {}
 
     @contextmanager
-    def subscribe(self, kind: str, key: str) -> Iterator[Subscription]:
-        """Subscribe before reading state, then wait: no notification falls in between."""
-        subscription = Subscription((kind, key))
-        bucket = self._subscriptions.setdefault(subscription.key, set())
-        bucket.add(subscription)
+    def subscribe(self, *keys: tuple[str, str]) -> Iterator[Subscription]:
+        """Subscribe to (kind, key) pairs before reading state, then wait: no notification
+        falls in between."""
+        subscription = Subscription(keys)
+        for key in keys:
+            self._subscriptions.setdefault(key, set()).add(subscription)
         try:
             yield subscription
         finally:
-            bucket.discard(subscription)
-            if not bucket:
-                self._subscriptions.pop(subscription.key, None)
+            for key in keys:
+                bucket = self._subscriptions.get(key)
+                if bucket is not None:
+                    bucket.discard(subscription)
+                    if not bucket:
+                        del self._subscriptions[key]
 
     def notify(self, kind: str, payload: str) -> None:
         """Wake every subscription to (kind, payload); a reconnect wakes all of them."""

@@ -143,7 +143,13 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations on ``conn`` (isolation_level=None), each in BEGIN IMMEDIATE,
     re-reading the version table inside that lock so processes sharing a file apply each once."""
     queries = load_queries("sqlite")
-    conn.execute(queries["create_migrations_table"])
+    try:
+        # Under the write lock: a read that turns into a write (as CREATE TABLE IF NOT EXISTS
+        # does) fails at once with "database is locked" if another connection wrote meanwhile.
+        with sqlite_write_transaction(conn):
+            conn.execute(queries["create_migrations_table"])
+    except sqlite3.Error as error:
+        raise MigrationError(f"cannot create the migrations table: {error}") from error
     done: list[str] = []
     for migration in available_migrations("sqlite"):
         try:

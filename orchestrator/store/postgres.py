@@ -25,12 +25,20 @@ from orchestrator.errors import (
     InvalidArgumentError,
     StoreError,
     StoreUnavailableError,
+    WorkflowFinishedError,
     WorkflowNotFoundError,
+    WorkflowStateError,
 )
-from orchestrator.store.base import NOTIFY_RECONNECTED, MigrationState, NotificationHandler
+from orchestrator.store.base import (
+    NOTIFY_RECONNECTED,
+    MigrationState,
+    NotificationHandler,
+    StepRecord,
+)
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.operations import Plan, Result, SQLStore
 from orchestrator.store.queries import load_queries
+from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")
 
@@ -166,6 +174,117 @@ class PostgresStore(SQLStore):
                     self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
                 )
             self._handlers.append(handler)
+
+    # -- one-round-trip forms of multi-statement operations ---------------------------------
+
+    async def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one statement in autocommit (atomic by itself) and return its single row."""
+
+        async def run() -> dict[str, Any]:
+            async with self._connection() as conn:
+                cursor = await conn.execute(self._queries[query], params)
+                row = await cursor.fetchone()
+                assert row is not None
+                return row
+
+        return await self._attempt(run)
+
+    async def send_message(
+        self,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """Add a message for an active workflow (and record ``step``): one round trip."""
+        row = await self._one(
+            "send_message_combined",
+            {
+                "destination_id": destination_id,
+                "topic": topic,
+                "payload": payload,
+                "idempotency_key": idempotency_key,
+                "workflow_id": None if step is None else step.workflow_id,
+                "step_number": None if step is None else step.step_number,
+                "name": None if step is None else step.name,
+                "kind": None if step is None else step.kind.value,
+                "output": None if step is None else step.output,
+                "started_at": None if step is None else step.started_at,
+            },
+        )
+        if row["status"] is None:
+            raise WorkflowNotFoundError(
+                f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+            )
+        status = WorkflowStatus(row["status"])
+        if status.is_terminal:
+            raise WorkflowFinishedError(
+                f"workflow {destination_id!r} has finished ({status}): it will never receive "
+                "this message",
+                workflow_id=destination_id,
+                status=status.value,
+            )
+        if row["taken"] and step is not None:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that "
+                "step number is already recorded; nothing was sent",
+                workflow_id=step.workflow_id,
+                step_number=step.step_number,
+            )
+        return bool(row["inserted"])
+
+    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+        """Consume the oldest message and record ``step`` with it, both or neither: one round
+        trip."""
+        row = await self._one(
+            "recv_message_combined",
+            {
+                "workflow_id": workflow_id,
+                "topic": topic,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "started_at": step.started_at,
+            },
+        )
+        if row["waiting"] is not None and row["payload"] is None:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
+                "number is already recorded",
+                workflow_id=workflow_id,
+                step_number=step.step_number,
+            )
+        payload: str | None = row["payload"]
+        return payload
+
+    async def set_event(
+        self, workflow_id: str, key: str, value: str, step: StepRecord | None
+    ) -> None:
+        """Upsert the event and record ``step``: one round trip."""
+        if step is None:
+            await super().set_event(workflow_id, key, value, step)
+            return
+        row = await self._one(
+            "set_event_combined",
+            {
+                "workflow_id": workflow_id,
+                "key": key,
+                "value": value,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "output": step.output,
+                "started_at": step.started_at,
+            },
+        )
+        if not row["recorded"]:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
+                "number is already recorded",
+                workflow_id=workflow_id,
+                step_number=step.step_number,
+            )
 
     # -- running operations -----------------------------------------------------------------
 

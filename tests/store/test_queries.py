@@ -17,9 +17,15 @@ from orchestrator.store.queries import DIALECTS, load_queries, parse_queries
 TABLES = {"workflows", "steps", "messages", "events", "streams", "schema_migrations"}
 
 
+# One-round-trip forms (data-modifying CTEs) of operations that SQLite, which has no DML in
+# CTEs, runs as a multi-statement transaction built from the shared queries.
+POSTGRES_ONLY = {"send_message_combined", "recv_message_combined", "set_event_combined"}
+
+
 def test_dialects_define_the_same_queries() -> None:
     postgres, sqlite = (set(load_queries(dialect)) for dialect in DIALECTS)
-    assert postgres == sqlite
+    assert postgres - POSTGRES_ONLY == sqlite
+    assert POSTGRES_ONLY <= postgres
     assert {"record_step", "insert_workflow", "consume_message"} <= postgres
 
 

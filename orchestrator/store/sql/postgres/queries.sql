@@ -235,3 +235,91 @@ WHERE NOT EXISTS (
 SELECT position, value, closed FROM streams
 WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND position >= %(from_position)s
 ORDER BY position
+
+-- send_message_combined --
+-- send in one round trip (PostgreSQL only): check the destination and the sender's step number, add the message unless its key was used, and record the sender's step with it.
+WITH destination AS (
+    SELECT workflow_id, status FROM workflows WHERE workflow_id = %(destination_id)s::text
+), taken AS (
+    SELECT 1 FROM steps
+    WHERE workflow_id = %(workflow_id)s::text AND step_number = %(step_number)s::integer
+), inserted AS (
+    INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
+    SELECT workflow_id, %(topic)s::text, %(payload)s::text, %(idempotency_key)s::text, now_ms()
+    FROM destination
+    WHERE status NOT IN (
+        'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+        'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+    )
+    AND NOT EXISTS (SELECT 1 FROM taken)
+    ON CONFLICT DO NOTHING
+    RETURNING message_id
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        %(output)s::text, 1, %(started_at)s::bigint, now_ms()
+    FROM inserted
+    WHERE %(step_number)s::integer IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING step_number
+)
+SELECT
+    (SELECT status FROM destination) AS status,
+    EXISTS (SELECT 1 FROM taken) AS taken,
+    (SELECT count(*) FROM inserted) AS inserted
+
+-- recv_message_combined --
+-- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither.
+WITH next AS (
+    SELECT message_id, payload FROM messages
+    WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text AND NOT consumed
+    ORDER BY message_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        next.payload, 1, %(started_at)s::bigint, now_ms()
+    FROM next
+    ON CONFLICT DO NOTHING
+    RETURNING output
+), consumed AS (
+    UPDATE messages SET consumed = true
+    FROM next
+    WHERE messages.message_id = next.message_id AND EXISTS (SELECT 1 FROM step)
+    RETURNING messages.payload
+)
+SELECT
+    (SELECT payload FROM next) AS waiting,
+    (SELECT payload FROM consumed) AS payload
+
+-- set_event_combined --
+-- set_event in one round trip (PostgreSQL only): upsert the event and record the step, unless the step number is taken (then neither).
+WITH taken AS (
+    SELECT 1 FROM steps
+    WHERE workflow_id = %(workflow_id)s::text AND step_number = %(step_number)s::integer
+), event AS (
+    INSERT INTO events (workflow_id, key, value, updated_at)
+    SELECT %(workflow_id)s::text, %(key)s::text, %(value)s::text, now_ms()
+    WHERE NOT EXISTS (SELECT 1 FROM taken)
+    ON CONFLICT (workflow_id, key) DO UPDATE
+        SET value = excluded.value, updated_at = excluded.updated_at
+    RETURNING key
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        %(output)s::text, 1, %(started_at)s::bigint, now_ms()
+    FROM event
+    ON CONFLICT DO NOTHING
+    RETURNING step_number
+)
+SELECT (SELECT count(*) FROM event) AS upserted, (SELECT count(*) FROM step) AS recorded

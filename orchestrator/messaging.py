@@ -1,0 +1,269 @@
+"""send/recv, set_event/get_event and streams: durable messages between workflows and the world.
+
+Waiting costs no thread and no connection: a waiter subscribes to the in-process fan-out of
+store notifications (LISTEN/NOTIFY on PostgreSQL, commit hooks on SQLite), re-reads the table
+when woken, and otherwise sleeps until its timeout. A lost notification (the listening
+connection dropped) wakes every waiter on reconnect, so none waits out its whole timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from orchestrator import context
+from orchestrator.clock import Clock
+from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError
+from orchestrator.executor import WorkflowRun
+from orchestrator.notifications import Waiters
+from orchestrator.serialization import decode, encode
+from orchestrator.store.base import (
+    NOTIFY_EVENT,
+    NOTIFY_MESSAGE,
+    NOTIFY_STREAM,
+    NOTIFY_WORKFLOW,
+    SEPARATOR,
+    StepRecord,
+    Store,
+)
+from orchestrator.types import StepKind
+
+DEFAULT_TIMEOUT_SECONDS = 60.0
+# SQLite's other processes (a CLI, a second app on the same file) cannot notify this one.
+_POLL_SECONDS = {"sqlite": 2.0}
+_RECV_DEADLINE = "recv.deadline"
+
+
+def _topic(topic: str | None) -> str:
+    if topic is not None and not isinstance(topic, str):
+        raise InvalidArgumentError(f"topic must be a string or None, got {type(topic).__name__}")
+    return topic or ""
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise InvalidArgumentError(f"timeout must be >= 0 seconds, got {timeout}")
+
+
+def _check_key(key: object, what: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
+
+
+def _durable_run() -> WorkflowRun | None:
+    current = context.current()
+    if current is None or current.step is not None:
+        return None
+    return current.run
+
+
+class Messaging:
+    """The messaging half of the engine; given the store, clock and waiters it uses."""
+
+    def __init__(self, store: Store, clock: Clock, waiters: Waiters) -> None:
+        self.store = store
+        self.clock = clock
+        self.waiters = waiters
+        self.poll_seconds = _POLL_SECONDS.get(store.dialect)
+
+    def _wait_seconds(self, remaining_ms: float | None) -> float | None:
+        remaining = None if remaining_ms is None else max(remaining_ms, 0) / 1000
+        if self.poll_seconds is None:
+            return remaining
+        return self.poll_seconds if remaining is None else min(remaining, self.poll_seconds)
+
+    # -- messages ---------------------------------------------------------------------------
+    async def send(
+        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+    ) -> None:
+        """Deliver ``message`` to a workflow's mailbox; durable, deduplicated by key."""
+        topic_name = _topic(topic)
+        payload = encode(message, what="message")
+        run = _durable_run()
+        if run is None:
+            await self.store.send_message(destination_id, topic_name, payload, idempotency_key)
+            return
+        number = run.next_step()
+        if run.replayed(number, "send") is not None:
+            return
+        run.check_runnable()
+        step = StepRecord(
+            run.workflow_id,
+            number,
+            "send",
+            StepKind.SEND,
+            output=json.dumps(destination_id),
+            started_at=self.clock.now_ms(),
+        )
+        key = idempotency_key or f"{run.workflow_id}:{number}"
+        await self.store.send_message(destination_id, topic_name, payload, key, step)
+
+    async def recv(self, topic: str | None, timeout: float | None) -> Any:
+        """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s), exactly once,
+        atomically with its checkpoint; None on timeout. Only inside a workflow."""
+        run = context.current_run("app.recv()")
+        topic_name = _topic(topic)
+        _check_timeout(timeout)
+        number = run.next_step()
+        recorded = run.recorded.get(number)
+        deadline_ms: int | None = None
+        if recorded is not None and recorded.name == _RECV_DEADLINE:
+            deadline_ms = json.loads(run.replayed(number, _RECV_DEADLINE).output or "null")  # type: ignore[union-attr]
+            number = run.next_step()
+        done = run.replayed(number, "recv")
+        if done is not None:
+            return decode(done.output)
+        run.check_runnable()
+        key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
+        with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
+            while True:
+                step = StepRecord(
+                    run.workflow_id, number, "recv", StepKind.RECV, started_at=self.clock.now_ms()
+                )
+                payload = await self.store.recv_message(run.workflow_id, topic_name, step)
+                if payload is not None:
+                    return decode(payload)
+                if deadline_ms is None:  # first miss: make the timeout durable, then wait
+                    deadline_ms = self.clock.now_ms() + int(
+                        (DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout) * 1000
+                    )
+                    await run.checkpoint(
+                        StepRecord(
+                            run.workflow_id,
+                            number,
+                            _RECV_DEADLINE,
+                            StepKind.SLEEP,
+                            output=json.dumps(deadline_ms),
+                        )
+                    )
+                    number = run.next_step()
+                    continue
+                remaining = deadline_ms - self.clock.now_ms()
+                if remaining <= 0:
+                    await run.checkpoint(step)  # timed out: None is the recorded answer
+                    return None
+                await run.wait(subscription.wait(self._wait_seconds(remaining)))
+
+    # -- events -----------------------------------------------------------------------------
+    async def set_event(self, key: str, value: Any) -> None:
+        """Publish (or overwrite) an event of the running workflow."""
+        run = context.current_run("app.set_event()")
+        _check_key(key, "event key")
+        number = run.next_step()
+        if run.replayed(number, "set_event") is not None:
+            return
+        run.check_runnable()
+        step = StepRecord(
+            run.workflow_id,
+            number,
+            "set_event",
+            StepKind.SET_EVENT,
+            output=json.dumps(key),
+            started_at=self.clock.now_ms(),
+        )
+        await self.store.set_event(run.workflow_id, key, encode(value, what="event value"), step)
+
+    async def get_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
+        """Wait until the workflow publishes ``key`` (its value) or ``timeout`` passes (None).
+        Inside a workflow the value read is recorded, so a replay sees the same value."""
+        _check_timeout(timeout)
+        run = _durable_run()
+        if run is None:
+            return await self._wait_event(workflow_id, key, timeout)
+        number = run.next_step()
+        recorded = run.replayed(number, "get_event")
+        if recorded is not None:
+            return decode(recorded.output)
+        run.check_runnable()
+        value = await run.wait(self._wait_event(workflow_id, key, timeout))
+        await run.checkpoint(
+            StepRecord(
+                run.workflow_id,
+                number,
+                "get_event",
+                StepKind.GET_EVENT,
+                output=encode(value, what="event value"),
+            )
+        )
+        return value
+
+    async def _wait_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
+        deadline_ms = self.clock.now_ms() + int(
+            (DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout) * 1000
+        )
+        with self.waiters.subscribe(
+            (NOTIFY_EVENT, f"{workflow_id}{SEPARATOR}{key}"), (NOTIFY_WORKFLOW, workflow_id)
+        ) as subscription:
+            while True:
+                value = await self.store.get_event(workflow_id, key)
+                if value is not None:
+                    return decode(value)
+                record = await self.store.get_workflow(workflow_id)
+                if record is None:
+                    raise WorkflowNotFoundError(
+                        f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+                    )
+                if record.status.is_terminal:
+                    return None  # finished without publishing it: it never will
+                remaining = deadline_ms - self.clock.now_ms()
+                if remaining <= 0:
+                    return None
+                await subscription.wait(self._wait_seconds(remaining))
+
+    async def get_events(self, workflow_id: str) -> dict[str, Any]:
+        """Every event the workflow has published, key -> current value."""
+        events = await self.store.get_events(workflow_id)
+        if not events and await self.store.get_workflow(workflow_id) is None:
+            raise WorkflowNotFoundError(
+                f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+            )
+        return {key: decode(value) for key, value in events.items()}
+
+    # -- streams ----------------------------------------------------------------------------
+    async def write_stream(self, key: str, value: Any, *, close: bool = False) -> None:
+        """Append ``value`` to the running workflow's stream ``key`` (or close it)."""
+        run = context.current_run("app.write_stream()" if not close else "app.close_stream()")
+        _check_key(key, "stream key")
+        name = "close_stream" if close else "write_stream"
+        number = run.next_step()
+        if run.replayed(number, name) is not None:
+            return
+        run.check_runnable()
+        encoded = None if close else encode(value, what="stream value")
+        step = StepRecord(
+            run.workflow_id,
+            number,
+            name,
+            StepKind.STREAM,
+            output=json.dumps(key),
+            started_at=self.clock.now_ms(),
+        )
+        await self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step)
+
+    async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """Yield the stream's values as they are written; stop when it is closed or the
+        workflow has finished."""
+        if await self.store.get_workflow(workflow_id) is None:
+            raise WorkflowNotFoundError(
+                f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+            )
+        position = 0
+        with self.waiters.subscribe(
+            (NOTIFY_STREAM, f"{workflow_id}{SEPARATOR}{key}"), (NOTIFY_WORKFLOW, workflow_id)
+        ) as subscription:
+            while True:
+                entries = await self.store.read_stream(workflow_id, key, position)
+                for entry in entries:
+                    if entry.closed:
+                        return
+                    position = entry.position + 1
+                    yield decode(entry.value)
+                if entries:
+                    continue
+                record = await self.store.get_workflow(workflow_id)
+                if record is None or record.status.is_terminal:
+                    if not await self.store.read_stream(workflow_id, key, position):
+                        return  # it ended without closing the stream: nothing more comes
+                    continue
+                await subscription.wait(self._wait_seconds(None))

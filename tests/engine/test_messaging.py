@@ -1,0 +1,213 @@
+"""send/recv, events and streams on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator import (
+    FakeClock,
+    NotInWorkflowError,
+    Orchestrator,
+    SerializationError,
+    StepKind,
+    WorkflowFinishedError,
+    WorkflowFunction,
+    WorkflowNotFoundError,
+    WorkflowTimeoutError,
+)
+from tests.engine.conftest import AppFactory
+
+
+async def test_messages_wait_for_recv_in_fifo_order_per_topic(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.workflow(name="inbox")
+    async def inbox() -> list[object]:
+        first = await app.recv("a", timeout=10)
+        second = await app.recv("a", timeout=10)
+        other = await app.recv("b", timeout=10)
+        return [first, second, other]
+
+    async with app:
+        handle = await app.start(inbox, workflow_id="in-1")
+        await app.send("in-1", {"n": 2}, topic="b")
+        await app.send("in-1", {"n": 1}, topic="a")
+        await app.send("in-1", ["later"], topic="a")
+        assert await handle.result(timeout=10) == [{"n": 1}, ["later"], {"n": 2}]
+        kinds = [s.kind for s in await app.list_steps("in-1")]
+        assert kinds.count(StepKind.RECV) == 3
+
+
+async def test_recv_timeout_returns_none_and_replays_it(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.workflow(name="impatient")
+    async def impatient() -> object:
+        return await app.recv("never", timeout=0.2)
+
+    async with app:
+        assert await (await app.start(impatient, workflow_id="t1")).result(timeout=10) is None
+        steps = await app.list_steps("t1")
+        assert [s.name for s in steps] == ["recv.deadline", "recv"]
+        fork = await app.fork("t1", from_step=3)  # replays the timeout: None, without waiting
+        assert await fork.result(timeout=2) is None
+
+
+async def test_recv_deadline_is_durable_across_a_crash(make_app: AppFactory) -> None:
+    clock = FakeClock()
+
+    def define(app: Orchestrator) -> WorkflowFunction[[], object]:
+        @app.workflow(name="waiting")
+        async def waiting() -> object:
+            return await app.recv(timeout=10)
+
+        return waiting
+
+    first = make_app(clock=clock, executor_id="recv-crash")
+    waiting = define(first)
+    async with first:
+        await first.start(waiting, workflow_id="w1")
+        await asyncio.sleep(0.2)
+        await clock.advance(6)
+        await first.shutdown(timeout=0)
+
+    second = make_app(clock=clock, executor_id="recv-crash")
+    define(second)
+    async with second:
+        handle = second.retrieve("w1")
+        await asyncio.sleep(0.2)
+        await clock.advance(3)
+        with pytest.raises(WorkflowTimeoutError):
+            await handle.result(timeout=0.3)
+        await clock.advance(1.1)  # 6 + 3 + 1.1 > 10: times out now, not 10 s after recovery
+        assert await handle.result(timeout=5) is None
+
+
+async def test_duplicate_sends_with_one_idempotency_key_deliver_once(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.workflow(name="collector")
+    async def collector() -> list[object]:
+        return [await app.recv(timeout=10), await app.recv(timeout=0.3)]
+
+    async with app:
+        handle = await app.start(collector, workflow_id="dup")
+        await asyncio.gather(*(app.send("dup", "paid", idempotency_key="evt_1") for _ in range(20)))
+        assert await handle.result(timeout=10) == ["paid", None]
+
+
+async def test_send_inside_a_workflow_is_a_step_sent_once(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.workflow(name="receiver")
+    async def receiver() -> list[object]:
+        return [await app.recv(timeout=10), await app.recv(timeout=0.3)]
+
+    @app.workflow(name="sender")
+    async def sender(target: str) -> None:
+        await app.send(target, {"from": "sender"})
+
+    async with app:
+        target = await app.start(receiver, workflow_id="rcv")
+        await (await app.start(sender, "rcv", workflow_id="snd")).result()
+        await (await app.fork("snd", from_step=2)).result()  # replays the send: not re-sent
+        assert await target.result(timeout=10) == [{"from": "sender"}, None]
+        [step] = await app.list_steps("snd")
+        assert step.kind is StepKind.SEND
+
+
+async def test_bad_sends_and_recv_outside_a_workflow(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.workflow(name="quick")
+    async def quick() -> None:
+        return None
+
+    async with app:
+        with pytest.raises(WorkflowNotFoundError):
+            await app.send("nobody", "hi")
+        await (await app.start(quick, workflow_id="done")).result()
+        with pytest.raises(WorkflowFinishedError):
+            await app.send("done", "hi")
+        with pytest.raises(SerializationError):
+            await app.send("done", object())
+        with pytest.raises(NotInWorkflowError):
+            await app.recv()
+        with pytest.raises(NotInWorkflowError):
+            await app.set_event("k", 1)
+
+
+async def test_events_are_set_overwritten_and_awaited(make_app: AppFactory) -> None:
+    app = make_app()
+    gate = asyncio.Event()
+
+    @app.step()
+    async def wait_gate() -> None:
+        await gate.wait()
+
+    @app.workflow(name="publisher")
+    async def publisher() -> None:
+        await app.set_event("payment_url", "https://pay/1")
+        await wait_gate()
+        await app.set_event("payment_url", "https://pay/2")
+        await app.set_event("status", {"state": "paid"})
+
+    @app.workflow(name="reader")
+    async def reader(target: str) -> object:
+        return await app.get_event(target, "status", timeout=10)
+
+    async with app:
+        handle = await app.start(publisher, workflow_id="pub")
+        assert await app.get_event("pub", "payment_url", timeout=5) == "https://pay/1"
+        assert await app.get_event("pub", "status", timeout=0.2) is None  # timeout
+        waiting = await app.start(reader, "pub", workflow_id="reader")
+        gate.set()
+        await handle.result(timeout=5)
+        assert await app.get_event("pub", "payment_url", timeout=1) == "https://pay/2"
+        assert await app.get_events("pub") == {
+            "payment_url": "https://pay/2",
+            "status": {"state": "paid"},
+        }
+        assert await waiting.result(timeout=5) == {"state": "paid"}
+        # the value read inside a workflow is recorded: a replay sees it without waiting
+        assert (await app.list_steps("reader"))[0].output == {"state": "paid"}
+        assert await app.get_event("pub", "never-set", timeout=5) is None  # finished: at once
+        with pytest.raises(WorkflowNotFoundError):
+            await app.get_event("nobody", "x", timeout=1)
+
+
+async def test_streams_are_read_while_written(make_app: AppFactory) -> None:
+    app = make_app()
+    proceed = asyncio.Event()
+
+    @app.step()
+    async def wait_proceed() -> None:
+        await proceed.wait()
+
+    @app.workflow(name="progress")
+    async def progress(close: bool) -> None:
+        await app.write_stream("p", 1)
+        await wait_proceed()
+        await app.write_stream("p", {"pct": 50})
+        if close:
+            await app.close_stream("p")
+            await app.sleep(0.2)
+
+    async with app:
+        await app.start(progress, True, workflow_id="s1")
+        seen: list[object] = []
+
+        async def read() -> None:
+            async for value in app.read_stream("s1", "p"):
+                seen.append(value)
+                if len(seen) == 1:
+                    proceed.set()
+
+        await asyncio.wait_for(read(), 10)
+        assert seen == [1, {"pct": 50}]
+
+        await app.start(progress, False, workflow_id="s2")
+        values = [v async for v in app.read_stream("s2", "p")]
+        assert values == [1, {"pct": 50}]  # ends with the workflow, though never closed

@@ -20,6 +20,8 @@ NOTIFY_MESSAGE = "message"  # payload: f"{destination_id}\x1f{topic}"
 NOTIFY_EVENT = "event"  # payload: f"{workflow_id}\x1f{key}"
 NOTIFY_STREAM = "stream"  # payload: f"{workflow_id}\x1f{key}"
 NOTIFY_WORKFLOW = "workflow"  # payload: workflow_id (its status changed)
+NOTIFY_QUEUE = "queue"  # payload: queue name (enqueued, or a queued workflow changed status)
+NOTIFY_SCHEDULES = "schedules"  # payload: "" (schedules were created, changed or deleted)
 NOTIFY_RECONNECTED = "reconnected"  # payload: "" (notifications may have been lost: re-check)
 SEPARATOR = "\x1f"
 
@@ -133,6 +135,69 @@ class MigrationState:
     @property
     def pending(self) -> tuple[str, ...]:
         return tuple(name for name in self.available if name not in self.applied)
+
+
+@dataclass(frozen=True, slots=True)
+class DequeueRequest:
+    """What one worker may start from a queue now; None limits mean unlimited."""
+
+    queue_name: str
+    executor_id: str
+    app_version: str | None
+    max_count: int  # this worker's free capacity (its worker_concurrency, minus running)
+    concurrency: int | None = None  # across all workers (per partition when partitioned)
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None  # starts per rate window across all workers
+    rate_window_ms: int = 0
+    use_priority: bool = False
+    partitioned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DequeueResult:
+    """Workflows started now (PENDING on the requesting executor), and when to look again
+    (epoch ms: a delayed workflow becomes due, or the rate window reopens), if sooner than a
+    notification would say."""
+
+    started: list[WorkflowRecord]
+    retry_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue_name: str
+    depth: int  # ENQUEUED
+    running: int  # PENDING or COMPENSATING
+    started_last_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    executor_id: str
+    app_version: str | None
+    host: str | None
+    pid: int | None
+    started_at: int
+    heartbeat_at: int
+    lease_expires_at: int
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A cron schedule stored in the database (declared by a decorator, or created at run
+    time); ``input`` is the JSON arguments of each run after the scheduled time."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    input: str
+    paused: bool = False
+    catch_up: bool = False
+    declared: bool = False
+    last_tick_ms: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
 
 
 class Store(Protocol):
@@ -282,3 +347,52 @@ class Store(Protocol):
         self, workflow_id: str, key: str, from_position: int
     ) -> list[StreamEntry]:
         """Stream entries at ``from_position`` and after, in order."""
+
+    # -- queues -----------------------------------------------------------------------------
+    async def dequeue(self, request: DequeueRequest) -> DequeueResult:
+        """Start (ENQUEUED -> PENDING on the requesting executor) as many due workflows as the
+        queue's limits allow, in one transaction serialized per queue across all workers."""
+
+    async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
+        """Depth, running and recent starts per queue (one queue, or all)."""
+
+    # -- workers ----------------------------------------------------------------------------
+    async def register_worker(
+        self, executor_id: str, app_version: str | None, lease_ms: int, host: str, pid: int
+    ) -> int:
+        """Register this executor with a lease of ``lease_ms``; returns its expiry (epoch ms)."""
+
+    async def renew_lease(self, executor_id: str, lease_ms: int) -> int | None:
+        """Extend an unexpired lease; None if it had expired (it may have been taken over)."""
+
+    async def release_worker(self, executor_id: str) -> None:
+        """Expire this executor's lease now (graceful shutdown: others take over at once)."""
+
+    async def take_over(
+        self, executor_id: str, app_version: str | None, limit: int
+    ) -> list[WorkflowRecord]:
+        """Claim up to ``limit`` unfinished workflows of dead workers (same app version),
+        counting a recovery attempt on each; each is claimed by exactly one caller."""
+
+    async def owned_workflows(self, executor_id: str, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of ``workflow_ids`` are still running on ``executor_id``."""
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Registered workers, oldest first."""
+
+    # -- schedules --------------------------------------------------------------------------
+    async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:
+        """Create a schedule; with ``replace`` update an existing one's definition (keeping its
+        paused flag and last tick). Without it a taken name raises WorkflowConflictError."""
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule by name."""
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> ScheduleRecord | None:
+        """Pause or resume; None if there is no such schedule."""
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there was none."""
+
+    async def mark_schedule_tick(self, name: str, tick_ms: int) -> None:
+        """Remember that the tick at ``tick_ms`` ran (the latest is kept)."""

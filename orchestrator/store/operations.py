@@ -225,11 +225,11 @@ def _write_stream(
     yield from _record_step(step, required=True)
 
 
-def _rows(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:
+def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:
     return (yield Statement(query, params)).rows
 
 
-def _rowcount(query: str, /, **params: Any) -> Plan[int]:
+def rowcount_plan(query: str, /, **params: Any) -> Plan[int]:
     return (yield Statement(query, params)).rowcount
 
 
@@ -262,7 +262,7 @@ class SQLStore(abc.ABC):
 
     async def now_ms(self) -> int:
         """The database clock, epoch milliseconds."""
-        rows = await self._run(functools.partial(_rows, "now_ms"), transaction=False)
+        rows = await self._run(functools.partial(rows_plan, "now_ms"), transaction=False)
         return int(rows[0]["now"])
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
@@ -280,7 +280,7 @@ class SQLStore(abc.ABC):
             raise InvalidArgumentError("limit and offset must not be negative")
         ids = query.workflow_ids
         plan = functools.partial(
-            _rows,
+            rows_plan,
             "list_workflows_ascending" if query.ascending else "list_workflows",
             statuses=_statuses(query.statuses),
             name=query.name,
@@ -307,7 +307,7 @@ class SQLStore(abc.ABC):
         if not WorkflowStatus(status).is_terminal:
             raise InvalidArgumentError(f"{status} is not a final status")
         plan = functools.partial(
-            _rowcount,
+            rowcount_plan,
             "finish_workflow",
             workflow_id=workflow_id,
             status=WorkflowStatus(status).value,
@@ -327,7 +327,7 @@ class SQLStore(abc.ABC):
         """Set ``to_status`` if the status is one of ``from_statuses``; the row or None."""
         to_status = WorkflowStatus(to_status)
         plan = functools.partial(
-            _rows,
+            rows_plan,
             "transition_workflow",
             workflow_id=workflow_id,
             to_status=to_status.value,
@@ -349,7 +349,7 @@ class SQLStore(abc.ABC):
     ) -> WorkflowRecord | None:
         """Run the workflow again on ``executor_id`` as ``to_status``; the row or None."""
         plan = functools.partial(
-            _rows,
+            rows_plan,
             "resume_workflow",
             workflow_id=workflow_id,
             to_status=WorkflowStatus(to_status).value,
@@ -365,14 +365,14 @@ class SQLStore(abc.ABC):
     ) -> list[WorkflowRecord]:
         """Count one more recovery attempt on each running workflow of ``executor_id``."""
         plan = functools.partial(
-            _rows, "claim_for_recovery", executor_id=executor_id, app_version=app_version
+            rows_plan, "claim_for_recovery", executor_id=executor_id, app_version=app_version
         )
         records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
         return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
 
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
-        plan = functools.partial(_rows, "load_steps", workflow_id=workflow_id)
+        plan = functools.partial(rows_plan, "load_steps", workflow_id=workflow_id)
         return [step_from_row(row) for row in await self._run(plan, transaction=False)]
 
     async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
@@ -383,7 +383,7 @@ class SQLStore(abc.ABC):
     async def delete_steps(self, workflow_id: str, from_step: int) -> int:
         """Delete the steps numbered ``from_step`` and above; return how many."""
         plan = functools.partial(
-            _rowcount, "delete_steps", workflow_id=workflow_id, from_step=from_step
+            rowcount_plan, "delete_steps", workflow_id=workflow_id, from_step=from_step
         )
         return await self._run(plan, transaction=False)
 
@@ -428,13 +428,13 @@ class SQLStore(abc.ABC):
 
     async def get_event(self, workflow_id: str, key: str) -> str | None:
         """The event's JSON value, or None if it was never set."""
-        plan = functools.partial(_rows, "get_event", workflow_id=workflow_id, key=key)
+        plan = functools.partial(rows_plan, "get_event", workflow_id=workflow_id, key=key)
         rows = await self._run(plan, transaction=False)
         return str(rows[0]["value"]) if rows else None
 
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""
-        plan = functools.partial(_rows, "get_events", workflow_id=workflow_id)
+        plan = functools.partial(rows_plan, "get_events", workflow_id=workflow_id)
         return {row["key"]: row["value"] for row in await self._run(plan, transaction=False)}
 
     async def write_stream(
@@ -449,7 +449,7 @@ class SQLStore(abc.ABC):
     ) -> list[StreamEntry]:
         """Stream entries at ``from_position`` and after, in order."""
         plan = functools.partial(
-            _rows, "read_stream", workflow_id=workflow_id, key=key, from_position=from_position
+            rows_plan, "read_stream", workflow_id=workflow_id, key=key, from_position=from_position
         )
         return [
             StreamEntry(position=row["position"], value=row["value"], closed=bool(row["closed"]))

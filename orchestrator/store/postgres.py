@@ -35,8 +35,9 @@ from orchestrator.store.base import (
     NotificationHandler,
     StepRecord,
 )
+from orchestrator.store.coordination import CoordinatedSQLStore
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
-from orchestrator.store.operations import Plan, Result, SQLStore
+from orchestrator.store.operations import Plan, Result
 from orchestrator.store.queries import load_queries
 from orchestrator.types import WorkflowStatus
 
@@ -64,7 +65,7 @@ def is_connection_error(error: BaseException) -> bool:
     return error.sqlstate is None or error.sqlstate.startswith(_RETRYABLE_SQLSTATES)
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(CoordinatedSQLStore):
     """A Store on PostgreSQL; its tables live in ``schema`` (created by the first migration).
 
     Args:

@@ -20,12 +20,13 @@ from orchestrator.errors import (
     WorkflowNotFoundError,
 )
 from orchestrator.store.base import MigrationState, NotificationHandler
+from orchestrator.store.coordination import CoordinatedSQLStore
 from orchestrator.store.migrate import (
     migrate_sqlite,
     sqlite_migration_state,
     sqlite_write_transaction,
 )
-from orchestrator.store.operations import Plan, Result, SQLStore
+from orchestrator.store.operations import Plan, Result
 from orchestrator.store.queries import load_queries
 
 T = TypeVar("T")
@@ -76,7 +77,7 @@ def _translated(function: Callable[..., T], *args: Any) -> T:
         return function(*args)
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(CoordinatedSQLStore):
     """A Store on one SQLite file; every call runs on one worker thread, one at a time.
 
     Args:

@@ -229,3 +229,149 @@ WHERE NOT EXISTS (
 SELECT position, value, closed FROM streams
 WHERE workflow_id = :workflow_id AND key = :key AND position >= :from_position
 ORDER BY position
+
+-- lock_queue --
+-- Serialize dequeues of one queue: a write transaction (BEGIN IMMEDIATE) already does on SQLite.
+SELECT :queue_name AS queue_name
+
+-- queue_counts --
+-- A queue's (or one partition's) running workflows, this executor's share, and starts in the rate window.
+SELECT
+    coalesce(sum(status IN ('PENDING', 'COMPENSATING')), 0) AS running,
+    coalesce(sum(status IN ('PENDING', 'COMPENSATING') AND executor_id = :executor_id), 0) AS mine,
+    coalesce(sum(started_at >= now_ms() - :window_ms), 0) AS recent,
+    min(CASE WHEN started_at >= now_ms() - :window_ms THEN started_at END) AS oldest_recent
+FROM workflows
+WHERE queue_name = :queue_name
+  AND (:partition_key IS NULL OR partition_key = :partition_key)
+  AND (status IN ('PENDING', 'COMPENSATING') OR started_at >= now_ms() - :window_ms)
+
+-- queue_partitions --
+-- The partition keys that have workflows waiting on a queue.
+SELECT DISTINCT partition_key FROM workflows
+WHERE queue_name = :queue_name AND status = 'ENQUEUED'
+LIMIT 1000
+
+-- claim_queued --
+-- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
+UPDATE workflows
+SET status = 'PENDING', executor_id = :executor_id, app_version = :app_version,
+    started_at = now_ms(), updated_at = now_ms(), deadline_ms = now_ms() + timeout_ms
+WHERE workflow_id IN (
+    SELECT workflow_id FROM workflows
+    WHERE queue_name = :queue_name AND status = 'ENQUEUED'
+      AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
+      AND (:partition_key IS NULL OR partition_key = :partition_key)
+    ORDER BY CASE WHEN :use_priority THEN priority ELSE 0 END, created_at, workflow_id
+    LIMIT :n
+)
+RETURNING *
+
+-- next_delayed --
+-- When the earliest delayed workflow of a queue becomes due.
+SELECT min(not_before_ms) AS due FROM workflows
+WHERE queue_name = :queue_name AND status = 'ENQUEUED' AND not_before_ms > now_ms()
+
+-- queue_stats --
+-- Depth, running count and recent starts of every queue (or one).
+SELECT
+    queue_name,
+    coalesce(sum(status = 'ENQUEUED'), 0) AS depth,
+    coalesce(sum(status IN ('PENDING', 'COMPENSATING')), 0) AS running,
+    coalesce(sum(started_at >= now_ms() - 60000), 0) AS started_last_minute
+FROM workflows
+WHERE queue_name IS NOT NULL AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (status IN ('ENQUEUED', 'PENDING', 'COMPENSATING') OR started_at >= now_ms() - 60000)
+GROUP BY queue_name
+ORDER BY queue_name
+
+-- register_worker --
+-- Register (or re-register) an executor with a fresh lease.
+INSERT INTO workers (executor_id, app_version, host, pid, started_at, heartbeat_at, lease_expires_at)
+VALUES (:executor_id, :app_version, :host, :pid, now_ms(), now_ms(), now_ms() + :lease_ms)
+ON CONFLICT (executor_id) DO UPDATE
+    SET app_version = excluded.app_version, host = excluded.host, pid = excluded.pid,
+        started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+        lease_expires_at = excluded.lease_expires_at
+RETURNING lease_expires_at
+
+-- renew_lease --
+-- Heartbeat: extend a lease that has not expired (an expired one was lost: no row).
+UPDATE workers SET heartbeat_at = now_ms(), lease_expires_at = now_ms() + :lease_ms
+WHERE executor_id = :executor_id AND lease_expires_at > now_ms()
+RETURNING lease_expires_at
+
+-- release_worker --
+-- A worker shutting down gives up its lease at once, so others take its work over now.
+UPDATE workers SET lease_expires_at = now_ms() - 1 WHERE executor_id = :executor_id
+
+-- take_over --
+-- Claim unfinished workflows of dead workers (expired leases) of the same app version; each row goes to exactly one taker.
+UPDATE workflows
+SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = now_ms()
+WHERE workflow_id IN (
+    SELECT workflow_id FROM workflows
+    WHERE status IN ('PENDING', 'COMPENSATING')
+      AND executor_id IN (
+          SELECT executor_id FROM workers
+          WHERE lease_expires_at < now_ms() AND executor_id <> :executor_id
+      )
+      AND (:app_version IS NULL OR app_version = :app_version)
+    ORDER BY created_at
+    LIMIT :limit
+)
+RETURNING *
+
+-- forget_dead_workers --
+-- Drop dead workers that have nothing left to take over.
+DELETE FROM workers
+WHERE lease_expires_at < now_ms() - 60000
+  AND NOT EXISTS (
+      SELECT 1 FROM workflows
+      WHERE workflows.executor_id = workers.executor_id AND status IN ('PENDING', 'COMPENSATING')
+  )
+
+-- owned_workflows --
+-- Which of these workflows this executor still owns (after a lost lease).
+SELECT workflow_id FROM workflows
+WHERE executor_id = :executor_id AND workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+  AND status IN ('PENDING', 'COMPENSATING')
+
+-- list_workers --
+-- Registered workers and their leases.
+SELECT *, lease_expires_at > now_ms() AS alive FROM workers ORDER BY started_at
+
+-- upsert_schedule --
+-- Create a schedule, or replace its definition (keeping last_tick_ms and paused unless replace_state).
+INSERT INTO schedules (name, workflow_name, cron, input, paused, catch_up, declared, created_at, updated_at)
+VALUES (:name, :workflow_name, :cron, :input, :paused, :catch_up, :declared, now_ms(), now_ms())
+ON CONFLICT (name) DO UPDATE
+    SET workflow_name = excluded.workflow_name, cron = excluded.cron, input = excluded.input,
+        catch_up = excluded.catch_up, declared = excluded.declared, updated_at = excluded.updated_at
+RETURNING *
+
+-- insert_schedule --
+-- Create a schedule unless the name is taken (no row then).
+INSERT INTO schedules (name, workflow_name, cron, input, paused, catch_up, declared, created_at, updated_at)
+VALUES (:name, :workflow_name, :cron, :input, :paused, :catch_up, :declared, now_ms(), now_ms())
+ON CONFLICT (name) DO NOTHING
+RETURNING *
+
+-- list_schedules --
+-- Every schedule by name.
+SELECT * FROM schedules ORDER BY name
+
+-- set_schedule_paused --
+-- Pause or resume a schedule.
+UPDATE schedules SET paused = :paused, updated_at = now_ms()
+WHERE name = :name
+RETURNING *
+
+-- delete_schedule --
+-- Delete a schedule (its past runs stay).
+DELETE FROM schedules WHERE name = :name
+
+-- mark_schedule_tick --
+-- Remember the latest tick a schedule ran (for catch-up after downtime).
+UPDATE schedules SET last_tick_ms = max(coalesce(last_tick_ms, 0), :tick_ms)
+WHERE name = :name

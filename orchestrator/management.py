@@ -1,0 +1,282 @@
+"""Operator actions on stored workflows: cancel (with rollback), resume, fork, and the
+COMPENSATION_FAILED actions retry_compensation and skip_compensation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import (
+    InvalidArgumentError,
+    WorkflowCancelledError,
+    WorkflowFinishedError,
+    WorkflowStateError,
+)
+from orchestrator.serialization import encode_error
+from orchestrator.store.base import StepRecord, Store, WorkflowRecord
+from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
+from orchestrator.workflow import (
+    Registry,
+    StartOptions,
+    WorkflowFunction,
+    WorkflowHandle,
+    WorkflowInfo,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.executor import WorkflowRun
+
+RESUMABLE = frozenset(
+    {
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.ERROR,
+        WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+        WorkflowStatus.ENQUEUED,
+    }
+)
+
+
+class Management:
+    """Mixed into Engine: the operator's actions, using the engine's store and runs."""
+
+    store: Store
+    executor_id: str
+    app_version: str | None
+    runs: dict[str, WorkflowRun]
+    registry: Registry
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
+        raise NotImplementedError
+
+    def require_launched(self, operation: str) -> None:
+        raise NotImplementedError
+
+    def workflow_named(self, name: str) -> WorkflowFunction[Any, Any]:
+        raise NotImplementedError
+
+    async def get_record(self, workflow_id: str) -> WorkflowRecord:
+        raise NotImplementedError
+
+    def new_workflow(
+        self,
+        workflow: WorkflowFunction[Any, Any],
+        input_text: str,
+        options: StartOptions,
+        *,
+        workflow_id: str,
+        parent_workflow_id: str | None = None,
+    ) -> Any:
+        raise NotImplementedError
+
+    def launch_run(
+        self,
+        record: WorkflowRecord,
+        workflow: WorkflowFunction[Any, Any],
+        recorded: list[StepRecord],
+    ) -> WorkflowRun:
+        raise NotImplementedError
+
+    async def _wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+        raise NotImplementedError
+
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> WorkflowInfo:
+        """Stop a workflow at its next durable call; it ends CANCELLED, or with
+        ``compensate=True`` rolls back its completed steps first (then COMPENSATED)."""
+        error = WorkflowCancelledError(
+            f"workflow {workflow_id} was cancelled" + (" with rollback" if compensate else ""),
+            workflow_id=workflow_id,
+            compensate=compensate,
+        )
+        record = None
+        if compensate:
+            record = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.COMPENSATING,
+                from_statuses={WorkflowStatus.PENDING},
+                error=encode_error(error),
+            )
+        if record is None:
+            record = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.CANCELLED,
+                from_statuses={WorkflowStatus.ENQUEUED, WorkflowStatus.PENDING},
+                error=encode_error(error),
+            )
+        if record is None:
+            record = await self.get_record(workflow_id)
+            if record.status is WorkflowStatus.COMPENSATING:
+                raise WorkflowStateError(
+                    f"workflow {workflow_id} is compensating; a rollback is not cancelled",
+                    workflow_id=workflow_id,
+                )
+            if record.status is not WorkflowStatus.CANCELLED:
+                raise WorkflowFinishedError(
+                    f"workflow {workflow_id} already finished as {record.status}",
+                    workflow_id=workflow_id,
+                    status=str(record.status),
+                )
+        run = self.runs.get(workflow_id)
+        if run is not None and not run.compensating:
+            run.stop(error)
+        elif run is None and record.status is WorkflowStatus.COMPENSATING:
+            await self._adopt(record)  # nobody runs it here: roll it back now
+        return WorkflowInfo.from_record(record)
+
+    async def _adopt(self, record: WorkflowRecord) -> None:
+        """Run a workflow whose executor is this one but which is not running in-process."""
+        if record.executor_id == self.executor_id and record.workflow_id not in self.runs:
+            workflow = self.registry.workflows.get(record.name)
+            if workflow is not None:
+                steps = await self.store.load_steps(record.workflow_id)
+                self.launch_run(record, workflow, steps)
+
+    async def _stop_child(self, workflow_id: str) -> None:
+        """A parent rolls back while its child still runs: roll the child back too."""
+        with contextlib.suppress(WorkflowFinishedError, WorkflowStateError):
+            await self.cancel(workflow_id, compensate=True)
+        with contextlib.suppress(Exception):  # the caller reads its outcome from the store
+            await self._wait_result(workflow_id, None)
+
+    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a cancelled, failed or stuck workflow again from its last checkpoint; steps
+        that failed at the end of its history are retried."""
+        self.require_launched("resume")
+        current = await self.get_record(workflow_id)
+        workflow = self.workflow_named(current.name)
+        record = await self.store.resume_workflow(
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses=RESUMABLE,
+            to_status=WorkflowStatus.PENDING,
+        )
+        if record is None:
+            record = await self.get_record(workflow_id)
+            if record.status in RUNNING_STATUSES:
+                return self.handle(workflow_id)
+            raise WorkflowFinishedError(
+                f"workflow {workflow_id} is {record.status}; only {', '.join(sorted(RESUMABLE))}"
+                " workflows can be resumed",
+                workflow_id=workflow_id,
+                status=str(record.status),
+            )
+        await self._relaunch_retrying_failed_tail(record, workflow)
+        return self.handle(workflow_id)
+
+    async def _relaunch_retrying_failed_tail(
+        self, record: WorkflowRecord, workflow: WorkflowFunction[Any, Any]
+    ) -> None:
+        """Launch ``record`` again; steps that failed at the end of its history are deleted
+        first, so they execute again instead of replaying their error."""
+        if record.workflow_id in self.runs:
+            return
+        steps = await self.store.load_steps(record.workflow_id)
+        failed_tail = 0
+        while failed_tail < len(steps) and steps[-1 - failed_tail].error is not None:
+            failed_tail += 1
+        if failed_tail:
+            await self.store.delete_steps(record.workflow_id, steps[-failed_tail].step_number)
+            steps = steps[:-failed_tail]
+        self.launch_run(record, workflow, steps)
+
+    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """COMPENSATION_FAILED -> COMPENSATING: retry the failed compensation and go on."""
+        self.require_launched("retry_compensation")
+        workflow = self.workflow_named((await self.get_record(workflow_id)).name)
+        record = await self.store.resume_workflow(
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses={WorkflowStatus.COMPENSATION_FAILED},
+            to_status=WorkflowStatus.COMPENSATING,
+        )
+        if record is None:
+            raise self._not_compensation_failed(await self.get_record(workflow_id))
+        await self._relaunch_retrying_failed_tail(record, workflow)
+        return self.handle(workflow_id)
+
+    async def skip_compensation(
+        self, workflow_id: str, step: int, reason: str, by: str
+    ) -> WorkflowHandle[Any]:
+        """Record that the failed compensation of forward step ``step`` is skipped (who, why)
+        and continue the rollback with the next compensation."""
+        self.require_launched("skip_compensation")
+        if not reason.strip():
+            raise InvalidArgumentError("skip_compensation needs a reason (it is recorded)")
+        current = await self.get_record(workflow_id)
+        if current.status is not WorkflowStatus.COMPENSATION_FAILED:
+            raise self._not_compensation_failed(current)
+        steps = await self.store.load_steps(workflow_id)
+        failed = [
+            s
+            for s in steps
+            if s.kind is StepKind.COMPENSATION
+            and s.error is not None
+            and s.compensates_step == step
+        ]
+        if not failed:
+            numbers = [s.compensates_step for s in steps if s.kind is StepKind.COMPENSATION]
+            compensated = sorted(n for n in numbers if n is not None)
+            raise InvalidArgumentError(
+                f"step {step} of workflow {workflow_id} has no failed compensation to skip "
+                f"(failed compensations are for steps {compensated})",
+                workflow_id=workflow_id,
+                step=step,
+            )
+        target = failed[-1]
+        workflow = self.workflow_named(current.name)
+        record = await self.store.resume_workflow(
+            workflow_id,
+            self.executor_id,
+            self.app_version,
+            from_statuses={WorkflowStatus.COMPENSATION_FAILED},
+            to_status=WorkflowStatus.COMPENSATING,
+        )
+        if record is None:
+            raise self._not_compensation_failed(await self.get_record(workflow_id))
+        await self.store.delete_steps(workflow_id, target.step_number)
+        skipped = StepRecord(
+            workflow_id=workflow_id,
+            step_number=target.step_number,
+            name=target.name,
+            kind=StepKind.COMPENSATION,
+            compensates_step=step,
+            attempts=target.attempts,
+            output=json.dumps({"skipped": True, "reason": reason, "by": by}),
+        )
+        await self.store.record_step(skipped)
+        await self._relaunch_retrying_failed_tail(record, workflow)
+        return self.handle(workflow_id)
+
+    @staticmethod
+    def _not_compensation_failed(record: WorkflowRecord) -> WorkflowStateError:
+        return WorkflowStateError(
+            f"workflow {record.workflow_id} is {record.status}, not COMPENSATION_FAILED; only a "
+            "failed rollback can be retried or skipped",
+            workflow_id=record.workflow_id,
+            status=str(record.status),
+        )
+
+    async def fork(
+        self, workflow_id: str, from_step: int, new_workflow_id: str | None
+    ) -> WorkflowHandle[Any]:
+        """Start a new workflow with the same input, reusing the steps recorded before
+        ``from_step`` and executing from there on."""
+        self.require_launched("fork")
+        if from_step < 1:
+            raise InvalidArgumentError(
+                f"from_step must be >= 1 (steps count from 1), got {from_step}"
+            )
+        source = await self.get_record(workflow_id)
+        workflow = self.workflow_named(source.name)
+        new = self.new_workflow(
+            workflow,
+            source.input,
+            StartOptions(),
+            workflow_id=new_workflow_id or str(uuid.uuid4()),
+        )
+        record = await self.store.fork_workflow(new, workflow_id, from_step)
+        self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
+        return self.handle(record.workflow_id)

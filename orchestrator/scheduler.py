@@ -1,0 +1,121 @@
+"""Cron schedules (six fields, seconds first): each tick runs once however many workers run.
+
+Every worker ticks every schedule; a tick's workflow id is derived from the schedule's name and
+the tick time, so the first worker to start it wins and the others get its handle. Schedules
+live in the database (declared ones are saved at launch), so any worker runs created ones too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from croniter import croniter
+
+from orchestrator.clock import Clock
+from orchestrator.errors import InvalidArgumentError
+from orchestrator.notifications import Waiters
+from orchestrator.store.base import NOTIFY_SCHEDULES, ScheduleRecord, Store
+
+logger = logging.getLogger("orchestrator.scheduler")
+
+REFRESH_SECONDS = 5.0  # schedules changed by another process are seen within this (SQLite)
+MAX_CATCH_UP_TICKS = 1000  # a schedule that missed more than this catches up only the latest
+
+StartTick = Callable[[ScheduleRecord, dt.datetime], Awaitable[None]]
+
+
+def check_cron(cron: object) -> str:
+    """Validate a six-field cron expression (seconds first)."""
+    if (
+        not isinstance(cron, str)
+        or len(cron.split()) != 6
+        or not croniter.is_valid(cron, second_at_beginning=True)
+    ):
+        raise InvalidArgumentError(
+            f"invalid schedule {cron!r}: use six cron fields with seconds first, e.g. "
+            "'*/15 * * * * *' (every 15 seconds) or '0 0 3 * * *' (03:00 daily)"
+        )
+    return cron
+
+
+def tick_id(schedule_name: str, tick: dt.datetime) -> str:
+    """The workflow id of one tick: the same on every worker."""
+    return f"{schedule_name}@{tick.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def ticks_between(cron: str, after_ms: int, until_ms: int, limit: int) -> list[dt.datetime]:
+    """The ticks in (after_ms, until_ms], at most the last ``limit`` of them."""
+    start = dt.datetime.fromtimestamp(after_ms / 1000, tz=dt.UTC)
+    iterator = croniter(cron, start, second_at_beginning=True)
+    ticks: list[dt.datetime] = []
+    while True:
+        tick: dt.datetime = iterator.get_next(dt.datetime)
+        if tick.timestamp() * 1000 > until_ms:
+            return ticks[-limit:]
+        ticks.append(tick)
+
+
+def next_tick(cron: str, after_ms: int) -> dt.datetime:
+    start = dt.datetime.fromtimestamp(after_ms / 1000, tz=dt.UTC)
+    tick: dt.datetime = croniter(cron, start, second_at_beginning=True).get_next(dt.datetime)
+    return tick
+
+
+def schedule_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    try:
+        return json.dumps({"args": list(args), "kwargs": kwargs}, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"schedule arguments must be JSON values: {exc}") from exc
+
+
+class Scheduler:
+    """Ticks the stored schedules in this worker."""
+
+    def __init__(self, store: Store, clock: Clock, waiters: Waiters, start_tick: StartTick) -> None:
+        self.store = store
+        self.clock = clock
+        self.waiters = waiters
+        self.start_tick = start_tick
+        self.stopping = False
+        self._cursor: dict[str, int] = {}  # schedule name -> the last tick handled here (ms)
+
+    def _due(self, schedule: ScheduleRecord, now_ms: int) -> list[dt.datetime]:
+        cursor = self._cursor.get(schedule.name)
+        if cursor is None:  # first sight: catch up from the last stored tick, or start now
+            cursor = now_ms
+            if schedule.catch_up and schedule.last_tick_ms is not None:
+                cursor = schedule.last_tick_ms
+            self._cursor[schedule.name] = cursor
+        return ticks_between(schedule.cron, cursor, now_ms, MAX_CATCH_UP_TICKS)
+
+    async def run(self) -> None:
+        with self.waiters.subscribe((NOTIFY_SCHEDULES, "")) as changed:
+            while not self.stopping:
+                wait = REFRESH_SECONDS
+                try:
+                    schedules = [s for s in await self.store.list_schedules() if not s.paused]
+                    now_ms = self.clock.now_ms()
+                    for schedule in schedules:
+                        for tick in self._due(schedule, now_ms):
+                            await self._fire(schedule, tick)
+                        upcoming = next_tick(schedule.cron, self._cursor[schedule.name])
+                        wait = min(wait, max(upcoming.timestamp() - now_ms / 1000, 0.001))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("scheduler pass failed; retrying")
+                await changed.wait(wait)
+
+    async def _fire(self, schedule: ScheduleRecord, tick: dt.datetime) -> None:
+        tick_ms = int(tick.timestamp() * 1000)
+        try:
+            await self.start_tick(schedule, tick)
+            await self.store.mark_schedule_tick(schedule.name, tick_ms)
+        except Exception:
+            logger.exception("schedule %s could not start its tick %s", schedule.name, tick)
+        self._cursor[schedule.name] = max(self._cursor.get(schedule.name, 0), tick_ms)

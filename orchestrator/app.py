@@ -14,12 +14,20 @@ from orchestrator.clock import Clock, DatabaseClock
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import Engine
-from orchestrator.errors import ConfigurationError, InvalidArgumentError
+from orchestrator.errors import ConfigurationError, InvalidArgumentError, NotRegisteredError
 from orchestrator.messaging import DEFAULT_TIMEOUT_SECONDS, Messaging
+from orchestrator.queues import Queue
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
+from orchestrator.scheduler import check_cron, schedule_input
 from orchestrator.step import StepFunction, call_step
 from orchestrator.store import create_store
-from orchestrator.store.base import Store, WorkflowQuery
+from orchestrator.store.base import (
+    QueueStats,
+    ScheduleRecord,
+    Store,
+    WorkerRecord,
+    WorkflowQuery,
+)
 from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -73,6 +81,8 @@ class Orchestrator:
             registered workflows. Only workers of the same version recover a workflow.
         schema: PostgreSQL schema holding the tables (default ``orchestrator``).
         clock: a Clock (tests inject a FakeClock); default: the database clock.
+        lease_seconds: a worker silent this long is dead and its workflows are taken over
+            (default 30).
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class Orchestrator:
         app_version: str | None = None,
         schema: str | None = None,
         clock: Clock | None = None,
+        lease_seconds: float | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings or Settings()
@@ -101,6 +112,7 @@ class Orchestrator:
             self.clock,
             self.registry,
             executor_id=executor_id or self.settings.executor_id,
+            lease_seconds=lease_seconds or self.settings.lease_seconds,
         )
         self.messaging = Messaging(self.store, self.clock, self.engine.waiters)
         self._app_version = app_version or self.settings.app_version
@@ -157,6 +169,32 @@ class Orchestrator:
         await self.shutdown()
 
     # -- registration -----------------------------------------------------------------------
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        priority: bool = False,
+        partitioned: bool = False,
+    ) -> Queue:
+        """Declare a queue (before launch); start workflows on it with ``start(queue=name)``.
+        Every worker that declares it dequeues from it (see orchestrator.queues.Queue)."""
+        self._check_open_for_registration("queue", name)
+        if name in self.registry.queues:
+            raise ConfigurationError(f"a queue named {name!r} is already declared")
+        declared = Queue(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            priority=priority,
+            partitioned=partitioned,
+        )
+        self.registry.queues[name] = declared
+        return declared
+
     def _check_open_for_registration(self, kind: str, name: str) -> None:
         if self.engine.launched:
             raise ConfigurationError(
@@ -171,8 +209,15 @@ class Orchestrator:
         max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         timeout: float | None = None,
         schedule: str | None = None,
+        catch_up: bool = False,
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]:
-        """Register an ``async def`` as a durable workflow (name: its qualified name)."""
+        """Register an ``async def`` as a durable workflow (name: its qualified name).
+
+        ``schedule``: a six-field cron expression (seconds first); each tick starts the
+        workflow once with the scheduled time (a datetime) as its argument. Ticks missed while
+        no worker ran are skipped, or run late with ``catch_up=True``."""
+        if schedule is not None:
+            check_cron(schedule)
 
         def register(fn: Callable[P, Coroutine[Any, Any, R]]) -> WorkflowFunction[P, R]:
             import inspect
@@ -194,6 +239,7 @@ class Orchestrator:
                 max_recovery_attempts=max_recovery_attempts,
                 timeout=timeout,
                 schedule=schedule,
+                catch_up=catch_up,
             )
             self.registry.workflows[workflow_name] = workflow
             return workflow
@@ -396,10 +442,18 @@ class Orchestrator:
         partition_key: str | None = None,
         delay: float | None = None,
         timeout: float | None = None,
+        if_duplicate: str = "raise",
         **kwargs: Any,
     ) -> WorkflowHandle[R]:
         """Start a workflow and return its handle at once. The id is an idempotency key: the
-        same id returns the existing workflow's handle. Inside a workflow this starts a child."""
+        same id returns the existing workflow's handle. Inside a workflow this starts a child.
+
+        With ``queue=`` the workflow is ENQUEUED and started by whichever worker dequeues it
+        first, within the queue's limits: ``priority`` (lower first, on a priority queue),
+        ``dedup_id`` (one active workflow per id: DuplicateWorkflowError, or with
+        ``if_duplicate="return"`` the active one's handle), ``partition_key`` (partitioned
+        queues), ``delay`` (seconds before it may start). ``timeout`` (seconds) is a deadline
+        after which the workflow is cancelled (a saga rolls back)."""
         options = StartOptions(
             workflow_id=workflow_id,
             queue=queue,
@@ -408,9 +462,8 @@ class Orchestrator:
             partition_key=partition_key,
             delay=delay,
             timeout=timeout,
+            if_duplicate=if_duplicate,
         )
-        if queue is not None:
-            raise ConfigurationError(f"unknown queue {queue!r}: declare it with app.queue()")
         handle: WorkflowHandle[R] = await self.engine.start_workflow(
             self._workflow_of(workflow), args, kwargs, options
         )
@@ -522,3 +575,79 @@ class Orchestrator:
             return await self.engine.list_steps(workflow_id)
 
         return await self._op(list_steps, _call_steps)
+
+    # -- queues, schedules, workers ---------------------------------------------------------
+    async def list_queued(
+        self, queue: str | None = None, *, limit: int = 100
+    ) -> list[WorkflowInfo]:
+        """Workflows waiting on a queue (or on any queue), oldest first."""
+        self.engine.require_launched("list_queued")
+        query = WorkflowQuery(
+            statuses=[WorkflowStatus.ENQUEUED], queue_name=queue, limit=limit, ascending=True
+        )
+        infos = await self.engine.list_workflows(query)
+        return [info for info in infos if info.queue_name is not None]
+
+    async def queue_stats(self, queue: str | None = None) -> list[QueueStats]:
+        """Depth, running count and starts in the last minute, per queue."""
+        self.engine.require_launched("queue_stats")
+        return await self.store.queue_stats(queue)
+
+    async def create_schedule(
+        self,
+        name: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        catch_up: bool = False,
+        replace: bool = False,
+    ) -> ScheduleRecord:
+        """Store a schedule that any worker runs: each tick of ``cron`` (six fields, seconds
+        first) starts ``workflow(scheduled_time, *args, **kwargs)`` once."""
+        self.engine.require_launched("create_schedule")
+        if not name or not isinstance(name, str):
+            raise InvalidArgumentError("a schedule needs a non-empty name")
+        function = self._workflow_of(workflow)
+        check_cron(cron)
+        function.signature.bind((None, *args), kwargs or {})  # the arguments must fit
+        record = ScheduleRecord(
+            name=name,
+            workflow_name=function.name,
+            cron=cron,
+            input=schedule_input(tuple(args), kwargs or {}),
+            catch_up=catch_up,
+        )
+        return await self.store.save_schedule(record, replace=replace)
+
+    async def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop starting ticks of a schedule until resumed."""
+        return await self._set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Start ticking a paused schedule again (from now on)."""
+        return await self._set_paused(name, False)
+
+    async def _set_paused(self, name: str, paused: bool) -> ScheduleRecord:
+        self.engine.require_launched("pause_schedule" if paused else "resume_schedule")
+        record = await self.store.set_schedule_paused(name, paused)
+        if record is None:
+            raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+        return record
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the workflows it started stay."""
+        self.engine.require_launched("delete_schedule")
+        if not await self.store.delete_schedule(name):
+            raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every stored schedule (declared and created)."""
+        self.engine.require_launched("list_schedules")
+        return await self.store.list_schedules()
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Workers registered in the database, with their leases."""
+        self.engine.require_launched("list_workers")
+        return await self.store.list_workers()

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     executor_id: str = Field(default="local", description="stable id of this process")
     app_version: str | None = Field(default=None, description="default: hash of the workflows")
     shutdown_timeout: float = Field(default=10.0, description="seconds to let work finish")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="a worker silent this long is dead (taken over)"
+    )
 
 
 def resolve_database_url(app_name: str, settings: Settings) -> str:

@@ -4,6 +4,7 @@ work at launch, and carries out cancel / resume / fork on stored workflows."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import uuid
@@ -13,6 +14,7 @@ from orchestrator import context
 from orchestrator.clock import Clock
 from orchestrator.errors import (
     ConfigurationError,
+    DuplicateWorkflowError,
     InvalidArgumentError,
     LeaseLostError,
     MaxRecoveryAttemptsExceededError,
@@ -25,18 +27,22 @@ from orchestrator.errors import (
 from orchestrator.executor import WorkflowRun
 from orchestrator.management import Management
 from orchestrator.notifications import Waiters
+from orchestrator.queues import QueueRunner
 from orchestrator.saga import Saga, rollback_failure
+from orchestrator.scheduler import Scheduler, schedule_input, tick_id
 from orchestrator.serialization import decode_error, encode, encode_error, error_summary
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
     NOTIFY_WORKFLOW,
     NewWorkflow,
+    ScheduleRecord,
     StepRecord,
     Store,
     WorkflowQuery,
     WorkflowRecord,
 )
 from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
+from orchestrator.worker import LEASE_SECONDS, Lease
 from orchestrator.workflow import (
     Registry,
     StartOptions,
@@ -54,7 +60,15 @@ RESULT_POLL_SECONDS = 1.0  # a lost notification delays a remote result waiter a
 class Engine(Management):
     """Owns the workflows running in this process; everything durable goes through ``store``."""
 
-    def __init__(self, store: Store, clock: Clock, registry: Registry, *, executor_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        registry: Registry,
+        *,
+        executor_id: str,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.registry = registry
@@ -65,6 +79,11 @@ class Engine(Management):
         self._tasks: set[asyncio.Task[None]] = set()
         self.launched = False
         self.closing = False
+        self.lease_seconds = lease_seconds
+        self.lease: Lease | None = None
+        self.runners: dict[str, QueueRunner] = {}
+        self.scheduler: Scheduler | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.saga = Saga(
             store,
             find_compensation=lambda name: (
@@ -76,21 +95,137 @@ class Engine(Management):
 
     # -- life cycle -------------------------------------------------------------------------
     async def launch(self, app_version: str) -> None:
+        """Listen, take a lease, recover this executor's work and dead workers' work, then
+        start the queue runners and the scheduler."""
         self.app_version = app_version
         await self.store.listen(self.on_notification)
+        self.lease = Lease(
+            self.store,
+            executor_id=self.executor_id,
+            app_version=app_version,
+            lease_seconds=self.lease_seconds,
+            running=lambda: list(self.runs),
+            lost=self._lost,
+            adopt=self._adopt_taken_over,
+        )
+        await self.lease.register()
         self.launched = True
         await self.recover()
+        await self.lease.take_over()
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(self.lease.run()))
+        for queue in self.registry.queues.values():
+            runner = QueueRunner(
+                queue,
+                store=self.store,
+                clock=self.clock,
+                waiters=self.waiters,
+                executor_id=self.executor_id,
+                app_version=app_version,
+                launch=self.launch_dequeued,
+            )
+            self.runners[queue.name] = runner
+            self._background.append(loop.create_task(runner.run()))
+        await self._save_declared_schedules()
+        self.scheduler = Scheduler(self.store, self.clock, self.waiters, self._start_tick)
+        self._background.append(loop.create_task(self.scheduler.run()))
 
     async def shutdown(self, timeout: float) -> None:
-        """Let running workflows go on for ``timeout`` seconds, then interrupt them; the ones
-        interrupted stay PENDING and are recovered by the next launch or another worker."""
+        """Stop dequeuing and ticking; running steps may finish and be checkpointed for up to
+        ``timeout`` seconds, no new step starts; what is left stays PENDING and the lease is
+        released, so another worker (or the next launch) resumes it at once."""
         self.closing = True
+        if self.lease is not None:
+            self.lease.closing = True
+        for runner in self.runners.values():
+            runner.stopping = True
+        if self.scheduler is not None:
+            self.scheduler.stopping = True
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        for run in list(self.runs.values()):
+            run.stop(
+                LeaseLostError(
+                    f"workflow {run.workflow_id} was interrupted by shutdown; it will be recovered",
+                    workflow_id=run.workflow_id,
+                )
+            )
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0))
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.lease is not None:
+            await self.lease.release()
+        self.runners.clear()
         self.launched = False
+
+    def _lost(self, workflow_id: str) -> None:
+        run = self.runs.get(workflow_id)
+        if run is not None:
+            run.stop(
+                LeaseLostError(
+                    f"workflow {workflow_id} was taken over by another worker",
+                    workflow_id=workflow_id,
+                )
+            )
+
+    async def _adopt_taken_over(self, record: WorkflowRecord) -> None:
+        if record.workflow_id not in self.runs:
+            await self._recover_one(record)
+
+    def launch_dequeued(self, record: WorkflowRecord) -> None:
+        """Run a workflow this worker just dequeued; a poison one ends in ERROR at once."""
+        workflow = self.registry.workflows.get(record.name)
+        if workflow is not None:
+            self.launch_run(record, workflow, [])
+            return
+        error = NotRegisteredError(
+            f"workflow {record.workflow_id} runs {record.name!r}, which worker "
+            f"{self.executor_id} does not register; it cannot run",
+            name=record.name,
+            workflow_id=record.workflow_id,
+        )
+        self._spawn(self._finish_poison(record, error))
+
+    async def _finish_poison(self, record: WorkflowRecord, error: Exception) -> None:
+        await self.store.finish_workflow(
+            record.workflow_id, WorkflowStatus.ERROR, error=encode_error(error)
+        )
+        runner = self.runners.get(record.queue_name or "")
+        if runner is not None:
+            runner.finished(record.workflow_id)
+
+    # -- schedules --------------------------------------------------------------------------
+    async def _save_declared_schedules(self) -> None:
+        for workflow in self.registry.workflows.values():
+            if workflow.schedule is None:
+                continue
+            await self.store.save_schedule(
+                ScheduleRecord(
+                    name=workflow.name,
+                    workflow_name=workflow.name,
+                    cron=workflow.schedule,
+                    input=schedule_input((), {}),
+                    catch_up=workflow.catch_up,
+                    declared=True,
+                ),
+                replace=True,
+            )
+
+    async def _start_tick(self, schedule: ScheduleRecord, tick: dt.datetime) -> None:
+        workflow = self.registry.workflows.get(schedule.workflow_name)
+        if workflow is None:
+            return  # another application's schedule: its own workers tick it
+        data = json.loads(schedule.input)
+        await self.start_workflow(
+            workflow,
+            (tick, *data.get("args", [])),
+            dict(data.get("kwargs", {})),
+            StartOptions(workflow_id=tick_id(schedule.name, tick)),
+        )
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id)
@@ -178,11 +313,18 @@ class Engine(Management):
         current = context.current()
         if current is not None and current.step is None:
             return await self._start_child(current.run, workflow, args, kwargs, options)
+        self._check_queue_options(options)
         input_text = workflow.signature.encode_input(args, kwargs)
         new = self.new_workflow(
             workflow, input_text, options, workflow_id=options.workflow_id or str(uuid.uuid4())
         )
-        record, created = await self.store.create_workflow(new)
+        try:
+            record, created = await self.store.create_workflow(new)
+        except DuplicateWorkflowError as exc:
+            holder = exc.detail.get("workflow_id")
+            if options.if_duplicate == "return" and holder:
+                return WorkflowHandle(self, str(holder))
+            raise
         if not created:
             self._check_same(record, workflow, input_text)
         elif record.status is WorkflowStatus.PENDING:
@@ -227,6 +369,28 @@ class Engine(Management):
             self.launch_run(record, workflow, [])
         return WorkflowHandle(self, child_id)
 
+    def _check_queue_options(self, options: StartOptions) -> None:
+        if options.if_duplicate not in ("raise", "return"):
+            raise InvalidArgumentError("if_duplicate must be 'raise' or 'return'")
+        if options.queue is None:
+            if options.dedup_id or options.partition_key or options.delay:
+                raise InvalidArgumentError(
+                    "dedup_id, partition_key and delay apply to queued workflows: pass queue="
+                )
+            return
+        queue = self.registry.queues.get(options.queue)
+        if queue is None:
+            known = ", ".join(sorted(self.registry.queues)) or "none"
+            raise NotRegisteredError(
+                f"unknown queue {options.queue!r}: declare it with app.queue({options.queue!r}) "
+                f"before launch (declared: {known})",
+                name=options.queue,
+            )
+        if queue.partitioned and options.partition_key is None:
+            raise InvalidArgumentError(f"queue {queue.name!r} is partitioned: pass partition_key=")
+        if options.delay is not None and options.delay < 0:
+            raise InvalidArgumentError(f"delay must be >= 0 seconds, got {options.delay}")
+
     @staticmethod
     def _check_same(
         record: WorkflowRecord, workflow: WorkflowFunction[Any, Any], input_text: str
@@ -256,6 +420,8 @@ class Engine(Management):
         run = WorkflowRun(
             record, workflow, recorded, store=self.store, clock=self.clock, saga=self.saga
         )
+        if self.lease is not None:
+            run.guard = self.lease.guard
         self.runs[record.workflow_id] = run
         self._spawn(self._execute(run))
         return run
@@ -276,6 +442,9 @@ class Engine(Management):
                 del self.runs[run.workflow_id]
             if watcher is not None:
                 watcher.cancel()
+            runner = self.runners.get(run.record.queue_name or "")
+            if runner is not None:
+                runner.finished(run.workflow_id)
 
     async def _enforce_deadline(self, run: WorkflowRun) -> None:
         assert run.record.deadline_ms is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from orchestrator import context
@@ -50,6 +50,8 @@ class WorkflowRun:
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
         self.inflight: set[asyncio.Future[None]] = set()  # steps executing right now
         self.compensating = False
+        # Checked before each step: raises LeaseLostError if this worker may not go on.
+        self.guard: Callable[[str], Awaitable[None]] | None = None
         self.counter = 0
         self.stop_reason: BaseException | None = None
         self.pivot_step: int | None = None

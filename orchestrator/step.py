@@ -133,6 +133,9 @@ async def execute_step(
         value: R = step.signature.decode_output(recorded.output)
         return value
 
+    run.check_runnable()
+    if run.guard is not None:
+        await run.guard(run.workflow_id)
     policy = retry or step.retry
     started_at = run.clock.now_ms()
 

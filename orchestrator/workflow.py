@@ -14,6 +14,7 @@ from orchestrator.store.base import StepRecord, WorkflowRecord
 from orchestrator.types import StepKind, WorkflowStatus
 
 if TYPE_CHECKING:
+    from orchestrator.queues import Queue
     from orchestrator.step import StepFunction
 
 P = ParamSpec("P")
@@ -47,6 +48,7 @@ class StartOptions:
     partition_key: str | None = None
     delay: float | None = None
     timeout: float | None = None
+    if_duplicate: str = "raise"  # a dedup_id active on the queue: "raise" or "return" its handle
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class WorkflowFunction(Generic[P, R]):
         max_recovery_attempts: int | None,
         timeout: float | None,
         schedule: str | None = None,
+        catch_up: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -203,6 +206,7 @@ class WorkflowFunction(Generic[P, R]):
         self.max_recovery_attempts = max_recovery_attempts
         self.timeout = timeout
         self.schedule = schedule
+        self.catch_up = catch_up
         self._engine = engine
         functools.update_wrapper(self, fn)
 
@@ -225,3 +229,4 @@ class Registry:
         self.workflows: dict[str, WorkflowFunction[Any, Any]] = {}
         self.steps: dict[str, StepFunction[Any, Any]] = {}
         self.compensations: dict[str, StepFunction[Any, Any]] = {}
+        self.queues: dict[str, Queue] = {}

@@ -14,7 +14,16 @@ from orchestrator.store import PostgresStore, SQLiteStore
 from orchestrator.store.migrate import available_migrations, sqlite_statements
 from orchestrator.store.queries import DIALECTS, load_queries, parse_queries
 
-TABLES = {"workflows", "steps", "messages", "events", "streams", "schema_migrations"}
+TABLES = {
+    "workflows",
+    "steps",
+    "messages",
+    "events",
+    "streams",
+    "schema_migrations",
+    "workers",
+    "schedules",
+}
 
 
 # One-round-trip forms (data-modifying CTEs) of operations that SQLite, which has no DML in

@@ -1,0 +1,149 @@
+"""Runs the families, alternating systems (ours, then DBOS), each in a fresh process and DB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import pgadmin
+from bench.config import DATABASES, Sizes
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKER_TIMEOUT_SECONDS = 1800.0
+COMMITS_MODES = ("prime", "baseline", "idle", "load")
+
+# results[family][system] is one of {"metrics": {...}}, {"unavailable": why},
+# {"error": what}, {"skipped": why}.
+Outcome = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    admin_url: str
+    sizes: Sizes
+    families: list[str]
+    systems: list[str]
+    profile_dir: Path | None = None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def call_worker(options: RunOptions, system: str, family: str, *, mode: str = "idle") -> Outcome:
+    """Run ``python -m bench.worker`` for one family on one system; its JSON answer."""
+    url = pgadmin.database_url(options.admin_url, DATABASES[system])
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "answer.json"
+        command = [
+            sys.executable,
+            "-m",
+            "bench.worker",
+            f"--system={system}",
+            f"--family={family}",
+            f"--database-url={url}",
+            f"--sizes={json.dumps(options.sizes.to_json())}",
+            f"--mode={mode}",
+            f"--out={out}",
+        ]
+        if options.profile_dir is not None:
+            suffix = f"-{mode}" if family == "commits" else ""
+            profile = options.profile_dir / f"profile-{family}{suffix}-{system}.html"
+            command.append(f"--profile={profile}")
+        try:
+            completed = subprocess.run(
+                command,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=WORKER_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {WORKER_TIMEOUT_SECONDS:.0f}s"}
+        if completed.returncode != 0 or not out.exists():
+            tail = completed.stderr.strip().splitlines()[-15:]
+            return {"error": f"worker exited {completed.returncode}: " + " | ".join(tail)}
+        answer: Outcome = json.loads(out.read_text())
+    warnings = [line for line in completed.stderr.splitlines() if "WARNING" in line]
+    if warnings:
+        answer["warnings"] = len(warnings)
+        answer["first_warning"] = warnings[0][:300]
+    return answer
+
+
+def run_commits(options: RunOptions, system: str) -> Outcome:
+    """Commit counts around whole process lifetimes (launch, work, shutdown).
+
+    Each cycle's count is read after the process has exited, when every backend has flushed
+    its statistics. A ``baseline`` cycle (launch and shutdown only) is subtracted.
+    """
+    database = DATABASES[system]
+    deltas: dict[str, int] = {}
+    answers: dict[str, Outcome] = {}
+    for mode in COMMITS_MODES:
+        before = pgadmin.settled_commits(options.admin_url, database)
+        answer = call_worker(options, system, "commits", mode=mode)
+        if "error" in answer:
+            return {"error": f"commits {mode}: {answer['error']}"}
+        deltas[mode] = pgadmin.settled_commits(options.admin_url, database) - before
+        answers[mode] = answer
+    baseline = deltas["baseline"]
+    idle_count = answers["idle"]["metrics"]["workflows"]
+    load_count = answers["load"]["metrics"]["workflows"]
+    return {
+        "metrics": {
+            "commits_per_wf_idle": (deltas["idle"] - baseline) / idle_count,
+            "commits_per_wf_load": (deltas["load"] - baseline) / load_count,
+            "baseline_commits": float(baseline),
+            "idle_elapsed_s": answers["idle"]["metrics"]["elapsed_s"],
+            "load_elapsed_s": answers["load"]["metrics"]["elapsed_s"],
+        },
+        "raw_commit_deltas": deltas,
+    }
+
+
+def run_family(options: RunOptions, family: str, system: str) -> Outcome:
+    """One family on one system, on a freshly created database."""
+    pgadmin.reset_database(options.admin_url, DATABASES[system])
+    if family == "commits":
+        return run_commits(options, system)
+    return call_worker(options, system, family)
+
+
+def _brief(outcome: Outcome) -> str:
+    if "metrics" in outcome:
+        first = next(iter(outcome["metrics"].items()))
+        return f"{first[0]}={first[1]:.3g}"
+    return next(f"{key}: {value}" for key, value in outcome.items())
+
+
+def run_all(options: RunOptions) -> dict[str, Any]:
+    """The reference commit rate, then every family for ours and DBOS in turn."""
+    results: dict[str, dict[str, Outcome]] = {}
+    reference_db = DATABASES["ours"]
+    pgadmin.reset_database(options.admin_url, reference_db)
+    log(f"PostgreSQL single-connection commit rate ({options.sizes.pg_reference_seconds:g} s)…")
+    reference = pgadmin.pg_commit_rate(
+        pgadmin.database_url(options.admin_url, reference_db), options.sizes.pg_reference_seconds
+    )
+    log(f"  {reference['commits_per_s']:.0f} commits/s ({reference['commit_ms']:.3f} ms each)")
+    for family in options.families:
+        results[family] = {}
+        for system in ("ours", "dbos"):
+            if system not in options.systems:
+                results[family][system] = {"skipped": "--no-dbos"}
+                continue
+            log(f"{family} / {system} …")
+            began = time.perf_counter()
+            outcome = run_family(options, family, system)
+            outcome["wall_s"] = time.perf_counter() - began
+            results[family][system] = outcome
+            log(f"  {_brief(outcome)}  ({outcome['wall_s']:.1f} s)")
+    return {"reference": reference, "results": results}

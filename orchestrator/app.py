@@ -153,6 +153,8 @@ class Orchestrator:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Let running workflows continue up to ``timeout`` seconds, then stop them (they stay
         PENDING and are recovered later) and close the store."""
+        if not self.engine.launched:
+            return  # never launched, or already shut down
         await self.engine.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
         await self.store.close()
 

@@ -6,7 +6,13 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import importlib
 import json
+import os
+import signal
+import socket
+import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -187,6 +193,52 @@ def cancel_workflow(
 
     _run(work)
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
+
+
+def load_app(target: str) -> Orchestrator:
+    """Import ``module:attribute`` and return the Orchestrator it names."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute (e.g. sagas.app:app), got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Orchestrator):
+        raise typer.BadParameter(f"{target!r} is not an Orchestrator (got {type(app).__name__})")
+    return app
+
+
+@cli.command()
+def worker(
+    app_path: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="the Orchestrator")],
+    executor_id: Annotated[
+        str | None, typer.Option(help="this worker's id (default: host-pid-random)")
+    ] = None,
+    shutdown_timeout: Annotated[float, typer.Option(help="seconds to finish steps")] = 10.0,
+) -> None:
+    """Run a worker: recover and take over workflows, dequeue, tick schedules, until SIGTERM."""
+    os.environ["ORCHESTRATOR_EXECUTOR_ID"] = (
+        executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
+    app = load_app(app_path)
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with app:
+            console.print(
+                f"worker {app.executor_id} running ({app.store.dialect})", highlight=False
+            )
+            await stop.wait()
+            console.print(f"worker {app.executor_id} shutting down", highlight=False)
+            await app.shutdown(shutdown_timeout)
+
+    _run(work)
 
 
 def main() -> None:

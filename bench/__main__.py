@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.render(lines, outcome["reference"]))
     problems = report.errors(outcome["results"])
+    for note in report.notes(outcome["results"]):
+        print(f"note: {note}")
     for problem in problems:
         print(f"ERROR {problem}")
     document = {

@@ -51,13 +51,14 @@ class DbosDriver:
 
     name = "dbos"
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, with_queue: bool = False) -> None:
         self.database_url = database_url
+        self.with_queue = with_queue
         self._queue: Any = None
 
     @property
     def queue_unavailable(self) -> str | None:
-        return None
+        return None if self.with_queue else "no queue declared"
 
     async def launch(self) -> None:
         DBOS(
@@ -70,9 +71,10 @@ class DbosDriver:
             }
         )
         DBOS.launch()
-        self._queue = await DBOS.register_queue_async(
-            QUEUE_NAME, polling_interval_sec=DBOS_QUEUE_POLLING_INTERVAL_SECONDS
-        )
+        if self.with_queue:
+            self._queue = await DBOS.register_queue_async(
+                QUEUE_NAME, polling_interval_sec=DBOS_QUEUE_POLLING_INTERVAL_SECONDS
+            )
 
     async def shutdown(self) -> None:
         DBOS.destroy()

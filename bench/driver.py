@@ -60,14 +60,18 @@ class Driver(Protocol):
     async def get_event(self, workflow_id: str) -> Any: ...
 
 
-def make_driver(system: str, database_url: str) -> Driver:
-    """The driver for ``system`` (``ours`` or ``dbos``); DBOS is imported only when asked for."""
+def make_driver(system: str, database_url: str, *, with_queue: bool = False) -> Driver:
+    """The driver for ``system`` (``ours`` or ``dbos``); DBOS is imported only when asked for.
+
+    The benchmark queue is declared only ``with_queue``, so no other benchmark pays for a
+    queue poller.
+    """
     if system == "ours":
         from bench.ours import OursDriver
 
-        return OursDriver(database_url)
+        return OursDriver(database_url, with_queue=with_queue)
     if system == "dbos":
         from bench.dbos_driver import DbosDriver
 
-        return DbosDriver(database_url)
+        return DbosDriver(database_url, with_queue=with_queue)
     raise ValueError(f"unknown system {system!r}: use 'ours' or 'dbos'")

@@ -24,7 +24,7 @@ class OursDriver:
 
     name = "ours"
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, with_queue: bool = False) -> None:
         app = Orchestrator("bench", database_url, executor_id=EXECUTOR_ID, app_version=APP_VERSION)
         self.app = app
 
@@ -53,7 +53,7 @@ class OursDriver:
         self._steps = steps
         self._wait_message = wait_message
         self._publish = publish
-        self._queue_unavailable = self._declare_queue()
+        self._queue_unavailable = self._declare_queue() if with_queue else "no queue declared"
 
     def _declare_queue(self) -> str | None:
         """Declare the benchmark queue if this version of the engine has queues."""

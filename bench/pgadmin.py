@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,40 +40,79 @@ def server_info(admin_url: str) -> dict[str, str]:
     return values
 
 
-def _read_commits(conn: psycopg.Connection[Any], database: str) -> tuple[int, int]:
-    """(xact_commit of ``database``, sessions connected to it), from a fresh stats snapshot."""
+@dataclass(frozen=True)
+class Counters:
+    """Commit counters at one moment.
+
+    commits: ``xact_commit`` of the benchmark database (every committed transaction, reads too).
+    xids: the cluster's next transaction id; its advance counts write transactions (only they
+        are assigned an id) in every database, so it is exact only while nobody else writes.
+    others: ``xact_commit`` of every other database (but the admin one and ``postgres``, which
+        DBOS visits at launch), to tell whether someone else was busy meanwhile.
+    """
+
+    commits: int
+    xids: int
+    others: frozenset[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What happened between two Counters; ``others_active`` counts databases that changed."""
+
+    commits: int
+    xids: int
+    others_active: int
+
+    @classmethod
+    def between(cls, before: Counters, after: Counters) -> Delta:
+        return cls(
+            after.commits - before.commits,
+            after.xids - before.xids,
+            len({name for name, _ in before.others ^ after.others}),
+        )
+
+
+def _read(conn: psycopg.Connection[Any], database: str) -> tuple[Counters, int]:
+    """The counters, and how many sessions are connected to ``database``."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = conn.execute(
+        "SELECT datname, xact_commit FROM pg_stat_database WHERE datname IS NOT NULL"
+        " AND datname NOT IN (current_database(), 'postgres')"
+    ).fetchall()
+    commits = {str(name): int(value) for name, value in rows}
+    if database not in commits:
+        raise RuntimeError(f"database {database!r} not found in pg_stat_database")
     row = conn.execute(
-        "SELECT d.xact_commit,"
-        " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)"
-        " FROM pg_stat_database d WHERE d.datname = %s",
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
+        " (SELECT count(*) FROM pg_stat_activity WHERE datname = %s)",
         (database,),
     ).fetchone()
-    if row is None:
-        raise RuntimeError(f"database {database!r} not found in pg_stat_database")
-    return int(row[0]), int(row[1])
+    assert row is not None
+    others = frozenset(item for item in commits.items() if item[0] != database)
+    return Counters(commits[database], int(row[0]), others), int(row[1])
 
 
-def settled_commits(admin_url: str, database: str, timeout: float = 15.0) -> int:
-    """``database``'s committed-transaction count once nobody is connected to it.
+def settled_counters(admin_url: str, database: str, timeout: float = 15.0) -> Counters:
+    """The counters once nobody is connected to ``database`` and its statistics are flushed.
 
     Backends flush their statistics when they exit, so once the benchmark process has closed
-    its connections and two reads 200 ms apart agree, the counter is complete. Read from the
-    admin database so the reads themselves are not counted.
+    its connections and two reads 200 ms apart agree, the commit counter is complete. Read from
+    the admin database, whose own commits are not counted.
     """
     deadline = time.monotonic() + timeout
     with _connect(admin_url) as conn:
         previous: int | None = None
         while True:
-            commits, sessions = _read_commits(conn, database)
-            if sessions == 0 and commits == previous:
-                return commits
+            counters, sessions = _read(conn, database)
+            if sessions == 0 and counters.commits == previous:
+                return counters
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{database}: commit counter not settled after {timeout:.0f}s "
                     f"({sessions} sessions still connected)"
                 )
-            previous = commits if sessions == 0 else None
+            previous = counters.commits if sessions == 0 else None
             time.sleep(0.2)
 
 

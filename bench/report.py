@@ -57,6 +57,20 @@ def rows(sizes: Sizes) -> list[Row]:
             "lower",
         ),
         Row(
+            "commits",
+            "write_commits_per_wf_idle",
+            "write transactions / wf, sequential",
+            "commits",
+            "lower",
+        ),
+        Row(
+            "commits",
+            "write_commits_per_wf_load",
+            "write transactions / wf, concurrent",
+            "commits",
+            "lower",
+        ),
+        Row(
             "parked", "kib_per_workflow", f"memory per parked wf ({n_park} in recv)", "KiB", "lower"
         ),
         Row("parked", "park_s", f"park {n_park} (start, all in recv)", "s", "lower"),
@@ -152,6 +166,21 @@ def errors(results: dict[str, Any]) -> list[str]:
         for system, outcome in systems.items()
         if "error" in outcome
     ]
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    """Caveats the workers reported: warnings in their logs, other activity on the server."""
+    out: list[str] = []
+    for family, systems in results.items():
+        for system, outcome in systems.items():
+            if "note" in outcome:
+                out.append(f"{family} / {system}: {outcome['note']}")
+            if "warnings" in outcome:
+                out.append(
+                    f"{family} / {system}: {outcome['warnings']} warning lines, first: "
+                    f"{outcome['first_warning']}"
+                )
+    return out
 
 
 def _git_revision() -> str:

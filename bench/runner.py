@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -85,28 +86,36 @@ def run_commits(options: RunOptions, system: str) -> Outcome:
     its statistics. A ``baseline`` cycle (launch and shutdown only) is subtracted.
     """
     database = DATABASES[system]
-    deltas: dict[str, int] = {}
+    deltas: dict[str, pgadmin.Delta] = {}
     answers: dict[str, Outcome] = {}
     for mode in COMMITS_MODES:
-        before = pgadmin.settled_commits(options.admin_url, database)
+        before = pgadmin.settled_counters(options.admin_url, database)
         answer = call_worker(options, system, "commits", mode=mode)
         if "error" in answer:
             return {"error": f"commits {mode}: {answer['error']}"}
-        deltas[mode] = pgadmin.settled_commits(options.admin_url, database) - before
+        after = pgadmin.settled_counters(options.admin_url, database)
+        deltas[mode] = pgadmin.Delta.between(before, after)
         answers[mode] = answer
     baseline = deltas["baseline"]
-    idle_count = answers["idle"]["metrics"]["workflows"]
-    load_count = answers["load"]["metrics"]["workflows"]
-    return {
-        "metrics": {
-            "commits_per_wf_idle": (deltas["idle"] - baseline) / idle_count,
-            "commits_per_wf_load": (deltas["load"] - baseline) / load_count,
-            "baseline_commits": float(baseline),
-            "idle_elapsed_s": answers["idle"]["metrics"]["elapsed_s"],
-            "load_elapsed_s": answers["load"]["metrics"]["elapsed_s"],
-        },
-        "raw_commit_deltas": deltas,
+    metrics: dict[str, float] = {
+        "baseline_commits": float(baseline.commits),
+        "baseline_write_commits": float(baseline.xids),
     }
+    for mode in ("idle", "load"):
+        count = answers[mode]["metrics"]["workflows"]
+        metrics[f"commits_per_wf_{mode}"] = (deltas[mode].commits - baseline.commits) / count
+        metrics[f"write_commits_per_wf_{mode}"] = (deltas[mode].xids - baseline.xids) / count
+        metrics[f"{mode}_elapsed_s"] = answers[mode]["metrics"]["elapsed_s"]
+    outcome: Outcome = {
+        "metrics": metrics,
+        "raw_deltas": {mode: dataclasses.asdict(delta) for mode, delta in deltas.items()},
+    }
+    if any(deltas[mode].others_active for mode in ("baseline", "idle", "load")):
+        outcome["note"] = (
+            "other databases were active during the commit cycles: the write-transaction "
+            "counts (cluster-wide transaction ids) include some of theirs"
+        )
+    return outcome
 
 
 def run_family(options: RunOptions, family: str, system: str) -> Outcome:

@@ -21,7 +21,7 @@ COMMITS_MODES = ("prime", "baseline", "idle", "load")
 
 async def run(system: str, family: str, database_url: str, sizes: Sizes, mode: str) -> Any:
     """Launch the system, run the family, shut down; the worker's JSON answer."""
-    driver = make_driver(system, database_url)
+    driver = make_driver(system, database_url, with_queue=family == "queue")
     if family == "queue" and driver.queue_unavailable is not None:
         return {"unavailable": driver.queue_unavailable}
     await driver.launch()

@@ -180,6 +180,7 @@ class Orchestrator:
         rate_limit: tuple[int, float] | None = None,
         priority: bool = False,
         partitioned: bool = False,
+        dequeue: bool = True,
     ) -> Queue:
         """Declare a queue (before launch); start workflows on it with ``start(queue=name)``.
         Every worker that declares it dequeues from it (see orchestrator.queues.Queue)."""
@@ -193,6 +194,7 @@ class Orchestrator:
             rate_limit=rate_limit,
             priority=priority,
             partitioned=partitioned,
+            dequeue=dequeue,
         )
         self.registry.queues[name] = declared
         return declared

@@ -115,6 +115,8 @@ class Engine(Management):
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(self.lease.run()))
         for queue in self.registry.queues.values():
+            if not queue.dequeue:
+                continue
             runner = QueueRunner(
                 queue,
                 store=self.store,

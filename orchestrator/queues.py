@@ -35,6 +35,8 @@ class Queue:
         rate_limit: ``(limit, per_seconds)``: at most ``limit`` starts per window, all workers.
         priority: order by the ``priority`` given at start (lower first), FIFO within one.
         partitioned: apply the limits per ``partition_key`` instead of to the whole queue.
+        dequeue: False for a process that only enqueues (an HTTP front end, a client): it
+            never starts this queue's workflows itself.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Queue:
     rate_limit: tuple[int, float] | None = None
     priority: bool = False
     partitioned: bool = False
+    dequeue: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):

@@ -99,7 +99,8 @@ def _dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
     due = (yield Statement("next_delayed", {"queue_name": request.queue_name})).one()
     if due is not None and due.get("due") is not None:
         retry_at.append(int(due["due"]))
-    started.sort(key=lambda record: (record.priority, record.created_at, record.workflow_id))
+    if request.use_priority:  # (claim order is kept within a priority: the sort is stable)
+        started.sort(key=lambda record: record.priority)
     return DequeueResult(started=started, retry_at_ms=min(retry_at) if retry_at else None)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
@@ -100,6 +100,7 @@ class PostgresStore(CoordinatedSQLStore):
         self.channel = f"{schema}_orchestrator"
         self.min_size = min_size
         self.max_size = max_size
+        self._slots = asyncio.Semaphore(max_size)
         self.reconnect_timeout = reconnect_timeout
         self._queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
@@ -309,12 +310,15 @@ class PostgresStore(CoordinatedSQLStore):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def _connection(
-        self,
-    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[DictRow]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        """A pooled connection. Callers queue here first (FIFO, no timeout) so a busy pool is
+        backpressure, not an error: the pool's own timeout then fires only when connections
+        cannot be made (the database is unreachable), which is retried."""
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open: call open() first")
-        return self._pool.connection()
+        async with self._slots, self._pool.connection() as conn:
+            yield conn
 
     async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run ``operation``, the one place where psycopg errors are retried and translated.

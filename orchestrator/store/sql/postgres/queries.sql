@@ -86,7 +86,7 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(created_after_ms)s::bigint IS NULL OR created_at >= %(created_after_ms)s::bigint)
     AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
-ORDER BY created_at DESC, workflow_id DESC
+ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- list_workflows_ascending --
@@ -100,7 +100,7 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(created_after_ms)s::bigint IS NULL OR created_at >= %(created_after_ms)s::bigint)
     AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
-ORDER BY created_at ASC, workflow_id ASC
+ORDER BY created_at ASC, seq ASC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- finish_workflow --
@@ -359,7 +359,7 @@ WHERE workflow_id IN (
     WHERE queue_name = %(queue_name)s::text AND status = 'ENQUEUED'
       AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
       AND (%(partition_key)s::text IS NULL OR partition_key = %(partition_key)s::text)
-    ORDER BY CASE WHEN %(use_priority)s::boolean THEN priority ELSE 0 END, created_at, workflow_id
+    ORDER BY CASE WHEN %(use_priority)s::boolean THEN priority ELSE 0 END, seq
     LIMIT %(n)s::integer
     FOR UPDATE SKIP LOCKED
 )

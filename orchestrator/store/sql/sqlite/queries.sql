@@ -87,7 +87,7 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_after_ms IS NULL OR created_at >= :created_after_ms)
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
-ORDER BY created_at DESC, workflow_id DESC
+ORDER BY created_at DESC, rowid DESC
 LIMIT :limit OFFSET :offset
 
 -- list_workflows_ascending --
@@ -101,7 +101,7 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_after_ms IS NULL OR created_at >= :created_after_ms)
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
-ORDER BY created_at ASC, workflow_id ASC
+ORDER BY created_at ASC, rowid ASC
 LIMIT :limit OFFSET :offset
 
 -- finish_workflow --
@@ -262,7 +262,7 @@ WHERE workflow_id IN (
     WHERE queue_name = :queue_name AND status = 'ENQUEUED'
       AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
       AND (:partition_key IS NULL OR partition_key = :partition_key)
-    ORDER BY CASE WHEN :use_priority THEN priority ELSE 0 END, created_at, workflow_id
+    ORDER BY CASE WHEN :use_priority THEN priority ELSE 0 END, rowid
     LIMIT :n
 )
 RETURNING *

@@ -5,6 +5,10 @@
 -- SQLite mirror of sql/postgres/migrations/0003_workers_queues_schedules.sql (see its header);
 -- notify(kind, detail) is the store's Python function, delivered after COMMIT.
 
+-- Insertion order of workflows is their rowid here (PostgreSQL adds a seq column).
+CREATE INDEX workflows_queue_order ON workflows (queue_name, priority)
+    WHERE status = 'ENQUEUED';
+
 CREATE TABLE workers (
     executor_id        text PRIMARY KEY,
     app_version        text,

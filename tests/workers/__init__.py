@@ -1,0 +1,211 @@
+"""Multi-process worker tests: queues, schedules and failover with real worker processes.
+
+Shared by the worker module (tests/workers/worker_app.py, run by ``orchestrator.cli worker``)
+and the tests: the queues both sides declare, and the journal the workers write their effects
+and step timings to (the crash-test Ledger plus a ``spans`` table in the same SQLite file).
+The tests' helpers live here too: the Fleet of worker processes, polling, interval overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tests.recovery.ledger import Ledger
+
+if TYPE_CHECKING:
+    from orchestrator import Orchestrator
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 2
+CLIENT_VERSION = "workers-client"  # not the workers' version: the client never takes over
+
+
+# name -> app.queue(...) options, declared by the workers and (names only) by the test client.
+QUEUES: dict[str, dict[str, Any]] = {
+    "limits": {"concurrency": 5, "worker_concurrency": 2},
+    "rated": {"rate_limit": (10, 1.0)},
+    "prio": {"concurrency": 1, "priority": True},
+    "dedup": {},
+    "parts": {"concurrency": 1, "partitioned": True},
+    "delayed": {},
+    "sagas": {"worker_concurrency": 10},
+    "takeover": {},
+    "poison": {"concurrency": 1},
+}
+
+# Workflows the workers register (the client registers stubs of the same names to start them).
+WORKFLOWS = ("short", "quick", "blocker", "held", "slow", "saga", "long_run")
+SCHEDULED = "every_second"  # registered by the workers only when WORKERS_SCHEDULE=1
+POISON = "not_registered_anywhere"  # registered by the client only
+
+_SPANS = """
+CREATE TABLE IF NOT EXISTS spans (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, label TEXT NOT NULL, executor TEXT NOT NULL,
+    started REAL NOT NULL, ended REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Span:
+    """One executed effect: its ledger key, what it belongs to, who ran it and when."""
+
+    key: str
+    label: str
+    executor: str
+    started: float
+    ended: float
+
+    @property
+    def workflow_id(self) -> str:
+        own = self.key.removeprefix("fwd:").removeprefix("comp:").split("@")[0]
+        return own.rsplit(":", 1)[0]
+
+
+class Journal:
+    """The Ledger (attempts and applied-once effects per key) plus when and where each attempt
+    ran: the Ledger's tables and a ``spans`` table in one SQLite file (WAL), written by every
+    worker process, each write one transaction on a per-thread connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.ledger = Ledger(path)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SPANS)
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60, isolation_level=None)
+
+    def record(self, key: str, label: str, executor: str, started: float) -> None:
+        """Apply the effect ``key`` as Ledger.record does (an attempt; applied once per key)
+        and log this attempt's span, in one transaction."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+            db.execute("PRAGMA synchronous=NORMAL")
+        pid = os.getpid()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO attempts (key, pid) VALUES (?, ?)", (key, pid))
+            db.execute("INSERT OR IGNORE INTO applied (key, pid) VALUES (?, ?)", (key, pid))
+            db.execute(
+                "INSERT INTO spans (key, label, executor, started, ended) VALUES (?, ?, ?, ?, ?)",
+                (key, label, executor, started, time.time()),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def spans(self, label: str | None = None) -> list[Span]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT key, label, executor, started, ended FROM spans"
+                " WHERE ? IS NULL OR label = ? ORDER BY started, id",
+                (label, label),
+            ).fetchall()
+        return [Span(*row) for row in rows]
+
+
+class Fleet:
+    """Worker processes (``orchestrator.cli worker``) started and signalled by executor id; each
+    logs to its own file (a pipe nobody reads would block a chatty worker)."""
+
+    def __init__(self, database_url: str, ledger_path: Path, log_dir: Path) -> None:
+        self.database_url = database_url
+        self.ledger_path = ledger_path
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, executor_id: str, *, schedule: bool = False) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": self.database_url,
+            "ORCHESTRATOR_LEASE_SECONDS": str(LEASE_SECONDS),
+            "LEDGER_PATH": str(self.ledger_path),
+            "WORKERS_SCHEDULE": "1" if schedule else "0",
+        }
+        env.pop("ORCHESTRATOR_DATABASE_URL", None)
+        command = [sys.executable, "-m", "orchestrator.cli", "worker"]
+        command += ["tests.workers.worker_app:app", "--executor-id", executor_id]
+        with (self.log_dir / f"{executor_id}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.processes[executor_id] = process
+        return process
+
+    def signal(self, executor_id: str, signum: signal.Signals) -> None:
+        self.processes[executor_id].send_signal(signum)
+
+    def stop(self, executor_id: str, timeout: float = 20.0) -> int:
+        """SIGCONT (in case it is paused), SIGTERM, and SIGKILL if it does not exit in time."""
+        process = self.processes[executor_id]
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        return process.returncode
+
+    def close(self) -> None:
+        for executor_id in self.processes:
+            self.stop(executor_id)
+
+    def logs(self, lines: int = 30) -> str:
+        tails = []
+        for executor_id in self.processes:
+            path = self.log_dir / f"{executor_id}.log"
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            tails.append(f"--- {executor_id}\n" + "\n".join(text[-lines:]))
+        return "\n".join(tails)
+
+
+async def until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, fleet: Fleet | None = None
+) -> float:
+    """Poll ``predicate`` every 50 ms; how long it took, or fail naming ``what``."""
+    began = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - began > timeout:
+            logs = f"\n{fleet.logs()}" if fleet is not None else ""
+            raise AssertionError(f"not reached within {timeout} s: {what}{logs}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+async def wait_alive(client: Orchestrator, fleet: Fleet, *executor_ids: str) -> None:
+    """Wait until these workers hold a lease (they are dequeuing)."""
+
+    async def alive() -> bool:
+        live = {w.executor_id for w in await client.list_workers() if w.alive}
+        return set(executor_ids) <= live
+
+    await until(alive, 30, f"workers {executor_ids} alive", fleet)
+
+
+def max_overlap(intervals: Sequence[tuple[float, float]]) -> int:
+    """The most intervals open at one instant (one ending as another starts: no overlap)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    open_now = most = 0
+    for _, delta in events:
+        open_now += delta
+        most = max(most, open_now)
+    return most

@@ -1,0 +1,160 @@
+"""Failover between worker processes: a worker killed with SIGKILL has its sagas taken over once
+its lease expires, and a worker paused past its lease (SIGSTOP) does not go on with a workflow
+another worker took over. The journal proves every effect applied exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+from orchestrator import Orchestrator, WorkflowStatus
+from tests.workers import LEASE_SECONDS, Fleet, Journal, until, wait_alive
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SAGAS = 500
+WORKERS = ("w1", "w2", "w3")
+RUNNING = [WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING]
+
+
+def fails(n: int) -> bool:
+    return n % 4 == 3  # a quarter of the sagas roll back from step 3
+
+
+async def test_failover_after_sigkill(client: Orchestrator, fleet: Fleet, journal: Journal) -> None:
+    for executor_id in WORKERS:
+        fleet.start(executor_id)
+    await wait_alive(client, fleet, *WORKERS)
+    for first in range(0, SAGAS, 50):
+        await asyncio.gather(
+            *(
+                client.start("saga", n, fails(n), workflow_id=f"saga-{n:03}", queue="sagas")
+                for n in range(first, min(first + 50, SAGAS))
+            )
+        )
+
+    async def a_third_done() -> bool:
+        done = await client.list_workflows(
+            queue="sagas", status=[WorkflowStatus.SUCCESS, WorkflowStatus.COMPENSATED], limit=10_000
+        )
+        return len(done) >= SAGAS // 3
+
+    await until(a_third_done, 60, "a third of the sagas finished", fleet)
+    running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
+    victim, _ = Counter(info.executor_id for info in running).most_common(1)[0]
+    assert victim in WORKERS
+    fleet.signal(victim, signal.SIGKILL)
+    killed_at = time.time()
+    assert fleet.processes[victim].wait(timeout=10) == -signal.SIGKILL
+    # What it had in flight stays as it was: running, on its executor id.
+    running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
+    orphans = {info.workflow_id for info in running if info.executor_id == victim}
+    assert orphans, "the killed worker had nothing in flight: the test proves nothing"
+
+    async def taken_over() -> bool:
+        running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
+        return not any(info.executor_id == victim for info in running)
+
+    waited = await until(taken_over, 10 * LEASE_SECONDS, "orphans taken over", fleet)
+
+    async def drained() -> bool:
+        stats = await client.queue_stats("sagas")
+        return not stats or stats[0].depth + stats[0].running == 0
+
+    await until(drained, 120, "every saga finished", fleet)
+    print(f"killed {victim} with {len(orphans)} sagas in flight; taken over within {waited:.1f} s")
+
+    infos = {info.workflow_id: info for info in await client.list_workflows(limit=10_000)}
+    assert len(infos) == SAGAS
+    for n in range(SAGAS):
+        info = infos[f"saga-{n:03}"]
+        expected = WorkflowStatus.COMPENSATED if fails(n) else WorkflowStatus.SUCCESS
+        assert info.status is expected, (info.workflow_id, info.status, info.error)
+    recovered = {wid for wid, info in infos.items() if info.recovery_attempts > 0}
+    assert recovered == orphans
+    assert all(infos[wid].executor_id not in (victim, None) for wid in orphans)
+
+    # Survivors touched the orphans only after the victim's lease had expired (its last
+    # heartbeat was at most a third of a lease before the kill).
+    spans = journal.spans("saga")
+    survivors_on_orphans = [s for s in spans if s.workflow_id in orphans and s.executor != victim]
+    if survivors_on_orphans:
+        first_touch = min(s.started for s in survivors_on_orphans) - killed_at
+        assert first_touch >= LEASE_SECONDS * 2 / 3 - 0.2, first_touch
+    assert all(s.started <= killed_at for s in spans if s.executor == victim)
+
+    # The ledger: each completed forward step applied once, each compensation of a completed
+    # forward step (of the failed sagas) applied once, nothing else; re-executions bounded by
+    # what the killed worker had in flight.
+    snapshot = journal.ledger.snapshot()
+    forward = {key.removeprefix("fwd:") for key in snapshot.applied if key.startswith("fwd:")}
+    pairs = [key.removeprefix("comp:").split("@") for key in snapshot.applied if key[:5] == "comp:"]
+    assert len(forward) + len(pairs) == len(snapshot.applied)
+    expected_forward = {
+        f"saga-{n:03}:{step}" for n in range(SAGAS) for step in ((1, 2) if fails(n) else (1, 2, 3))
+    }
+    assert forward == expected_forward, (
+        f"missing {sorted(expected_forward - forward)[:10]}, "
+        f"unexpected {sorted(forward - expected_forward)[:10]}"
+    )
+    undone = Counter(forward_key for _, forward_key in pairs)
+    assert all(count == 1 for count in undone.values()), [k for k, c in undone.items() if c > 1]
+    assert set(undone) == {
+        f"saga-{n:03}:{step}" for n in range(SAGAS) if fails(n) for step in (1, 2)
+    }
+    for own, forward_key in pairs:
+        assert own.rsplit(":", 1)[0] == forward_key.rsplit(":", 1)[0], (own, forward_key)
+    extra = sum(snapshot.attempts.values()) - len(snapshot.applied)
+    assert extra <= len(orphans), (extra, len(orphans))
+    twice = {key for key, count in snapshot.attempts.items() if count > 1}
+    assert {key.removeprefix("fwd:").removeprefix("comp:").split(":")[0] for key in twice} <= {
+        wid for wid in orphans
+    }
+
+
+async def test_paused_worker_does_not_continue_taken_over_workflow(
+    client: Orchestrator, fleet: Fleet, journal: Journal
+) -> None:
+    steps, step_ms = 20, 300
+    fleet.start("wa")
+    await wait_alive(client, fleet, "wa")
+    handle = await client.start("long_run", steps, step_ms, workflow_id="long", queue="takeover")
+
+    def effects(executor: str | None = None) -> list[float]:
+        return [s.started for s in journal.spans("paced") if executor in (None, s.executor)]
+
+    async def effects_reach(count: int) -> bool:
+        return len(effects("wa")) >= count
+
+    await until(lambda: effects_reach(1), 30, "wa runs the workflow", fleet)
+    fleet.start("wb")
+    await wait_alive(client, fleet, "wb")
+    await until(lambda: effects_reach(3), 30, "wa ran three steps", fleet)
+
+    fleet.signal("wa", signal.SIGSTOP)
+    stopped_at = time.time()
+    await asyncio.sleep(2.5 * LEASE_SECONDS)
+    assert (await handle.status()).executor_id == "wb", fleet.logs()
+    fleet.signal("wa", signal.SIGCONT)
+    resumed_at = time.time()
+    assert await handle.result(timeout=30) == steps
+    await asyncio.sleep(1.0)  # time for a misbehaving wa to run one more step
+    assert fleet.processes["wa"].poll() is None, "the paused worker died"
+
+    by_executor: dict[str, list[float]] = defaultdict(list)
+    for span in journal.spans("paced"):
+        by_executor[span.executor].append(span.started)
+    assert set(by_executor) == {"wa", "wb"}
+    assert all(t < stopped_at for t in by_executor["wa"]), (stopped_at, resumed_at, by_executor)
+    assert min(by_executor["wb"]) >= stopped_at + LEASE_SECONDS * 2 / 3 - 0.2
+    info = await handle.status()
+    assert info.status is WorkflowStatus.SUCCESS
+    assert info.recovery_attempts == 1
+    snapshot = journal.ledger.snapshot()
+    # The step wa was inside when paused had applied its effect; wb ran it again (same key).
+    snapshot.check_balanced({f"long:{n}" for n in range(1, steps + 1)}, crashes=1)
+    assert len(await client.list_workflows(status=WorkflowStatus.SUCCESS)) == 1

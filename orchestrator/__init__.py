@@ -28,8 +28,10 @@ from orchestrator.errors import (
     WorkflowStateError,
     WorkflowTimeoutError,
 )
+from orchestrator.queues import Queue
 from orchestrator.retry import Retry
 from orchestrator.step import StepFunction
+from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
 from orchestrator.types import StepKind, WorkflowStatus
 from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
 
@@ -48,7 +50,10 @@ __all__ = [
     "NotRegisteredError",
     "Orchestrator",
     "OrchestratorError",
+    "Queue",
+    "QueueStats",
     "Retry",
+    "ScheduleRecord",
     "SerializationError",
     "StepContext",
     "StepError",
@@ -57,6 +62,7 @@ __all__ = [
     "StepKind",
     "StoreError",
     "StoreUnavailableError",
+    "WorkerRecord",
     "WorkflowCancelledError",
     "WorkflowConflictError",
     "WorkflowFailedError",

@@ -27,7 +27,7 @@ class Sizes:
     commits_sequential: int = 200  # idle: one at a time
     commits_concurrent: int = 1_000  # under load: all at once
     parked: int = 10_000  # workflows waiting in recv in one process
-    window: int = 500  # in-flight start/send calls when parking and waking
+    window: int = 100  # in-flight start/send calls when parking and waking
     pg_reference_seconds: float = 2.0  # the single-connection INSERT commit loop
 
     def to_json(self) -> dict[str, Any]:
@@ -48,7 +48,6 @@ QUICK = Sizes(
     commits_sequential=50,
     commits_concurrent=200,
     parked=1_000,
-    window=200,
     pg_reference_seconds=1.0,
 )
 

@@ -69,14 +69,25 @@ def call_worker(options: RunOptions, system: str, family: str, *, mode: str = "i
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {WORKER_TIMEOUT_SECONDS:.0f}s"}
         if completed.returncode != 0 or not out.exists():
-            tail = completed.stderr.strip().splitlines()[-15:]
-            return {"error": f"worker exited {completed.returncode}: " + " | ".join(tail)}
+            return {
+                "error": f"worker exited {completed.returncode}: {_exception(completed.stderr)}",
+                "stderr_tail": completed.stderr.strip().splitlines()[-40:],
+            }
         answer: Outcome = json.loads(out.read_text())
     warnings = [line for line in completed.stderr.splitlines() if "WARNING" in line]
     if warnings:
         answer["warnings"] = len(warnings)
         answer["first_warning"] = warnings[0][:300]
     return answer
+
+
+def _exception(stderr: str) -> str:
+    """The last exception line of a traceback (and what follows it), else the last line."""
+    lines = stderr.strip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index][:1].isalpha() and ("Error" in lines[index] or "Exception" in lines[index]):
+            return " | ".join(line.strip() for line in lines[index : index + 3])
+    return lines[-1] if lines else "(no output)"
 
 
 def run_commits(options: RunOptions, system: str) -> Outcome:

@@ -35,6 +35,7 @@ from orchestrator.store.base import (
     NotificationHandler,
     StepRecord,
 )
+from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.store.coordination import CoordinatedSQLStore
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.operations import Plan, Result
@@ -101,6 +102,7 @@ class PostgresStore(CoordinatedSQLStore):
         self.min_size = min_size
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
+        self._batcher = GroupCommit(self._flush)
         self.reconnect_timeout = reconnect_timeout
         self._queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
@@ -133,9 +135,12 @@ class PostgresStore(CoordinatedSQLStore):
         )
         await pool.open(wait=False)
         self._pool = pool
+        self._batcher.start()
 
     async def close(self) -> None:
         """Stop listening and close every connection (idempotent)."""
+        if self._pool is not None:
+            await self._batcher.stop()
         listener, self._listener = self._listener, None
         self._handlers.clear()
         if listener is not None:
@@ -176,6 +181,97 @@ class PostgresStore(CoordinatedSQLStore):
                     self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
                 )
             self._handlers.append(handler)
+
+    # -- group commit: the hot-path checkpoints --------------------------------------------
+
+    async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
+        """Record a step (see Store.record_step), sharing a commit with concurrent ones."""
+        result: WorkflowStatus | None = await self._batcher.submit("record_step", step)
+        return result
+
+    async def finish_workflow(
+        self,
+        workflow_id: str,
+        status: WorkflowStatus,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write a final status (see Store.finish_workflow), sharing a commit."""
+        if not WorkflowStatus(status).is_terminal:
+            raise InvalidArgumentError(f"{status} is not a final status")
+        finished: bool = await self._batcher.submit(
+            "finish", (workflow_id, WorkflowStatus(status).value, output, error)
+        )
+        return finished
+
+    async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
+        """One statement for all ``writes`` of a kind; the single-row statement for one."""
+        if kind == "record_step":
+            if len(writes) == 1:
+                return [await super().record_step(writes[0].params)]
+            return await self._record_steps([write.params for write in writes])
+        if len(writes) == 1:
+            workflow_id, status, output, error = writes[0].params
+            return [
+                await super().finish_workflow(
+                    workflow_id, WorkflowStatus(status), output=output, error=error
+                )
+            ]
+        return await self._finish_workflows([write.params for write in writes])
+
+    async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
+        params = {
+            "workflow_ids": [s.workflow_id for s in steps],
+            "step_numbers": [s.step_number for s in steps],
+            "names": [s.name for s in steps],
+            "kinds": [s.kind.value for s in steps],
+            "outputs": [s.output for s in steps],
+            "errors": [s.error for s in steps],
+            "attempts": [s.attempts for s in steps],
+            "child_workflow_ids": [s.child_workflow_id for s in steps],
+            "compensations": [s.compensation for s in steps],
+            "compensation_inputs": [s.compensation_input for s in steps],
+            "compensates_steps": [s.compensates_step for s in steps],
+            "started_ats": [s.started_at for s in steps],
+            "finished_ats": [s.finished_at for s in steps],
+        }
+        rows = await self._all("record_steps_batch", params)
+        results: list[Any] = []
+        for step, row in zip(steps, rows, strict=True):
+            if row["status"] is None:
+                results.append(
+                    WorkflowNotFoundError(
+                        f"the workflow {step.workflow_id!r} does not exist",
+                        workflow_id=step.workflow_id,
+                    )
+                )
+            else:
+                results.append(WorkflowStatus(row["status"]) if row["inserted"] else None)
+        return results
+
+    async def _finish_workflows(self, finishes: list[tuple[Any, ...]]) -> list[Any]:
+        rows = await self._all(
+            "finish_workflows_batch",
+            {
+                "workflow_ids": [f[0] for f in finishes],
+                "statuses": [f[1] for f in finishes],
+                "outputs": [f[2] for f in finishes],
+                "errors": [f[3] for f in finishes],
+            },
+        )
+        finished = {row["workflow_id"] for row in rows}
+        return [f[0] in finished for f in finishes]
+
+    async def _all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one statement in autocommit and return all its rows."""
+
+        async def run() -> list[dict[str, Any]]:
+            async with self._connection() as conn:
+                cursor = await conn.execute(self._queries[query], params)
+                return await cursor.fetchall()
+
+        return await self._attempt(run)
 
     # -- one-round-trip forms of multi-statement operations ---------------------------------
 
@@ -327,6 +423,12 @@ class PostgresStore(CoordinatedSQLStore):
         RETRY_MAX_WAIT_SECONDS apart) for ``reconnect_timeout`` seconds, then raises
         StoreUnavailableError. Any other database error raises StoreError at once.
         """
+        try:  # the common case: one try, no retry machinery built
+            return await operation()
+        except psycopg.Error as error:
+            if not is_connection_error(error):
+                raise self._translate(error) from error
+            logger.warning("PostgreSQL connection failed, retrying: %s", error)
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_connection_error),
             wait=wait_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_SECONDS),
@@ -338,15 +440,19 @@ class PostgresStore(CoordinatedSQLStore):
             async for attempt in retrying:
                 with attempt:
                     return await operation()
-        except errors.ForeignKeyViolation as error:
-            raise WorkflowNotFoundError(f"the workflow does not exist ({error})") from error
         except psycopg.Error as error:
-            if is_connection_error(error):
-                raise StoreUnavailableError(
-                    f"PostgreSQL unreachable for {self.reconnect_timeout:g} s: {error}"
-                ) from error
-            raise StoreError(f"PostgreSQL: {error}") from error
+            raise self._translate(error) from error
         raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _translate(self, error: psycopg.Error) -> Exception:
+        """The orchestrator error for a psycopg error (the one place they are mapped)."""
+        if isinstance(error, errors.ForeignKeyViolation):
+            return WorkflowNotFoundError(f"the workflow does not exist ({error})")
+        if is_connection_error(error):
+            return StoreUnavailableError(
+                f"PostgreSQL unreachable for {self.reconnect_timeout:g} s: {error}"
+            )
+        return StoreError(f"PostgreSQL: {error}")
 
     async def _before_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -28,7 +28,13 @@ TABLES = {
 
 # One-round-trip forms (data-modifying CTEs) of operations that SQLite, which has no DML in
 # CTEs, runs as a multi-statement transaction built from the shared queries.
-POSTGRES_ONLY = {"send_message_combined", "recv_message_combined", "set_event_combined"}
+POSTGRES_ONLY = {
+    "send_message_combined",
+    "recv_message_combined",
+    "set_event_combined",
+    "record_steps_batch",  # group commit (orchestrator/store/batching.py)
+    "finish_workflows_batch",
+}
 
 
 def test_dialects_define_the_same_queries() -> None:

@@ -1,9 +1,8 @@
 """Fixtures of the multi-process worker tests: a fleet of real worker processes on one fresh
 PostgreSQL database, the journal they write, and a client application for the test itself.
 
-The client registers stubs of the workers' workflow names (to start them by name) and adds the
-queue names to its registry only after launch: an Orchestrator runs a dequeue loop for every
-queue declared before launch, and the client must enqueue without ever running anything.
+The client registers stubs of the workers' workflow names (to start them by name) and declares
+the queues with ``dequeue=False``: it enqueues, and never runs anything itself.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from orchestrator import Orchestrator
-from orchestrator.queues import Queue
 from tests.workers import CLIENT_VERSION, POISON, QUEUES, WORKFLOWS, Fleet, Journal
 
 
@@ -42,9 +40,9 @@ async def client(postgres_url: str) -> AsyncIterator[Orchestrator]:
     )
     for name in (*WORKFLOWS, POISON):
         _stub(app, name)
+    for name, options in QUEUES.items():
+        app.queue(name, **options, dequeue=False)
     async with app:
-        for name, options in QUEUES.items():
-            app.registry.queues[name] = Queue(name, **options)  # after launch: no dequeue loop
         yield app
 
 

@@ -484,3 +484,59 @@ DELETE FROM schedules WHERE name = %(name)s::text
 -- Remember the latest tick a schedule ran (for catch-up after downtime).
 UPDATE schedules SET last_tick_ms = GREATEST(COALESCE(last_tick_ms, 0), %(tick_ms)s::bigint)
 WHERE name = %(name)s::text
+
+-- record_steps_batch --
+-- Group commit (PostgreSQL only): record many workflows' steps in one statement; per input ordinal, the workflow's status and whether the step was inserted.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(workflow_ids)s::text[], %(step_numbers)s::integer[], %(names)s::text[],
+        %(kinds)s::text[], %(outputs)s::text[], %(errors)s::text[], %(attempts)s::integer[],
+        %(child_workflow_ids)s::text[], %(compensations)s::text[],
+        %(compensation_inputs)s::text[], %(compensates_steps)s::integer[],
+        %(started_ats)s::bigint[], %(finished_ats)s::bigint[]
+    ) WITH ORDINALITY AS t(
+        workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+        compensation, compensation_input, compensates_step, started_at, finished_at, ordinal
+    )
+), firsts AS (  -- one write per step number: a later duplicate in the batch is refused
+    SELECT DISTINCT ON (workflow_id, step_number) * FROM input
+    ORDER BY workflow_id, step_number, ordinal
+), inserted AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+        compensation, compensation_input, compensates_step, started_at, finished_at
+    )
+    SELECT
+        firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.output,
+        firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
+        firsts.compensation_input, firsts.compensates_step, firsts.started_at,
+        COALESCE(firsts.finished_at, now_ms())
+    FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
+    ORDER BY firsts.ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id, step_number
+)
+SELECT
+    input.ordinal,
+    workflows.status,
+    EXISTS (
+        SELECT 1 FROM inserted JOIN firsts USING (workflow_id, step_number)
+        WHERE firsts.ordinal = input.ordinal
+    ) AS inserted
+FROM input LEFT JOIN workflows ON workflows.workflow_id = input.workflow_id
+ORDER BY input.ordinal
+
+-- finish_workflows_batch --
+-- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(workflow_ids)s::text[], %(statuses)s::text[], %(outputs)s::text[], %(errors)s::text[]
+    ) AS t(workflow_id, status, output, error)
+)
+UPDATE workflows
+SET status = input.status, output = input.output, error = input.error,
+    finished_at = now_ms(), updated_at = now_ms()
+FROM input
+WHERE workflows.workflow_id = input.workflow_id
+  AND workflows.status IN ('PENDING', 'COMPENSATING')
+RETURNING workflows.workflow_id

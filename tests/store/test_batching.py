@@ -1,0 +1,95 @@
+"""Group commit on PostgreSQL: concurrent checkpoints share statements; each waiter gets its
+own answer, and only after its write committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from orchestrator.errors import WorkflowNotFoundError
+from orchestrator.store import PostgresStore
+from orchestrator.store.base import NewWorkflow, StepRecord
+from orchestrator.types import StepKind, WorkflowStatus
+
+pytestmark = pytest.mark.postgres
+
+
+def new(workflow_id: str) -> NewWorkflow:
+    return NewWorkflow(workflow_id, "w", WorkflowStatus.PENDING, "{}", "x", "v")
+
+
+async def test_concurrent_writes_share_flushes_and_get_their_own_answers(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        for i in range(200):
+            await store.create_workflow(new(f"w{i}"))
+        await store.finish_workflow("w0", WorkflowStatus.SUCCESS, output="1")
+        batcher = store._batcher
+        before = (batcher.flushes, batcher.writes)
+        steps = [StepRecord(f"w{i}", 1, "s", StepKind.STEP, output=str(i)) for i in range(200)]
+        results = await asyncio.gather(
+            *(store.record_step(s) for s in steps),
+            store.record_step(StepRecord("missing", 1, "s", StepKind.STEP)),
+            store.record_step(StepRecord("w5", 1, "again", StepKind.STEP)),
+            return_exceptions=True,
+        )
+        assert results[0] is WorkflowStatus.SUCCESS  # recorded, and told the workflow ended
+        assert results[1:200] == [WorkflowStatus.PENDING] * 199
+        assert isinstance(results[200], WorkflowNotFoundError)  # fails alone
+        assert results[201] is None  # the number was taken: nothing written
+        flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
+        assert writes == 202 and flushes < writes / 4  # they really shared statements
+        for i in (1, 77, 199):
+            [recorded] = await store.load_steps(f"w{i}")
+            assert recorded.output == str(i)
+
+        finished = await asyncio.gather(
+            *(
+                store.finish_workflow(f"w{i}", WorkflowStatus.SUCCESS, output="2")
+                for i in range(200)
+            )
+        )
+        assert finished == [False] + [True] * 199  # w0 had finished already
+    finally:
+        await store.close()
+
+
+async def test_a_returned_answer_means_the_write_committed(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, reconnect_timeout=10)
+    await store.open()
+    try:
+        for i in range(100):
+            await store.create_workflow(new(f"c{i}"))
+
+        async def kill_connections() -> None:
+            await asyncio.sleep(0.005)
+            async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as c:
+                await c.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+        writes = [
+            store.record_step(StepRecord(f"c{i}", n, "s", StepKind.STEP, output="1"))
+            for i in range(100)
+            for n in (1, 2, 3)
+        ]
+        results = await asyncio.gather(*writes, kill_connections(), return_exceptions=True)
+        answered = [
+            (i, n)
+            for (i, n), result in zip(
+                [(i, n) for i in range(100) for n in (1, 2, 3)], results, strict=False
+            )
+            if result is WorkflowStatus.PENDING or result is None
+        ]
+        assert answered  # most writes got through the reconnect
+        for i, n in answered:  # a waiter that was answered finds its row committed
+            numbers = {s.step_number for s in await store.load_steps(f"c{i}")}
+            assert n in numbers
+    finally:
+        await store.close()

@@ -166,15 +166,23 @@ class Management:
         return self.handle(workflow_id)
 
     async def _relaunch_retrying_failed_tail(
-        self, record: WorkflowRecord, workflow: WorkflowFunction[Any, Any]
+        self,
+        record: WorkflowRecord,
+        workflow: WorkflowFunction[Any, Any],
+        *,
+        compensations_only: bool = False,
     ) -> None:
         """Launch ``record`` again; steps that failed at the end of its history are deleted
-        first, so they execute again instead of replaying their error."""
+        first, so they execute again instead of replaying their error. A rollback retry
+        (``compensations_only``) retries failed compensations only: the forward failure that
+        triggered the rollback stays recorded, so the replay rolls back again."""
         if record.workflow_id in self.runs:
             return
         steps = await self.store.load_steps(record.workflow_id)
         failed_tail = 0
         while failed_tail < len(steps) and steps[-1 - failed_tail].error is not None:
+            if compensations_only and steps[-1 - failed_tail].kind is not StepKind.COMPENSATION:
+                break
             failed_tail += 1
         if failed_tail:
             await self.store.delete_steps(record.workflow_id, steps[-failed_tail].step_number)
@@ -194,7 +202,7 @@ class Management:
         )
         if record is None:
             raise self._not_compensation_failed(await self.get_record(workflow_id))
-        await self._relaunch_retrying_failed_tail(record, workflow)
+        await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)
         return self.handle(workflow_id)
 
     async def skip_compensation(
@@ -247,7 +255,7 @@ class Management:
             output=json.dumps({"skipped": True, "reason": reason, "by": by}),
         )
         await self.store.record_step(skipped)
-        await self._relaunch_retrying_failed_tail(record, workflow)
+        await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)
         return self.handle(workflow_id)
 
     @staticmethod

@@ -98,7 +98,12 @@ class Scheduler:
             while not self.stopping:
                 wait = REFRESH_SECONDS
                 try:
-                    schedules = [s for s in await self.store.list_schedules() if not s.paused]
+                    schedules = []
+                    for schedule in await self.store.list_schedules():
+                        if not schedule.paused:
+                            schedules.append(schedule)
+                        elif not schedule.catch_up:  # resumed, it starts from then on
+                            self._cursor.pop(schedule.name, None)
                     now_ms = self.clock.now_ms()
                     for schedule in schedules:
                         for tick in self._due(schedule, now_ms):

@@ -176,6 +176,10 @@ def _send_message(
         raise WorkflowNotFoundError(
             f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
         )
+    if idempotency_key is not None:  # a redelivery answers as the first delivery did
+        key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
+        if (yield Statement("message_key_used", key)).one() is not None:
+            return False
     if destination.status.is_terminal:
         raise WorkflowFinishedError(
             f"workflow {destination_id!r} has finished ({destination.status}):"

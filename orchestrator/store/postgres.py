@@ -315,6 +315,8 @@ class PostgresStore(CoordinatedSQLStore):
             raise WorkflowNotFoundError(
                 f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
             )
+        if row["duplicate"] and not row["inserted"]:
+            return False  # a redelivery answers as the first delivery did
         status = WorkflowStatus(row["status"])
         if status.is_terminal:
             raise WorkflowFinishedError(

@@ -211,3 +211,21 @@ async def test_streams_are_read_while_written(make_app: AppFactory) -> None:
         await app.start(progress, False, workflow_id="s2")
         values = [v async for v in app.read_stream("s2", "p")]
         assert values == [1, {"pct": 50}]  # ends with the workflow, though never closed
+
+
+async def test_a_redelivered_send_answers_as_the_first_even_after_the_end(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+
+    @app.workflow(name="once")
+    async def once() -> object:
+        return await app.recv(timeout=10)
+
+    async with app:
+        handle = await app.start(once, workflow_id="pay-1")
+        await app.send("pay-1", {"paid": True}, idempotency_key="evt_9")
+        assert await handle.result(timeout=10) == {"paid": True}
+        await app.send("pay-1", {"paid": True}, idempotency_key="evt_9")  # the retry: no error
+        with pytest.raises(WorkflowFinishedError):
+            await app.send("pay-1", {"paid": True}, idempotency_key="evt_10")

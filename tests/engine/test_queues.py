@@ -241,3 +241,26 @@ async def test_declared_and_created_schedules_run_once_per_tick(make_app: AppFac
     assert {r.workflow_id for r in runs} >= {
         f"every_second@{t.strftime('%Y-%m-%dT%H:%M:%SZ')}" for t in declared
     }
+
+
+async def test_a_resumed_schedule_does_not_run_the_ticks_missed_while_paused(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    runs: list[dt.datetime] = []
+
+    @app.workflow(name="ticker")
+    async def ticker(scheduled: dt.datetime) -> None:
+        runs.append(scheduled)
+
+    async with app:
+        await app.create_schedule("tick", ticker, "* * * * * *")
+        await asyncio.sleep(1.5)
+        await app.pause_schedule("tick")
+        await asyncio.sleep(0.3)
+        paused_at = len(runs)
+        await asyncio.sleep(2.5)
+        await app.resume_schedule("tick")
+        await asyncio.sleep(1.2)
+    assert paused_at >= 1
+    assert len(runs) - paused_at <= 2  # one or two new ticks, not the ~3 missed ones

@@ -350,3 +350,42 @@ async def test_compensation_failed_and_operator_actions(make_app: AppFactory) ->
         assert log == ["first", "second", "undo second"]
         with pytest.raises(WorkflowStateError):
             await app.retry_compensation("fs")
+
+
+async def test_retry_compensation_keeps_the_failed_forward_step(make_app: AppFactory) -> None:
+    app = make_app()
+    calls: list[str] = []
+    undo_works = {"value": False}
+
+    @app.step(name="book")
+    async def book() -> None:
+        calls.append("book")
+
+    @book.compensation(retry=FAST)
+    async def unbook(result: None) -> None:
+        if not undo_works["value"]:
+            raise ConnectionError("undo down")
+        calls.append("unbook")
+
+    @app.step(name="pay")
+    async def pay() -> None:
+        calls.append("pay")  # would succeed if it were wrongly retried by the rollback retry
+        if len(calls) == 2:
+            raise NonRetryableError("declined")
+
+    @app.workflow(name="book_and_pay")
+    async def book_and_pay() -> None:
+        await book()
+        await pay()
+
+    async with app:
+        handle = await app.start(book_and_pay, workflow_id="bp")
+        with pytest.raises(WorkflowFailedError, match="COMPENSATION_FAILED"):
+            await handle.result()
+        undo_works["value"] = True
+        retried = await app.retry_compensation("bp")
+        with pytest.raises(WorkflowFailedError, match="COMPENSATED"):
+            await retried.result()
+        assert calls == ["book", "pay", "unbook"]  # pay was not run again
+        kinds = [(s.name, s.status) for s in await app.list_steps("bp")]
+        assert kinds == [("book", "SUCCESS"), ("pay", "ERROR"), ("book.compensation", "SUCCESS")]

@@ -189,6 +189,11 @@ INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_a
 VALUES (%(destination_id)s, %(topic)s, %(payload)s, %(idempotency_key)s, now_ms())
 ON CONFLICT DO NOTHING
 
+-- message_key_used --
+-- Whether a message with this idempotency key was already sent to this workflow (a redelivery).
+SELECT 1 AS used FROM messages
+WHERE destination_id = %(destination_id)s::text AND idempotency_key = %(idempotency_key)s::text
+
 -- consume_message --
 -- Take the oldest unconsumed message of a topic; concurrent takers skip each other's row.
 UPDATE messages SET consumed = true
@@ -269,6 +274,11 @@ WITH destination AS (
 SELECT
     (SELECT status FROM destination) AS status,
     EXISTS (SELECT 1 FROM taken) AS taken,
+    EXISTS (
+        SELECT 1 FROM messages
+        WHERE destination_id = %(destination_id)s::text
+          AND idempotency_key = %(idempotency_key)s::text
+    ) AS duplicate,
     (SELECT count(*) FROM inserted) AS inserted
 
 -- recv_message_combined --

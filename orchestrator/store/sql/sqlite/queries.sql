@@ -188,6 +188,11 @@ INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_a
 VALUES (:destination_id, :topic, :payload, :idempotency_key, now_ms())
 ON CONFLICT DO NOTHING
 
+-- message_key_used --
+-- Whether a message with this idempotency key was already sent to this workflow (a redelivery).
+SELECT 1 AS used FROM messages
+WHERE destination_id = :destination_id AND idempotency_key = :idempotency_key
+
 -- consume_message --
 -- Take the oldest unconsumed message of a topic.
 UPDATE messages SET consumed = true

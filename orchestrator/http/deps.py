@@ -1,0 +1,132 @@
+"""Request dependencies: the Orchestrator, bearer-token auth, JSON bodies, links, limits."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from orchestrator.app import Orchestrator
+from orchestrator.errors import InvalidArgumentError
+from orchestrator.http.errors import MalformedBodyError, NotLaunchedError, UnauthorizedError
+from orchestrator.http.schemas import ErrorResponse, WorkflowLinks
+
+MAX_ID_CHARS = 512  # workflow ids, topics, event and stream keys
+DEFAULT_WAIT_SECONDS = 30.0
+MAX_QUERY_WAIT_SECONDS = 3600.0  # what the schema accepts; the service clamps to its own max
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """What create_app was given, kept on ``api.state.config``."""
+
+    orchestrator: Orchestrator
+    api_key: str | None
+    max_body_bytes: int
+    max_wait_seconds: float
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ServiceConfig(api_key={'set' if self.api_key else 'unset'})"
+
+
+def service_config(request: Request) -> ServiceConfig:
+    config: ServiceConfig = request.app.state.config
+    return config
+
+
+def orchestrator(request: Request) -> Orchestrator:
+    """The launched Orchestrator (503 while it is not: e.g. mounted without its lifespan)."""
+    app = service_config(request).orchestrator
+    if not app.engine.launched:
+        raise NotLaunchedError(
+            "the orchestrator is not launched: run the service with its lifespan, or launch "
+            "the Orchestrator in the enclosing application's lifespan"
+        )
+    return app
+
+
+OrchestratorDep = Annotated[Orchestrator, Depends(orchestrator)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api_key>`")
+
+
+def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Deny by default: when an api_key is configured, protected endpoints need it."""
+    expected = service_config(request).api_key
+    if expected is None:
+        return
+    if credentials is None:
+        raise UnauthorizedError("this endpoint needs `Authorization: Bearer <api_key>`")
+    given = credentials.credentials.encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, expected.encode()):
+        raise UnauthorizedError("the bearer token is not valid for this service")
+
+
+def clamp_wait(request: Request, timeout: float | None) -> float:
+    """A long-poll timeout in seconds, at most the service's ``max_wait_seconds``."""
+    limit = service_config(request).max_wait_seconds
+    return min(DEFAULT_WAIT_SECONDS if timeout is None else timeout, limit)
+
+
+def check_text(value: str, what: str) -> str:
+    """Ids and keys from paths and headers: non-empty, bounded, no NUL or control chars."""
+    if not value or len(value) > MAX_ID_CHARS:
+        raise InvalidArgumentError(
+            f"{what} must be 1..{MAX_ID_CHARS} characters", what=what, length=len(value)
+        )
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise InvalidArgumentError(f"{what} must not contain control characters", what=what)
+    return value
+
+
+def parse_json(raw: bytes, *, empty: Any = ...) -> Any:
+    """Parse a request body: MalformedBodyError (400) unless it is UTF-8 JSON. An empty
+    body gives ``empty`` when one is given, else is malformed."""
+    if not raw.strip():
+        if empty is not ...:
+            return empty
+        raise MalformedBodyError("the request body is empty; send a JSON document")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedBodyError(f"the request body is not valid JSON: {exc}") from None
+
+
+async def read_json(request: Request, *, empty: Any = ...) -> Any:
+    """The request body as JSON (its size already bounded by the body-limit middleware)."""
+    return parse_json(await request.body(), empty=empty)
+
+
+def links_for(request: Request, workflow_id: str) -> WorkflowLinks:
+    """Paths (honouring a mount prefix) where a workflow can be followed up."""
+    return WorkflowLinks(
+        self=request.url_for("get_workflow", workflow_id=workflow_id).path,
+        result=request.url_for("get_result", workflow_id=workflow_id).path,
+        events=request.url_for("list_events", workflow_id=workflow_id).path,
+        steps=request.url_for("list_steps", workflow_id=workflow_id).path,
+    )
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error statuses an endpoint can answer."""
+    descriptions = {
+        400: "malformed JSON or an invalid argument",
+        401: "missing or wrong bearer token",
+        404: "no such workflow (or workflow name)",
+        408: "timed out waiting",
+        409: "the workflow's state does not allow this",
+        413: "request body too large",
+        422: "the request does not fit the schema",
+        503: "the database or the orchestrator is unavailable",
+    }
+    return {
+        code: {"model": ErrorResponse, "description": descriptions.get(code, "error")}
+        for code in codes
+    }

@@ -1,0 +1,267 @@
+"""Pydantic models of the service's request and response bodies (the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
+from orchestrator.types import StepKind, WorkflowStatus
+from orchestrator.workflow import StepInfo, WorkflowInfo
+
+
+def _time(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+class FieldError(BaseModel):
+    """One validation problem: where (``loc``), what (``msg``) and its kind (``type``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a stable ``error`` code, a message saying what to do, details."""
+
+    error: str = Field(examples=["workflow_not_found"])
+    message: str
+    detail: dict[str, Any] | list[FieldError] = Field(default_factory=dict)
+
+
+class WorkflowLinks(BaseModel):
+    """Where to follow a workflow up (paths on this service)."""
+
+    self: str
+    result: str
+    events: str
+    steps: str
+
+
+class EventValue(BaseModel):
+    """An event a workflow published."""
+
+    key: str
+    value: Any = Field(description="the JSON value published with set_event")
+
+
+class WorkflowAccepted(BaseModel):
+    """A workflow started (or found: the id is an idempotency key), resumed or forked."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    links: WorkflowLinks
+    event: EventValue | None = Field(
+        default=None, description="with ?wait_for_event=KEY: the event, once set in time"
+    )
+
+
+class WorkflowOut(BaseModel):
+    """A workflow as stored; ``input`` and ``output`` are plain JSON."""
+
+    workflow_id: str
+    name: str
+    status: WorkflowStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    error: str | None
+    error_type: str | None
+    input: Any
+    output: Any
+    executor_id: str | None
+    app_version: str | None
+    queue_name: str | None
+    parent_workflow_id: str | None
+    recovery_attempts: int
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    deadline: dt.datetime | None
+    links: WorkflowLinks
+
+    @classmethod
+    def of(cls, info: WorkflowInfo, links: WorkflowLinks) -> WorkflowOut:
+        return cls(
+            workflow_id=info.workflow_id,
+            name=info.name,
+            status=info.status,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
+            error=info.error,
+            error_type=info.error_type,
+            input=info.input,
+            output=info.output,
+            executor_id=info.executor_id,
+            app_version=info.app_version,
+            queue_name=info.queue_name,
+            parent_workflow_id=info.parent_workflow_id,
+            recovery_attempts=info.recovery_attempts,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            deadline=info.deadline,
+            links=links,
+        )
+
+
+class WorkflowPage(BaseModel):
+    """One page of workflows, newest first; ``next`` is the following page's path."""
+
+    items: list[WorkflowOut]
+    next: str | None
+
+
+class StepOut(BaseModel):
+    """One recorded durable call of a workflow."""
+
+    workflow_id: str
+    step_number: int
+    name: str
+    kind: StepKind
+    status: str
+    output: Any
+    error: str | None
+    error_type: str | None
+    attempts: int
+    child_workflow_id: str | None
+    compensation: str | None
+    compensates_step: int | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, info: StepInfo) -> StepOut:
+        return cls(
+            workflow_id=info.workflow_id,
+            step_number=info.step_number,
+            name=info.name,
+            kind=info.kind,
+            status=info.status,
+            output=info.output,
+            error=info.error,
+            error_type=info.error_type,
+            attempts=info.attempts,
+            child_workflow_id=info.child_workflow_id,
+            compensation=info.compensation,
+            compensates_step=info.compensates_step,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+        )
+
+
+class WorkflowResult(BaseModel):
+    """A workflow's outcome: ``output`` once it succeeded; just ``status`` while running."""
+
+    status: WorkflowStatus
+    output: Any = None
+
+
+class CancelRequest(BaseModel):
+    """Options of a cancel; ``compensate`` rolls a saga back before it ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compensate: bool = False
+
+
+class MessageAccepted(BaseModel):
+    """A message stored in the workflow's mailbox (or a repeat of one already stored)."""
+
+    workflow_id: str
+    topic: str
+    idempotency_key: str | None
+
+
+class EventMap(BaseModel):
+    """Every event a workflow has published, key -> value."""
+
+    workflow_id: str
+    events: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    """Whether this service can serve: database reachable, schema up to date."""
+
+    ready: bool
+    pending_migrations: list[str] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class QueueStatsOut(BaseModel):
+    queue_name: str
+    depth: int = Field(description="workflows waiting (ENQUEUED)")
+    running: int = Field(description="workflows running (PENDING or COMPENSATING)")
+    started_last_minute: int
+
+    @classmethod
+    def of(cls, stats: QueueStats) -> QueueStatsOut:
+        return cls(
+            queue_name=stats.queue_name,
+            depth=stats.depth,
+            running=stats.running,
+            started_last_minute=stats.started_last_minute,
+        )
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    workflow_name: str
+    cron: str
+    paused: bool
+    catch_up: bool
+    declared: bool
+    last_tick: dt.datetime | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, record: ScheduleRecord) -> ScheduleOut:
+        return cls(
+            name=record.name,
+            workflow_name=record.workflow_name,
+            cron=record.cron,
+            paused=record.paused,
+            catch_up=record.catch_up,
+            declared=record.declared,
+            last_tick=_time(record.last_tick_ms),
+            created_at=_time(record.created_at),
+            updated_at=_time(record.updated_at),
+        )
+
+
+class WorkerOut(BaseModel):
+    executor_id: str
+    app_version: str | None
+    host: str | None
+    pid: int | None
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    lease_expires_at: dt.datetime
+    alive: bool
+
+    @classmethod
+    def of(cls, record: WorkerRecord) -> WorkerOut:
+        return cls(
+            executor_id=record.executor_id,
+            app_version=record.app_version,
+            host=record.host,
+            pid=record.pid,
+            started_at=dt.datetime.fromtimestamp(record.started_at / 1000, tz=dt.UTC),
+            heartbeat_at=dt.datetime.fromtimestamp(record.heartbeat_at / 1000, tz=dt.UTC),
+            lease_expires_at=dt.datetime.fromtimestamp(record.lease_expires_at / 1000, tz=dt.UTC),
+            alive=record.alive,
+        )
+
+
+class WebhookAccepted(BaseModel):
+    """What a verified webhook delivery did; a repeated delivery gets the same answer."""
+
+    source: str
+    delivery_id: str
+    action: str = Field(description='"send", "start" or "ignored"')
+    workflow_id: str | None = None

@@ -42,7 +42,7 @@ async def test_concurrency_and_worker_concurrency_are_never_exceeded(make_app: A
         assert (await handles[0].status()).queue_name == "limited"
         results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
         assert sorted(results) == sorted(["limited", "per_worker"] * 12)
-        assert peak == {"limited": 3, "per_worker": 2}
+        assert 2 <= peak["limited"] <= 3 and 1 <= peak["per_worker"] <= 2  # never exceeded
         stats = {s.queue_name: s for s in await app.queue_stats()}
         assert stats["limited"].depth == 0 and stats["limited"].running == 0
         assert stats["limited"].started_last_minute == 12

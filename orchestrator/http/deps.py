@@ -6,6 +6,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -105,12 +106,10 @@ async def read_json(request: Request, *, empty: Any = ...) -> Any:
 
 
 def links_for(request: Request, workflow_id: str) -> WorkflowLinks:
-    """Paths (honouring a mount prefix) where a workflow can be followed up."""
+    """Paths (under the mount prefix, if any) where a workflow can be followed up."""
+    base = f"{request.scope.get('root_path', '')}/workflows/{quote(workflow_id, safe='')}"
     return WorkflowLinks(
-        self=request.url_for("get_workflow", workflow_id=workflow_id).path,
-        result=request.url_for("get_result", workflow_id=workflow_id).path,
-        events=request.url_for("list_events", workflow_id=workflow_id).path,
-        steps=request.url_for("list_steps", workflow_id=workflow_id).path,
+        self=base, result=f"{base}/result", events=f"{base}/events", steps=f"{base}/steps"
     )
 
 

@@ -103,7 +103,11 @@ def bind_body(
                 errors.append({"loc": ["body", name], "msg": "must be a list", "type": "list_type"})
             elif missing_positional and items:
                 errors.append(
-                    {"loc": ["body", name], "msg": "needs every earlier argument", "type": "missing"}
+                    {
+                        "loc": ["body", name],
+                        "msg": "needs every earlier argument",
+                        "type": "missing",
+                    }
                 )
             else:
                 args.extend(

@@ -42,7 +42,9 @@ from orchestrator.workflow import StartOptions
 
 router = APIRouter(tags=["workflows"])
 
-WorkflowId = Annotated[str, Path(max_length=MAX_ID_CHARS, description="the workflow id")]
+WorkflowId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_CHARS, description="the workflow id")
+]
 Timeout = Annotated[
     float | None,
     Query(ge=0, le=MAX_QUERY_WAIT_SECONDS, description="seconds to wait (clamped by the service)"),
@@ -51,6 +53,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=MAX_ID_CHARS,
         description="the workflow id: repeating a start with it returns the same workflow",
     ),
@@ -93,12 +96,15 @@ def _accepted(
     ),
 )
 async def start_workflow(
+    *,
     request: Request,
     response: Response,
     app: OrchestratorDep,
-    name: Annotated[str, Path(max_length=MAX_ID_CHARS, description="registered workflow name")],
+    name: Annotated[
+        str, Path(min_length=1, max_length=MAX_ID_CHARS, description="registered workflow name")
+    ],
     idempotency_key: IdempotencyKey = None,
-    wait_for_event: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
+    wait_for_event: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     timeout: Timeout = None,
 ) -> WorkflowAccepted:
     workflow = app.engine.workflow_named(name)  # NotRegisteredError: 404
@@ -127,15 +133,16 @@ async def start_workflow(
     "/workflows",
     name="list_workflows",
     response_model=WorkflowPage,
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(400, 401, 422, 503),
     summary="List workflows, newest first",
 )
 async def list_workflows(
+    *,
     request: Request,
     app: OrchestratorDep,
     status: Annotated[list[WorkflowStatus] | None, Query()] = None,
-    name: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
-    queue: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    queue: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -176,7 +183,9 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     responses=error_responses(400, 401, 404, 422, 503),
     summary="A workflow's status, input and output",
 )
-async def get_workflow(request: Request, app: OrchestratorDep, workflow_id: WorkflowId) -> WorkflowOut:
+async def get_workflow(
+    request: Request, app: OrchestratorDep, workflow_id: WorkflowId
+) -> WorkflowOut:
     info = await app.retrieve(check_text(workflow_id, "workflow id")).status()
     return WorkflowOut.of(info, links_for(request, info.workflow_id))
 
@@ -288,11 +297,12 @@ async def resume_workflow(
     summary="A new workflow with the same input, reusing the steps before from_step",
 )
 async def fork_workflow(
+    *,
     request: Request,
     app: OrchestratorDep,
     workflow_id: WorkflowId,
     from_step: Annotated[int, Query(ge=1, le=2_147_483_647)] = 1,
-    new_workflow_id: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
+    new_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> WorkflowAccepted:
     check_text(workflow_id, "workflow id")

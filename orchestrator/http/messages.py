@@ -1,0 +1,54 @@
+"""Message endpoint: send a JSON message into a workflow's mailbox (read with recv)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+
+from orchestrator.http.deps import (
+    MAX_ID_CHARS,
+    OrchestratorDep,
+    check_text,
+    error_responses,
+    parse_json,
+)
+from orchestrator.http.schemas import MessageAccepted
+
+router = APIRouter(tags=["messages"])
+
+_ANY_JSON = {
+    "content": {"application/json": {"schema": {"description": "any JSON value"}}},
+    "required": True,
+}
+
+
+@router.post(
+    "/workflows/{workflow_id}/messages/{topic}",
+    name="send_message",
+    status_code=202,
+    response_model=MessageAccepted,
+    responses=error_responses(400, 401, 404, 409, 413, 422, 503),
+    openapi_extra={"requestBody": _ANY_JSON},
+    summary="Send the JSON body as a message on a topic",
+    description=(
+        "Durable; with `Idempotency-Key` a repeated send (a client retry) is stored once. "
+        "404 for an unknown workflow, 409 for a finished one (it can never read the message)."
+    ),
+)
+async def send_message(
+    request: Request,
+    app: OrchestratorDep,
+    workflow_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+    topic: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_ID_CHARS)
+    ] = None,
+) -> MessageAccepted:
+    check_text(workflow_id, "workflow id")
+    check_text(topic, "topic")
+    if idempotency_key is not None:
+        check_text(idempotency_key, "Idempotency-Key")
+    message = parse_json(await request.body())
+    await app.send(workflow_id, message, topic=topic, idempotency_key=idempotency_key)
+    return MessageAccepted(workflow_id=workflow_id, topic=topic, idempotency_key=idempotency_key)

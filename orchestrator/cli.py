@@ -241,6 +241,61 @@ def worker(
     _run(work)
 
 
+@cli.command()
+def up(
+    app_path: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="the Orchestrator")],
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="ORCHESTRATOR_API_KEY", help="bearer key (required off 127.0.0.1)"),
+    ] = None,
+) -> None:
+    """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it."""
+    from orchestrator.http import serve
+
+    app = load_app(app_path)
+    try:
+        serve(app, host=host, port=port, api_key=api_key)
+    except OrchestratorError as exc:
+        errors.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@cli.command()
+def queues(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+) -> None:
+    """Queue depths, running counts and starts in the last minute."""
+
+    async def work() -> list[Any]:
+        async with _inspector(database_url, app_name, schema) as app:
+            return list(await app.queue_stats())
+
+    columns = ["queue_name", "depth", "running", "started_last_minute"]
+    _print(_run(work), columns, as_json, "queues")
+
+
+@cli.command()
+def schedules(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+) -> None:
+    """Stored cron schedules."""
+
+    async def work() -> list[Any]:
+        async with _inspector(database_url, app_name, schema) as app:
+            return list(await app.list_schedules())
+
+    columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick_ms"]
+    _print(_run(work), columns, as_json, "schedules")
+
+
 def main() -> None:
     """Entry point of the `saga` console script."""
     cli()

@@ -66,3 +66,16 @@ async def test_migrate_list_get_steps_and_cancel(database_url: str) -> None:
         missing = saga("workflows", "get", "nope", "--database-url", database_url)
         assert missing.returncode == 1
         assert "workflow_not_found" in missing.stderr and "Traceback" not in missing.stderr
+
+        stats = saga("queues", "--json", "--database-url", database_url)
+        assert stats.returncode == 0 and json.loads(stats.stdout) == []
+        listed_schedules = saga("schedules", "--database-url", database_url)
+        assert listed_schedules.returncode == 0, listed_schedules.stderr
+
+
+def test_up_refuses_a_public_interface_without_an_api_key() -> None:
+    refused = saga("up", "orchestrator.demo:app", "--host", "0.0.0.0", "--port", "8999")
+    assert refused.returncode == 1
+    assert "api_key" in refused.stderr and "Traceback" not in refused.stderr
+    bad = saga("worker", "no_such_module:app")
+    assert bad.returncode == 2 and "cannot import" in bad.stderr

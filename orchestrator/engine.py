@@ -173,14 +173,20 @@ class Engine(Results, Management):
             )
 
     async def _adopt_taken_over(self, record: WorkflowRecord) -> None:
+        if record.status is WorkflowStatus.ENQUEUED:
+            return  # back on its queue: a worker with a free slot dequeues it
         if record.workflow_id not in self.runs:
             await self._recover_one(record)
 
-    def launch_dequeued(self, record: WorkflowRecord) -> None:
-        """Run a workflow this worker just dequeued; a poison one ends in ERROR at once."""
+    async def launch_dequeued(self, record: WorkflowRecord) -> None:
+        """Run a workflow this worker just dequeued; a poison one ends in ERROR at once. One
+        that ran before (re-queued from a dead worker) replays its recorded steps."""
         workflow = self.registry.workflows.get(record.name)
         if workflow is not None:
-            self.launch_run(record, workflow, [])
+            recorded = (
+                await self.store.load_steps(record.workflow_id) if record.recovery_attempts else []
+            )
+            self.launch_run(record, workflow, recorded)
             return
         error = NotRegisteredError(
             f"workflow {record.workflow_id} runs {record.name!r}, which worker "

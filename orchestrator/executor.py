@@ -154,11 +154,12 @@ class WorkflowRun:
         """The step number was taken: accept our own earlier commit, or stop (lease lost)."""
         for existing in await self.store.load_steps(self.workflow_id):
             if existing.step_number == step.step_number:
-                if (existing.name, existing.output, existing.error) == (
+                if (existing.name, existing.output, existing.error, existing.started_at) == (
                     step.name,
                     step.output,
                     step.error,
-                ):
+                    step.started_at,
+                ):  # (started_at tells our write from another executor's identical one)
                     return  # our own write, committed before a connection loss hid the answer
                 break
         self.stop(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from orchestrator.clock import Clock
@@ -76,7 +76,7 @@ class QueueRunner:
         waiters: Waiters,
         executor_id: str,
         app_version: str | None,
-        launch: Callable[[WorkflowRecord], None],
+        launch: Callable[[WorkflowRecord], Awaitable[None]],
     ) -> None:
         self.queue = queue
         self.store = store
@@ -122,7 +122,7 @@ class QueueRunner:
                     result = await self.store.dequeue(request)
                     for record in result.started:
                         self.running.add(record.workflow_id)
-                        self.launch(record)
+                        await self.launch(record)
                     if result.started and len(result.started) == request.max_count:
                         continue  # a full batch: there may be more right away
                     if result.retry_at_ms is not None:

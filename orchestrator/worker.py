@@ -48,20 +48,24 @@ class Lease:
         self._confirming: asyncio.Lock = asyncio.Lock()
 
     async def register(self) -> None:
+        sent = time.monotonic()
         await self.store.register_worker(
             self.executor_id, self.app_version, self.lease_ms, socket.gethostname(), os.getpid()
         )
-        self._extend()
+        self._extend(sent)
 
-    def _extend(self) -> None:
-        # A third of the lease of safety margin: renewals happen well before others may act.
-        self.valid_until = time.monotonic() + self.lease_ms / 1000 * 2 / 3
+    def _extend(self, sent: float) -> None:
+        # Counted from when the request was SENT: a reply that waited out a pause (SIGSTOP)
+        # must not make a lease that others already saw expire look fresh. A third of the
+        # lease of safety margin: renewals happen well before others may act.
+        self.valid_until = sent + self.lease_ms / 1000 * 2 / 3
 
     async def renew(self) -> None:
         """Heartbeat. A lease found expired may have been taken over: keep only the workflows
         still ours, stop the others, and register afresh."""
+        sent = time.monotonic()
         if await self.store.renew_lease(self.executor_id, self.lease_ms) is not None:
-            self._extend()
+            self._extend(sent)
             return
         logger.warning(
             "worker %s lost its lease; checking which workflows it still owns", self.executor_id

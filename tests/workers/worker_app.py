@@ -88,6 +88,15 @@ async def long_run(steps: int, ms: int) -> int:
     return steps
 
 
+@app.workflow()
+async def gapped(steps: int, ms: int) -> int:
+    """Steps that take no time, ``ms`` apart: the workflow mostly waits between steps."""
+    for _ in range(steps):
+        await asyncio.sleep(ms / 1000)
+        await paced(0)
+    return steps
+
+
 # -- sagas: three compensable steps of 10-50 ms; step 3 fails (before its effect) when asked.
 class Declined(NonRetryableError):
     """The business failure that rolls a saga back."""

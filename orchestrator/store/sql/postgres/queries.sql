@@ -417,9 +417,11 @@ RETURNING lease_expires_at
 UPDATE workers SET lease_expires_at = now_ms() - 1 WHERE executor_id = %(executor_id)s::text
 
 -- take_over --
--- Claim unfinished workflows of dead workers (expired leases) of the same app version; each row goes to exactly one taker.
+-- Claim unfinished workflows of dead workers (expired leases) of the same app version; each row goes to exactly one taker. Queued ones go back to their queue (ENQUEUED, steps kept) so its limits apply.
 UPDATE workflows
-SET executor_id = %(executor_id)s::text, recovery_attempts = recovery_attempts + 1,
+SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN NULL ELSE %(executor_id)s::text END,
+    status = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN 'ENQUEUED' ELSE status END,
+    recovery_attempts = recovery_attempts + 1,
     updated_at = now_ms()
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows

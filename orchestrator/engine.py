@@ -259,7 +259,7 @@ class Engine(Results, Management):
         if record is None:
             run.stop(WorkflowCancelledError(f"workflow {workflow_id} was deleted"))
         elif record.status is not WorkflowStatus.PENDING and not run.compensating:
-            run.stop(run.stop_error_for(record.status))
+            run.stop(run.stop_error_for(record.status, record.error))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

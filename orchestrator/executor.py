@@ -17,7 +17,7 @@ from orchestrator.errors import (
     WorkflowCancelledError,
 )
 from orchestrator.saga import Saga, rollback_failure, settle, wants_rollback
-from orchestrator.serialization import encode_error
+from orchestrator.serialization import encode_error, error_summary
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
 from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import WorkflowFunction
@@ -137,10 +137,12 @@ class WorkflowRun:
     def stop_error_for(
         self, status: WorkflowStatus, error: str | None = None
     ) -> WorkflowCancelledError:
-        """Why this run must stop, given the status someone else gave the workflow."""
+        """Why this run must stop, given the status (and stored error, which says who stopped
+        it and why: a cancel, a deadline) that someone else gave the workflow."""
+        reason = (error_summary(error) or ("", ""))[1]
         if status is WorkflowStatus.COMPENSATING:
             return WorkflowCancelledError(
-                f"workflow {self.workflow_id} was cancelled with rollback",
+                reason or f"workflow {self.workflow_id} was cancelled with rollback",
                 workflow_id=self.workflow_id,
                 compensate=True,
             )
@@ -178,7 +180,7 @@ class WorkflowRun:
         saga that failed, or resuming a rollback that a crash interrupted)."""
         if self.record.status is WorkflowStatus.COMPENSATING:
             # Recovering a rollback: replay up to where the workflow stopped, then roll back.
-            self.stop_reason = self.stop_error_for(WorkflowStatus.COMPENSATING)
+            self.stop_reason = self.stop_error_for(WorkflowStatus.COMPENSATING, self.record.error)
         token = context.enter(ExecutionContext(self))
         try:
             args, kwargs = self.workflow.signature.decode_input(self.record.input)

@@ -75,3 +75,7 @@ class Waiters:
     def count(self) -> int:
         """How many subscriptions are waiting (for metrics)."""
         return sum(len(bucket) for bucket in self._subscriptions.values())
+
+    def count_of(self, kind: str) -> int:
+        """How many subscriptions wait for notifications of ``kind`` (e.g. recv waiters)."""
+        return sum(len(b) for (k, _), b in self._subscriptions.items() if k == kind)

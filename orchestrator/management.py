@@ -193,6 +193,12 @@ class Management:
         """COMPENSATION_FAILED -> COMPENSATING: retry the failed compensation and go on."""
         self.require_launched("retry_compensation")
         workflow = self.workflow_named((await self.get_record(workflow_id)).name)
+        record = await self._reopen_rollback(workflow_id)
+        await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)
+        return self.handle(workflow_id)
+
+    async def _reopen_rollback(self, workflow_id: str) -> WorkflowRecord:
+        """COMPENSATION_FAILED -> COMPENSATING on this executor, or WorkflowStateError."""
         record = await self.store.resume_workflow(
             workflow_id,
             self.executor_id,
@@ -202,8 +208,7 @@ class Management:
         )
         if record is None:
             raise self._not_compensation_failed(await self.get_record(workflow_id))
-        await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)
-        return self.handle(workflow_id)
+        return record
 
     async def skip_compensation(
         self, workflow_id: str, step: int, reason: str, by: str
@@ -225,7 +230,11 @@ class Management:
             and s.compensates_step == step
         ]
         if not failed:
-            numbers = [s.compensates_step for s in steps if s.kind is StepKind.COMPENSATION]
+            numbers = [
+                s.compensates_step
+                for s in steps
+                if s.kind is StepKind.COMPENSATION and s.error is not None
+            ]
             compensated = sorted(n for n in numbers if n is not None)
             raise InvalidArgumentError(
                 f"step {step} of workflow {workflow_id} has no failed compensation to skip "
@@ -235,15 +244,7 @@ class Management:
             )
         target = failed[-1]
         workflow = self.workflow_named(current.name)
-        record = await self.store.resume_workflow(
-            workflow_id,
-            self.executor_id,
-            self.app_version,
-            from_statuses={WorkflowStatus.COMPENSATION_FAILED},
-            to_status=WorkflowStatus.COMPENSATING,
-        )
-        if record is None:
-            raise self._not_compensation_failed(await self.get_record(workflow_id))
+        record = await self._reopen_rollback(workflow_id)
         await self.store.delete_steps(workflow_id, target.step_number)
         skipped = StepRecord(
             workflow_id=workflow_id,

@@ -3,15 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import sys
 from pathlib import Path
 
 from bench import pgadmin, report
-from bench.config import DEFAULT_ADMIN_URL, DEFAULT_JSON, FAMILIES, select_families, select_sizes
-from bench.driver import DBOS_QUEUE_POLLING_INTERVAL_SECONDS
 from bench.runner import REPO_ROOT, RunOptions, log, run_all
+from bench.workloads import DBOS_QUEUE_POLLING_INTERVAL_SECONDS, FAMILIES, Sizes
+
+DEFAULT_ADMIN_URL = "postgresql://root@127.0.0.1:5432/root"
+DEFAULT_JSON = "bench/results/latest.json"
+QUICK = Sizes(
+    latency_warmup=10,
+    latency_runs=50,
+    throughput=500,
+    queue=500,
+    messaging_runs=30,
+    messaging_batch=15,
+    commits_sequential=50,
+    commits_concurrent=200,
+    parked=1_000,
+    pg_reference_seconds=1.0,
+)
+
+
+def select_sizes(*, quick: bool, parked: int | None, inflight: int | None) -> Sizes:
+    """The default sizes, or the --quick ones; --parked and --inflight override theirs."""
+    sizes = QUICK if quick else Sizes()
+    if parked is not None:
+        if parked < 1:
+            raise SystemExit("--parked must be at least 1")
+        sizes = dataclasses.replace(sizes, parked=parked)
+    if inflight is not None:
+        if inflight < 0:
+            raise SystemExit("--inflight must be 0 (all at once) or more")
+        sizes = dataclasses.replace(sizes, inflight=inflight)
+    return sizes
+
+
+def select_families(only: str | None) -> list[str]:
+    """The families named by --only (comma separated), in the canonical order."""
+    if not only:
+        return list(FAMILIES)
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = wanted - set(FAMILIES)
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmark(s) {', '.join(sorted(unknown))}: choose from {', '.join(FAMILIES)}"
+        )
+    return [name for name in FAMILIES if name in wanted]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="workflows parked in recv for the memory benchmark (default 10000; --quick 1000)",
     )
     parser.add_argument(
+        "--inflight",
+        type=int,
+        metavar="N",
+        help="workflows in flight in the throughput, queue and commits-under-load runs "
+        "(default 500; 0: start all at once)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="profile every worker with pyinstrument (HTML next to the JSON; slows figures)",
@@ -54,7 +103,7 @@ def dbos_version() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = select_sizes(quick=args.quick, parked=args.parked)
+    sizes = select_sizes(quick=args.quick, parked=args.parked, inflight=args.inflight)
     families = select_families(args.only)
     systems = ["ours"]
     version = dbos_version()
@@ -66,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = Path(args.json)
     if not json_path.is_absolute():
         json_path = REPO_ROOT / json_path
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     options = RunOptions(
         admin_url=args.database_url,
         sizes=sizes,
@@ -84,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.render(lines, outcome["reference"]))
     problems = report.errors(outcome["results"])
-    for note in report.notes(outcome["results"]):
+    for note in report.notes(outcome["results"], outcome["server_activity"]):
         print(f"note: {note}")
     for problem in problems:
         print(f"ERROR {problem}")
@@ -96,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "dbos_queue_polling_interval_s": DBOS_QUEUE_POLLING_INTERVAL_SECONDS,
         },
         "reference": outcome["reference"],
+        "server_activity": outcome["server_activity"],
         "table": lines,
         "results": outcome["results"],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,8 +48,8 @@ class Counters:
     commits: ``xact_commit`` of the benchmark database (every committed transaction, reads too).
     xids: the cluster's next transaction id; its advance counts write transactions (only they
         are assigned an id) in every database, so it is exact only while nobody else writes.
-    others: ``xact_commit`` of every other database (but the admin one and ``postgres``, which
-        DBOS visits at launch), to tell whether someone else was busy meanwhile.
+    others: ``xact_commit`` of the databases that are not the benchmark's (nor the admin one,
+        nor ``postgres``, which DBOS visits at launch), to tell whether someone else was busy.
     """
 
     commits: int
@@ -73,14 +74,21 @@ class Delta:
         )
 
 
-def _read(conn: psycopg.Connection[Any], database: str) -> tuple[Counters, int]:
-    """The counters, and how many sessions are connected to ``database``."""
+def _database_commits(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """``xact_commit`` per database, but the admin one and ``postgres`` (DBOS visits it)."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
     rows = conn.execute(
         "SELECT datname, xact_commit FROM pg_stat_database WHERE datname IS NOT NULL"
         " AND datname NOT IN (current_database(), 'postgres')"
     ).fetchall()
-    commits = {str(name): int(value) for name, value in rows}
+    return {str(name): int(value) for name, value in rows}
+
+
+def _read(
+    conn: psycopg.Connection[Any], database: str, own: Collection[str]
+) -> tuple[Counters, int]:
+    """The counters, and how many sessions are connected to ``database``."""
+    commits = _database_commits(conn)
     if database not in commits:
         raise RuntimeError(f"database {database!r} not found in pg_stat_database")
     row = conn.execute(
@@ -89,11 +97,26 @@ def _read(conn: psycopg.Connection[Any], database: str) -> tuple[Counters, int]:
         (database,),
     ).fetchone()
     assert row is not None
-    others = frozenset(item for item in commits.items() if item[0] != database)
+    others = frozenset(item for item in commits.items() if item[0] not in own)
     return Counters(commits[database], int(row[0]), others), int(row[1])
 
 
-def settled_counters(admin_url: str, database: str, timeout: float = 15.0) -> Counters:
+def foreign_commits(admin_url: str, own: Collection[str]) -> dict[str, int]:
+    """``xact_commit`` of the databases that are not the benchmark's: other people's work."""
+    with _connect(admin_url) as conn:
+        return {name: n for name, n in _database_commits(conn).items() if name not in own}
+
+
+def foreign_activity(before: dict[str, int], after: dict[str, int]) -> int:
+    """Commits other databases made between two ``foreign_commits`` readings (at least), plus
+    one for each database created or dropped meanwhile."""
+    changed = len(before.keys() ^ after.keys())
+    return changed + sum(max(0, n - before.get(name, 0)) for name, n in after.items())
+
+
+def settled_counters(
+    admin_url: str, database: str, own: Collection[str], timeout: float = 15.0
+) -> Counters:
     """The counters once nobody is connected to ``database`` and its statistics are flushed.
 
     Backends flush their statistics when they exit, so once the benchmark process has closed
@@ -104,7 +127,7 @@ def settled_counters(admin_url: str, database: str, timeout: float = 15.0) -> Co
     with _connect(admin_url) as conn:
         previous: int | None = None
         while True:
-            counters, sessions = _read(conn, database)
+            counters, sessions = _read(conn, database, own)
             if sessions == 0 and counters.commits == previous:
                 return counters
             if time.monotonic() > deadline:

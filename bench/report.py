@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import Sizes
+from bench.workloads import Sizes
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,16 @@ def rows(sizes: Sizes) -> list[Row]:
     """The table's rows, labelled with the sizes they were run at."""
     n_tp, n_q, n_park = f"{sizes.throughput:,}", f"{sizes.queue:,}", f"{sizes.parked:,}"
     runs = f"{sizes.latency_runs}"
+    flight = "all at once" if sizes.inflight <= 0 else f"{sizes.inflight} in flight"
     return [
         Row("latency", "seq3_median_ms", f"3-step workflow, median ({runs} runs)", "ms", "lower"),
         Row("latency", "seq3_p99_ms", "3-step workflow, p99", "ms", "lower"),
         Row("latency", "seq0_median_ms", "0-step workflow, median", "ms", "lower"),
         Row("latency", "seq0_p99_ms", "0-step workflow, p99", "ms", "lower"),
         Row("latency", "per_step_ms", "per-step overhead (3-step - 0-step) / 3", "ms", "lower"),
-        Row("throughput", "workflows_per_s", f"throughput, {n_tp} concurrent", "wf/s", "higher"),
+        Row("throughput", "workflows_per_s", f"throughput, {n_tp} ({flight})", "wf/s", "higher"),
         Row("throughput", "steps_per_s", "throughput, steps", "steps/s", "higher"),
-        Row("queue", "workflows_per_s", f"queue throughput, {n_q} enqueued", "wf/s", "higher"),
+        Row("queue", "workflows_per_s", f"queue throughput, {n_q} ({flight})", "wf/s", "higher"),
         Row("queue", "steps_per_s", "queue throughput, steps", "steps/s", "higher"),
         Row("messaging", "send_recv_median_ms", "send -> recv, median", "ms", "lower"),
         Row("messaging", "send_recv_p99_ms", "send -> recv, p99", "ms", "lower"),
@@ -52,7 +53,7 @@ def rows(sizes: Sizes) -> list[Row]:
         Row(
             "commits",
             "commits_per_wf_load",
-            f"commits / 3-step wf, {sizes.commits_concurrent} concurrent",
+            f"commits / 3-step wf, {sizes.commits_concurrent} ({flight})",
             "commits",
             "lower",
         ),
@@ -82,6 +83,8 @@ def _cell(outcome: dict[str, Any] | None, metric: str) -> tuple[str, float | Non
     """The printed cell and the number (None when there is no figure)."""
     if outcome is None:
         return "-", None
+    if metric in outcome.get("unmeasured", {}):
+        return f"n/a ({outcome['unmeasured'][metric]})", None
     if "metrics" in outcome:
         value = outcome["metrics"].get(metric)
         if isinstance(value, int | float) and math.isfinite(value):
@@ -131,7 +134,7 @@ def table(sizes: Sizes, results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render(lines: list[dict[str, Any]], reference: dict[str, float]) -> str:
-    """The table as text, with the PostgreSQL reference and the errors under it."""
+    """The table as text, with the PostgreSQL reference line under it."""
     header = ("benchmark", "unit", "ours", "DBOS", "ours/DBOS", "better")
     body = [
         (
@@ -148,7 +151,8 @@ def render(lines: list[dict[str, Any]], reference: dict[str, float]) -> str:
     aligns = ["<", "<", ">", ">", ">", "<"]
 
     def fmt(cells: tuple[str, ...]) -> str:
-        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
+        cells_text = (f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
+        return "  ".join(cells_text).rstrip()
 
     text = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in body)]
     text.append("")
@@ -168,9 +172,15 @@ def errors(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def notes(results: dict[str, Any]) -> list[str]:
-    """Caveats the workers reported: warnings in their logs, other activity on the server."""
+def notes(results: dict[str, Any], activity: dict[str, float]) -> list[str]:
+    """Caveats: other activity on the server, and what the workers reported."""
     out: list[str] = []
+    if activity["foreign_commits"]:
+        out.append(
+            f"other databases were busy during this {activity['run_s']:.0f} s run "
+            f"({activity['foreign_commits']:,.0f} commits, creations or drops): the server was "
+            "shared, figures may be perturbed"
+        )
     for family, systems in results.items():
         for system, outcome in systems.items():
             if "note" in outcome:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import pgadmin
-from bench.config import DATABASES, Sizes
+from bench.workloads import COMMITS_MODES, Sizes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DATABASES: dict[str, str] = {"ours": "bench_orch", "dbos": "bench_dbos"}
 WORKER_TIMEOUT_SECONDS = 1800.0
-COMMITS_MODES = ("prime", "baseline", "idle", "load")
 
 # results[family][system] is one of {"metrics": {...}}, {"unavailable": why},
 # {"error": what}, {"skipped": why}.
@@ -100,31 +100,34 @@ def run_commits(options: RunOptions, system: str) -> Outcome:
     deltas: dict[str, pgadmin.Delta] = {}
     answers: dict[str, Outcome] = {}
     for mode in COMMITS_MODES:
-        before = pgadmin.settled_counters(options.admin_url, database)
+        before = pgadmin.settled_counters(options.admin_url, database, DATABASES.values())
         answer = call_worker(options, system, "commits", mode=mode)
         if "error" in answer:
             return {"error": f"commits {mode}: {answer['error']}"}
-        after = pgadmin.settled_counters(options.admin_url, database)
+        after = pgadmin.settled_counters(options.admin_url, database, DATABASES.values())
         deltas[mode] = pgadmin.Delta.between(before, after)
         answers[mode] = answer
     baseline = deltas["baseline"]
-    metrics: dict[str, float] = {
-        "baseline_commits": float(baseline.commits),
-        "baseline_write_commits": float(baseline.xids),
-    }
+    metrics: dict[str, float] = {"baseline_commits": float(baseline.commits)}
+    unmeasured: dict[str, str] = {}
     for mode in ("idle", "load"):
         count = answers[mode]["metrics"]["workflows"]
         metrics[f"commits_per_wf_{mode}"] = (deltas[mode].commits - baseline.commits) / count
-        metrics[f"write_commits_per_wf_{mode}"] = (deltas[mode].xids - baseline.xids) / count
         metrics[f"{mode}_elapsed_s"] = answers[mode]["metrics"]["elapsed_s"]
+        # Transaction ids are cluster-wide: trust them only if no other database committed.
+        if deltas[mode].others_active or baseline.others_active:
+            unmeasured[f"write_commits_per_wf_{mode}"] = "server busy"
+        else:
+            metrics[f"write_commits_per_wf_{mode}"] = (deltas[mode].xids - baseline.xids) / count
     outcome: Outcome = {
         "metrics": metrics,
         "raw_deltas": {mode: dataclasses.asdict(delta) for mode, delta in deltas.items()},
     }
-    if any(deltas[mode].others_active for mode in ("baseline", "idle", "load")):
+    if unmeasured:
+        outcome["unmeasured"] = unmeasured
         outcome["note"] = (
-            "other databases were active during the commit cycles: the write-transaction "
-            "counts (cluster-wide transaction ids) include some of theirs"
+            "other databases committed during the commit cycles, so the write-transaction "
+            "counts (cluster-wide transaction ids) were not taken"
         )
     return outcome
 
@@ -147,6 +150,9 @@ def _brief(outcome: Outcome) -> str:
 def run_all(options: RunOptions) -> dict[str, Any]:
     """The reference commit rate, then every family for ours and DBOS in turn."""
     results: dict[str, dict[str, Outcome]] = {}
+    own = set(DATABASES.values())
+    foreign_before = pgadmin.foreign_commits(options.admin_url, own)
+    run_began = time.perf_counter()
     reference_db = DATABASES["ours"]
     pgadmin.reset_database(options.admin_url, reference_db)
     log(f"PostgreSQL single-connection commit rate ({options.sizes.pg_reference_seconds:g} s)…")
@@ -166,4 +172,8 @@ def run_all(options: RunOptions) -> dict[str, Any]:
             outcome["wall_s"] = time.perf_counter() - began
             results[family][system] = outcome
             log(f"  {_brief(outcome)}  ({outcome['wall_s']:.1f} s)")
-    return {"reference": reference, "results": results}
+    foreign = pgadmin.foreign_activity(
+        foreign_before, pgadmin.foreign_commits(options.admin_url, own)
+    )
+    activity = {"foreign_commits": foreign, "run_s": time.perf_counter() - run_began}
+    return {"reference": reference, "results": results, "server_activity": activity}

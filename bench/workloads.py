@@ -1,19 +1,165 @@
-"""The benchmark families, written once against the Driver protocol and run on each system."""
+"""The workloads: their shape and sizes, the Driver they need, and the benchmark families.
+
+The families are written once against the Driver protocol; drivers.py implements it for our
+engine and for DBOS with workflows of the same shape:
+
+- ``steps(n, x)``: n sequential steps, each a trivial async function returning its input;
+- ``wait_message()``: counts itself as parked, then ``recv(TOPIC)``; returns
+  ``[message, perf_counter()]`` read right after recv returned;
+- ``publish(x)``: one step, then ``set_event(EVENT_KEY, x)``; returns x.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
+import math
+import statistics
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from bench.config import Sizes
-from bench.driver import Driver, Parked
-from bench.measure import bounded, latency_summary, settled_rss, wait_until
-
+T = TypeVar("T")
 Metrics = dict[str, float]
 MIB = 1024 * 1024
 
+FAMILIES: tuple[str, ...] = ("latency", "throughput", "queue", "messaging", "commits", "parked")
+TOPIC = "bench"
+EVENT_KEY = "ready"
+QUEUE_NAME = "bench"
+RECV_TIMEOUT_SECONDS = 600.0
+EVENT_TIMEOUT_SECONDS = 60.0
+EXECUTOR_ID = "bench"
+APP_VERSION = "bench"
+# DBOS's default queue polling interval is 1 s; 0.1 s keeps its queue figures from being
+# dominated by the poll period.
+DBOS_QUEUE_POLLING_INTERVAL_SECONDS = 0.1
 
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many workflows each benchmark runs (the defaults are the full run)."""
+
+    latency_warmup: int = 30
+    latency_runs: int = 300  # each of the 3-step and 0-step workflows, interleaved
+    throughput: int = 5_000  # concurrent 3-step workflows
+    queue: int = 5_000  # the same through a queue
+    messaging_runs: int = 200  # send->recv, and start->get_event, each
+    messaging_batch: int = 50  # recv workflows parked before a round of sends
+    commits_sequential: int = 200  # idle: one at a time
+    commits_concurrent: int = 1_000  # under load: started together
+    inflight: int = 500  # throughput, queue, commits under load: workflows in flight (0: all)
+    parked: int = 10_000  # workflows waiting in recv in one process
+    window: int = 100  # in-flight start/send calls when parking and waking
+    pg_reference_seconds: float = 2.0  # the single-connection INSERT commit loop
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sizes:
+        return cls(**data)
+
+
+class Parked:
+    """How many wait_message workflows have reached their recv() in this process."""
+
+    count = 0
+
+
+class Driver(Protocol):
+    """One workflow system, launched in this process, running the workloads above.
+
+    Handles are opaque to the benchmarks: only ``workflow_id`` and ``result`` look inside.
+    """
+
+    name: str
+
+    async def launch(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    @property
+    def queue_unavailable(self) -> str | None:
+        """None when ``enqueue`` works, else why it does not (printed instead of a figure)."""
+        ...
+
+    async def start(self, n_steps: int, x: int) -> Any: ...
+
+    async def enqueue(self, n_steps: int, x: int) -> Any: ...
+
+    async def start_wait_message(self) -> Any: ...
+
+    async def start_publish(self, x: int) -> Any: ...
+
+    def workflow_id(self, handle: Any) -> str: ...
+
+    async def result(self, handle: Any) -> Any: ...
+
+    async def send(self, workflow_id: str, message: Any) -> None: ...
+
+    async def get_event(self, workflow_id: str) -> Any: ...
+
+
+# -- measuring --------------------------------------------------------------------------------
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100), nearest-rank: a value that was actually observed."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(seconds: list[float], prefix: str) -> Metrics:
+    """``<prefix>_median_ms`` and ``<prefix>_p99_ms`` of durations given in seconds."""
+    return {
+        f"{prefix}_median_ms": statistics.median(seconds) * 1000,
+        f"{prefix}_p99_ms": percentile(seconds, 99) * 1000,
+    }
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, from /proc/self/status (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+async def settled_rss(pause: float = 0.5) -> int:
+    """RSS after letting pending callbacks run and collecting garbage."""
+    await asyncio.sleep(pause)
+    gc.collect()
+    await asyncio.sleep(0)
+    return rss_bytes()
+
+
+async def bounded(
+    window: int, items: Iterable[T], call: Callable[[T], Awaitable[object]]
+) -> list[object]:
+    """``call`` on every item, at most ``window`` awaiting at once; results in order."""
+    semaphore = asyncio.Semaphore(window)
+
+    async def one(item: T) -> object:
+        async with semaphore:
+            return await call(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 10 ms; raise TimeoutError naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+# -- the families -----------------------------------------------------------------------------
 async def _run(driver: Driver, n_steps: int, x: int) -> float:
     """Start one workflow and wait for its result; the seconds it took."""
     began = time.perf_counter()
@@ -40,15 +186,16 @@ async def latency(driver: Driver, sizes: Sizes) -> Metrics:
     return metrics
 
 
-async def _concurrent(driver: Driver, count: int, *, via_queue: bool) -> float:
-    """Start ``count`` 3-step workflows at once (directly or enqueued), await them all."""
+async def _concurrent(driver: Driver, count: int, inflight: int, *, via_queue: bool) -> float:
+    """Start ``count`` 3-step workflows (directly or enqueued) and await them all, at most
+    ``inflight`` started and not yet finished at any moment (0: all at once)."""
     start = driver.enqueue if via_queue else driver.start
 
-    async def one(x: int) -> Any:
+    async def one(x: int) -> object:
         return await driver.result(await start(3, x))
 
     began = time.perf_counter()
-    results = await asyncio.gather(*(one(x) for x in range(count)))
+    results = await bounded(inflight if inflight > 0 else count, range(count), one)
     elapsed = time.perf_counter() - began
     if list(results) != list(range(count)):
         raise AssertionError("a concurrent workflow returned the wrong value")
@@ -56,10 +203,10 @@ async def _concurrent(driver: Driver, count: int, *, via_queue: bool) -> float:
 
 
 async def throughput(driver: Driver, sizes: Sizes, *, via_queue: bool = False) -> Metrics:
-    """Workflows/s and steps/s for N concurrent 3-step workflows in one process."""
+    """Workflows/s and steps/s for N 3-step workflows in one process, ``inflight`` at a time."""
     count = sizes.queue if via_queue else sizes.throughput
-    await _concurrent(driver, min(100, count), via_queue=via_queue)  # warm-up
-    elapsed = await _concurrent(driver, count, via_queue=via_queue)
+    await _concurrent(driver, min(100, count), sizes.inflight, via_queue=via_queue)  # warm-up
+    elapsed = await _concurrent(driver, count, sizes.inflight, via_queue=via_queue)
     return {
         "workflows_per_s": count / elapsed,
         "steps_per_s": 3 * count / elapsed,
@@ -124,6 +271,9 @@ async def messaging(driver: Driver, sizes: Sizes) -> Metrics:
     )
 
 
+COMMITS_MODES: tuple[str, ...] = ("prime", "baseline", "idle", "load")
+
+
 async def commits_cycle(driver: Driver, sizes: Sizes, mode: str) -> Metrics:
     """One launched lifetime for the commit counter read around it by the parent process.
 
@@ -143,7 +293,7 @@ async def commits_cycle(driver: Driver, sizes: Sizes, mode: str) -> Metrics:
             await _run(driver, 3, x)
     elif mode == "load":
         count = sizes.commits_concurrent
-        await _concurrent(driver, count, via_queue=False)
+        await _concurrent(driver, count, sizes.inflight, via_queue=False)
     else:
         raise ValueError(f"unknown commits mode {mode!r}")
     return {"workflows": float(count), "elapsed_s": time.perf_counter() - began}

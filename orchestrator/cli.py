@@ -195,6 +195,64 @@ def cancel_workflow(
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
 
 
+AppPath = Annotated[
+    str,
+    typer.Option("--app", metavar="MODULE:ATTR", help="the Orchestrator whose code runs it"),
+]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        help="run it here until it ends (--no-wait: hand it to the workers after launching)"
+    ),
+]
+
+
+def _run_here(
+    app: Orchestrator, operation: Callable[[Orchestrator], Awaitable[Any]], wait: bool
+) -> None:
+    """Launch ``app`` here, run ``operation`` (it returns a handle), then either wait for the
+    workflow's end or shut down at once: the lease is released and a worker takes it over."""
+
+    async def work() -> None:
+        async with app:
+            handle = await operation(app)
+            console.print(f"workflow {handle.workflow_id} running")
+            if wait:
+                try:
+                    result = await handle.result()
+                except OrchestratorError as exc:
+                    console.print(f"workflow {handle.workflow_id} ended: {exc.message}")
+                    return
+                console.print(f"workflow {handle.workflow_id} succeeded: {result!r}")
+            else:
+                await app.shutdown(0)
+
+    _run(work)
+
+
+@workflows_cli.command("resume")
+def resume_workflow(workflow_id: str, app_path: AppPath, wait: Wait = True) -> None:
+    """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
+    checkpoint (failed steps at the end are retried)."""
+    _run_here(load_app(app_path), lambda app: app.resume(workflow_id), wait)
+
+
+@workflows_cli.command("fork")
+def fork_workflow(
+    workflow_id: str,
+    app_path: AppPath,
+    from_step: Annotated[int, typer.Option(min=1, help="re-execute from this step on")] = 1,
+    new_id: Annotated[str | None, typer.Option(help="the new workflow's id")] = None,
+    wait: Wait = True,
+) -> None:
+    """Start a new workflow with the same input, reusing the steps recorded before --from-step."""
+    _run_here(
+        load_app(app_path),
+        lambda app: app.fork(workflow_id, from_step, new_workflow_id=new_id),
+        wait,
+    )
+
+
 def load_app(target: str) -> Orchestrator:
     """Import ``module:attribute`` and return the Orchestrator it names."""
     module_name, _, attribute = target.partition(":")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from orchestrator import Orchestrator
 
@@ -79,3 +82,39 @@ def test_up_refuses_a_public_interface_without_an_api_key() -> None:
     assert "api_key" in refused.stderr and "Traceback" not in refused.stderr
     bad = saga("worker", "no_such_module:app")
     assert bad.returncode == 2 and "cannot import" in bad.stderr
+
+
+async def test_resume_and_fork_run_the_workflow_with_the_app_code(
+    database_url: str, tmp_path: Path
+) -> None:
+    flag = tmp_path / "flag"
+    env = {"DATABASE_URL": database_url, "CLI_FLAG": str(flag)}
+    os.environ.update(env)
+    try:
+        from tests.cli import cli_app
+
+        cli_app = importlib.reload(cli_app)  # built on this test's database
+        async with cli_app.app:
+            handle = await cli_app.app.start(cli_app.two_steps, 1, workflow_id="cli-r")
+            with pytest.raises(Exception, match="flag missing"):
+                await handle.result()
+        flag.touch()
+        resumed = saga("workflows", "resume", "cli-r", "--app", "tests.cli.cli_app:app")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "succeeded: 20" in resumed.stdout
+        forked = saga(
+            "workflows",
+            "fork",
+            "cli-r",
+            "--app",
+            "tests.cli.cli_app:app",
+            "--from-step",
+            "2",
+            "--new-id",
+            "cli-f",
+        )
+        assert forked.returncode == 0, forked.stderr
+        assert "workflow cli-f running" in forked.stdout and "succeeded: 20" in forked.stdout
+    finally:
+        for key in env:
+            os.environ.pop(key, None)

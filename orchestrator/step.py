@@ -182,6 +182,7 @@ async def execute_step(
                 compensation_input=compensation_input,
                 compensates_step=compensates_step,
                 started_at=started_at,
+                finished_at=run.clock.now_ms(),  # the same clock as started_at
             )
         )
     finally:

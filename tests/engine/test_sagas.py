@@ -389,3 +389,36 @@ async def test_retry_compensation_keeps_the_failed_forward_step(make_app: AppFac
         assert calls == ["book", "pay", "unbook"]  # pay was not run again
         kinds = [(s.name, s.status) for s in await app.list_steps("bp")]
         assert kinds == [("book", "SUCCESS"), ("pay", "ERROR"), ("book.compensation", "SUCCESS")]
+
+
+async def test_compensation_given_to_the_step_decorator_and_history_timing(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    log: list[str] = []
+
+    async def cancel_booking(room: str, booking: str) -> None:
+        log.append(f"cancel {booking}")
+
+    @app.step(name="book_room", compensation=cancel_booking)
+    async def book_room(room: str) -> str:
+        log.append(f"book {room}")
+        return f"bk-{room}"
+
+    @app.workflow(name="stay")
+    async def stay() -> None:
+        await book_room("101")
+        raise ValueError("no payment")
+
+    async with app:
+        handle = await app.start(stay, workflow_id="stay-1")
+        with pytest.raises(WorkflowFailedError, match="COMPENSATED"):
+            await handle.result()
+        assert log == ["book 101", "cancel bk-101"]
+        forward, undo = await app.list_steps("stay-1")
+        assert forward.compensation == undo.name and undo.compensates_step == 1
+        for step in (forward, undo):  # a saga's history reads top to bottom, with timing
+            assert step.started_at is not None and step.finished_at is not None
+            assert step.started_at <= step.finished_at and step.attempts == 1
+        assert forward.finished_at is not None and undo.started_at is not None
+        assert forward.finished_at <= undo.started_at

@@ -106,7 +106,11 @@ class Results:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     raise self._timeout(workflow_id, timeout)
-                wait = RESULT_POLL_SECONDS if remaining is None else min(remaining, 1.0)
+                wait = (
+                    RESULT_POLL_SECONDS
+                    if remaining is None
+                    else min(remaining, RESULT_POLL_SECONDS)
+                )
                 await subscription.wait(wait)
 
     @staticmethod

@@ -100,11 +100,6 @@ def parse_json(raw: bytes, *, empty: Any = ...) -> Any:
         raise MalformedBodyError(f"the request body is not valid JSON: {exc}") from None
 
 
-async def read_json(request: Request, *, empty: Any = ...) -> Any:
-    """The request body as JSON (its size already bounded by the body-limit middleware)."""
-    return parse_json(await request.body(), empty=empty)
-
-
 def links_for(request: Request, workflow_id: str) -> WorkflowLinks:
     """Paths (under the mount prefix, if any) where a workflow can be followed up."""
     base = f"{request.scope.get('root_path', '')}/workflows/{quote(workflow_id, safe='')}"

@@ -4,7 +4,6 @@ and schedules, written once as plans of named queries (see operations.py)."""
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -265,8 +264,3 @@ class CoordinatedSQLStore(SQLStore):
             functools.partial(rowcount_plan, "mark_schedule_tick", name=name, tick_ms=tick_ms),
             transaction=False,
         )
-
-
-def encode_schedule_input(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """A schedule's stored arguments (JSON), as workflow inputs are stored."""
-    return json.dumps({"args": list(args), "kwargs": dict(kwargs)}, separators=(",", ":"))

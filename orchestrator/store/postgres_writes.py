@@ -1,0 +1,243 @@
+"""PostgreSQL's hot-path writes: group-committed step records and final statuses, and the
+one-round-trip (data-modifying CTE) forms of send, recv and set_event."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import DictRow
+
+from orchestrator.errors import (
+    InvalidArgumentError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
+from orchestrator.store.base import StepRecord
+from orchestrator.store.batching import GroupCommit, Write
+from orchestrator.store.coordination import CoordinatedSQLStore
+from orchestrator.types import WorkflowStatus
+
+T = TypeVar("T")
+
+
+class PostgresWrites(CoordinatedSQLStore):
+    """The writes PostgresStore runs its own way; it provides connections and retries."""
+
+    _batcher: GroupCommit
+    _queries: dict[str, Any]
+
+    def _connection(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[DictRow]]:
+        raise NotImplementedError
+
+    async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    # -- group commit: the hot-path checkpoints --------------------------------------------
+
+    async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
+        """Record a step (see Store.record_step), sharing a commit with concurrent ones."""
+        result: WorkflowStatus | None = await self._batcher.submit("record_step", step)
+        return result
+
+    async def finish_workflow(
+        self,
+        workflow_id: str,
+        status: WorkflowStatus,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write a final status (see Store.finish_workflow), sharing a commit."""
+        if not WorkflowStatus(status).is_terminal:
+            raise InvalidArgumentError(f"{status} is not a final status")
+        finished: bool = await self._batcher.submit(
+            "finish", (workflow_id, WorkflowStatus(status).value, output, error)
+        )
+        return finished
+
+    async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
+        """One statement for all ``writes`` of a kind; the single-row statement for one."""
+        if kind == "record_step":
+            if len(writes) == 1:
+                return [await super().record_step(writes[0].params)]
+            return await self._record_steps([write.params for write in writes])
+        if len(writes) == 1:
+            workflow_id, status, output, error = writes[0].params
+            return [
+                await super().finish_workflow(
+                    workflow_id, WorkflowStatus(status), output=output, error=error
+                )
+            ]
+        return await self._finish_workflows([write.params for write in writes])
+
+    async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
+        params = {
+            "workflow_ids": [s.workflow_id for s in steps],
+            "step_numbers": [s.step_number for s in steps],
+            "names": [s.name for s in steps],
+            "kinds": [s.kind.value for s in steps],
+            "outputs": [s.output for s in steps],
+            "errors": [s.error for s in steps],
+            "attempts": [s.attempts for s in steps],
+            "child_workflow_ids": [s.child_workflow_id for s in steps],
+            "compensations": [s.compensation for s in steps],
+            "compensation_inputs": [s.compensation_input for s in steps],
+            "compensates_steps": [s.compensates_step for s in steps],
+            "started_ats": [s.started_at for s in steps],
+            "finished_ats": [s.finished_at for s in steps],
+        }
+        rows = await self._all("record_steps_batch", params)
+        results: list[Any] = []
+        for step, row in zip(steps, rows, strict=True):
+            if row["status"] is None:
+                results.append(
+                    WorkflowNotFoundError(
+                        f"the workflow {step.workflow_id!r} does not exist",
+                        workflow_id=step.workflow_id,
+                    )
+                )
+            else:
+                results.append(WorkflowStatus(row["status"]) if row["inserted"] else None)
+        return results
+
+    async def _finish_workflows(self, finishes: list[tuple[Any, ...]]) -> list[Any]:
+        rows = await self._all(
+            "finish_workflows_batch",
+            {
+                "workflow_ids": [f[0] for f in finishes],
+                "statuses": [f[1] for f in finishes],
+                "outputs": [f[2] for f in finishes],
+                "errors": [f[3] for f in finishes],
+            },
+        )
+        finished = {row["workflow_id"] for row in rows}
+        return [f[0] in finished for f in finishes]
+
+    async def _all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one statement in autocommit and return all its rows."""
+
+        async def run() -> list[dict[str, Any]]:
+            async with self._connection() as conn:
+                cursor = await conn.execute(self._queries[query], params)
+                return await cursor.fetchall()
+
+        return await self._attempt(run)
+
+    # -- one-round-trip forms of multi-statement operations ---------------------------------
+
+    async def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one statement in autocommit (atomic by itself) and return its single row."""
+
+        async def run() -> dict[str, Any]:
+            async with self._connection() as conn:
+                cursor = await conn.execute(self._queries[query], params)
+                row = await cursor.fetchone()
+                assert row is not None
+                return row
+
+        return await self._attempt(run)
+
+    async def send_message(
+        self,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """Add a message for an active workflow (and record ``step``): one round trip."""
+        row = await self._one(
+            "send_message_combined",
+            {
+                "destination_id": destination_id,
+                "topic": topic,
+                "payload": payload,
+                "idempotency_key": idempotency_key,
+                "workflow_id": None if step is None else step.workflow_id,
+                "step_number": None if step is None else step.step_number,
+                "name": None if step is None else step.name,
+                "kind": None if step is None else step.kind.value,
+                "output": None if step is None else step.output,
+                "started_at": None if step is None else step.started_at,
+            },
+        )
+        if row["status"] is None:
+            raise WorkflowNotFoundError(
+                f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+            )
+        if row["duplicate"] and not row["inserted"]:
+            return False  # a redelivery answers as the first delivery did
+        status = WorkflowStatus(row["status"])
+        if status.is_terminal:
+            raise WorkflowFinishedError(
+                f"workflow {destination_id!r} has finished ({status}): it will never receive "
+                "this message",
+                workflow_id=destination_id,
+                status=status.value,
+            )
+        if row["taken"] and step is not None:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that "
+                "step number is already recorded; nothing was sent",
+                workflow_id=step.workflow_id,
+                step_number=step.step_number,
+            )
+        return bool(row["inserted"])
+
+    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+        """Consume the oldest message and record ``step`` with it, both or neither: one round
+        trip."""
+        row = await self._one(
+            "recv_message_combined",
+            {
+                "workflow_id": workflow_id,
+                "topic": topic,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "started_at": step.started_at,
+            },
+        )
+        if row["waiting"] is not None and row["payload"] is None:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
+                "number is already recorded",
+                workflow_id=workflow_id,
+                step_number=step.step_number,
+            )
+        payload: str | None = row["payload"]
+        return payload
+
+    async def set_event(
+        self, workflow_id: str, key: str, value: str, step: StepRecord | None
+    ) -> None:
+        """Upsert the event and record ``step``: one round trip."""
+        if step is None:
+            await super().set_event(workflow_id, key, value, step)
+            return
+        row = await self._one(
+            "set_event_combined",
+            {
+                "workflow_id": workflow_id,
+                "key": key,
+                "value": value,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "output": step.output,
+                "started_at": step.started_at,
+            },
+        )
+        if not row["recorded"]:
+            raise WorkflowStateError(
+                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
+                "number is already recorded",
+                workflow_id=workflow_id,
+                step_number=step.step_number,
+            )

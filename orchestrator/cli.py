@@ -23,6 +23,7 @@ from rich.table import Table
 from orchestrator.app import Orchestrator
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.errors import OrchestratorError
+from orchestrator.http.client import ServiceClient
 from orchestrator.store import create_store
 
 T = TypeVar("T")
@@ -44,6 +45,18 @@ DatabaseUrl = Annotated[
 AppName = Annotated[str, typer.Option("--app-name", help="names the embedded SQLite file")]
 Schema = Annotated[str, typer.Option("--schema", help="PostgreSQL schema")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+ServiceUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="ORCHESTRATOR_URL",
+        help="a running service (saga up) to ask instead of the database, e.g. http://127.0.0.1:8000",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="ORCHESTRATOR_API_KEY", help="the service's bearer key"),
+]
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -86,6 +99,16 @@ def _print(rows: list[Any], columns: list[str], as_json: bool, title: str) -> No
     console.print(table)
 
 
+def _remote(url: str, api_key: str | None, call: Callable[[ServiceClient], Awaitable[T]]) -> T:
+    """Run ``call`` against the service at ``url`` (errors as in ``_run``)."""
+
+    async def work() -> T:
+        async with ServiceClient(url, api_key=api_key) as client:
+            return await call(client)
+
+    return _run(work)
+
+
 def _inspector(database_url: str | None, app_name: str, schema: str) -> Orchestrator:
     """An orchestrator for reading and steering: its own executor id recovers nothing."""
     return Orchestrator(
@@ -126,6 +149,8 @@ def list_workflows(
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """List workflows, newest first."""
 
@@ -133,8 +158,13 @@ def list_workflows(
         async with _inspector(database_url, app_name, schema) as app:
             return await app.list_workflows(status=status, name=name, limit=limit)
 
+    rows = (
+        _remote(url, api_key, lambda c: c.list_workflows(status=status, name=name, limit=limit))
+        if url
+        else _run(work)
+    )
     columns = ["workflow_id", "name", "status", "created_at", "error"]
-    _print(_run(work), columns, as_json, "workflows")
+    _print(rows, columns, as_json, "workflows")
 
 
 @workflows_cli.command("get")
@@ -144,6 +174,8 @@ def get_workflow(
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Show one workflow's status, input, output and error."""
 
@@ -151,7 +183,11 @@ def get_workflow(
         async with _inspector(database_url, app_name, schema) as app:
             return await app.retrieve(workflow_id).status()
 
-    info = _plain(_run(work))
+    if url:
+        info = _remote(url, api_key, lambda c: c.get_workflow(workflow_id))
+        info.pop("links", None)
+    else:
+        info = _plain(_run(work))
     if as_json:
         console.print_json(json.dumps(info))
         return
@@ -166,6 +202,8 @@ def list_steps(
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """A workflow's recorded steps and compensations, in order."""
 
@@ -173,8 +211,9 @@ def list_steps(
         async with _inspector(database_url, app_name, schema) as app:
             return await app.list_steps(workflow_id)
 
+    rows = _remote(url, api_key, lambda c: c.list_steps(workflow_id)) if url else _run(work)
     columns = ["step_number", "kind", "name", "status", "attempts", "compensates_step", "error"]
-    _print(_run(work), columns, as_json, f"steps of {workflow_id}")
+    _print(rows, columns, as_json, f"steps of {workflow_id}")
 
 
 @workflows_cli.command("cancel")
@@ -184,6 +223,8 @@ def cancel_workflow(
     database_url: DatabaseUrl = None,
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Cancel a workflow (it stops at its next durable call)."""
 
@@ -191,13 +232,20 @@ def cancel_workflow(
         async with _inspector(database_url, app_name, schema) as app:
             await app.cancel(workflow_id, compensate=compensate)
 
-    _run(work)
+    if url:
+        _remote(url, api_key, lambda c: c.cancel(workflow_id, compensate=compensate))
+    else:
+        _run(work)
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
 
 
 AppPath = Annotated[
-    str,
-    typer.Option("--app", metavar="MODULE:ATTR", help="the Orchestrator whose code runs it"),
+    str | None,
+    typer.Option(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="the Orchestrator whose code runs it here (or --url: the service runs it)",
+    ),
 ]
 Wait = Annotated[
     bool,
@@ -230,24 +278,55 @@ def _run_here(
     _run(work)
 
 
+def _runner(app_path: str | None, url: str | None) -> str:
+    if (app_path is None) == (url is None):
+        raise typer.BadParameter(
+            "give either --app MODULE:ATTR (the workflow runs in this process) or --url "
+            "(the service at that URL runs it)"
+        )
+    return app_path or ""
+
+
+def _handed_over(answer: dict[str, Any]) -> None:
+    console.print(f"workflow {answer['workflow_id']} {answer['status']} on the service")
+
+
 @workflows_cli.command("resume")
-def resume_workflow(workflow_id: str, app_path: AppPath, wait: Wait = True) -> None:
+def resume_workflow(
+    workflow_id: str,
+    app_path: AppPath = None,
+    wait: Wait = True,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
     """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
     checkpoint (failed steps at the end are retried)."""
-    _run_here(load_app(app_path), lambda app: app.resume(workflow_id), wait)
+    target = _runner(app_path, url)
+    if url:
+        _handed_over(_remote(url, api_key, lambda c: c.resume(workflow_id)))
+        return
+    _run_here(load_app(target), lambda app: app.resume(workflow_id), wait)
 
 
 @workflows_cli.command("fork")
 def fork_workflow(
     workflow_id: str,
-    app_path: AppPath,
+    app_path: AppPath = None,
     from_step: Annotated[int, typer.Option(min=1, help="re-execute from this step on")] = 1,
     new_id: Annotated[str | None, typer.Option(help="the new workflow's id")] = None,
     wait: Wait = True,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Start a new workflow with the same input, reusing the steps recorded before --from-step."""
+    target = _runner(app_path, url)
+    if url:
+        _handed_over(
+            _remote(url, api_key, lambda c: c.fork(workflow_id, from_step, new_workflow_id=new_id))
+        )
+        return
     _run_here(
-        load_app(app_path),
+        load_app(target),
         lambda app: app.fork(workflow_id, from_step, new_workflow_id=new_id),
         wait,
     )
@@ -326,6 +405,8 @@ def queues(
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Queue depths, running counts and starts in the last minute."""
 
@@ -333,8 +414,9 @@ def queues(
         async with _inspector(database_url, app_name, schema) as app:
             return list(await app.queue_stats())
 
+    rows = _remote(url, api_key, lambda c: c.queue_stats()) if url else _run(work)
     columns = ["queue_name", "depth", "running", "started_last_minute"]
-    _print(_run(work), columns, as_json, "queues")
+    _print(rows, columns, as_json, "queues")
 
 
 @cli.command()
@@ -343,6 +425,8 @@ def schedules(
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Stored cron schedules."""
 
@@ -350,8 +434,13 @@ def schedules(
         async with _inspector(database_url, app_name, schema) as app:
             return list(await app.list_schedules())
 
-    columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick_ms"]
-    _print(_run(work), columns, as_json, "schedules")
+    if url:
+        rows = _remote(url, api_key, lambda c: c.list_schedules())
+        columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick"]
+    else:
+        rows = _run(work)
+        columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick_ms"]
+    _print(rows, columns, as_json, "schedules")
 
 
 def main() -> None:

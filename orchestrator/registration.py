@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from orchestrator.engine import Engine
@@ -15,11 +15,13 @@ from orchestrator.step import StepFunction
 from orchestrator.workflow import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
     Registry,
+    WebhookDeclaration,
     WorkflowFunction,
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 class _StepDecorator(Protocol):
@@ -66,6 +68,50 @@ class Registration:
         )
         self.registry.queues[name] = declared
         return declared
+
+    def webhook(
+        self,
+        source: str,
+        *,
+        secret: str | Sequence[str],
+        scheme: Any,
+        payload: type[Any] | None = None,
+        tolerance_seconds: float = 300.0,
+    ) -> Callable[[H], H]:
+        """Declare a webhook source, served by the HTTP service at ``POST /webhooks/{source}``.
+
+        The decorated handler gets a verified ``orchestrator.http.webhooks.Delivery`` and
+        returns ``Send(workflow_id, topic, message)``, ``Start(workflow_name, input)`` or None
+        (acknowledge and ignore); it may be async. Example::
+
+            @app.webhook("payments", secret=os.environ["PAYMENTS_WHSEC"], scheme=StandardWebhooks())
+            def payment_event(delivery: Delivery) -> Send:
+                return Send(delivery.payload["order_id"], "payment", delivery.payload)
+
+        Args:
+            source: the path segment (unique per application).
+            secret: the signing secret, or several during a key rotation.
+            scheme: ``StandardWebhooks()``, ``Stripe()``, ``GitHub()`` or
+                ``HmacSha256(header=...)`` from ``orchestrator.http``.
+            payload: a pydantic model the JSON payload must fit (422 otherwise).
+            tolerance_seconds: the replay window of timestamped schemes (±).
+        """
+        self._check_open_for_registration("webhook source", source)
+        if source in self.registry.webhooks:
+            raise ConfigurationError(f"a webhook source named {source!r} is already declared")
+        if tolerance_seconds <= 0:
+            raise ConfigurationError("tolerance_seconds must be > 0")
+        secrets = secret if isinstance(secret, str) else tuple(secret)
+
+        def register(handler: H) -> H:
+            if not callable(handler):
+                raise ConfigurationError(f"@app.webhook({source!r}) decorates a function")
+            self.registry.webhooks[source] = WebhookDeclaration(
+                source, secrets, scheme, handler, payload, tolerance_seconds
+            )
+            return handler
+
+        return register
 
     def _check_open_for_registration(self, kind: str, name: str) -> None:
         if self.engine.launched:

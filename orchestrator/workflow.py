@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from orchestrator.serialization import Signature, error_summary
@@ -222,6 +222,19 @@ class WorkflowFunction(Generic[P, R]):
         return f"<workflow {self.name}>"
 
 
+@dataclass(frozen=True)
+class WebhookDeclaration:
+    """A webhook source declared with ``@app.webhook``; the HTTP service verifies and serves
+    it (``orchestrator.http.webhooks.WebhookSource`` has the same fields)."""
+
+    source: str
+    secrets: str | tuple[str, ...] = field(repr=False)
+    scheme: Any  # an orchestrator.http.signatures scheme (the engine does not import http)
+    handler: Callable[..., Any]
+    payload_model: type[Any] | None = None
+    tolerance_seconds: float = 300.0
+
+
 class Registry:
     """Workflows and steps of one application, by name; closed once the app launches."""
 
@@ -230,3 +243,4 @@ class Registry:
         self.steps: dict[str, StepFunction[Any, Any]] = {}
         self.compensations: dict[str, StepFunction[Any, Any]] = {}
         self.queues: dict[str, Queue] = {}
+        self.webhooks: dict[str, WebhookDeclaration] = {}

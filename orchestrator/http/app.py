@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 
@@ -14,6 +14,8 @@ from orchestrator.http import admin, events, messages, workflows
 from orchestrator.http.deps import ServiceConfig, require_api_key
 from orchestrator.http.errors import install_error_handlers
 from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.openapi import add_workflow_operations
+from orchestrator.http.webhooks import declared_sources, webhook_router
 
 if TYPE_CHECKING:
     from orchestrator.http.webhooks import WebhookSource
@@ -60,7 +62,8 @@ def create_app(
         api_key: when set, management endpoints need ``Authorization: Bearer <api_key>``.
         max_body_bytes: larger request bodies are refused with 413 before being read.
         max_wait_seconds: the longest a long poll (``timeout=``) is held.
-        webhooks: verified webhook sources, served at ``POST /webhooks/{source}``.
+        webhooks: verified webhook sources, served at ``POST /webhooks/{source}``, besides
+            those declared with ``@app.webhook``.
         title: the OpenAPI title (default: the app name).
     """
     if max_body_bytes < 1:
@@ -101,9 +104,17 @@ def create_app(
     api.include_router(messages.router, dependencies=protected)
     api.include_router(events.router, dependencies=protected)
     api.include_router(admin.router, dependencies=protected)
-    if webhooks:
-        from orchestrator.http.webhooks import webhook_router
-
-        api.include_router(webhook_router(webhooks))
+    sources = [*webhooks, *declared_sources(app)]
+    if sources:
+        api.include_router(webhook_router(sources))
     api.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = FastAPI.openapi(api)
+            add_workflow_operations(document, app.registry.workflows)
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
     return api

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ValidationError
@@ -40,6 +40,9 @@ from orchestrator.http.signatures import (
     Stripe,
 )
 from orchestrator.workflow import StartOptions
+
+if TYPE_CHECKING:
+    from orchestrator.app import Orchestrator
 
 logger = logging.getLogger("orchestrator.http.webhooks")
 
@@ -168,6 +171,30 @@ async def _action(source: WebhookSource, delivery: Delivery) -> Action:
     if action is not None and not isinstance(action, Send | Start):
         raise TypeError(f"webhook handler of {source.name!r} returned {action!r}")
     return action
+
+
+def declared_sources(app: Orchestrator) -> list[WebhookSource]:
+    """The sources declared with ``@app.webhook``, checked (ConfigurationError if not)."""
+    sources = []
+    for declared in app.registry.webhooks.values():
+        if not (
+            hasattr(declared.scheme, "verify") and hasattr(declared.scheme, "signature_headers")
+        ):
+            raise ConfigurationError(
+                f"webhook source {declared.source!r}: scheme must be StandardWebhooks(), "
+                f"Stripe(), GitHub() or HmacSha256(header=...), got {declared.scheme!r}"
+            )
+        sources.append(
+            WebhookSource(
+                name=declared.source,
+                secrets=declared.secrets,
+                scheme=declared.scheme,
+                handler=declared.handler,
+                payload_model=declared.payload_model,
+                tolerance_seconds=declared.tolerance_seconds,
+            )
+        )
+    return sources
 
 
 def webhook_router(sources: Sequence[WebhookSource]) -> APIRouter:

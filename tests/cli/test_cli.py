@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from orchestrator import Orchestrator
@@ -118,3 +121,76 @@ async def test_resume_and_fork_run_the_workflow_with_the_app_code(
     finally:
         for key in env:
             os.environ.pop(key, None)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_commands_against_a_running_service_with_url(postgres_url: str, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": postgres_url, "CLI_FLAG": str(flag)}
+    command = ["up", "tests.cli.cli_app:app", "--port", str(port), "--api-key", "k-1"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    auth = {"Authorization": "Bearer k-1"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "saga up did not start"
+            time.sleep(0.1)
+        started = httpx.post(
+            f"{base}/workflows/two_steps",
+            json={"x": 1},
+            headers={**auth, "Idempotency-Key": "url-1"},
+            params={"wait_for_event": "never", "timeout": 1},
+        )
+        assert started.status_code == 202, started.text
+
+        def remote(*args: str) -> subprocess.CompletedProcess[str]:
+            return saga(*args, "--url", base, "--api-key", "k-1")
+
+        failed = json.loads(remote("workflows", "get", "url-1", "--json").stdout)
+        assert failed["status"] == "ERROR" and "flag missing" in failed["error"]
+        listed = json.loads(remote("workflows", "list", "--json", "--status", "ERROR").stdout)
+        assert [row["workflow_id"] for row in listed] == ["url-1"]
+        steps = remote("workflows", "steps", "url-1")
+        assert steps.returncode == 0 and "count" in steps.stdout and "flaky" in steps.stdout
+
+        flag.touch()
+        resumed = remote("workflows", "resume", "url-1")
+        assert resumed.returncode == 0 and "url-1" in resumed.stdout, resumed.stderr
+        result = httpx.get(f"{base}/workflows/url-1/result", params={"timeout": 10}, headers=auth)
+        assert result.json() == {"status": "SUCCESS", "output": 20}
+        forked = remote("workflows", "fork", "url-1", "--from-step", "2", "--new-id", "url-2")
+        assert forked.returncode == 0 and "url-2" in forked.stdout, forked.stderr
+        assert remote("queues", "--json").returncode == 0
+        assert remote("schedules").returncode == 0
+
+        missing = remote("workflows", "cancel", "nope")
+        assert missing.returncode == 1 and "workflow_not_found" in missing.stderr
+        wrong_key = saga("workflows", "list", "--url", base, "--api-key", "wrong")
+        assert wrong_key.returncode == 1 and "unauthorized" in wrong_key.stderr
+        both = saga("workflows", "resume", "url-1", "--url", base, "--app", "x:y")
+        assert both.returncode == 2 and "either --app" in both.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    down = saga("workflows", "list", "--url", base)
+    assert down.returncode == 1 and "cannot reach the service" in down.stderr
+    assert "Traceback" not in down.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from orchestrator.http import create_app
+from orchestrator import ConfigurationError, Orchestrator
+from orchestrator.http import Delivery, HmacSha256, Send, create_app
 from tests.http.conftest import start_server
 from tests.http.service_app import build_orchestrator
 
@@ -57,3 +61,42 @@ async def test_mounted_service_uses_the_host_apps_lifespan(postgres_url: str) ->
     finally:
         server.stop()
     assert not orchestrator.engine.launched  # the host's lifespan shut it down
+
+
+async def test_webhooks_declared_on_the_app_are_served(postgres_url: str) -> None:
+    orchestrator = Orchestrator("declared", postgres_url)
+
+    @orchestrator.workflow(name="collector")
+    async def collector() -> object:
+        return await orchestrator.recv("paid", timeout=30)
+
+    @orchestrator.webhook("shop", secret="s3cret", scheme=HmacSha256(header="X-Sig"))
+    def paid(delivery: Delivery) -> Send:
+        return Send(delivery.payload["workflow_id"], "paid", delivery.payload["amount"])
+
+    with pytest.raises(ConfigurationError, match="already declared"):
+        orchestrator.webhook("shop", secret="x", scheme=HmacSha256())(paid)
+    server = start_server(create_app(orchestrator))
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            await http.post("/workflows/collector", headers={"Idempotency-Key": "wh-1"}, json={})
+            body = json.dumps({"workflow_id": "wh-1", "amount": 42}).encode()
+            signature = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+            headers = {"X-Delivery-Id": "d-1", "Content-Type": "application/json"}
+            forged = await http.post("/webhooks/shop", content=body, headers=headers)
+            assert forged.status_code == 401
+            accepted = await http.post(
+                "/webhooks/shop", content=body, headers={**headers, "X-Sig": signature}
+            )
+            assert accepted.status_code == 202, accepted.text
+            result = await http.get("/workflows/wh-1/result", params={"timeout": 10})
+            assert result.json() == {"status": "SUCCESS", "output": 42}
+    finally:
+        server.stop()
+
+
+def test_a_declared_webhook_with_a_wrong_scheme_is_refused() -> None:
+    orchestrator = Orchestrator("bad-scheme", "sqlite:///:memory:")
+    orchestrator.webhook("x", secret="s", scheme="hmac")(lambda delivery: None)
+    with pytest.raises(ConfigurationError, match="scheme must be"):
+        create_app(orchestrator)

@@ -8,6 +8,7 @@ Checked: no 5xx, documented status codes and content types, bodies that fit thei
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from orchestrator.http import create_app
-from tests.http.conftest import API_KEY, MAX_BODY_BYTES, LiveServer
+from tests.http.conftest import API_KEY, MAX_BODY_BYTES, LiveServer, start_server
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
 
@@ -56,11 +57,29 @@ def session() -> requests.Session:
     return requests.Session()
 
 
+@pytest.fixture(scope="module")
+def fuzz_server(http_database: str) -> Iterator[LiveServer]:
+    """The service as the live_server fixture builds it, but with long polls capped at 50 ms:
+    generated timeouts would otherwise hold each case for seconds."""
+    service = create_app(
+        build_orchestrator(http_database),
+        api_key=API_KEY,
+        max_body_bytes=MAX_BODY_BYTES,
+        max_wait_seconds=0.05,
+        webhooks=SOURCES,
+    )
+    server = start_server(service)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
-def test_the_live_server_serves_this_document(live_server: LiveServer) -> None:
-    assert httpx.get(f"{live_server.base_url}/openapi.json").json() == DOCUMENT
+def test_the_live_server_serves_this_document(fuzz_server: LiveServer) -> None:
+    assert httpx.get(f"{fuzz_server.base_url}/openapi.json").json() == DOCUMENT
 
 
 @schema.parametrize()
@@ -71,7 +90,7 @@ def test_the_live_server_serves_this_document(live_server: LiveServer) -> None:
     derandomize=True,
 )
 def test_no_server_errors_and_responses_fit_the_schema(
-    case: schemathesis.Case, live_server: LiveServer, session: requests.Session
+    case: schemathesis.Case, fuzz_server: LiveServer, session: requests.Session
 ) -> None:
-    response = case.call(base_url=live_server.base_url, session=session, headers=AUTH, timeout=30)
+    response = case.call(base_url=fuzz_server.base_url, session=session, headers=AUTH, timeout=30)
     case.validate_response(response, checks=CHECKS)

@@ -237,3 +237,34 @@ async def test_concurrent_starts_with_one_key_make_one_workflow(client: httpx.As
     )
     assert {a.status_code for a in answers} == {202}
     assert {a.json()["workflow_id"] for a in answers} == {workflow_id}
+
+
+async def test_openapi_has_each_workflows_input_schema(
+    anonymous: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    document = (await anonymous.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    add = document["paths"]["/workflows/add"]["post"]
+    assert add["operationId"] == "start_add"
+    assert {p["name"] for p in add["parameters"]} == {
+        "Idempotency-Key",
+        "wait_for_event",
+        "timeout",
+    }
+    assert add["requestBody"]["content"]["application/json"]["schema"] == {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer", "default": 1}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    checkout = document["paths"]["/workflows/checkout"]["post"]["requestBody"]
+    assert checkout["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Order"
+    }
+    assert schemas["Order"]["required"] == ["order_id", "amount"]
+    assert schemas["Order"]["properties"]["amount"]["exclusiveMinimum"] == 0
+    # the generic operation still serves every workflow
+    assert "/workflows/{name}" in document["paths"]
+    # and the documented body is what the service accepts
+    refused = await client.post("/workflows/add", json={"a": 1, "c": 2})
+    assert refused.status_code == 422

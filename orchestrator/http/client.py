@@ -1,0 +1,171 @@
+"""ServiceClient: the management API of a running service, for `saga … --url` and scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from orchestrator import errors
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class ServiceError(errors.OrchestratorError):
+    """The service could not be reached, or answered something that is not its error shape."""
+
+    http_status = 502
+    code = "service_error"
+
+
+def _subclasses(cls: type[errors.OrchestratorError]) -> Iterator[type[errors.OrchestratorError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _error_class(code: str) -> type[errors.OrchestratorError]:
+    """The error class whose ``code`` the service reported (ServiceError when unknown)."""
+    for cls in _subclasses(errors.OrchestratorError):
+        if cls.code == code and "code" in vars(cls):
+            return cls
+    return ServiceError
+
+
+class ServiceClient:
+    """Talks to a service made by ``create_app`` (``saga up``): the same management calls as
+    the Orchestrator's, answered as the service's JSON.
+
+    Errors come back as the ``orchestrator.errors`` class the service reported (its ``code``):
+    ``WorkflowNotFoundError`` for a 404 ``workflow_not_found``, and so on; a service that
+    cannot be reached, or answers outside its error shape, raises ``ServiceError``.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000`` (a mount prefix included, if any).
+        api_key: the service's bearer key, when it has one.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise errors.InvalidArgumentError(
+                f"the service URL must start with http:// or https://, got {base_url!r}"
+            )
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> ServiceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Any:
+        """One call; the decoded JSON answer, or the reported error raised."""
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = await self._http.request(method, path, params=clean, json=json)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"cannot reach the service at {self.base_url}: {exc}. Is `saga up` running "
+                "there (check --url)?",
+                url=self.base_url,
+            ) from None
+        if response.is_success:
+            return response.json() if response.content else None
+        raise self._error(response)
+
+    def _error(self, response: httpx.Response) -> errors.OrchestratorError:
+        try:
+            body = response.json()
+            code, message = str(body["error"]), str(body["message"])
+            detail = body.get("detail")
+        except (ValueError, KeyError, TypeError):
+            return ServiceError(
+                f"the service answered {response.status_code} without its JSON error body: "
+                f"{response.text[:200]!r}",
+                status=response.status_code,
+            )
+        error = _error_class(code)(message, **(detail if isinstance(detail, dict) else {}))
+        if not isinstance(detail, dict) and detail is not None:
+            error.detail["errors"] = detail
+        return error
+
+    async def list_workflows(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Workflows, newest first (``GET /workflows``)."""
+        page = await self.request(
+            "GET",
+            "/workflows",
+            params={
+                "status": status,
+                "name": name,
+                "queue": queue,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return list(page["items"])
+
+    async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """One workflow (``GET /workflows/{id}``)."""
+        return dict(await self.request("GET", f"/workflows/{_segment(workflow_id)}"))
+
+    async def list_steps(self, workflow_id: str) -> list[dict[str, Any]]:
+        """A workflow's steps (``GET /workflows/{id}/steps``)."""
+        return list(await self.request("GET", f"/workflows/{_segment(workflow_id)}/steps"))
+
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> dict[str, Any]:
+        """Cancel (and optionally roll back) a workflow."""
+        path = f"/workflows/{_segment(workflow_id)}/cancel"
+        return dict(await self.request("POST", path, json={"compensate": compensate}))
+
+    async def resume(self, workflow_id: str) -> dict[str, Any]:
+        """Run a cancelled or failed workflow again, in the service's process."""
+        return dict(await self.request("POST", f"/workflows/{_segment(workflow_id)}/resume"))
+
+    async def fork(
+        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+    ) -> dict[str, Any]:
+        """A new workflow with the same input, reusing the steps before ``from_step``."""
+        params = {"from_step": from_step, "new_workflow_id": new_workflow_id}
+        path = f"/workflows/{_segment(workflow_id)}/fork"
+        return dict(await self.request("POST", path, params=params))
+
+    async def queue_stats(self) -> list[dict[str, Any]]:
+        """Depth, running count and recent starts per queue."""
+        return list(await self.request("GET", "/admin/queues"))
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Stored cron schedules."""
+        return list(await self.request("GET", "/admin/schedules"))
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment (ids may hold ``/`` or ``?``)."""
+    return quote(value, safe="")

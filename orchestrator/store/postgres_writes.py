@@ -16,9 +16,10 @@ from orchestrator.errors import (
     WorkflowNotFoundError,
     WorkflowStateError,
 )
-from orchestrator.store.base import StepRecord
+from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.store.coordination import CoordinatedSQLStore
+from orchestrator.store.operations import workflow_from_row
 from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")
@@ -45,6 +46,11 @@ class PostgresWrites(CoordinatedSQLStore):
         result: WorkflowStatus | None = await self._batcher.submit("record_step", step)
         return result
 
+    async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
+        """Insert a new workflow (see Store.create_workflow), sharing a commit."""
+        result: tuple[WorkflowRecord, bool] = await self._batcher.submit("create", new)
+        return result
+
     async def finish_workflow(
         self,
         workflow_id: str,
@@ -63,6 +69,10 @@ class PostgresWrites(CoordinatedSQLStore):
 
     async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
         """One statement for all ``writes`` of a kind; the single-row statement for one."""
+        if kind == "create":
+            if len(writes) == 1:
+                return [await super().create_workflow(writes[0].params)]
+            return await self._create_workflows([write.params for write in writes])
         if kind == "record_step":
             if len(writes) == 1:
                 return [await super().record_step(writes[0].params)]
@@ -75,6 +85,44 @@ class PostgresWrites(CoordinatedSQLStore):
                 )
             ]
         return await self._finish_workflows([write.params for write in writes])
+
+    async def _create_workflows(self, news: list[NewWorkflow]) -> list[Any]:
+        rows = await self._all(
+            "insert_workflows_batch",
+            {
+                "workflow_ids": [n.workflow_id for n in news],
+                "names": [n.name for n in news],
+                "statuses": [n.status.value for n in news],
+                "inputs": [n.input for n in news],
+                "executor_ids": [n.executor_id for n in news],
+                "app_versions": [n.app_version for n in news],
+                "queue_names": [n.queue_name for n in news],
+                "priorities": [n.priority for n in news],
+                "dedup_ids": [n.dedup_id for n in news],
+                "partition_keys": [n.partition_key for n in news],
+                "parent_workflow_ids": [n.parent_workflow_id for n in news],
+                "max_recovery_attempts": [n.max_recovery_attempts for n in news],
+                "timeouts_ms": [n.timeout_ms for n in news],
+                "delays_ms": [n.delay_ms for n in news],
+                "trace_contexts": [n.trace_context for n in news],
+            },
+        )
+        inserted = {row["workflow_id"]: row for row in rows}
+        results: list[Any] = []
+        for new in news:
+            row = inserted.pop(new.workflow_id, None)
+            if row is not None and row["name"] == new.name and row["input"] == new.input:
+                results.append((workflow_from_row(row), True))
+                continue
+            if row is not None:  # another write of this batch took the id: answer as it stands
+                inserted[new.workflow_id] = row
+            # A taken id or dedup id: the single-row path (now committed) gives the answer:
+            # (existing row, False), or DuplicateWorkflowError for this write alone.
+            try:
+                results.append(await super().create_workflow(new))
+            except Exception as error:  # this write's own failure
+                results.append(error)
+        return results
 
     async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
         params = {

@@ -8,9 +8,9 @@ import asyncio
 import psycopg
 import pytest
 
-from orchestrator.errors import WorkflowNotFoundError
+from orchestrator.errors import DuplicateWorkflowError, WorkflowNotFoundError
 from orchestrator.store import PostgresStore
-from orchestrator.store.base import NewWorkflow, StepRecord
+from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowQuery
 from orchestrator.types import StepKind, WorkflowStatus
 
 pytestmark = pytest.mark.postgres
@@ -91,5 +91,45 @@ async def test_a_returned_answer_means_the_write_committed(postgres_url: str) ->
         for i, n in answered:  # a waiter that was answered finds its row committed
             numbers = {s.step_number for s in await store.load_steps(f"c{i}")}
             assert n in numbers
+    finally:
+        await store.close()
+
+
+async def test_concurrent_creates_share_flushes_and_keep_id_and_dedup_rules(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        await store.create_workflow(new("old"))
+        batcher = store._batcher
+        before = (batcher.flushes, batcher.writes)
+        queued = [
+            NewWorkflow(
+                f"q{i}", "w", WorkflowStatus.ENQUEUED, "{}", None, "v", queue_name="q", dedup_id="d"
+            )
+            for i in range(2)
+        ]
+        creates = [
+            *(new(f"c{i}") for i in range(150)),
+            new("old"),  # exists already
+            NewWorkflow("c7", "other", WorkflowStatus.PENDING, "[1]", "x", "v"),  # same id in batch
+            *queued,  # the same active dedup id: one of them is a DuplicateWorkflowError
+        ]
+        results = await asyncio.gather(
+            *(store.create_workflow(c) for c in creates), return_exceptions=True
+        )
+        for i, (record, created) in enumerate(results[:150]):  # type: ignore[misc]
+            assert created and record.workflow_id == f"c{i}" and record.created_at > 0
+        record, created = results[150]  # type: ignore[misc]
+        assert not created and record.workflow_id == "old"
+        record, created = results[151]  # type: ignore[misc]
+        assert not created and (record.name, record.input) == ("w", "{}")  # the first one won
+        dedup = results[152:]
+        assert sum(isinstance(r, DuplicateWorkflowError) for r in dedup) == 1
+        assert sum(isinstance(r, tuple) and r[1] for r in dedup) == 1
+        flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
+        assert writes == len(creates) and flushes < writes / 4
+        assert len(await store.list_workflows(WorkflowQuery(limit=1000))) == 152
     finally:
         await store.close()

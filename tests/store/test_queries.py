@@ -34,6 +34,7 @@ POSTGRES_ONLY = {
     "set_event_combined",
     "record_steps_batch",  # group commit (orchestrator/store/batching.py)
     "finish_workflows_batch",
+    "insert_workflows_batch",
 }
 
 

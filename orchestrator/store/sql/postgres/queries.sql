@@ -552,3 +552,36 @@ FROM input
 WHERE workflows.workflow_id = input.workflow_id
   AND workflows.status IN ('PENDING', 'COMPENSATING')
 RETURNING workflows.workflow_id
+
+-- insert_workflows_batch --
+-- Group commit (PostgreSQL only): insert many new workflows in one statement, skipping taken ids and active dedup ids; returns the rows inserted.
+WITH clock AS (SELECT now_ms() AS now), input AS (
+    SELECT * FROM unnest(
+        %(workflow_ids)s::text[], %(names)s::text[], %(statuses)s::text[], %(inputs)s::text[],
+        %(executor_ids)s::text[], %(app_versions)s::text[], %(queue_names)s::text[],
+        %(priorities)s::integer[], %(dedup_ids)s::text[], %(partition_keys)s::text[],
+        %(parent_workflow_ids)s::text[], %(max_recovery_attempts)s::integer[],
+        %(timeouts_ms)s::bigint[], %(delays_ms)s::bigint[], %(trace_contexts)s::text[]
+    ) WITH ORDINALITY AS t(
+        workflow_id, name, status, input, executor_id, app_version, queue_name, priority,
+        dedup_id, partition_key, parent_workflow_id, max_recovery_attempts, timeout_ms,
+        delay_ms, trace_context, ordinal
+    )
+)
+INSERT INTO workflows (
+    workflow_id, name, status, input, executor_id, app_version, queue_name, priority, dedup_id,
+    partition_key, parent_workflow_id, max_recovery_attempts, timeout_ms, deadline_ms,
+    not_before_ms, trace_context, created_at, updated_at, started_at
+)
+SELECT
+    input.workflow_id, input.name, input.status, input.input, input.executor_id,
+    input.app_version, input.queue_name, input.priority, input.dedup_id, input.partition_key,
+    input.parent_workflow_id, input.max_recovery_attempts, input.timeout_ms,
+    CASE WHEN input.status = 'PENDING' THEN clock.now + input.timeout_ms END,
+    clock.now + input.delay_ms,
+    input.trace_context, clock.now, clock.now,
+    CASE WHEN input.status = 'PENDING' THEN clock.now END
+FROM input CROSS JOIN clock
+ORDER BY input.ordinal
+ON CONFLICT DO NOTHING
+RETURNING *

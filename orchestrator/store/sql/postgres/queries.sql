@@ -501,11 +501,11 @@ WHERE name = %(name)s::text
 -- Group commit (PostgreSQL only): record many workflows' steps in one statement; per input ordinal, the workflow's status and whether the step was inserted.
 WITH input AS (
     SELECT * FROM unnest(
-        %(workflow_ids)s::text[], %(step_numbers)s::integer[], %(names)s::text[],
-        %(kinds)s::text[], %(outputs)s::text[], %(errors)s::text[], %(attempts)s::integer[],
-        %(child_workflow_ids)s::text[], %(compensations)s::text[],
-        %(compensation_inputs)s::text[], %(compensates_steps)s::integer[],
-        %(started_ats)s::bigint[], %(finished_ats)s::bigint[]
+        %(workflow_ids)b::text[], %(step_numbers)b::integer[], %(names)b::text[],
+        %(kinds)b::text[], %(outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
+        %(child_workflow_ids)b::text[], %(compensations)b::text[],
+        %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
         compensation, compensation_input, compensates_step, started_at, finished_at, ordinal
@@ -542,7 +542,7 @@ ORDER BY input.ordinal
 -- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs.
 WITH input AS (
     SELECT * FROM unnest(
-        %(workflow_ids)s::text[], %(statuses)s::text[], %(outputs)s::text[], %(errors)s::text[]
+        %(workflow_ids)b::text[], %(statuses)b::text[], %(outputs)b::text[], %(errors)b::text[]
     ) AS t(workflow_id, status, output, error)
 )
 UPDATE workflows
@@ -557,11 +557,11 @@ RETURNING workflows.workflow_id
 -- Group commit (PostgreSQL only): insert many new workflows in one statement, skipping taken ids and active dedup ids; returns the rows inserted.
 WITH clock AS (SELECT now_ms() AS now), input AS (
     SELECT * FROM unnest(
-        %(workflow_ids)s::text[], %(names)s::text[], %(statuses)s::text[], %(inputs)s::text[],
-        %(executor_ids)s::text[], %(app_versions)s::text[], %(queue_names)s::text[],
-        %(priorities)s::integer[], %(dedup_ids)s::text[], %(partition_keys)s::text[],
-        %(parent_workflow_ids)s::text[], %(max_recovery_attempts)s::integer[],
-        %(timeouts_ms)s::bigint[], %(delays_ms)s::bigint[], %(trace_contexts)s::text[]
+        %(workflow_ids)b::text[], %(names)b::text[], %(statuses)b::text[], %(inputs)b::text[],
+        %(executor_ids)b::text[], %(app_versions)b::text[], %(queue_names)b::text[],
+        %(priorities)b::integer[], %(dedup_ids)b::text[], %(partition_keys)b::text[],
+        %(parent_workflow_ids)b::text[], %(max_recovery_attempts)b::integer[],
+        %(timeouts_ms)b::bigint[], %(delays_ms)b::bigint[], %(trace_contexts)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, name, status, input, executor_id, app_version, queue_name, priority,
         dedup_id, partition_key, parent_workflow_id, max_recovery_attempts, timeout_ms,

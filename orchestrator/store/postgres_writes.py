@@ -73,6 +73,10 @@ class PostgresWrites(CoordinatedSQLStore):
             if len(writes) == 1:
                 return [await super().create_workflow(writes[0].params)]
             return await self._create_workflows([write.params for write in writes])
+        if kind == "send":
+            if len(writes) == 1:
+                return [await super().send_message(*writes[0].params)]
+            return await self._send_messages([write.params for write in writes])
         if kind == "record_step":
             if len(writes) == 1:
                 return [await super().record_step(writes[0].params)]
@@ -199,7 +203,13 @@ class PostgresWrites(CoordinatedSQLStore):
         idempotency_key: str | None,
         step: StepRecord | None = None,
     ) -> bool:
-        """Add a message for an active workflow (and record ``step``): one round trip."""
+        """Add a message for an active workflow (and record ``step``): one round trip. Sends
+        from outside workflows (no step) share a statement with concurrent ones."""
+        if step is None:
+            sent: bool = await self._batcher.submit(
+                "send", (destination_id, topic, payload, idempotency_key)
+            )
+            return sent
         row = await self._one(
             "send_message_combined",
             {
@@ -207,36 +217,38 @@ class PostgresWrites(CoordinatedSQLStore):
                 "topic": topic,
                 "payload": payload,
                 "idempotency_key": idempotency_key,
-                "workflow_id": None if step is None else step.workflow_id,
-                "step_number": None if step is None else step.step_number,
-                "name": None if step is None else step.name,
-                "kind": None if step is None else step.kind.value,
-                "output": None if step is None else step.output,
-                "started_at": None if step is None else step.started_at,
+                "workflow_id": step.workflow_id,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "output": step.output,
+                "started_at": step.started_at,
             },
         )
-        if row["status"] is None:
-            raise WorkflowNotFoundError(
-                f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
-            )
-        if row["duplicate"] and not row["inserted"]:
-            return False  # a redelivery answers as the first delivery did
-        status = WorkflowStatus(row["status"])
-        if status.is_terminal:
-            raise WorkflowFinishedError(
-                f"workflow {destination_id!r} has finished ({status}): it will never receive "
-                "this message",
-                workflow_id=destination_id,
-                status=status.value,
-            )
-        if row["taken"] and step is not None:
-            raise WorkflowStateError(
-                f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that "
-                "step number is already recorded; nothing was sent",
-                workflow_id=step.workflow_id,
-                step_number=step.step_number,
-            )
-        return bool(row["inserted"])
+        return _sent(destination_id, row, step)
+
+    async def _send_messages(self, sends: list[tuple[str, str, str, str | None]]) -> list[Any]:
+        rows = await self._all(
+            "send_messages_batch",
+            {
+                "destination_ids": [s[0] for s in sends],
+                "topics": [s[1] for s in sends],
+                "payloads": [s[2] for s in sends],
+                "idempotency_keys": [s[3] for s in sends],
+            },
+        )
+        results: list[Any] = []
+        claimed: set[tuple[str, str]] = set()
+        for (destination_id, _, _, key), row in zip(sends, rows, strict=True):
+            inserted = bool(row["inserted"])
+            if inserted and key is not None:  # two sends with one key: the first one sent it
+                inserted = (destination_id, key) not in claimed
+                claimed.add((destination_id, key))
+            try:
+                results.append(_sent(destination_id, {**row, "inserted": inserted}))
+            except Exception as error:  # this send's own answer
+                results.append(error)
+        return results
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """Consume the oldest message and record ``step`` with it, both or neither: one round
@@ -289,3 +301,29 @@ class PostgresWrites(CoordinatedSQLStore):
                 workflow_id=workflow_id,
                 step_number=step.step_number,
             )
+
+
+def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = None) -> bool:
+    """A send's answer from its row: sent (True), a redelivery (False), or the error."""
+    if row["status"] is None:
+        raise WorkflowNotFoundError(
+            f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+        )
+    if row["duplicate"] and not row["inserted"]:
+        return False  # a redelivery answers as the first delivery did
+    status = WorkflowStatus(row["status"])
+    if status.is_terminal:
+        raise WorkflowFinishedError(
+            f"workflow {destination_id!r} has finished ({status}): it will never receive "
+            "this message",
+            workflow_id=destination_id,
+            status=status.value,
+        )
+    if step is not None and row["taken"]:
+        raise WorkflowStateError(
+            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that "
+            "step number is already recorded; nothing was sent",
+            workflow_id=step.workflow_id,
+            step_number=step.step_number,
+        )
+    return bool(row["inserted"])

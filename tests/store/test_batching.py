@@ -8,7 +8,11 @@ import asyncio
 import psycopg
 import pytest
 
-from orchestrator.errors import DuplicateWorkflowError, WorkflowNotFoundError
+from orchestrator.errors import (
+    DuplicateWorkflowError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+)
 from orchestrator.store import PostgresStore
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowQuery
 from orchestrator.types import StepKind, WorkflowStatus
@@ -131,5 +135,40 @@ async def test_concurrent_creates_share_flushes_and_keep_id_and_dedup_rules(
         flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
         assert writes == len(creates) and flushes < writes / 4
         assert len(await store.list_workflows(WorkflowQuery(limit=1000))) == 152
+    finally:
+        await store.close()
+
+
+async def test_concurrent_sends_share_flushes_and_keep_their_answers(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        for i in range(100):
+            await store.create_workflow(new(f"r{i}"))
+        await store.finish_workflow("r99", WorkflowStatus.SUCCESS, output="1")
+        assert await store.send_message("r0", "t", '"early"', "key-early")
+        batcher = store._batcher
+        before = (batcher.flushes, batcher.writes)
+        results = await asyncio.gather(
+            *(store.send_message(f"r{i}", "t", str(i), None) for i in range(99)),
+            *(store.send_message("r1", "t", '"k"', "key-1") for _ in range(3)),  # one is sent
+            store.send_message("r0", "t", '"again"', "key-early"),  # a redelivery
+            store.send_message("missing", "t", "1", None),
+            store.send_message("r99", "t", "1", "key-x"),
+            return_exceptions=True,
+        )
+        assert results[:99] == [True] * 99
+        assert sorted(results[99:102]) == [False, False, True]  # type: ignore[type-var]
+        assert results[102] is False
+        assert isinstance(results[103], WorkflowNotFoundError)
+        assert isinstance(results[104], WorkflowFinishedError)
+        flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
+        assert writes == 105 and flushes < writes / 4
+        step = StepRecord("r1", 1, "recv", StepKind.RECV)
+        assert await store.recv_message("r1", "t", step) == "1"  # sends keep their order
+        step = StepRecord("r1", 2, "recv", StepKind.RECV)
+        assert await store.recv_message("r1", "t", step) == '"k"'
+        step = StepRecord("r1", 3, "recv", StepKind.RECV)
+        assert await store.recv_message("r1", "t", step) is None  # the key was sent once
     finally:
         await store.close()

@@ -35,6 +35,7 @@ POSTGRES_ONLY = {
     "record_steps_batch",  # group commit (orchestrator/store/batching.py)
     "finish_workflows_batch",
     "insert_workflows_batch",
+    "send_messages_batch",
 }
 
 

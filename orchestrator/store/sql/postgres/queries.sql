@@ -585,3 +585,36 @@ FROM input CROSS JOIN clock
 ORDER BY input.ordinal
 ON CONFLICT DO NOTHING
 RETURNING *
+
+-- send_messages_batch --
+-- Group commit (PostgreSQL only): many sends from outside workflows in one statement; per input ordinal, the destination's status, whether its key was used before, and whether it was inserted.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(destination_ids)s::text[], %(topics)s::text[], %(payloads)s::text[],
+        %(idempotency_keys)s::text[]
+    ) WITH ORDINALITY AS t(destination_id, topic, payload, idempotency_key, ordinal)
+), inserted AS (
+    INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
+    SELECT input.destination_id, input.topic, input.payload, input.idempotency_key, now_ms()
+    FROM input JOIN workflows ON workflows.workflow_id = input.destination_id
+    WHERE workflows.status NOT IN (
+        'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+        'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+    )
+    ORDER BY input.ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING destination_id, idempotency_key
+)
+SELECT
+    input.ordinal,
+    workflows.status,
+    EXISTS (
+        SELECT 1 FROM messages
+        WHERE messages.destination_id = input.destination_id
+          AND messages.idempotency_key = input.idempotency_key
+    ) AS duplicate,
+    (SELECT count(*) FROM inserted
+     WHERE inserted.destination_id = input.destination_id
+       AND inserted.idempotency_key IS NOT DISTINCT FROM input.idempotency_key) AS inserted
+FROM input LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
+ORDER BY input.ordinal

@@ -158,6 +158,14 @@ def create_app(db: Database | None = None, sender: SenderConfig | None = None) -
 
         return ledger.run(key, "POST /sessions", body.model_dump(), effect)
 
+    @api.get("/sessions", tags=["sessions"])
+    def find_sessions(order_id: str) -> list[dict[str, Any]]:
+        with db.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT * FROM sessions WHERE order_id = ? ORDER BY created_at", (order_id,)
+            ).all()
+        return [{**row, "metadata": json.loads(row["metadata"])} for row in rows]
+
     @api.get("/sessions/{session_id}", tags=["sessions"])
     def get_session(session_id: SessionId) -> dict[str, Any]:
         with db.transaction() as cursor:

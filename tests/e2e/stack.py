@@ -181,3 +181,63 @@ class Shop:
         for service, entries in self.ledger(order_id).items():
             for entry in entries:
                 assert entry["applied"] == 1, (service, entry)
+
+
+@dataclass
+class SagaUp:
+    """`saga up` (no argument: the sample shop) as a newcomer runs it, on embedded SQLite."""
+
+    process: subprocess.Popen[str]
+    urls: dict[str, str]
+    output: list[str]
+
+    def interrupt(self) -> int:
+        """Ctrl-C; returns the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(30)
+        finally:
+            assert self.process.stdout is not None
+            self.output += self.process.stdout.read().splitlines()
+        return code
+
+
+def saga_up(data_dir: Path, *args: str, timeout: float = 60.0) -> SagaUp:
+    """Start `saga up ARGS` with its data under ``data_dir``; returns once it printed "up"."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SHOP_", "PAYMENTS_", "DATABASE_URL", "ORCHESTRATOR_", "OTEL_"))
+    }
+    env |= {
+        "ORCHESTRATOR_DATA_DIR": str(data_dir),
+        "SHOP_DATA_DIR": str(data_dir / "shop"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "orchestrator.cli", "up", *args]
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        output.append(line.rstrip())
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith("http://"):
+            urls[parts[0]] = parts[1]
+        if line.startswith("up:") or time.monotonic() > deadline:
+            break
+    if not any(line.startswith("up:") for line in output):
+        process.kill()
+        raise AssertionError("saga up did not come up:\n" + "\n".join(output))
+    return SagaUp(process, urls, output)
+
+
+def refuses_connections(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.ConnectError:
+        return True
+    return False

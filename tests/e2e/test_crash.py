@@ -63,7 +63,9 @@ def test_orders_survive_orchestrator_sigkills(shop: Shop, sku: str) -> None:
             assert len(shipments) == 1
         else:
             assert reservations[0]["status"] == "released"
-            assert sessions[0]["status"] == ("cancelled" if plans[order] == "cancel" else "refunded")
+            assert sessions[0]["status"] == (
+                "cancelled" if plans[order] == "cancel" else "refunded"
+            )
             assert shipments == []
         shop.assert_applied_once(order)
         events = shop.get("payments", "/webhooks/outbox", session_id=sessions[0]["session_id"])

@@ -9,6 +9,7 @@ anything else is a failure). Run by ``make load`` (bench/load.py) against ``saga
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -23,6 +24,11 @@ MAX_WAIT_SECONDS = 120.0
 
 class Customer(HttpUser):
     wait_time = between(0.1, 0.5)
+
+    def on_start(self) -> None:
+        api_key = os.environ.get("ORCHESTRATOR_API_KEY")  # saga up off loopback needs one
+        if api_key:
+            self.client.headers["Authorization"] = f"Bearer {api_key}"
 
     def _flow(self, name: str, started: float, error: str | None = None) -> None:
         self.environment.events.request.fire(

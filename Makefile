@@ -3,6 +3,7 @@
 #
 #   make test ARGS="-k replay -x"   extra arguments go to pytest
 #   make bench                      benchmarks (installs the bench extra: dbos, pyinstrument)
+#   make load ARGS="--time 60"      the shop under locust on PostgreSQL (bench/results/load*)
 #   make fmt                        ruff format + ruff check --fix
 #   make lock                       re-resolve uv.lock after editing pyproject.toml
 
@@ -14,10 +15,11 @@ ARGS  ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test bench fmt lint bootstrap lock clean
+.PHONY: demo test bench load fmt lint bootstrap lock clean
 
+# The sample shop: orchestrator + inventory, payments, shipping; serves until Ctrl-C.
 demo: bootstrap
-	$(PY) -m orchestrator.demo
+	$(VENV)/bin/saga up $(ARGS)
 
 test:
 	scripts/test.sh $(ARGS)
@@ -25,6 +27,9 @@ test:
 bench:
 	scripts/bootstrap.sh dev bench
 	$(PY) -m bench $(ARGS)
+
+load: bootstrap
+	$(PY) -m bench.load $(ARGS)
 
 fmt: bootstrap
 	$(VENV)/bin/ruff format .

@@ -378,25 +378,69 @@ def worker(
     _run(work)
 
 
+# The sample shop (sagas/ and services/ in a checkout of this repository), found by name at
+# run time: the orchestrator package never imports the sample application.
+DEFAULT_UP_TARGET = "sagas.shop:stack"
+
+
+def load_target(target: str) -> Orchestrator | Callable[..., Any]:
+    """Import ``module:attribute``: an Orchestrator, or a stack factory (a callable)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute (e.g. sagas.app:app), got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    found = getattr(module, attribute, None)
+    if isinstance(found, Orchestrator) or (callable(found) and not isinstance(found, type)):
+        return found
+    raise typer.BadParameter(
+        f"{target!r} is neither an Orchestrator nor a stack factory (got {type(found).__name__})"
+    )
+
+
 @cli.command()
 def up(
-    app_path: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="the Orchestrator")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="[MODULE:ATTR]",
+            help="an Orchestrator, or a function (UpContext) -> Stack that adds webhooks, "
+            "routes and child processes (default: the sample shop)",
+        ),
+    ] = DEFAULT_UP_TARGET,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port")] = 8000,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="ORCHESTRATOR_API_KEY", help="bearer key (required off 127.0.0.1)"),
     ] = None,
 ) -> None:
-    """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it."""
-    from orchestrator.http import serve
+    """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it;
+    with no argument, run the sample shop (orchestrator, inventory, payments, shipping)."""
+    from orchestrator.http import check_bind, serve
+    from orchestrator.http.stack import Stack, UpContext, free_port
+    from orchestrator.http.supervisor import run_stack
 
-    app = load_app(app_path)
     try:
-        serve(app, host=host, port=port, api_key=api_key)
+        check_bind(host, api_key)
+        loaded = load_target(target)
+        if isinstance(loaded, Orchestrator):
+            serve(loaded, host=host, port=port or free_port(host), api_key=api_key)
+            return
+        context = UpContext(host=host, port=port or free_port(host))
+        stack = loaded(context)
+        if not isinstance(stack, Stack):
+            raise typer.BadParameter(f"{target!r} returned {type(stack).__name__}, not a Stack")
+        code = asyncio.run(
+            run_stack(stack, context, api_key=api_key, echo=lambda line: print(line, flush=True))
+        )
     except OrchestratorError as exc:
         errors.print(f"[red]error[/red] ({exc.code}): {exc.message}")
         raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @cli.command()

@@ -1,0 +1,1 @@
+"""Sample microservices the sample sagas call over HTTP (independent of `orchestrator`)."""

@@ -1,0 +1,62 @@
+"""The shop page in a real browser (Playwright, Debian's chromium): order, pay or cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import SagaUp, saga_up
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def shop_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SagaUp]:
+    up = saga_up(tmp_path_factory.mktemp("shop"), "--port", "0")
+    try:
+        yield up
+    finally:
+        assert up.interrupt() == 0, "\n".join(up.output)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize(("button", "final"), [("#pay", "completed"), ("#cancel", "compensated")])
+def test_order_and_pay_or_cancel_in_the_browser(
+    shop_up: SagaUp, browser: object, button: str, final: str
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    try:
+        page.goto(shop_up.urls["shop"])
+        page.select_option("#sku", "book")
+        page.fill("#quantity", "2")
+        page.click("#order")
+        page.wait_for_url(f"{shop_up.urls['payments']}/pay/*")
+        expect(page.locator("#amount")).to_have_text("50.00 EUR")
+        page.click(button)
+        page.wait_for_url(f"{shop_up.urls['shop']}/orders/*")
+        expect(page.locator("#status")).to_have_text(final, timeout=20_000)
+        if final == "completed":  # and the refund saga, from the same page
+            page.click("#refund")
+            expect(page.locator("#refund-status")).to_have_text("completed", timeout=20_000)
+    finally:
+        page.close()

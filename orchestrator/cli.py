@@ -23,7 +23,9 @@ from rich.table import Table
 from orchestrator.app import Orchestrator
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.errors import OrchestratorError
+from orchestrator.log_context import configure_logging
 from orchestrator.store import create_store
+from orchestrator.tracing import configure_tracing, tracing_requested
 
 T = TypeVar("T")
 
@@ -44,6 +46,14 @@ DatabaseUrl = Annotated[
 AppName = Annotated[str, typer.Option("--app-name", help="names the embedded SQLite file")]
 Schema = Annotated[str, typer.Option("--schema", help="PostgreSQL schema")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+OtlpEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-endpoint",
+        help="export traces over OTLP/HTTP to this collector (e.g. http://jaeger:4318); "
+        "default: on when OTEL_EXPORTER_OTLP_ENDPOINT is set",
+    ),
+]
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -253,6 +263,14 @@ def fork_workflow(
     )
 
 
+def _observe(app: Orchestrator, otlp_endpoint: str | None) -> None:
+    """Logs carry workflow ids and trace ids; spans are exported when asked to (the option,
+    or the standard OTEL_* variables)."""
+    configure_logging()
+    if otlp_endpoint is not None or tracing_requested(os.environ):
+        configure_tracing(os.environ.get("OTEL_SERVICE_NAME") or app.app_name, otlp_endpoint)
+
+
 def load_app(target: str) -> Orchestrator:
     """Import ``module:attribute`` and return the Orchestrator it names."""
     module_name, _, attribute = target.partition(":")
@@ -276,12 +294,14 @@ def worker(
         str | None, typer.Option(help="this worker's id (default: host-pid-random)")
     ] = None,
     shutdown_timeout: Annotated[float, typer.Option(help="seconds to finish steps")] = 10.0,
+    otlp_endpoint: OtlpEndpoint = None,
 ) -> None:
     """Run a worker: recover and take over workflows, dequeue, tick schedules, until SIGTERM."""
     os.environ["ORCHESTRATOR_EXECUTOR_ID"] = (
         executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     app = load_app(app_path)
+    _observe(app, otlp_endpoint)
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -308,11 +328,13 @@ def up(
         str | None,
         typer.Option(envvar="ORCHESTRATOR_API_KEY", help="bearer key (required off 127.0.0.1)"),
     ] = None,
+    otlp_endpoint: OtlpEndpoint = None,
 ) -> None:
     """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it."""
     from orchestrator.http import serve
 
     app = load_app(app_path)
+    _observe(app, otlp_endpoint)
     try:
         serve(app, host=host, port=port, api_key=api_key)
     except OrchestratorError as exc:

@@ -101,6 +101,7 @@ def create_app(
     api.include_router(messages.router, dependencies=protected)
     api.include_router(events.router, dependencies=protected)
     api.include_router(admin.router, dependencies=protected)
+    api.include_router(admin.metrics_router, dependencies=protected)
     if webhooks:
         from orchestrator.http.webhooks import webhook_router
 

@@ -148,6 +148,11 @@ class Tracing:
         self._noop: nullcontext[None] = nullcontext()
         self._off = StartScope(None, None)  # shared by every start while tracing is off
 
+    @property
+    def provider(self) -> trace.TracerProvider | None:
+        """The provider given to the Orchestrator, if any (None: the global one is used)."""
+        return self._provider
+
     def tracer(self) -> trace.Tracer | None:
         """The tracer, or None when no SDK provider is configured (tracing is off)."""
         provider = self._provider or trace.get_tracer_provider()

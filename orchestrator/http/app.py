@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
@@ -81,11 +82,19 @@ def create_app(
             if owned:
                 await app.shutdown()
 
+    # FastAPI's own request spans (the parent of workflows a request starts) use the
+    # Orchestrator's TracerProvider when it was given one, else the global provider.
+    telemetry = (
+        None
+        if app.tracing.provider is None
+        else TelemetryConfig(tracer_provider=app.tracing.provider)
+    )
     api = FastAPI(
         title=title or f"{app.app_name} orchestrator",
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
+        telemetry=telemetry,
     )
     api.state.config = ServiceConfig(
         orchestrator=app,

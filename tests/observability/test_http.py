@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import NonRetryableError, Orchestrator, Retry
@@ -93,7 +95,7 @@ def served(
         name="shop",
         secrets=SECRET,
         scheme=HmacSha256(),
-        handler=lambda delivery: _start_add(delivery),
+        handler=_start_add,
     )
     server = serve_in_thread(create_app(app, webhooks=[source]))
     try:
@@ -165,12 +167,42 @@ def test_traceparent_on_start_and_on_webhooks_makes_the_workflow_a_child(
         (start,) = spans_of(exporter, workflow_id, "workflow.start add")
         (execution,) = spans_of(exporter, workflow_id, "workflow add")
         assert format(start.context.trace_id, "032x") == TRACE_ID
-        assert format(start.parent.span_id, "016x") == caller
+        # Below FastAPI's request span (its own telemetry, on the app's provider), which is a
+        # child of the caller's traceparent.
+        ancestors = ancestors_of(exporter, start)
+        assert format(ancestors[-1].parent.span_id, "016x") == caller
+        assert ancestors[-1].kind is SpanKind.SERVER
         assert execution.context.trace_id == start.context.trace_id
         assert execution.parent.span_id == start.context.span_id
     (own,) = spans_of(exporter, "u", "workflow.start add")
-    assert own.parent is None  # no traceparent: the workflow's own trace
+    # No traceparent: the request's span is the root of a new trace, the workflow below it.
+    assert ancestors_of(exporter, own)[-1].parent is None
     assert format(own.context.trace_id, "032x") != TRACE_ID
+
+
+def ancestors_of(exporter: InMemorySpanExporter, span: Any) -> list[Any]:
+    by_id = {s.context.span_id: s for s in exporter.get_finished_spans()}
+    chain = []
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        chain.append(span)
+    return chain
+
+
+def test_incoming_traceparent_is_current_when_no_server_span_is(provider: TracerProvider) -> None:
+    """The fallback for services without request spans (FastAPI telemetry off, mounted)."""
+    app = Orchestrator("incoming", "sqlite:///:memory:", tracer_provider=provider)
+    with app.tracing.incoming({"traceparent": traceparent()}):
+        current = trace.get_current_span().get_span_context()
+        assert format(current.trace_id, "032x") == TRACE_ID
+        assert format(current.span_id, "016x") == CALLER_SPAN
+    assert not trace.get_current_span().get_span_context().is_valid
+    tracer = provider.get_tracer("t")
+    with (
+        tracer.start_as_current_span("server") as server,
+        app.tracing.incoming({"traceparent": traceparent()}),  # already in a request span
+    ):
+        assert trace.get_current_span() is server
 
 
 def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -220,11 +252,15 @@ def test_metrics_report_a_known_workload(
         == 1
     )
     assert (
-        value("orchestrator_step_duration_seconds_count", name="double", kind="step", status="SUCCESS")
+        value(
+            "orchestrator_step_duration_seconds_count", name="double", kind="step", status="SUCCESS"
+        )
         == 3
     )
     assert (
-        value("orchestrator_step_duration_seconds_count", name="charge", kind="step", status="ERROR")
+        value(
+            "orchestrator_step_duration_seconds_count", name="charge", kind="step", status="ERROR"
+        )
         == 2
     )
     assert value("orchestrator_step_retries_total", name="reserve") == 1

@@ -30,6 +30,7 @@ from bench import pgadmin
 from bench.runner import REPO_ROOT, RunOptions, call_worker, log
 
 MODES = ("off", "otlp")
+DATABASE = "bench_tracing"  # not bench_orch: a comparison run may use that one meanwhile
 CPU_STEPS = 2_000
 CPU_REPEATS = 5
 MICRO_COMMAND = (sys.executable, "-m", "bench.tracing", "micro")
@@ -90,9 +91,9 @@ def run_latency(options: RunOptions, receiver: CountingReceiver, rounds: int) ->
     for round_number in range(rounds):
         for mode in MODES:
             _with_tracing(mode, receiver.endpoint)
-            pgadmin.reset_database(options.admin_url, "bench_orch")
+            pgadmin.reset_database(options.admin_url, DATABASE)
             log(f"latency, tracing {mode}, round {round_number + 1}/{rounds} …")
-            outcome = call_worker(options, "ours", "latency")
+            outcome = call_worker(options, "ours", "latency", database=DATABASE)
             if "metrics" not in outcome:
                 raise SystemExit(f"latency worker failed: {outcome}")
             per_mode[mode].append(outcome["metrics"])

@@ -481,7 +481,8 @@ class Engine(Results, Management):
         token = None
         if run.span is not None:
             run.tracer = self.tracing.tracer()
-            token = otel_context.attach(trace.set_span_in_context(run.span))
+            run.trace_parent = trace.set_span_in_context(run.span)
+            token = otel_context.attach(run.trace_parent)
         try:
             await run.execute()
         except asyncio.CancelledError:

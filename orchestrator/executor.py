@@ -26,6 +26,7 @@ from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import WorkflowFunction
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
 logger = logging.getLogger("orchestrator.executor")
@@ -59,6 +60,7 @@ class WorkflowRun:
         self.metrics = metrics
         # This execution's span (None: not traced) and the tracer its durable calls use.
         self.span: Span | None = None
+        self.trace_parent: Context | None = None  # the span as a context, for its children
         self.tracer: Tracer | None = None
         self.final_status: WorkflowStatus | None = None  # the final status this run wrote
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}

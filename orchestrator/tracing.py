@@ -201,8 +201,8 @@ class Tracing:
             return self._off
         links: list[Link] = []
         context: otel_context.Context | None = None
-        if parent is not None and parent.span is not None:
-            context = trace.set_span_in_context(parent.span)
+        if parent is not None and parent.trace_parent is not None:
+            context = parent.trace_parent
         elif detached:
             current = trace.get_current_span().get_span_context()
             if current.is_valid:
@@ -301,23 +301,23 @@ class Tracing:
     ) -> AbstractContextManager[Span | None]:
         """A span for one executed durable call (a step attempt, a compensation, a sleep,
         recv, send, set_event), child of the execution span and current while it runs. A
-        shared no-op when the run is not traced."""
-        if run.span is None or run.tracer is None:
+        shared no-op when the run is not traced.
+
+        Attributes that are the same for every call of an execution (workflow name, queue,
+        executor id) are on the execution span only: every attribute costs on the hot path
+        (validation at creation, encoding at export)."""
+        if run.trace_parent is None or run.tracer is None:
             return self._noop
         attributes: dict[str, Any] = {
             WORKFLOW_ID: run.workflow_id,
-            WORKFLOW_NAME: run.workflow.name,
             STEP_NUMBER: number,
             STEP_NAME: name,
             STEP_KIND: kind.value,
-            EXECUTOR_ID: self.executor_id,
         }
         if attempt is not None:
             attributes[STEP_ATTEMPT] = attempt
         if compensates is not None:
             attributes[COMPENSATES_STEP] = compensates
-        if run.record.queue_name is not None:
-            attributes[QUEUE] = run.record.queue_name
         if extra:
             attributes.update(extra)
         title = (
@@ -325,9 +325,7 @@ class Tracing:
         )
         if detail:
             title = f"{title} {detail}"
-        span = run.tracer.start_span(
-            title, context=trace.set_span_in_context(run.span), attributes=attributes
-        )
+        span = run.tracer.start_span(title, context=run.trace_parent, attributes=attributes)
         return _SpanScope(span)
 
     # -- incoming requests ------------------------------------------------------------------

@@ -88,6 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default 500; 0: start all at once)",
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="instead of the comparison: the cost of tracing per step, ours with spans off and "
+        "on (batch processor, OTLP/HTTP to a loopback receiver); see bench/tracing.py",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="--tracing: alternating off/on rounds (default %(default)s)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="profile every worker with pyinstrument (HTML next to the JSON; slows figures)",
@@ -123,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         systems=systems,
         profile_dir=json_path.parent if args.profile else None,
     )
+    if args.tracing:
+        from bench import tracing
+
+        figures = tracing.run(options, max(args.rounds, 1))
+        report.write_json(json_path, {"meta": {"args": vars(args)}, "tracing": figures})
+        print(f"\nresults written to {json_path}")
+        return 0
     server = pgadmin.server_info(args.database_url)
     log(
         f"PostgreSQL {server['server_version']} (synchronous_commit={server['synchronous_commit']}"

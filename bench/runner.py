@@ -37,9 +37,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def call_worker(options: RunOptions, system: str, family: str, *, mode: str = "idle") -> Outcome:
-    """Run ``python -m bench.worker`` for one family on one system; its JSON answer."""
-    url = pgadmin.database_url(options.admin_url, DATABASES[system])
+def call_worker(
+    options: RunOptions,
+    system: str,
+    family: str,
+    *,
+    mode: str = "idle",
+    database: str | None = None,
+) -> Outcome:
+    """Run ``python -m bench.worker`` for one family on one system (on its database, or on
+    ``database``); its JSON answer."""
+    url = pgadmin.database_url(options.admin_url, database or DATABASES[system])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "answer.json"
         command = [

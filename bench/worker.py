@@ -59,8 +59,14 @@ class OursDriver:
     name = "ours"
 
     def __init__(self, database_url: str, *, with_queue: bool = False) -> None:
+        import os
+
         from orchestrator.app import Orchestrator
 
+        if os.environ.get("BENCH_TRACING"):  # python -m bench --tracing
+            from bench.tracing import configure_for_bench
+
+            configure_for_bench(os.environ["BENCH_TRACING"], os.environ["BENCH_OTLP_ENDPOINT"])
         app = Orchestrator("bench", database_url, executor_id=EXECUTOR_ID, app_version=APP_VERSION)
         self.app = app
 

@@ -28,10 +28,14 @@ from orchestrator.errors import (
     WorkflowStateError,
     WorkflowTimeoutError,
 )
+from orchestrator.log_context import WorkflowLogFilter, configure_logging
+from orchestrator.metrics import Metrics
+from orchestrator.outbound import http_client, sync_http_client
 from orchestrator.queues import Queue
 from orchestrator.retry import Retry
 from orchestrator.step import StepFunction
 from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
+from orchestrator.tracing import Tracing, configure_tracing
 from orchestrator.types import StepKind, WorkflowStatus
 from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
 
@@ -44,6 +48,7 @@ __all__ = [
     "InvalidArgumentError",
     "LeaseLostError",
     "MaxRecoveryAttemptsExceededError",
+    "Metrics",
     "NonDeterministicWorkflowError",
     "NonRetryableError",
     "NotInWorkflowError",
@@ -62,6 +67,7 @@ __all__ = [
     "StepKind",
     "StoreError",
     "StoreUnavailableError",
+    "Tracing",
     "WorkerRecord",
     "WorkflowCancelledError",
     "WorkflowConflictError",
@@ -70,8 +76,13 @@ __all__ = [
     "WorkflowFunction",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowLogFilter",
     "WorkflowNotFoundError",
     "WorkflowStateError",
     "WorkflowStatus",
     "WorkflowTimeoutError",
+    "configure_logging",
+    "configure_tracing",
+    "http_client",
+    "sync_http_client",
 ]

@@ -7,7 +7,7 @@ import getpass
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from orchestrator import context, saga, timers
 from orchestrator.clock import Clock, DatabaseClock
@@ -16,6 +16,7 @@ from orchestrator.context import StepContext
 from orchestrator.engine import Engine
 from orchestrator.errors import InvalidArgumentError, NotRegisteredError
 from orchestrator.messaging import DEFAULT_TIMEOUT_SECONDS, Messaging
+from orchestrator.metrics import Metrics
 from orchestrator.registration import Registration
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
 from orchestrator.scheduler import check_cron, schedule_input
@@ -28,6 +29,7 @@ from orchestrator.store.base import (
     WorkerRecord,
     WorkflowQuery,
 )
+from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import (
     Registry,
@@ -37,6 +39,10 @@ from orchestrator.workflow import (
     WorkflowHandle,
     WorkflowInfo,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +78,11 @@ class Orchestrator(Registration):
         clock: a Clock (tests inject a FakeClock); default: the database clock.
         lease_seconds: a worker silent this long is dead and its workflows are taken over
             (default 30).
+        tracer_provider: the OpenTelemetry TracerProvider for this app's spans; default: the
+            global one the application set (none set: no spans, at almost no cost). The
+            library never sets a global provider itself; see ``configure_tracing``.
+        metrics_registry: the Prometheus registry for this app's metrics; default: a registry
+            of its own (served by the HTTP service at ``/metrics``).
     """
 
     def __init__(
@@ -85,6 +96,8 @@ class Orchestrator(Registration):
         clock: Clock | None = None,
         lease_seconds: float | None = None,
         settings: Settings | None = None,
+        tracer_provider: TracerProvider | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.app_name = app_name
@@ -96,12 +109,17 @@ class Orchestrator(Registration):
         )
         self.clock: Clock = clock or DatabaseClock(self.store.now_ms)
         self.registry = Registry()
+        executor = executor_id or self.settings.executor_id
+        self.tracing = Tracing(tracer_provider, executor_id=executor)
+        self.metrics = Metrics(metrics_registry)
         self.engine = Engine(
             self.store,
             self.clock,
             self.registry,
-            executor_id=executor_id or self.settings.executor_id,
+            executor_id=executor,
             lease_seconds=lease_seconds or self.settings.lease_seconds,
+            tracing=self.tracing,
+            metrics=self.metrics,
         )
         self.messaging = Messaging(self.store, self.clock, self.engine.waiters)
         self._app_version = app_version or self.settings.app_version

@@ -24,7 +24,9 @@ from orchestrator.app import Orchestrator
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.errors import OrchestratorError
 from orchestrator.http.client import ServiceClient
+from orchestrator.log_context import configure_logging
 from orchestrator.store import create_store
+from orchestrator.tracing import configure_tracing, tracing_requested
 
 T = TypeVar("T")
 
@@ -56,6 +58,14 @@ ServiceUrl = Annotated[
 ApiKey = Annotated[
     str | None,
     typer.Option("--api-key", envvar="ORCHESTRATOR_API_KEY", help="the service's bearer key"),
+]
+OtlpEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-endpoint",
+        help="export traces over OTLP/HTTP to this collector (e.g. http://jaeger:4318); "
+        "default: on when OTEL_EXPORTER_OTLP_ENDPOINT is set",
+    ),
 ]
 
 
@@ -332,6 +342,14 @@ def fork_workflow(
     )
 
 
+def _observe(app: Orchestrator, otlp_endpoint: str | None) -> None:
+    """Logs carry workflow ids and trace ids; spans are exported when asked to (the option,
+    or the standard OTEL_* variables)."""
+    configure_logging()
+    if otlp_endpoint is not None or tracing_requested(os.environ):
+        configure_tracing(os.environ.get("OTEL_SERVICE_NAME") or app.app_name, otlp_endpoint)
+
+
 def load_app(target: str) -> Orchestrator:
     """Import ``module:attribute`` and return the Orchestrator it names."""
     module_name, _, attribute = target.partition(":")
@@ -355,12 +373,14 @@ def worker(
         str | None, typer.Option(help="this worker's id (default: host-pid-random)")
     ] = None,
     shutdown_timeout: Annotated[float, typer.Option(help="seconds to finish steps")] = 10.0,
+    otlp_endpoint: OtlpEndpoint = None,
 ) -> None:
     """Run a worker: recover and take over workflows, dequeue, tick schedules, until SIGTERM."""
     os.environ["ORCHESTRATOR_EXECUTOR_ID"] = (
         executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     app = load_app(app_path)
+    _observe(app, otlp_endpoint)
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -417,6 +437,7 @@ def up(
         str | None,
         typer.Option(envvar="ORCHESTRATOR_API_KEY", help="bearer key (required off 127.0.0.1)"),
     ] = None,
+    otlp_endpoint: OtlpEndpoint = None,
 ) -> None:
     """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it;
     with no argument, run the sample shop (orchestrator, inventory, payments, shipping)."""
@@ -428,12 +449,14 @@ def up(
         check_bind(host, api_key)
         loaded = load_target(target)
         if isinstance(loaded, Orchestrator):
+            _observe(loaded, otlp_endpoint)
             serve(loaded, host=host, port=port or free_port(host), api_key=api_key)
             return
         context = UpContext(host=host, port=port or free_port(host))
         stack = loaded(context)
         if not isinstance(stack, Stack):
             raise typer.BadParameter(f"{target!r} returned {type(stack).__name__}, not a Stack")
+        _observe(stack.orchestrator, otlp_endpoint)
         code = asyncio.run(
             run_stack(stack, context, api_key=api_key, echo=lambda line: print(line, flush=True))
         )

@@ -10,6 +10,9 @@ import logging
 import uuid
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from orchestrator import context
 from orchestrator.clock import Clock
 from orchestrator.errors import (
@@ -25,6 +28,7 @@ from orchestrator.errors import (
 )
 from orchestrator.executor import WorkflowRun
 from orchestrator.management import Management
+from orchestrator.metrics import Metrics
 from orchestrator.notifications import Waiters
 from orchestrator.queues import QueueRunner
 from orchestrator.results import Results
@@ -41,6 +45,7 @@ from orchestrator.store.base import (
     WorkflowQuery,
     WorkflowRecord,
 )
+from orchestrator.tracing import STEP_NUMBER, Tracing
 from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
 from orchestrator.worker import LEASE_SECONDS, Lease
 from orchestrator.workflow import (
@@ -66,6 +71,8 @@ class Engine(Results, Management):
         *,
         executor_id: str,
         lease_seconds: float = LEASE_SECONDS,
+        tracing: Tracing | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -74,6 +81,9 @@ class Engine(Results, Management):
         self.app_version: str | None = None
         self.waiters = Waiters()
         self.runs: dict[str, WorkflowRun] = {}
+        self.tracing = tracing or Tracing(executor_id=executor_id)
+        self.metrics = metrics or Metrics()
+        self.metrics.track_running(lambda: len(self.runs))
         self._tasks: set[asyncio.Task[None]] = set()
         self.launched = False
         self.closing = False
@@ -176,6 +186,7 @@ class Engine(Results, Management):
         if record.status is WorkflowStatus.ENQUEUED:
             return  # back on its queue: a worker with a free slot dequeues it
         if record.workflow_id not in self.runs:
+            self.metrics.takeovers.inc()
             await self._recover_one(record)
 
     async def launch_dequeued(self, record: WorkflowRecord) -> None:
@@ -284,6 +295,7 @@ class Engine(Results, Management):
         *,
         workflow_id: str,
         parent_workflow_id: str | None = None,
+        trace_context: str | None = None,
     ) -> NewWorkflow:
         timeout = options.timeout if options.timeout is not None else workflow.timeout
         if timeout is not None and timeout <= 0:
@@ -303,6 +315,7 @@ class Engine(Results, Management):
             max_recovery_attempts=workflow.max_recovery_attempts,
             timeout_ms=None if timeout is None else int(timeout * 1000),
             delay_ms=None if options.delay is None else int(options.delay * 1000),
+            trace_context=trace_context,
         )
 
     async def start_workflow(
@@ -321,19 +334,32 @@ class Engine(Results, Management):
             return await self._start_child(current.run, workflow, args, kwargs, options)
         self._check_queue_options(options)
         input_text = workflow.signature.encode_input(args, kwargs)
-        new = self.new_workflow(
-            workflow, input_text, options, workflow_id=options.workflow_id or str(uuid.uuid4())
-        )
-        try:
-            record, created = await self.store.create_workflow(new)
-        except DuplicateWorkflowError as exc:
-            holder = exc.detail.get("workflow_id")
-            if options.if_duplicate == "return" and holder:
-                return WorkflowHandle(self, str(holder))
-            raise
+        workflow_id = options.workflow_id or str(uuid.uuid4())
+        # Started from inside a step: fire-and-forget (no durable parent), linked, not a child.
+        with self.tracing.starting(
+            workflow.name, workflow_id, options.queue, detached=current is not None
+        ) as started:
+            new = self.new_workflow(
+                workflow,
+                input_text,
+                options,
+                workflow_id=workflow_id,
+                trace_context=started.trace_context,
+            )
+            try:
+                record, created = await self.store.create_workflow(new)
+            except DuplicateWorkflowError as exc:
+                holder = exc.detail.get("workflow_id")
+                if options.if_duplicate == "return" and holder:
+                    started.created(False)
+                    return WorkflowHandle(self, str(holder))
+                raise
+            started.created(created)
         if not created:
             self._check_same(record, workflow, input_text)
-        elif record.status is WorkflowStatus.PENDING:
+            return WorkflowHandle(self, record.workflow_id)
+        self.metrics.workflow_started(workflow.name)
+        if record.status is WorkflowStatus.PENDING:
             self.launch_run(record, workflow, [])
         return WorkflowHandle(self, record.workflow_id)
 
@@ -352,12 +378,14 @@ class Engine(Results, Management):
         run.check_runnable()
         input_text = workflow.signature.encode_input(args, kwargs)
         child_id = options.workflow_id or f"{run.workflow_id}-{number}"
+        started = self.tracing.starting(workflow.name, child_id, options.queue, parent=run)
         new = self.new_workflow(
             workflow,
             input_text,
             options,
             workflow_id=child_id,
             parent_workflow_id=run.workflow_id,
+            trace_context=started.trace_context,
         )
         step = StepRecord(
             workflow_id=run.workflow_id,
@@ -368,10 +396,16 @@ class Engine(Results, Management):
             child_workflow_id=child_id,
             started_at=self.clock.now_ms(),
         )
-        record, created = await self.store.start_child(new, step)
+        with started:
+            if started.span is not None:
+                started.span.set_attribute(STEP_NUMBER, number)
+            record, created = await self.store.start_child(new, step)
+            started.created(created)
         if not created:
             self._check_same(record, workflow, input_text)
-        elif record.status is WorkflowStatus.PENDING:
+            return WorkflowHandle(self, child_id)
+        self.metrics.workflow_started(workflow.name)
+        if record.status is WorkflowStatus.PENDING:
             self.launch_run(record, workflow, [])
         return WorkflowHandle(self, child_id)
 
@@ -424,7 +458,14 @@ class Engine(Results, Management):
     ) -> WorkflowRun:
         """Execute ``record`` in this process as a background task."""
         run = WorkflowRun(
-            record, workflow, recorded, store=self.store, clock=self.clock, saga=self.saga
+            record,
+            workflow,
+            recorded,
+            store=self.store,
+            clock=self.clock,
+            saga=self.saga,
+            tracing=self.tracing,
+            metrics=self.metrics,
         )
         if self.lease is not None:
             run.guard = self.lease.guard
@@ -436,6 +477,12 @@ class Engine(Results, Management):
         watcher: asyncio.Task[None] | None = None
         if run.record.deadline_ms is not None:
             watcher = asyncio.get_running_loop().create_task(self._enforce_deadline(run))
+        run.span = self.tracing.begin_execution(run.record, len(run.recorded))
+        token = None
+        if run.span is not None:
+            run.tracer = self.tracing.tracer()
+            run.trace_parent = trace.set_span_in_context(run.span)
+            token = otel_context.attach(run.trace_parent)
         try:
             await run.execute()
         except asyncio.CancelledError:
@@ -444,6 +491,12 @@ class Engine(Results, Management):
             logger.exception("workflow %s could not be checkpointed", run.workflow_id)
             run.resolve(exc=exc)
         finally:
+            if run.final_status is not None:
+                self.metrics.workflow_completed(run.workflow.name, run.final_status.value)
+            if run.span is not None:
+                error = run.outcome.exception() if run.outcome.done() else None
+                self.tracing.end_execution(run.span, run.final_status, error)
+                otel_context.detach(token)  # type: ignore[arg-type]
             if self.runs.get(run.workflow_id) is run:
                 del self.runs[run.workflow_id]
             if watcher is not None:
@@ -509,6 +562,7 @@ class Engine(Results, Management):
                 record.workflow_id, WorkflowStatus.ERROR, error=encode_error(unregistered)
             )
             return False
+        self.metrics.workflows_recovered.labels(record.name).inc()
         self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
         return True
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator import context
 from orchestrator.clock import Clock
@@ -16,11 +17,17 @@ from orchestrator.errors import (
     NonDeterministicWorkflowError,
     WorkflowCancelledError,
 )
+from orchestrator.metrics import Metrics
 from orchestrator.saga import Saga, rollback_failure, settle, wants_rollback
 from orchestrator.serialization import encode_error, error_summary
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
+from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
 from orchestrator.workflow import WorkflowFunction
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
 
 logger = logging.getLogger("orchestrator.executor")
 
@@ -40,6 +47,8 @@ class WorkflowRun:
         store: Store,
         clock: Clock,
         saga: Saga,
+        tracing: Tracing,
+        metrics: Metrics,
     ) -> None:
         self.record = record
         self.workflow_id = record.workflow_id
@@ -47,6 +56,13 @@ class WorkflowRun:
         self.store = store
         self.clock = clock
         self.saga = saga
+        self.tracing = tracing
+        self.metrics = metrics
+        # This execution's span (None: not traced) and the tracer its durable calls use.
+        self.span: Span | None = None
+        self.trace_parent: Context | None = None  # the span as a context, for its children
+        self.tracer: Tracer | None = None
+        self.final_status: WorkflowStatus | None = None  # the final status this run wrote
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
         self.inflight: set[asyncio.Future[None]] = set()  # steps executing right now
         self.compensating = False
@@ -125,7 +141,9 @@ class WorkflowRun:
     async def checkpoint(self, step: StepRecord) -> None:
         """Record a step. The row is written even if the workflow was cancelled meanwhile (the
         effect happened: a resume must not repeat it); then the workflow stops here."""
+        started = time.perf_counter()
         status = await self.store.record_step(step)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         if status is None:
             await self.explain_refusal(step)
         elif status is not WorkflowStatus.PENDING and not (
@@ -217,6 +235,7 @@ class WorkflowRun:
         if await self.store.finish_workflow(
             self.workflow_id, WorkflowStatus.SUCCESS, output=output
         ):
+            self.final_status = WorkflowStatus.SUCCESS
             self.resolve(value=result)
         else:
             await self._resolve_from_store()
@@ -240,6 +259,7 @@ class WorkflowRun:
             await self._finish_failed(status, error, encode_error(error))
             return
         logger.info("workflow %s rolls back %d steps: %r", self.workflow_id, len(plan), error)
+        self.tracing.rolling_back(self.span, error, len(plan))
         original = encode_error(error)
         moved = await self.store.transition_workflow(
             self.workflow_id,
@@ -267,6 +287,7 @@ class WorkflowRun:
         self, status: WorkflowStatus, error: BaseException, stored: str
     ) -> None:
         if await self.store.finish_workflow(self.workflow_id, status, error=stored):
+            self.final_status = status
             self.resolve(exc=error)
         else:
             await self._resolve_from_store()

@@ -14,8 +14,10 @@ from orchestrator.errors import (
     WorkflowFinishedError,
     WorkflowStateError,
 )
+from orchestrator.metrics import Metrics
 from orchestrator.serialization import encode_error
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
+from orchestrator.tracing import Tracing
 from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
 from orchestrator.workflow import (
     Registry,
@@ -46,6 +48,8 @@ class Management:
     app_version: str | None
     runs: dict[str, WorkflowRun]
     registry: Registry
+    tracing: Tracing
+    metrics: Metrics
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         raise NotImplementedError
@@ -67,6 +71,7 @@ class Management:
         *,
         workflow_id: str,
         parent_workflow_id: str | None = None,
+        trace_context: str | None = None,
     ) -> Any:
         raise NotImplementedError
 
@@ -280,12 +285,19 @@ class Management:
             )
         source = await self.get_record(workflow_id)
         workflow = self.workflow_named(source.name)
-        new = self.new_workflow(
-            workflow,
-            source.input,
-            StartOptions(),
-            workflow_id=new_workflow_id or str(uuid.uuid4()),
-        )
-        record = await self.store.fork_workflow(new, workflow_id, from_step)
+        new_id = new_workflow_id or str(uuid.uuid4())
+        # A fork is a new trace (or the caller's), linked to the trace of the workflow it forks.
+        with self.tracing.starting(
+            workflow.name, new_id, None, link_to=source.trace_context
+        ) as started:
+            new = self.new_workflow(
+                workflow,
+                source.input,
+                StartOptions(),
+                workflow_id=new_id,
+                trace_context=started.trace_context,
+            )
+            record = await self.store.fork_workflow(new, workflow_id, from_step)
+        self.metrics.workflow_started(workflow.name)
         self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
         return self.handle(record.workflow_id)

@@ -33,6 +33,10 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 # SQLite's other processes (a CLI, a second app on the same file) cannot notify this one.
 _POLL_SECONDS = {"sqlite": 2.0}
 _RECV_DEADLINE = "recv.deadline"
+_TIMEOUT = object()  # recv's loop timed out (a message may itself be None)
+_DESTINATION = "orchestrator.message.destination"
+_TOPIC = "orchestrator.message.topic"
+_TIMED_OUT = "orchestrator.recv.timed_out"
 
 
 def _topic(topic: str | None) -> str:
@@ -97,7 +101,14 @@ class Messaging:
             started_at=self.clock.now_ms(),
         )
         key = idempotency_key or f"{run.workflow_id}:{number}"
-        await self.store.send_message(destination_id, topic_name, payload, key, step)
+        with run.tracing.durable(
+            run,
+            StepKind.SEND,
+            "send",
+            number,
+            extra={_DESTINATION: destination_id, _TOPIC: topic_name},
+        ):
+            await self.store.send_message(destination_id, topic_name, payload, key, step)
 
     async def recv(self, topic: str | None, timeout: float | None) -> Any:
         """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s), exactly once,
@@ -115,6 +126,29 @@ class Messaging:
         if done is not None:
             return decode(done.output)
         run.check_runnable()
+        with run.tracing.durable(
+            run,
+            StepKind.RECV,
+            "recv",
+            number,
+            detail=topic_name or None,
+            extra={_TOPIC: topic_name},
+        ) as span:
+            value = await self._receive(run, topic_name, timeout, number, deadline_ms)
+            if span is not None:
+                span.set_attribute(_TIMED_OUT, value is _TIMEOUT)
+        return None if value is _TIMEOUT else value
+
+    async def _receive(
+        self,
+        run: WorkflowRun,
+        topic_name: str,
+        timeout: float | None,
+        number: int,
+        deadline_ms: int | None,
+    ) -> Any:
+        """recv's loop: consume a message, or record the deadline, wait, and finally record
+        the timeout (returns ``_TIMEOUT``)."""
         key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             while True:
@@ -142,8 +176,12 @@ class Messaging:
                 remaining = deadline_ms - self.clock.now_ms()
                 if remaining <= 0:
                     await run.checkpoint(step)  # timed out: None is the recorded answer
-                    return None
-                await run.wait(subscription.wait(self._wait_seconds(remaining)))
+                    return _TIMEOUT
+                run.metrics.recv_waiters.inc()
+                try:
+                    await run.wait(subscription.wait(self._wait_seconds(remaining)))
+                finally:
+                    run.metrics.recv_waiters.dec()
 
     # -- events -----------------------------------------------------------------------------
     async def set_event(self, key: str, value: Any) -> None:
@@ -162,7 +200,10 @@ class Messaging:
             output=json.dumps(key),
             started_at=self.clock.now_ms(),
         )
-        await self.store.set_event(run.workflow_id, key, encode(value, what="event value"), step)
+        with run.tracing.durable(run, StepKind.SET_EVENT, "set_event", number, detail=key):
+            await self.store.set_event(
+                run.workflow_id, key, encode(value, what="event value"), step
+            )
 
     async def get_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
         """Wait until the workflow publishes ``key`` (its value) or ``timeout`` passes (None).

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -138,6 +139,7 @@ async def execute_step(
         await run.guard(run.workflow_id)
     policy = retry or step.retry
     started_at = run.clock.now_ms()
+    started = time.perf_counter()
 
     async def attempt(attempt_number: int) -> R:
         run.check_runnable()
@@ -145,7 +147,15 @@ async def execute_step(
             ExecutionContext(run, StepContext(run.workflow_id, number, step_name, attempt_number))
         )
         try:
-            return await step.invoke(args, kwargs)
+            with run.tracing.durable(
+                run,
+                kind,
+                step_name,
+                number,
+                attempt=attempt_number,
+                compensates=compensates_step,
+            ):
+                return await step.invoke(args, kwargs)
         finally:
             context.leave(token)
 
@@ -188,6 +198,9 @@ async def execute_step(
     finally:
         run.inflight.discard(settled)
         settled.set_result(None)
+    run.metrics.step_finished(
+        step_name, kind.value, time.perf_counter() - started, attempts, error is not None
+    )
     if error is not None:
         raise error
     if step.pivot:

@@ -50,9 +50,22 @@ async def sleep(seconds: float) -> None:
 
         await asyncio.sleep(seconds)
         return
-    wake_at = await _recorded_value(run, StepKind.SLEEP, run.clock.now_ms() + int(seconds * 1000))
-    assert isinstance(wake_at, int)
-    await run.wait(run.clock.sleep_until(wake_at))
+    number = run.next_step()
+    recorded = run.replayed(number, StepKind.SLEEP.value)
+    if recorded is not None:  # a replay sleeps what is left of the recorded wake-up, unspanned
+        await run.wait(run.clock.sleep_until(json.loads(recorded.output or "0")))
+        return
+    run.check_runnable()
+    with run.tracing.durable(
+        run, StepKind.SLEEP, "sleep", number, extra={"orchestrator.sleep.seconds": seconds}
+    ):
+        wake_at = run.clock.now_ms() + int(seconds * 1000)
+        await run.checkpoint(
+            StepRecord(
+                run.workflow_id, number, StepKind.SLEEP.value, StepKind.SLEEP, output=str(wake_at)
+            )
+        )
+        await run.wait(run.clock.sleep_until(wake_at))
 
 
 async def now() -> dt.datetime:

@@ -1,7 +1,8 @@
 """Every HTTP call the sagas make to the services, in one place.
 
-Each call carries the running step's idempotency key (``Idempotency-Key``, so a retried or
-recovered step applies its effect once) and the current trace context (``traceparent``).
+The client is ``orchestrator.http_client()``: each call carries the running step's idempotency
+key (``Idempotency-Key``, so a retried or recovered step applies its effect once) and the trace
+context (``traceparent`` of an httpx client span under the step's span).
 Connection errors, timeouts and 5xx are ``ServiceUnavailable`` (retried by the steps); other
 4xx are ``ServiceRejected``, a NonRetryableError: retrying the same request cannot help.
 """
@@ -13,10 +14,8 @@ import weakref
 from typing import Any
 
 import httpx
-from opentelemetry import propagate
 
-from orchestrator import NonRetryableError
-from sagas.app import app
+from orchestrator import NonRetryableError, http_client
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 # One client (one connection pool) per event loop: a client is bound to the loop it ran on.
@@ -43,21 +42,19 @@ def _client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS)
+        client = http_client(timeout=REQUEST_TIMEOUT_SECONDS)
         _clients[loop] = client
     return client
 
 
 async def post(url: str, body: Any = None, *, accept: tuple[int, ...] = ()) -> dict[str, Any]:
-    """POST ``body`` as JSON with the step's idempotency key; returns the JSON answer.
+    """POST ``body`` as JSON (with the step's idempotency key); returns the JSON answer.
 
     ``accept``: extra 4xx statuses that count as an answer (e.g. 404 "already gone" in an
     undo), returned as their JSON body instead of raising.
     """
-    headers = {"Idempotency-Key": app.step_context().idempotency_key}
-    propagate.inject(headers)  # W3C traceparent of the current span, if tracing is on
     try:
-        response = await _client().post(url, json=body, headers=headers)
+        response = await _client().post(url, json=body)
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 500:

@@ -1,13 +1,14 @@
-"""Read-only operations endpoints: health, readiness, queues, schedules and workers."""
+"""Read-only operations endpoints: health, readiness, metrics, queues, schedules, workers."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from orchestrator.errors import NotRegisteredError
+from orchestrator.errors import NotRegisteredError, StoreError
 from orchestrator.http.deps import (
     MAX_ID_CHARS,
     OrchestratorDep,
@@ -24,9 +25,30 @@ from orchestrator.http.schemas import (
     WorkerOut,
     WorkflowOut,
 )
+from orchestrator.metrics import CONTENT_TYPE
+
+logger = logging.getLogger("orchestrator.http.admin")
 
 health_router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **error_responses(401, 503),
+    },
+    summary="Prometheus metrics (text exposition format)",
+)
+async def metrics(app: OrchestratorDep) -> Response:
+    try:
+        await app.metrics.refresh(app.store)
+    except StoreError as exc:  # the in-process figures are still worth serving
+        logger.warning("metrics: queue depths and leases not refreshed: %s", exc)
+    return Response(app.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @health_router.get("/healthz", response_model=Health, summary="The process is alive")

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
@@ -84,11 +85,19 @@ def create_app(
             if owned:
                 await app.shutdown()
 
+    # FastAPI's own request spans (the parent of workflows a request starts) use the
+    # Orchestrator's TracerProvider when it was given one, else the global provider.
+    telemetry = (
+        None
+        if app.tracing.provider is None
+        else TelemetryConfig(tracer_provider=app.tracing.provider)
+    )
     api = FastAPI(
         title=title or f"{app.app_name} orchestrator",
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
+        telemetry=telemetry,
     )
     api.state.config = ServiceConfig(
         orchestrator=app,
@@ -104,6 +113,7 @@ def create_app(
     api.include_router(messages.router, dependencies=protected)
     api.include_router(events.router, dependencies=protected)
     api.include_router(admin.router, dependencies=protected)
+    api.include_router(admin.metrics_router, dependencies=protected)
     sources = [*webhooks, *declared_sources(app)]
     if sources:
         api.include_router(webhook_router(sources))

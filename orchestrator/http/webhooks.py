@@ -258,7 +258,8 @@ def webhook_router(sources: Sequence[WebhookSource]) -> APIRouter:
             workflow = app.engine.workflow_named(action.workflow_name)
             args, kwargs = bind_body(workflow, action.input)
             options = StartOptions(workflow_id=action.workflow_id or key)
-            handle = await app.engine.start_workflow(workflow, args, kwargs, options)
+            with app.tracing.incoming(request.headers):  # the sender's traceparent, if any
+                handle = await app.engine.start_workflow(workflow, args, kwargs, options)
             return WebhookAccepted(
                 source=source,
                 delivery_id=delivery_id,

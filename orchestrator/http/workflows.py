@@ -112,9 +112,10 @@ async def start_workflow(
     if wait_for_event is not None:
         check_text(wait_for_event, "event key")
     args, kwargs = bind_body(workflow, parse_json(await request.body()))
-    handle = await app.engine.start_workflow(
-        workflow, args, kwargs, StartOptions(workflow_id=workflow_id)
-    )
+    with app.tracing.incoming(request.headers):  # the caller's traceparent: its trace
+        handle = await app.engine.start_workflow(
+            workflow, args, kwargs, StartOptions(workflow_id=workflow_id)
+        )
     info = await handle.status()
     if wait_for_event is None:
         return _accepted(request, handle.workflow_id, info.status)

@@ -128,7 +128,7 @@ def test_shipping_refusal_after_payment_refunds_and_releases_once(shop: Shop, sk
 
 def test_transient_shipping_failures_are_retried_to_one_shipment(shop: Shop, sku: str) -> None:
     faults = f"{shop.stack.url('shipping')}/admin/faults"
-    shop.http.put(faults, json={"transient_rate": 0.2}).raise_for_status()
+    shop.http.put(faults, json={"transient_rate": 0.3}).raise_for_status()
     try:
         shop.set_stock(sku, 10)
         orders = [new_order() for _ in range(4)]

@@ -14,7 +14,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,10 +23,12 @@ from rich.table import Table
 from orchestrator.app import Orchestrator
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.errors import OrchestratorError
-from orchestrator.http.client import ServiceClient
 from orchestrator.log_context import configure_logging
 from orchestrator.store import create_store
 from orchestrator.tracing import configure_tracing, tracing_requested
+
+if TYPE_CHECKING:
+    from orchestrator.http.client import ServiceClient
 
 T = TypeVar("T")
 
@@ -111,6 +113,8 @@ def _print(rows: list[Any], columns: list[str], as_json: bool, title: str) -> No
 
 def _remote(url: str, api_key: str | None, call: Callable[[ServiceClient], Awaitable[T]]) -> T:
     """Run ``call`` against the service at ``url`` (errors as in ``_run``)."""
+
+    from orchestrator.http.client import ServiceClient  # FastAPI loads only for --url
 
     async def work() -> T:
         async with ServiceClient(url, api_key=api_key) as client:

@@ -6,10 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from opentelemetry.instrumentation.httpx import (
-    AsyncOpenTelemetryTransport,
-    SyncOpenTelemetryTransport,
-)
 
 from orchestrator import context
 
@@ -67,6 +63,10 @@ def http_client(
                 response = await client.post("/charges", json=order.model_dump())
                 return response.json()["id"]
     """
+    # Imported here: the instrumentation costs ~0.1 s to import, and most processes (the CLI)
+    # never build a client.
+    from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
+
     transport = kwargs.pop("transport", None) or httpx.AsyncHTTPTransport()
     hooks = _hooks(kwargs, _add_key_async, idempotency_key)
     return httpx.AsyncClient(
@@ -84,6 +84,8 @@ def sync_http_client(
 ) -> httpx.Client:
     """The same as ``http_client`` for synchronous steps (they run in a thread, which
     inherits the step's context): an ``httpx.Client``."""
+    from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
+
     transport = kwargs.pop("transport", None) or httpx.HTTPTransport()
     hooks = _hooks(kwargs, _add_key, idempotency_key)
     return httpx.Client(

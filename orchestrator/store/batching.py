@@ -46,6 +46,7 @@ class GroupCommit:
         self._pending: deque[Write] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0  # flushes in progress (writers and inline)
         self.flushes = 0  # counters for tests and metrics
         self.writes = 0
 
@@ -70,7 +71,17 @@ class GroupCommit:
         if not self._tasks:
             raise RuntimeError("GroupCommit.submit before start()")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(Write(kind, params, future))
+        write = Write(kind, params, future)
+        if not self._pending and self._busy == 0:
+            # Idle: flush this write from the caller's task, saving the hand-off to a writer
+            # (two event-loop turns). Writes arriving meanwhile queue up for the writers.
+            self._busy += 1
+            try:
+                await self._flush_kind(kind, [write])
+            finally:
+                self._busy -= 1
+            return await future
+        self._pending.append(write)
         self._wakeup.set()
         return await future
 
@@ -93,8 +104,12 @@ class GroupCommit:
             by_kind: dict[str, list[Write]] = {}
             for write in batch:
                 by_kind.setdefault(write.kind, []).append(write)
-            for kind, writes in by_kind.items():
-                await self._flush_kind(kind, writes)
+            self._busy += 1
+            try:
+                for kind, writes in by_kind.items():
+                    await self._flush_kind(kind, writes)
+            finally:
+                self._busy -= 1
 
     async def _flush_kind(self, kind: str, writes: list[Write]) -> None:
         try:

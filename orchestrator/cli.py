@@ -354,8 +354,8 @@ def _observe(app: Orchestrator, otlp_endpoint: str | None) -> None:
         configure_tracing(os.environ.get("OTEL_SERVICE_NAME") or app.app_name, otlp_endpoint)
 
 
-def load_app(target: str) -> Orchestrator:
-    """Import ``module:attribute`` and return the Orchestrator it names."""
+def _import_target(target: str) -> Any:
+    """Import ``module:attribute`` (the current directory on sys.path) and return it."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise typer.BadParameter(f"expected module:attribute (e.g. sagas.app:app), got {target!r}")
@@ -364,7 +364,12 @@ def load_app(target: str) -> Orchestrator:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-    app = getattr(module, attribute, None)
+    return getattr(module, attribute, None)
+
+
+def load_app(target: str) -> Orchestrator:
+    """Import ``module:attribute`` and return the Orchestrator it names."""
+    app = _import_target(target)
     if not isinstance(app, Orchestrator):
         raise typer.BadParameter(f"{target!r} is not an Orchestrator (got {type(app).__name__})")
     return app
@@ -409,15 +414,7 @@ DEFAULT_UP_TARGET = "sagas.shop:stack"
 
 def load_target(target: str) -> Orchestrator | Callable[..., Any]:
     """Import ``module:attribute``: an Orchestrator, or a stack factory (a callable)."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"expected module:attribute (e.g. sagas.app:app), got {target!r}")
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-    found = getattr(module, attribute, None)
+    found = _import_target(target)
     if isinstance(found, Orchestrator) or (callable(found) and not isinstance(found, type)):
         return found
     raise typer.BadParameter(

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
+from tests.http.conftest import LiveServer, start_server
 
 
-@dataclass
-class ThreadServer:
-    server: uvicorn.Server
-    thread: threading.Thread
-    base_url: str
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
-def serve_in_thread(api: Any) -> ThreadServer:
+def serve_in_thread(api: Any) -> LiveServer:
     """Serve ``api`` on 127.0.0.1 (a free port) in a thread, its lifespan on."""
-    config = uvicorn.Config(api, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-observability", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return ThreadServer(server, thread, f"http://127.0.0.1:{port}")
+    return start_server(api)
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator import NonRetryableError, Orchestrator, Retry
 from orchestrator.http import create_app
 from orchestrator.http.webhooks import Delivery, HmacSha256, Start, WebhookSource
-from tests.observability.servers import ThreadServer, serve_in_thread
+from tests.observability.servers import LiveServer, serve_in_thread
 
 pytestmark = pytest.mark.postgres
 
@@ -89,7 +89,7 @@ def build(database_url: str, provider: TracerProvider) -> Orchestrator:
 @pytest.fixture
 def served(
     postgres_url: str, provider: TracerProvider
-) -> Iterator[tuple[ThreadServer, Orchestrator]]:
+) -> Iterator[tuple[LiveServer, Orchestrator]]:
     app = build(postgres_url, provider)
     source = WebhookSource(
         name="shop",
@@ -132,7 +132,7 @@ def spans_of(exporter: InMemorySpanExporter, workflow_id: str, name: str) -> lis
 
 
 def test_traceparent_on_start_and_on_webhooks_makes_the_workflow_a_child(
-    served: tuple[ThreadServer, Orchestrator], exporter: InMemorySpanExporter
+    served: tuple[LiveServer, Orchestrator], exporter: InMemorySpanExporter
 ) -> None:
     server, _ = served
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
@@ -214,7 +214,7 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 
 def test_metrics_report_a_known_workload(
-    served: tuple[ThreadServer, Orchestrator],
+    served: tuple[LiveServer, Orchestrator],
 ) -> None:
     server, _ = served
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
@@ -279,7 +279,7 @@ def test_metrics_report_a_known_workload(
 
 
 def test_metrics_show_queue_depth(
-    served: tuple[ThreadServer, Orchestrator],
+    served: tuple[LiveServer, Orchestrator],
 ) -> None:
     server, app = served
     with httpx.Client(base_url=server.base_url, timeout=60) as client:

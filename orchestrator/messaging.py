@@ -77,6 +77,12 @@ class Messaging:
             return remaining
         return self.poll_seconds if remaining is None else min(remaining, self.poll_seconds)
 
+    def _wake(self, kind: str, workflow_id: str, key: str) -> None:
+        """Wake this process's waiters on a write that just committed, without waiting for
+        the database's notification (which still comes, for other processes, and then finds
+        the waiter gone or wakes it once more: a waiter always re-reads before returning)."""
+        self.waiters.notify(kind, f"{workflow_id}{SEPARATOR}{key}")
+
     # -- messages ---------------------------------------------------------------------------
     async def send(
         self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
@@ -86,7 +92,8 @@ class Messaging:
         payload = encode(message, what="message")
         run = _durable_run()
         if run is None:
-            await self.store.send_message(destination_id, topic_name, payload, idempotency_key)
+            if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
+                self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
             return
         number = run.next_step()
         if run.replayed(number, "send") is not None:
@@ -108,7 +115,8 @@ class Messaging:
             number,
             extra={_DESTINATION: destination_id, _TOPIC: topic_name},
         ):
-            await self.store.send_message(destination_id, topic_name, payload, key, step)
+            if await self.store.send_message(destination_id, topic_name, payload, key, step):
+                self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
 
     async def recv(self, topic: str | None, timeout: float | None) -> Any:
         """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s), exactly once,
@@ -204,6 +212,7 @@ class Messaging:
             await self.store.set_event(
                 run.workflow_id, key, encode(value, what="event value"), step
             )
+        self._wake(NOTIFY_EVENT, run.workflow_id, key)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
         """Wait until the workflow publishes ``key`` (its value) or ``timeout`` passes (None).
@@ -281,6 +290,7 @@ class Messaging:
             started_at=self.clock.now_ms(),
         )
         await self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step)
+        self._wake(NOTIFY_STREAM, run.workflow_id, key)
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Yield the stream's values as they are written; stop when it is closed or the

@@ -75,7 +75,7 @@ class PostgresWrites(CoordinatedSQLStore):
             return await self._create_workflows([write.params for write in writes])
         if kind == "send":
             if len(writes) == 1:
-                return [await super().send_message(*writes[0].params)]
+                return [await self._send_one(*writes[0].params)]
             return await self._send_messages([write.params for write in writes])
         if kind == "record_step":
             if len(writes) == 1:
@@ -210,6 +210,17 @@ class PostgresWrites(CoordinatedSQLStore):
                 "send", (destination_id, topic, payload, idempotency_key)
             )
             return sent
+        return await self._send_one(destination_id, topic, payload, idempotency_key, step)
+
+    async def _send_one(
+        self,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """One send as one combined statement (check, insert, record the sender's step)."""
         row = await self._one(
             "send_message_combined",
             {
@@ -217,12 +228,12 @@ class PostgresWrites(CoordinatedSQLStore):
                 "topic": topic,
                 "payload": payload,
                 "idempotency_key": idempotency_key,
-                "workflow_id": step.workflow_id,
-                "step_number": step.step_number,
-                "name": step.name,
-                "kind": step.kind.value,
-                "output": step.output,
-                "started_at": step.started_at,
+                "workflow_id": None if step is None else step.workflow_id,
+                "step_number": None if step is None else step.step_number,
+                "name": None if step is None else step.name,
+                "kind": None if step is None else step.kind.value,
+                "output": None if step is None else step.output,
+                "started_at": None if step is None else step.started_at,
             },
         )
         return _sent(destination_id, row, step)

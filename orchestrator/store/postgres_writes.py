@@ -77,6 +77,10 @@ class PostgresWrites(CoordinatedSQLStore):
             if len(writes) == 1:
                 return [await self._send_one(*writes[0].params)]
             return await self._send_messages([write.params for write in writes])
+        if kind == "recv":
+            if len(writes) == 1:
+                return [await self._recv_one(*writes[0].params)]
+            return await self._recv_messages([write.params for write in writes])
         if kind == "record_step":
             if len(writes) == 1:
                 return [await super().record_step(writes[0].params)]
@@ -263,7 +267,11 @@ class PostgresWrites(CoordinatedSQLStore):
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """Consume the oldest message and record ``step`` with it, both or neither: one round
-        trip."""
+        trip, shared with concurrent receivers."""
+        payload: str | None = await self._batcher.submit("recv", (workflow_id, topic, step))
+        return payload
+
+    async def _recv_one(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         row = await self._one(
             "recv_message_combined",
             {
@@ -275,15 +283,37 @@ class PostgresWrites(CoordinatedSQLStore):
                 "started_at": step.started_at,
             },
         )
-        if row["waiting"] is not None and row["payload"] is None:
-            raise WorkflowStateError(
-                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
-                "number is already recorded",
-                workflow_id=workflow_id,
-                step_number=step.step_number,
-            )
-        payload: str | None = row["payload"]
-        return payload
+        return _received(workflow_id, step, row)
+
+    async def _recv_messages(self, recvs: list[tuple[str, str, StepRecord]]) -> list[Any]:
+        # One receiver per (workflow, topic) in a statement: two would see the same message.
+        first: dict[tuple[str, str], int] = {}
+        for index, (workflow_id, topic, _) in enumerate(recvs):
+            first.setdefault((workflow_id, topic), index)
+        batch = [recvs[i] for i in first.values()]
+        rows = await self._all(
+            "recv_messages_batch",
+            {
+                "workflow_ids": [r[0] for r in batch],
+                "topics": [r[1] for r in batch],
+                "step_numbers": [r[2].step_number for r in batch],
+                "names": [r[2].name for r in batch],
+                "kinds": [r[2].kind.value for r in batch],
+                "started_ats": [r[2].started_at for r in batch],
+            },
+        )
+        answers = dict(zip(first.values(), rows, strict=True))
+        results: list[Any] = []
+        for index, (workflow_id, topic, step) in enumerate(recvs):
+            try:
+                row = answers.get(index)
+                if row is None:  # a second receiver of the same mailbox: on its own, after
+                    results.append(await self._recv_one(workflow_id, topic, step))
+                else:
+                    results.append(_received(workflow_id, step, row))
+            except Exception as error:  # this receiver's own answer
+                results.append(error)
+        return results
 
     async def set_event(
         self, workflow_id: str, key: str, value: str, step: StepRecord | None
@@ -338,3 +368,17 @@ def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = No
             step_number=step.step_number,
         )
     return bool(row["inserted"])
+
+
+def _received(workflow_id: str, step: StepRecord, row: dict[str, Any]) -> str | None:
+    """A recv's answer from its row: the payload consumed, None (nothing waiting), or the
+    error of a step number already recorded (nothing consumed)."""
+    if row["waiting"] is not None and row["payload"] is None:
+        raise WorkflowStateError(
+            f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
+            "number is already recorded",
+            workflow_id=workflow_id,
+            step_number=step.step_number,
+        )
+    payload: str | None = row["payload"]
+    return payload

@@ -12,6 +12,7 @@ from orchestrator.errors import (
     DuplicateWorkflowError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
+    WorkflowStateError,
 )
 from orchestrator.store import PostgresStore
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowQuery
@@ -170,5 +171,47 @@ async def test_concurrent_sends_share_flushes_and_keep_their_answers(postgres_ur
         assert await store.recv_message("r1", "t", step) == '"k"'
         step = StepRecord("r1", 3, "recv", StepKind.RECV)
         assert await store.recv_message("r1", "t", step) is None  # the key was sent once
+    finally:
+        await store.close()
+
+
+async def test_concurrent_receivers_share_flushes_and_consume_each_message_once(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        for i in range(100):
+            await store.create_workflow(new(f"m{i}"))
+            if i < 90:  # m90..m99 have nothing waiting
+                await store.send_message(f"m{i}", "t", str(i), None)
+        await store.send_message("m0", "t", "second", None)
+        await store.record_step(StepRecord("m5", 1, "taken", StepKind.STEP))
+        batcher = store._batcher
+        before = (batcher.flushes, batcher.writes)
+        receivers = [
+            *(
+                store.recv_message(f"m{i}", "t", StepRecord(f"m{i}", 1, "recv", StepKind.RECV))
+                for i in range(100)
+            ),
+            # the same mailbox twice at once (as after a lost lease): never one message twice
+            store.recv_message("m0", "t", StepRecord("m0", 2, "recv", StepKind.RECV)),
+        ]
+        results = await asyncio.gather(*receivers, return_exceptions=True)
+        assert isinstance(results[5], WorkflowStateError)  # number taken: nothing consumed
+        assert [r for i, r in enumerate(results[:90]) if i != 5] == [
+            str(i) for i in range(90) if i != 5
+        ]
+        assert results[90:100] == [None] * 10
+        assert sorted([results[0], results[100]]) == ["0", "second"]  # type: ignore[type-var]
+        flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
+        assert writes == 101 and flushes < writes / 4
+        again = StepRecord("m5", 2, "recv", StepKind.RECV)
+        assert await store.recv_message("m5", "t", again) == "5"  # still there after the refusal
+        for i in (1, 42, 89):
+            steps = await store.load_steps(f"m{i}")
+            assert [(s.kind, s.output) for s in steps] == [(StepKind.RECV, str(i))]
+            later = StepRecord(f"m{i}", 2, "recv", StepKind.RECV)
+            assert await store.recv_message(f"m{i}", "t", later) is None  # consumed once
     finally:
         await store.close()

@@ -36,6 +36,7 @@ POSTGRES_ONLY = {
     "finish_workflows_batch",
     "insert_workflows_batch",
     "send_messages_batch",
+    "recv_messages_batch",
 }
 
 

@@ -618,3 +618,42 @@ SELECT
        AND inserted.idempotency_key IS NOT DISTINCT FROM input.idempotency_key) AS inserted
 FROM input LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
 ORDER BY input.ordinal
+
+-- recv_messages_batch --
+-- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(workflow_ids)b::text[], %(topics)b::text[], %(step_numbers)b::integer[],
+        %(names)b::text[], %(kinds)b::text[], %(started_ats)b::bigint[]
+    ) WITH ORDINALITY AS t(workflow_id, topic, step_number, name, kind, started_at, ordinal)
+), next AS (
+    SELECT input.*, waiting.message_id, waiting.payload
+    FROM input CROSS JOIN LATERAL (
+        SELECT message_id, payload FROM messages
+        WHERE destination_id = input.workflow_id AND topic = input.topic AND NOT consumed
+        ORDER BY message_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS waiting
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+    )
+    SELECT workflow_id, step_number, name, kind, payload, 1, started_at, now_ms()
+    FROM next
+    ORDER BY ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id, step_number
+), consumed AS (
+    UPDATE messages SET consumed = true
+    FROM next JOIN step USING (workflow_id, step_number)
+    WHERE messages.message_id = next.message_id
+    RETURNING messages.message_id
+)
+SELECT
+    input.ordinal,
+    next.payload AS waiting,
+    CASE WHEN EXISTS (SELECT 1 FROM consumed WHERE consumed.message_id = next.message_id)
+        THEN next.payload END AS payload
+FROM input LEFT JOIN next USING (ordinal)
+ORDER BY input.ordinal

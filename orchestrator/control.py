@@ -1,0 +1,235 @@
+"""The operator's half of the Orchestrator's API: handles, cancel / resume / fork, listings,
+queue statistics, schedules and workers. Each call works outside a workflow (direct) and inside
+one (recorded as a step, so a replay does not repeat it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from orchestrator.engine import Engine
+from orchestrator.errors import InvalidArgumentError, NotRegisteredError
+from orchestrator.scheduler import check_cron, schedule_input
+from orchestrator.store.base import (
+    QueueStats,
+    ScheduleRecord,
+    Store,
+    WorkerRecord,
+    WorkflowQuery,
+)
+from orchestrator.types import WorkflowStatus
+from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
+
+T = TypeVar("T")
+
+
+async def _call(thunk: Callable[[], Awaitable[Any]]) -> Any:
+    return await thunk()
+
+
+async def _call_infos(thunk: Callable[[], Awaitable[Any]]) -> list[WorkflowInfo]:
+    result: list[WorkflowInfo] = await thunk()
+    return result
+
+
+async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
+    result: list[StepInfo] = await thunk()
+    return result
+
+
+class Control:
+    """Mixed into Orchestrator: the calls an operator (or a workflow) makes about workflows."""
+
+    engine: Engine
+    store: Store
+
+    async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
+        raise NotImplementedError
+
+    def _workflow_of(self, workflow: Any) -> WorkflowFunction[Any, Any]:
+        raise NotImplementedError
+
+    def retrieve(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle for an existing workflow (``status()`` raises if there is none)."""
+        return WorkflowHandle(self.engine, workflow_id)
+
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
+        """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
+        ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED)."""
+
+        async def cancel() -> None:
+            await self.engine.cancel(workflow_id, compensate=compensate)
+
+        await self._op(cancel)
+
+    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback."""
+
+        async def retry_compensation() -> str:
+            return (await self.engine.retry_compensation(workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(retry_compensation))
+
+    async def skip_compensation(
+        self, workflow_id: str, *, step: int, reason: str, by: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Give up undoing forward step ``step`` of a COMPENSATION_FAILED saga (the person
+        ``by`` and the ``reason`` are recorded in its history) and finish the rollback."""
+        who = by or getpass.getuser()
+
+        async def skip_compensation() -> str:
+            handle = await self.engine.skip_compensation(workflow_id, step, reason, who)
+            return handle.workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(skip_compensation))
+
+    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
+        checkpoint (failed steps at the end of its history are retried)."""
+
+        async def resume() -> str:
+            return (await self.engine.resume(workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(resume))
+
+    async def fork(
+        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow with the same input that reuses steps before ``from_step``."""
+
+        async def fork() -> str:
+            return (await self.engine.fork(workflow_id, from_step, new_workflow_id)).workflow_id
+
+        return WorkflowHandle(self.engine, await self._op(fork))
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | str | list[WorkflowStatus] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        parent_workflow_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        ascending: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows matching the filters, newest first (unless ``ascending``)."""
+        if limit < 1 or limit > 10_000 or offset < 0:
+            raise InvalidArgumentError("limit must be 1..10000 and offset >= 0")
+        statuses = None
+        if status is not None:
+            raw = status if isinstance(status, list) else [status]
+            try:
+                statuses = [WorkflowStatus(s) for s in raw]
+            except ValueError as exc:
+                raise InvalidArgumentError(
+                    f"unknown status {status!r}; use one of {', '.join(WorkflowStatus)}"
+                ) from exc
+        query = WorkflowQuery(
+            statuses=statuses,
+            name=name,
+            queue_name=queue,
+            parent_workflow_id=parent_workflow_id,
+            created_after_ms=None
+            if created_after is None
+            else int(created_after.timestamp() * 1000),
+            created_before_ms=None
+            if created_before is None
+            else int(created_before.timestamp() * 1000),
+            limit=limit,
+            offset=offset,
+            ascending=ascending,
+        )
+
+        async def list_workflows() -> list[WorkflowInfo]:
+            return await self.engine.list_workflows(query)
+
+        return await self._op(list_workflows, _call_infos)
+
+    async def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        """Every recorded step (forward steps and compensations) of a workflow, in order."""
+
+        async def list_steps() -> list[StepInfo]:
+            return await self.engine.list_steps(workflow_id)
+
+        return await self._op(list_steps, _call_steps)
+
+    # -- queues, schedules, workers ---------------------------------------------------------
+    async def list_queued(
+        self, queue: str | None = None, *, limit: int = 100
+    ) -> list[WorkflowInfo]:
+        """Workflows waiting on a queue (or on any queue), oldest first."""
+        self.engine.require_launched("list_queued")
+        query = WorkflowQuery(
+            statuses=[WorkflowStatus.ENQUEUED], queue_name=queue, limit=limit, ascending=True
+        )
+        infos = await self.engine.list_workflows(query)
+        return [info for info in infos if info.queue_name is not None]
+
+    async def queue_stats(self, queue: str | None = None) -> list[QueueStats]:
+        """Depth, running count and starts in the last minute, per queue."""
+        self.engine.require_launched("queue_stats")
+        return await self.store.queue_stats(queue)
+
+    async def create_schedule(
+        self,
+        name: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        catch_up: bool = False,
+        replace: bool = False,
+    ) -> ScheduleRecord:
+        """Store a schedule that any worker runs: each tick of ``cron`` (six fields, seconds
+        first) starts ``workflow(scheduled_time, *args, **kwargs)`` once."""
+        self.engine.require_launched("create_schedule")
+        if not name or not isinstance(name, str):
+            raise InvalidArgumentError("a schedule needs a non-empty name")
+        function = self._workflow_of(workflow)
+        check_cron(cron)
+        function.signature.bind((None, *args), kwargs or {})  # the arguments must fit
+        record = ScheduleRecord(
+            name=name,
+            workflow_name=function.name,
+            cron=cron,
+            input=schedule_input(tuple(args), kwargs or {}),
+            catch_up=catch_up,
+        )
+        return await self.store.save_schedule(record, replace=replace)
+
+    async def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop starting ticks of a schedule until resumed."""
+        return await self._set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Start ticking a paused schedule again (from now on)."""
+        return await self._set_paused(name, False)
+
+    async def _set_paused(self, name: str, paused: bool) -> ScheduleRecord:
+        self.engine.require_launched("pause_schedule" if paused else "resume_schedule")
+        record = await self.store.set_schedule_paused(name, paused)
+        if record is None:
+            raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+        return record
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the workflows it started stay."""
+        self.engine.require_launched("delete_schedule")
+        if not await self.store.delete_schedule(name):
+            raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every stored schedule (declared and created)."""
+        self.engine.require_launched("list_schedules")
+        return await self.store.list_schedules()
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Workers registered in the database, with their leases."""
+        self.engine.require_launched("list_workers")
+        return await self.store.list_workers()

@@ -49,6 +49,10 @@ def configure_logging(level: int | str = logging.INFO, fmt: str = LOG_FORMAT) ->
         stderr.setFormatter(logging.Formatter(fmt))
         root.addHandler(stderr)
         root.setLevel(level)
+        # httpx logs every request at INFO (health checks, each step's call): keep it to
+        # warnings unless the application configured it.
+        if logging.getLogger("httpx").level == logging.NOTSET:
+            logging.getLogger("httpx").setLevel(logging.WARNING)
     for handler in root.handlers:
         if not any(isinstance(f, WorkflowLogFilter) for f in handler.filters):
             handler.addFilter(WorkflowLogFilter())

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,20 @@ from orchestrator.http.stack import free_port
 
 DEFAULT_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
 FLOWS = ("order -> payment URL", "order -> completion")
+
+
+def _drain(shop: subprocess.Popen[str], log: Path) -> None:
+    """Copy the rest of the shop's output to ``log`` in a thread: an unread pipe fills up and
+    then blocks every write (a log line) of the processes behind it."""
+    assert shop.stdout is not None
+    stdout = shop.stdout
+
+    def copy() -> None:
+        with log.open("w") as out:
+            for line in stdout:
+                out.write(line)
+
+    threading.Thread(target=copy, name="shop-output", daemon=True).start()
 
 
 def _start_shop(database_url: str, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
@@ -100,6 +115,7 @@ def main() -> None:
     database_url = pgadmin.database_url(args.admin_url, args.database)
     port = free_port()
     shop = _start_shop(database_url, port, args)
+    _drain(shop, out / "load-shop.log")
     try:
         locust = [
             str(Path(sys.executable).with_name("locust")),

@@ -18,8 +18,10 @@ import httpx
 from orchestrator import NonRetryableError, http_client
 
 REQUEST_TIMEOUT_SECONDS = 10.0
-# One client (one connection pool) per event loop: a client is bound to the loop it ran on.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+# One client (one connection pool) per event loop and service: a client is bound to the loop
+# it ran on, and httpcore checks every idle connection of a pool on each request, so small
+# per-service pools cost less than one shared pool.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -38,12 +40,13 @@ class ServiceRejected(NonRetryableError):
         self.body = body
 
 
-def _client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+def _client(url: str) -> httpx.AsyncClient:
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    origin = httpx.URL(url).netloc.decode()
+    client = clients.get(origin)
     if client is None:
         client = http_client(timeout=REQUEST_TIMEOUT_SECONDS)
-        _clients[loop] = client
+        clients[origin] = client
     return client
 
 
@@ -54,7 +57,7 @@ async def post(url: str, body: Any = None, *, accept: tuple[int, ...] = ()) -> d
     undo), returned as their JSON body instead of raising.
     """
     try:
-        response = await _client().post(url, json=body)
+        response = await _client(url).post(url, json=body)
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 500:

@@ -123,6 +123,35 @@ def _remote(url: str, api_key: str | None, call: Callable[[ServiceClient], Await
     return _run(work)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Where:
+    """Where a read or steering command goes: the database (as an inspector), or the service
+    at ``url`` when one is given."""
+
+    database_url: str | None
+    app_name: str
+    schema: str
+    url: str | None
+    api_key: str | None
+
+
+def _ask(
+    where: _Where,
+    local: Callable[[Orchestrator], Awaitable[T]],
+    remote: Callable[[ServiceClient], Awaitable[T]],
+) -> T:
+    """``remote(client)`` against the service with ``--url``, else ``local(app)`` against the
+    database."""
+    if where.url:
+        return _remote(where.url, where.api_key, remote)
+
+    async def work() -> T:
+        async with _inspector(where.database_url, where.app_name, where.schema) as app:
+            return await local(app)
+
+    return _run(work)
+
+
 def _inspector(database_url: str | None, app_name: str, schema: str) -> Orchestrator:
     """An orchestrator for reading and steering: its own executor id recovers nothing."""
     return Orchestrator(
@@ -167,15 +196,10 @@ def list_workflows(
     api_key: ApiKey = None,
 ) -> None:
     """List workflows, newest first."""
-
-    async def work() -> list[Any]:
-        async with _inspector(database_url, app_name, schema) as app:
-            return await app.list_workflows(status=status, name=name, limit=limit)
-
-    rows = (
-        _remote(url, api_key, lambda c: c.list_workflows(status=status, name=name, limit=limit))
-        if url
-        else _run(work)
+    rows: list[Any] = _ask(
+        _Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.list_workflows(status=status, name=name, limit=limit),
+        lambda client: client.list_workflows(status=status, name=name, limit=limit),
     )
     columns = ["workflow_id", "name", "status", "created_at", "error"]
     _print(rows, columns, as_json, "workflows")
@@ -192,16 +216,14 @@ def get_workflow(
     api_key: ApiKey = None,
 ) -> None:
     """Show one workflow's status, input, output and error."""
-
-    async def work() -> Any:
-        async with _inspector(database_url, app_name, schema) as app:
-            return await app.retrieve(workflow_id).status()
-
-    if url:
-        info = _remote(url, api_key, lambda c: c.get_workflow(workflow_id))
-        info.pop("links", None)
-    else:
-        info = _plain(_run(work))
+    info: dict[str, Any] = _plain(
+        _ask(
+            _Where(database_url, app_name, schema, url, api_key),
+            lambda app: app.retrieve(workflow_id).status(),
+            lambda client: client.get_workflow(workflow_id),
+        )
+    )
+    info.pop("links", None)  # the service's answer links to itself
     if as_json:
         console.print_json(json.dumps(info))
         return
@@ -220,12 +242,11 @@ def list_steps(
     api_key: ApiKey = None,
 ) -> None:
     """A workflow's recorded steps and compensations, in order."""
-
-    async def work() -> list[Any]:
-        async with _inspector(database_url, app_name, schema) as app:
-            return await app.list_steps(workflow_id)
-
-    rows = _remote(url, api_key, lambda c: c.list_steps(workflow_id)) if url else _run(work)
+    rows: list[Any] = _ask(
+        _Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.list_steps(workflow_id),
+        lambda client: client.list_steps(workflow_id),
+    )
     columns = ["step_number", "kind", "name", "status", "attempts", "compensates_step", "error"]
     _print(rows, columns, as_json, f"steps of {workflow_id}")
 
@@ -241,15 +262,11 @@ def cancel_workflow(
     api_key: ApiKey = None,
 ) -> None:
     """Cancel a workflow (it stops at its next durable call)."""
-
-    async def work() -> None:
-        async with _inspector(database_url, app_name, schema) as app:
-            await app.cancel(workflow_id, compensate=compensate)
-
-    if url:
-        _remote(url, api_key, lambda c: c.cancel(workflow_id, compensate=compensate))
-    else:
-        _run(work)
+    _ask(
+        _Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.cancel(workflow_id, compensate=compensate),
+        lambda client: client.cancel(workflow_id, compensate=compensate),
+    )
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
 
 
@@ -477,12 +494,11 @@ def queues(
     api_key: ApiKey = None,
 ) -> None:
     """Queue depths, running counts and starts in the last minute."""
-
-    async def work() -> list[Any]:
-        async with _inspector(database_url, app_name, schema) as app:
-            return list(await app.queue_stats())
-
-    rows = _remote(url, api_key, lambda c: c.queue_stats()) if url else _run(work)
+    rows: list[Any] = _ask(
+        _Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.queue_stats(),
+        lambda client: client.queue_stats(),
+    )
     columns = ["queue_name", "depth", "running", "started_last_minute"]
     _print(rows, columns, as_json, "queues")
 
@@ -497,17 +513,13 @@ def schedules(
     api_key: ApiKey = None,
 ) -> None:
     """Stored cron schedules."""
-
-    async def work() -> list[Any]:
-        async with _inspector(database_url, app_name, schema) as app:
-            return list(await app.list_schedules())
-
-    if url:
-        rows = _remote(url, api_key, lambda c: c.list_schedules())
-        columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick"]
-    else:
-        rows = _run(work)
-        columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick_ms"]
+    rows: list[Any] = _ask(
+        _Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.list_schedules(),
+        lambda client: client.list_schedules(),
+    )
+    last_tick = "last_tick" if url else "last_tick_ms"  # the service answers a time
+    columns = ["name", "workflow_name", "cron", "paused", "catch_up", last_tick]
     _print(rows, columns, as_json, "schedules")
 
 

@@ -68,31 +68,33 @@ class PostgresWrites(CoordinatedSQLStore):
         return finished
 
     async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
-        """One statement for all ``writes`` of a kind; the single-row statement for one."""
+        """One statement for all ``writes`` of a kind; the single-row statement for one (the
+        combined statement costs more alone)."""
+        params = [write.params for write in writes]
+        if len(params) == 1:
+            return [await self._write_one(kind, params[0])]
+        batched: dict[str, Callable[[list[Any]], Awaitable[list[Any]]]] = {
+            "create": self._create_workflows,
+            "send": self._send_messages,
+            "recv": self._recv_messages,
+            "record_step": self._record_steps,
+            "finish": self._finish_workflows,
+        }
+        return await batched[kind](params)
+
+    async def _write_one(self, kind: str, params: Any) -> Any:
         if kind == "create":
-            if len(writes) == 1:
-                return [await super().create_workflow(writes[0].params)]
-            return await self._create_workflows([write.params for write in writes])
+            return await super().create_workflow(params)
         if kind == "send":
-            if len(writes) == 1:
-                return [await self._send_one(*writes[0].params)]
-            return await self._send_messages([write.params for write in writes])
+            return await self._send_one(*params)
         if kind == "recv":
-            if len(writes) == 1:
-                return [await self._recv_one(*writes[0].params)]
-            return await self._recv_messages([write.params for write in writes])
+            return await self._recv_one(*params)
         if kind == "record_step":
-            if len(writes) == 1:
-                return [await super().record_step(writes[0].params)]
-            return await self._record_steps([write.params for write in writes])
-        if len(writes) == 1:
-            workflow_id, status, output, error = writes[0].params
-            return [
-                await super().finish_workflow(
-                    workflow_id, WorkflowStatus(status), output=output, error=error
-                )
-            ]
-        return await self._finish_workflows([write.params for write in writes])
+            return await super().record_step(params)
+        workflow_id, status, output, error = params
+        return await super().finish_workflow(
+            workflow_id, WorkflowStatus(status), output=output, error=error
+        )
 
     async def _create_workflows(self, news: list[NewWorkflow]) -> list[Any]:
         rows = await self._all(

@@ -229,3 +229,25 @@ async def test_a_redelivered_send_answers_as_the_first_even_after_the_end(
         await app.send("pay-1", {"paid": True}, idempotency_key="evt_9")  # the retry: no error
         with pytest.raises(WorkflowFinishedError):
             await app.send("pay-1", {"paid": True}, idempotency_key="evt_10")
+
+
+@pytest.mark.postgres
+async def test_a_send_wakes_a_waiter_in_the_same_process_without_the_database(
+    postgres_url: str,
+) -> None:
+    """With the database's notifications cut off (and no polling on PostgreSQL), only the
+    send's and set_event's own wake-up of this process's waiters can deliver."""
+    app = Orchestrator("wake", postgres_url)
+
+    @app.workflow(name="waiter")
+    async def waiter() -> object:
+        await app.set_event("ready", True)
+        return await app.recv("go", timeout=600)
+
+    async with app:
+        app.store._handlers.clear()  # type: ignore[attr-defined]
+        handle = await app.start(waiter, workflow_id="wake-1")
+        assert await app.get_event("wake-1", "ready", timeout=30) is True
+        await asyncio.sleep(0.2)  # parked in recv, its deadline recorded
+        await app.send("wake-1", "now", topic="go")
+        assert await handle.result(timeout=30) == "now"

@@ -73,3 +73,28 @@ def test_orders_survive_orchestrator_sigkills(shop: Shop, sku: str) -> None:
             {"payment.cancelled" if plans[order] == "cancel" else "payment.succeeded": 1}
         )
     assert shop.stock(sku) == 100 - sold, f"seed {seed}"
+
+
+def test_the_provider_retries_its_webhook_until_the_orchestrator_takes_it(
+    shop: Shop, sku: str
+) -> None:
+    """The customer pays while the orchestrator is down: the signed delivery fails, the
+    payments service retries it with backoff, and the saga completes once it is back."""
+    shop.set_stock(sku, 5)
+    order = new_order()
+    shop.place(order, sku)
+    url = shop.payment_url(order)
+    shop.stack.kill_orchestrator()
+    try:
+        assert shop.click(url, "pay").status_code == 303
+        time.sleep(1.0)  # a few deliveries fail (backoff 0.2 s doubling, at most 1 s)
+    finally:
+        shop.stack.start_orchestrator()
+    assert shop.result(order)["status"] == "SUCCESS"
+    session_id = url.rstrip("/").rsplit("/", 1)[-1]
+    outbox = shop.http.get(
+        f"{shop.stack.url('payments')}/webhooks/outbox", params={"session_id": session_id}
+    ).json()
+    [paid] = [event for event in outbox if event["type"] == "payment.succeeded"]
+    assert paid["status"] == "delivered" and paid["attempts"] >= 2, paid
+    shop.assert_applied_once(order)

@@ -22,11 +22,6 @@ run() {  # run LABEL COMMAND...: keep going on failure, remember the label
     "$@" || failed+=("$label")
 }
 
-run ruff-check ruff check .
-run ruff-format ruff format --check .
-run mypy mypy
-run import-linter lint-imports
-
 # Decide whether PostgreSQL is there.
 url="${TEST_DATABASE_URL:-postgresql://root@127.0.0.1:5432/root}"
 shown="$(printf '%s' "$url" | sed -E 's#(://[^:/@]+):[^@]*@#\1:***@#')"
@@ -47,11 +42,42 @@ else
     export ORCH_TEST_SKIP_POSTGRES=1
 fi
 
+# The full suite fuzzes the HTTP API with schemathesis at 1,000 cases per operation
+# (tests/http/test_schemathesis.py). That is CPU-bound hypothesis work, so it runs as its own
+# pytest process, started now, beside the linters and the rest of the suite (2 cores); its
+# output is shown when it ends. With arguments, pytest runs only what they select, as given.
+fuzz_pid=""
+fuzz_log=""
+if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
+    export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-1000}"
+    fuzz_log="$(mktemp -t schemathesis.XXXXXX.log)"
+    echo "==> pytest tests/http/test_schemathesis.py (background, $SCHEMATHESIS_MAX_EXAMPLES cases per operation)"
+    python -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py >"$fuzz_log" 2>&1 &
+    fuzz_pid=$!
+    set -- --ignore=tests/http/test_schemathesis.py
+fi
+
+run ruff-check ruff check .
+run ruff-format ruff format --check .
+run mypy mypy
+run import-linter lint-imports
+
 echo "==> pytest $*"
 set +e
 python -m pytest -p no:cacheprovider "$@"
 status=$?
 set -e
+
+if [ -n "$fuzz_pid" ]; then
+    set +e
+    wait "$fuzz_pid"
+    fuzz_status=$?
+    set -e
+    echo "==> schemathesis (exit $fuzz_status):"
+    if [ $fuzz_status -eq 0 ]; then tail -n 3 "$fuzz_log"; else cat "$fuzz_log"; fi
+    rm -f "$fuzz_log"
+    if [ $fuzz_status -ne 0 ]; then failed+=(schemathesis); fi
+fi
 
 if [ $status -eq 5 ]; then
     echo "pytest collected no tests (exit 5): treating that as a failure" >&2

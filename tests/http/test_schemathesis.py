@@ -1,14 +1,20 @@
 """Property-based API tests: schemathesis cases from the live service's OpenAPI document.
 
-Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 150 to keep the HTTP
-suite within its time budget; the release check runs 1000: SCHEMATHESIS_MAX_EXAMPLES=1000).
+Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 1000, as `make test`
+runs them: in a pytest process of their own beside the rest of the suite, see scripts/test.sh;
+SCHEMATHESIS_MAX_EXAMPLES=100 for a quick local run). The service runs in its own process
+(tests/http/fuzz_server.py), so generating cases and answering them use both cores.
 Checked: no 5xx, documented status codes and content types, bodies that fit their schemas.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,13 +30,15 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from orchestrator.http import create_app
-from tests.http.conftest import API_KEY, MAX_BODY_BYTES, LiveServer, start_server
+from orchestrator.http.stack import free_port
+from tests.e2e.stack import ROOT, stop, wait_healthy
+from tests.http.conftest import API_KEY, MAX_BODY_BYTES
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
 
 pytestmark = pytest.mark.postgres
 
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "150"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "1000"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -54,31 +62,36 @@ DOCUMENT = _document()
 
 @pytest.fixture(scope="session")
 def session() -> requests.Session:
-    return requests.Session()
+    session = requests.Session()
+    session.trust_env = False  # loopback only: no proxy lookup in os.environ per request
+    return session
+
+
+@dataclass(frozen=True)
+class FuzzServer:
+    base_url: str
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(http_database: str) -> Iterator[LiveServer]:
-    """The service as the live_server fixture builds it, but with long polls capped at 50 ms:
-    generated timeouts would otherwise hold each case for seconds."""
-    service = create_app(
-        build_orchestrator(http_database),
-        api_key=API_KEY,
-        max_body_bytes=MAX_BODY_BYTES,
-        max_wait_seconds=0.05,
-        webhooks=SOURCES,
-    )
-    server = start_server(service)
+def fuzz_server(http_database: str) -> Iterator[FuzzServer]:
+    """The service (tests/http/fuzz_server.py) in its own process on a free loopback port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.http.fuzz_server", "--database-url", http_database]
+    process = subprocess.Popen([*argv, "--port", str(port)], cwd=ROOT)
     try:
+        server = FuzzServer(f"http://127.0.0.1:{port}")
+        wait_healthy(server.base_url, process)
         yield server
     finally:
-        server.stop()
+        stop(process)
+        if process.returncode not in (0, -signal.SIGTERM):
+            pytest.fail(f"the fuzzed server exited with {process.returncode}")
 
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
-def test_the_live_server_serves_this_document(fuzz_server: LiveServer) -> None:
+def test_the_live_server_serves_this_document(fuzz_server: FuzzServer) -> None:
     assert httpx.get(f"{fuzz_server.base_url}/openapi.json").json() == DOCUMENT
 
 
@@ -90,7 +103,7 @@ def test_the_live_server_serves_this_document(fuzz_server: LiveServer) -> None:
     derandomize=True,
 )
 def test_no_server_errors_and_responses_fit_the_schema(
-    case: schemathesis.Case, fuzz_server: LiveServer, session: requests.Session
+    case: schemathesis.Case, fuzz_server: FuzzServer, session: requests.Session
 ) -> None:
     response = case.call(base_url=fuzz_server.base_url, session=session, headers=AUTH, timeout=30)
     case.validate_response(response, checks=CHECKS)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,6 +70,8 @@ class OursDriver:
             configure_for_bench(os.environ["BENCH_TRACING"], os.environ["BENCH_OTLP_ENDPOINT"])
         app = Orchestrator("bench", database_url, executor_id=EXECUTOR_ID, app_version=APP_VERSION)
         self.app = app
+        self.database_url = database_url
+        self._probe_connection: Any = None
 
         @app.step()
         async def echo(x: int) -> int:
@@ -116,7 +119,48 @@ class OursDriver:
         await self.app.launch()
 
     async def shutdown(self) -> None:
+        if self._probe_connection is not None:
+            await self._probe_connection.close()
         await self.app.shutdown()
+
+    async def checkpoint_probe(self) -> Callable[[], Awaitable[float]]:
+        """The engine's ``record_step`` statement, as the store sends it (prepared, autocommit,
+        one round trip), on a connection of its own: the physical floor of one step."""
+        import psycopg
+
+        from orchestrator.store.queries import load_queries
+
+        statement = load_queries("postgres")["record_step"]
+        handle = await self.app.start(self._steps, 0, 0)  # a workflow row to record steps of
+        await handle.result()
+        connection = await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True, options="-c search_path=orchestrator"
+        )
+        self._probe_connection = connection
+        numbers = itertools.count(1)
+
+        async def probe() -> float:
+            params = {
+                "workflow_id": handle.workflow_id,
+                "step_number": next(numbers),
+                "name": "echo",
+                "kind": "step",
+                "output": "1",
+                "error": None,
+                "attempts": 1,
+                "child_workflow_id": None,
+                "compensation": None,
+                "compensation_input": None,
+                "compensates_step": None,
+                "started_at": 0,
+                "finished_at": None,
+            }
+            began = time.perf_counter()
+            cursor = await connection.execute(statement, params)
+            await cursor.fetchall()
+            return time.perf_counter() - began
+
+        return probe
 
     async def start(self, n_steps: int, x: int) -> Any:
         return await self.app.start(self._steps, n_steps, x)

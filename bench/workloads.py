@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 Metrics = dict[str, float]
@@ -104,6 +104,15 @@ class Driver(Protocol):
     async def get_event(self, workflow_id: str) -> Any: ...
 
 
+@runtime_checkable
+class ProbedDriver(Protocol):
+    """A driver that can time its own checkpoint statement, outside its engine."""
+
+    async def checkpoint_probe(self) -> Callable[[], Awaitable[float]]:
+        """A callable running the step checkpoint statement once; the seconds it took."""
+        ...
+
+
 # -- measuring --------------------------------------------------------------------------------
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (0-100), nearest-rank: a value that was actually observed."""
@@ -176,13 +185,24 @@ async def latency(driver: Driver, sizes: Sizes) -> Metrics:
     for i in range(sizes.latency_warmup):
         await _run(driver, 3, i)
         await _run(driver, 0, i)
+    # Ours also times its checkpoint statement alone (raw psycopg, same database, same moment):
+    # the floor under the per-step overhead, so the report can say what is ours above it.
+    probe = await driver.checkpoint_probe() if isinstance(driver, ProbedDriver) else None
     three: list[float] = []
     zero: list[float] = []
+    statement: list[float] = []
     for i in range(sizes.latency_runs):
         three.append(await _run(driver, 3, i))
         zero.append(await _run(driver, 0, i))
+        if probe is not None:
+            statement.append(await probe())
     metrics = latency_summary(three, "seq3") | latency_summary(zero, "seq0")
     metrics["per_step_ms"] = (metrics["seq3_median_ms"] - metrics["seq0_median_ms"]) / 3
+    if statement:
+        metrics["checkpoint_statement_ms"] = statistics.median(statement) * 1000
+        metrics["per_step_above_statement_ms"] = (
+            metrics["per_step_ms"] - metrics["checkpoint_statement_ms"]
+        )
     return metrics
 
 

@@ -55,8 +55,10 @@ def test_paid_order_completes_with_stock_payment_and_shipment_right(shop: Shop, 
     assert status["state"] == "completed"
 
 
-def test_a_redelivered_webhook_is_one_message(shop: Shop, sku: str) -> None:
-    """The provider's retries carry the same webhook-id: the saga sees the payment once."""
+def test_a_double_click_on_pay_is_one_payment(shop: Shop, sku: str) -> None:
+    """The customer clicks pay twice: the second click finds the session paid (the same
+    redirect), and the saga receives the payment once. (Redelivered webhooks, the provider
+    retrying while the orchestrator is down: test_crash.py.)"""
     shop.set_stock(sku, 5)
     order = new_order()
     shop.place(order, sku)

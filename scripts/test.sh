@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (`make test`, and `.ci/run` through it): ruff, ruff format, mypy --strict,
 # import-linter, then pytest. Arguments are passed to pytest: scripts/test.sh -k replay -x
+# Without arguments, the schemathesis fuzz of the HTTP API runs beside the rest (see below).
 #
 # PostgreSQL: TEST_DATABASE_URL if set, else postgresql://root@127.0.0.1:5432/root. If it cannot
 # be reached, the postgres half is skipped (ORCH_TEST_SKIP_POSTGRES=1) -- except under CI=true,
@@ -52,8 +53,11 @@ if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
     export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-1000}"
     fuzz_log="$(mktemp -t schemathesis.XXXXXX.log)"
     echo "==> pytest tests/http/test_schemathesis.py (background, $SCHEMATHESIS_MAX_EXAMPLES cases per operation)"
-    python -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py >"$fuzz_log" 2>&1 &
+    # Its own process group (setsid), so an interrupted run stops it and its server with it.
+    setsid python -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py \
+        >"$fuzz_log" 2>&1 &
     fuzz_pid=$!
+    trap 'kill -- -"$fuzz_pid" 2>/dev/null; rm -f "$fuzz_log"' EXIT
     set -- --ignore=tests/http/test_schemathesis.py
 fi
 
@@ -75,7 +79,6 @@ if [ -n "$fuzz_pid" ]; then
     set -e
     echo "==> schemathesis (exit $fuzz_status):"
     if [ $fuzz_status -eq 0 ]; then tail -n 3 "$fuzz_log"; else cat "$fuzz_log"; fi
-    rm -f "$fuzz_log"
     if [ $fuzz_status -ne 0 ]; then failed+=(schemathesis); fi
 fi
 
@@ -84,7 +87,7 @@ if [ $status -eq 5 ]; then
     status=1
 fi
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "failed before pytest: ${failed[*]}" >&2
+    echo "failed: ${failed[*]}" >&2
     [ $status -eq 0 ] && status=1
 fi
 exit $status

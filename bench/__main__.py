@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench import pgadmin, report
-from bench.runner import REPO_ROOT, RunOptions, log, run_all
+from bench.runner import DATABASE_PREFIX, REPO_ROOT, RunOptions, database_names, log, run_all
 from bench.workloads import DBOS_QUEUE_POLLING_INTERVAL_SECONDS, FAMILIES, Sizes
 
 DEFAULT_ADMIN_URL = "postgresql://root@127.0.0.1:5432/root"
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench",
         description="Benchmarks of saga-orchestrator against DBOS on the same PostgreSQL. "
         "Each benchmark runs for our engine, then for DBOS, each in a fresh process on a "
-        "freshly created database (bench_orch, bench_dbos).",
+        "freshly created database (bench_orch, bench_dbos; see --database-prefix).",
     )
     parser.add_argument(
         "--only", metavar="NAME[,NAME]", help=f"run only these: {', '.join(FAMILIES)}"
@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--database-url",
         default=DEFAULT_ADMIN_URL,
         help="admin URL; the benchmark databases are created next to it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--database-prefix",
+        default=DATABASE_PREFIX,
+        help="the benchmark databases are <prefix>_orch and <prefix>_dbos (default: %(default)s)",
     )
     parser.add_argument("--json", default=DEFAULT_JSON, help="results file (default: %(default)s)")
     parser.add_argument("--no-dbos", action="store_true", help="run our engine only")
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         families=families,
         systems=systems,
         profile_dir=json_path.parent if args.profile else None,
+        databases=database_names(args.database_prefix),
     )
     if args.tracing:
         from bench import tracing

@@ -16,7 +16,14 @@ from bench import pgadmin
 from bench.workloads import COMMITS_MODES, Sizes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATABASES: dict[str, str] = {"ours": "bench_orch", "dbos": "bench_dbos"}
+DATABASE_PREFIX = "bench"
+
+
+def database_names(prefix: str = DATABASE_PREFIX) -> dict[str, str]:
+    """Each system's database: <prefix>_orch and <prefix>_dbos."""
+    return {"ours": f"{prefix}_orch", "dbos": f"{prefix}_dbos"}
+
+
 WORKER_TIMEOUT_SECONDS = 1800.0
 
 # results[family][system] is one of {"metrics": {...}}, {"unavailable": why},
@@ -31,6 +38,7 @@ class RunOptions:
     families: list[str]
     systems: list[str]
     profile_dir: Path | None = None
+    databases: dict[str, str] = dataclasses.field(default_factory=database_names)
 
 
 def log(message: str) -> None:
@@ -47,7 +55,7 @@ def call_worker(
 ) -> Outcome:
     """Run ``python -m bench.worker`` for one family on one system (on its database, or on
     ``database``); its JSON answer."""
-    url = pgadmin.database_url(options.admin_url, database or DATABASES[system])
+    url = pgadmin.database_url(options.admin_url, database or options.databases[system])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "answer.json"
         command = [
@@ -104,15 +112,15 @@ def run_commits(options: RunOptions, system: str) -> Outcome:
     Each cycle's count is read after the process has exited, when every backend has flushed
     its statistics. A ``baseline`` cycle (launch and shutdown only) is subtracted.
     """
-    database = DATABASES[system]
+    database = options.databases[system]
     deltas: dict[str, pgadmin.Delta] = {}
     answers: dict[str, Outcome] = {}
     for mode in COMMITS_MODES:
-        before = pgadmin.settled_counters(options.admin_url, database, DATABASES.values())
+        before = pgadmin.settled_counters(options.admin_url, database, options.databases.values())
         answer = call_worker(options, system, "commits", mode=mode)
         if "error" in answer:
             return {"error": f"commits {mode}: {answer['error']}"}
-        after = pgadmin.settled_counters(options.admin_url, database, DATABASES.values())
+        after = pgadmin.settled_counters(options.admin_url, database, options.databases.values())
         deltas[mode] = pgadmin.Delta.between(before, after)
         answers[mode] = answer
     baseline = deltas["baseline"]
@@ -142,7 +150,7 @@ def run_commits(options: RunOptions, system: str) -> Outcome:
 
 def run_family(options: RunOptions, family: str, system: str) -> Outcome:
     """One family on one system, on a freshly created database."""
-    pgadmin.reset_database(options.admin_url, DATABASES[system])
+    pgadmin.reset_database(options.admin_url, options.databases[system])
     if family == "commits":
         return run_commits(options, system)
     return call_worker(options, system, family)
@@ -158,10 +166,10 @@ def _brief(outcome: Outcome) -> str:
 def run_all(options: RunOptions) -> dict[str, Any]:
     """The reference commit rate, then every family for ours and DBOS in turn."""
     results: dict[str, dict[str, Outcome]] = {}
-    own = set(DATABASES.values())
+    own = set(options.databases.values())
     foreign_before = pgadmin.foreign_commits(options.admin_url, own)
     run_began = time.perf_counter()
-    reference_db = DATABASES["ours"]
+    reference_db = options.databases["ours"]
     pgadmin.reset_database(options.admin_url, reference_db)
     log(f"PostgreSQL single-connection commit rate ({options.sizes.pg_reference_seconds:g} s)…")
     reference = pgadmin.pg_commit_rate(

@@ -57,7 +57,7 @@ if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
     setsid python -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py \
         >"$fuzz_log" 2>&1 &
     fuzz_pid=$!
-    trap 'kill -- -"$fuzz_pid" 2>/dev/null; rm -f "$fuzz_log"' EXIT
+    trap 'kill -- -"$fuzz_pid" 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
     trap 'exit 130' INT TERM
     set -- --ignore=tests/http/test_schemathesis.py
 fi

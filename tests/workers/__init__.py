@@ -138,6 +138,7 @@ class Fleet:
             "ORCHESTRATOR_LEASE_SECONDS": str(LEASE_SECONDS),
             "LEDGER_PATH": str(self.ledger_path),
             "WORKERS_SCHEDULE": "1" if schedule else "0",
+            "PGAPPNAME": self.application_name(executor_id),  # libpq: names its sessions
         }
         env.pop("ORCHESTRATOR_DATABASE_URL", None)
         command = [sys.executable, "-m", "orchestrator.cli", "worker"]
@@ -148,6 +149,22 @@ class Fleet:
             )
         self.processes[executor_id] = process
         return process
+
+    @staticmethod
+    def application_name(executor_id: str) -> str:
+        return f"orch-test-worker-{executor_id}"
+
+    async def sessions(self, executor_id: str) -> int:
+        """How many PostgreSQL sessions the worker still has. After a SIGKILL, a session ends
+        once the statement it was running (a commit, perhaps) is done: at zero, every write
+        the worker sent is committed or rolled back, none still in flight."""
+        import psycopg
+
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cursor = await conn.execute(query, (self.application_name(executor_id),))
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
 
     def signal(self, executor_id: str, signum: signal.Signals) -> None:
         self.processes[executor_id].send_signal(signum)

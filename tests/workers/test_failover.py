@@ -53,10 +53,18 @@ async def test_failover_after_sigkill(client: Orchestrator, fleet: Fleet, journa
     running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
     victim, _ = Counter(info.executor_id for info in running).most_common(1)[0]
     assert victim in WORKERS
+    assert await fleet.sessions(victim) > 0  # the wait for them to end below is not vacuous
     fleet.signal(victim, signal.SIGKILL)
     killed_at = time.time()
     assert fleet.processes[victim].wait(timeout=10) == -signal.SIGKILL
     expires_at = await lease_expiry(client, victim)
+
+    async def sessions_ended() -> bool:
+        return await fleet.sessions(victim) == 0
+
+    # A write the worker sent just before the kill may still commit (PostgreSQL finishes the
+    # statement, then finds the client gone): take the picture once all its sessions ended.
+    await until(sessions_ended, 30, "the killed worker's database sessions ended", fleet)
     # What it had in flight stays as it was: running, on its executor id.
     running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
     orphans = {info.workflow_id for info in running if info.executor_id == victim}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from orchestrator import Orchestrator
 from orchestrator.store import PostgresStore, Store, create_store
 
 # =========================================================================== store fixtures
@@ -121,3 +123,22 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 # ========================================================================== engine fixtures
+
+AppFactory = Callable[..., Orchestrator]
+
+
+@pytest.fixture
+async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
+    """Build Orchestrators on this test's database; every one is shut down afterwards."""
+    apps: list[Orchestrator] = []
+
+    def make(**kwargs: Any) -> Orchestrator:
+        kwargs.setdefault("app_version", "test")
+        app = Orchestrator("test", database_url, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        if app.engine.launched:
+            await app.shutdown(timeout=0)

@@ -18,7 +18,7 @@ from orchestrator import (
     WorkflowStatus,
     WorkflowTimeoutError,
 )
-from tests.engine.conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 class Flaky(Exception):

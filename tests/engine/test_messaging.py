@@ -17,7 +17,7 @@ from orchestrator import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
-from tests.engine.conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 async def test_messages_wait_for_recv_in_fifo_order_per_topic(make_app: AppFactory) -> None:

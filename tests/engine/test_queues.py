@@ -15,7 +15,7 @@ from orchestrator import (
     NotRegisteredError,
     WorkflowStatus,
 )
-from tests.engine.conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 async def test_concurrency_and_worker_concurrency_are_never_exceeded(make_app: AppFactory) -> None:

@@ -18,7 +18,7 @@ from orchestrator import (
     WorkflowStateError,
     WorkflowStatus,
 )
-from tests.engine.conftest import AppFactory
+from tests.conftest import AppFactory
 
 FAST = Retry(max_attempts=3, base_interval=0.01)
 

@@ -21,7 +21,7 @@ from orchestrator import (
     WorkflowNotFoundError,
     WorkflowStatus,
 )
-from tests.engine.conftest import AppFactory
+from tests.conftest import AppFactory
 
 
 class Order(BaseModel):

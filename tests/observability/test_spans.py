@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -20,24 +20,9 @@ from orchestrator import (
     WorkflowFailedError,
     WorkflowLogFilter,
 )
+from tests.conftest import AppFactory
 
 Spans = Sequence[ReadableSpan]
-
-
-@pytest.fixture
-async def make_app(database_url: str) -> AsyncIterator[Callable[..., Orchestrator]]:
-    apps: list[Orchestrator] = []
-
-    def make(**kwargs: Any) -> Orchestrator:
-        kwargs.setdefault("app_version", "t")
-        app = Orchestrator("trace", database_url, **kwargs)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        if app.engine.launched:
-            await app.shutdown(timeout=0)
 
 
 async def spans_until(
@@ -73,7 +58,7 @@ def has(name: str, count: int = 1) -> Callable[[Spans], bool]:
 
 
 async def test_saga_with_retry_failure_and_compensation_is_one_span_tree(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -156,7 +141,7 @@ async def test_saga_with_retry_failure_and_compensation_is_one_span_tree(
 
 
 async def test_resumed_workflow_continues_its_trace_and_replays_without_spans(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -202,7 +187,7 @@ async def test_resumed_workflow_continues_its_trace_and_replays_without_spans(
 
 
 async def test_recovered_workflow_is_a_recovery_in_the_same_trace(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -255,7 +240,7 @@ async def test_recovered_workflow_is_a_recovery_in_the_same_trace(
 
 
 async def test_child_and_enqueued_workflows_are_children_and_step_started_ones_are_linked(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -325,7 +310,7 @@ async def test_child_and_enqueued_workflows_are_children_and_step_started_ones_a
 
 
 async def test_messaging_and_sleep_spans(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -361,7 +346,7 @@ async def test_messaging_and_sleep_spans(
 
 
 async def test_logs_inside_steps_carry_workflow_step_and_trace_ids(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -401,7 +386,7 @@ async def test_logs_inside_steps_carry_workflow_step_and_trace_ids(
 
 
 async def test_without_a_tracer_provider_nothing_is_traced_or_stored(
-    make_app: Callable[..., Orchestrator],
+    make_app: AppFactory,
 ) -> None:
     app = make_app()  # no provider given, and the test process never sets a global one
 

@@ -16,8 +16,7 @@ import pytest
 
 from bench.workloads import FAMILIES
 from tests.conftest import ADMIN_URL, SKIP_POSTGRES, drop_database
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import ROOT
 
 pytestmark = [
     pytest.mark.postgres,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from orchestrator import Orchestrator
+from orchestrator.http.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,16 +123,10 @@ async def test_resume_and_fork_run_the_workflow_with_the_app_code(
             os.environ.pop(key, None)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.postgres
 def test_commands_against_a_running_service_with_url(postgres_url: str, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DATABASE_URL": postgres_url, "CLI_FLAG": str(flag)}
     command = ["up", "tests.cli.cli_app:app", "--port", str(port), "--api-key", "k-1"]

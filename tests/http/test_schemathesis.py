@@ -31,10 +31,10 @@ from schemathesis.specs.openapi.checks import (
 
 from orchestrator.http import create_app
 from orchestrator.http.stack import free_port
-from tests.e2e.stack import ROOT, stop, wait_healthy
 from tests.http.conftest import API_KEY, MAX_BODY_BYTES
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
+from tests.processes import ROOT, stop, wait_healthy
 
 pytestmark = pytest.mark.postgres
 

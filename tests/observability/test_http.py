@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator import NonRetryableError, Orchestrator, Retry
 from orchestrator.http import create_app
 from orchestrator.http.webhooks import Delivery, HmacSha256, Start, WebhookSource
-from tests.observability.servers import LiveServer, serve_in_thread
+from tests.http.conftest import LiveServer, start_server
 
 pytestmark = pytest.mark.postgres
 
@@ -97,7 +97,7 @@ def served(
         scheme=HmacSha256(),
         handler=_start_add,
     )
-    server = serve_in_thread(create_app(app, webhooks=[source]))
+    server = start_server(create_app(app, webhooks=[source]))
     try:
         yield server, app
     finally:

@@ -18,10 +18,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from orchestrator import Orchestrator, Retry, http_client
+from orchestrator.http.stack import free_port
 from tests.observability.otlp import OtlpReceiver, ReceivedSpan
-from tests.observability.servers import free_port, wait_http
+from tests.processes import ROOT, stop, wait_healthy
 
-ROOT = Path(__file__).resolve().parents[2]
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
 
@@ -35,16 +35,6 @@ def spawn(args: list[str], **env: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_BSP_SCHEDULE_DELAY": "50", **env},
     )
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -76,7 +66,7 @@ def test_saga_up_exports_the_request_trace_over_otlp(
     )
     processes.append(service)
     base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", process=service)
+    wait_healthy(base, service)
     with httpx.Client(base_url=base, timeout=60) as client:
         started = client.post(
             "/workflows/add",
@@ -180,7 +170,7 @@ def test_a_steps_http_call_joins_the_trace_of_a_real_sample_service(
     )
     processes.append(inventory)
     base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", process=inventory)
+    wait_healthy(base, inventory)
     httpx.put(f"{base}/products/mug", json={"stock": 5}).raise_for_status()
     app = Orchestrator(
         "propagation", f"sqlite:///{tmp_path}/p.db", app_version="t", tracer_provider=provider

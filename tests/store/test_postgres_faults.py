@@ -88,6 +88,30 @@ async def test_killed_pool_connections_are_replaced(postgres_url: str) -> None:
         assert idle_in_transaction(postgres_url) == []
 
 
+async def test_one_at_a_time_the_last_used_connection_is_reused(postgres_url: str) -> None:
+    """The hot path stays on one awake backend (the pool alone would rotate over all of its
+    connections), and a connection killed while warm is replaced."""
+    async with opened(postgres_url, min_size=4, max_size=8) as store:
+        await store.create_workflow(new_workflow("w"))
+        for _ in range(50):  # the pool has opened its 4 connections meanwhile
+            await asyncio.sleep(0.01)
+            if len(sessions_of(postgres_url)) >= 4:
+                break
+        for number in range(30):
+            await store.record_step(step("w", number))
+        ran = [q for _, _, q in sessions_of(postgres_url) if "INSERT INTO steps" in q]
+        assert len(ran) == 1, sessions_of(postgres_url)
+
+        assert terminate(postgres_url) >= 4  # the warm one too
+        assert await store.record_step(step("w", 30))
+        assert (await store.get_workflow("w")) is not None
+
+
+def sessions_of(url: str) -> list[tuple[int, str | None, str]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sessions(conn)
+
+
 async def test_failed_or_cancelled_transactions_leave_no_open_session(postgres_url: str) -> None:
     async with opened(postgres_url, min_size=2, max_size=4) as store:
         await store.create_workflow(new_workflow("w"))

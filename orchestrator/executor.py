@@ -4,6 +4,7 @@ primitives (step numbers, replay, checkpoints, cancellation) every engine module
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,10 @@ class WorkflowRun:
         # Checked before each step: raises LeaseLostError if this worker may not go on.
         self.guard: Callable[[str], Awaitable[None]] | None = None
         self.counter = 0
+        # A succeeded step's checkpoint, left to the next durable call (written before it goes
+        # on) or to the final status (one commit for both); see defer().
+        self.deferred: StepRecord | None = None
+        self._flushing: asyncio.Future[None] | None = None  # that write, while it is under way
         self.stop_reason: BaseException | None = None
         self.pivot_step: int | None = None
         self.finishing = False  # the function returned or raised: final status being written
@@ -76,10 +81,15 @@ class WorkflowRun:
         self._waits: set[asyncio.Future[Any]] = set()
 
     # -- step numbers and replay ------------------------------------------------------------
-    def next_step(self) -> int:
-        """The step number of the next durable call (taken synchronously: deterministic)."""
+    async def begin(self) -> int:
+        """Start the next durable call: take its step number (before any await, so numbers
+        follow the order of the calls: deterministic), then make sure a deferred checkpoint is
+        committed before the call does anything."""
         self.counter += 1
-        return self.counter
+        number = self.counter
+        if self.deferred is not None or self._flushing is not None:
+            await self.flush()
+        return number
 
     def replayed(self, number: int, name: str) -> StepRecord | None:
         """The step recorded at ``number`` by an earlier execution, after checking its name."""
@@ -138,6 +148,54 @@ class WorkflowRun:
         return self.stop_reason
 
     # -- checkpoints ------------------------------------------------------------------------
+    def may_defer(self) -> bool:
+        """Whether a step that just succeeded may leave its checkpoint to what comes next:
+        nothing else of this run is executing, being written or stopping it."""
+        return (
+            len(self.inflight) == 1  # only the calling step
+            and self.deferred is None
+            and self._flushing is None
+            and self.stop_reason is None
+            and not self.compensating
+        )
+
+    def defer(self, step: StepRecord) -> None:
+        """Leave ``step``'s checkpoint to the next durable call, which writes it before it does
+        anything (so a step never runs before the one it follows is recorded), or to the final
+        status, written in the same statement: a workflow whose last durable call is a step
+        commits once at its end instead of twice. A crash in between re-runs the step, as a
+        crash between a step's effect and its checkpoint always did."""
+        self.deferred = step
+
+    async def flush(self) -> None:
+        """Write the deferred checkpoint now; concurrent durable calls wait for the same write."""
+        step = self.deferred
+        if step is None:
+            if self._flushing is not None:
+                await asyncio.shield(self._flushing)
+            return
+        self.deferred = None
+        flushing = self._flushing = asyncio.get_running_loop().create_future()
+        try:
+            await self.checkpoint(step)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                flushing.cancel()
+            else:
+                flushing.set_exception(exc)
+                flushing.exception()  # retrieved: no concurrent call may be waiting
+            raise
+        else:
+            flushing.set_result(None)
+        finally:
+            self._flushing = None
+
+    async def flush_quietly(self) -> None:
+        """Write a deferred checkpoint on the way out (a failure, a stop): the step's effect
+        happened, so a rollback or a resume must see it. A stop it reveals is being handled."""
+        with contextlib.suppress(WorkflowCancelledError, LeaseLostError):
+            await self.flush()
+
     async def checkpoint(self, step: StepRecord) -> None:
         """Record a step. The row is written even if the workflow was cancelled meanwhile (the
         effect happened: a resume must not repeat it); then the workflow stops here."""
@@ -205,6 +263,7 @@ class WorkflowRun:
             result = await self.workflow.fn(*args, **kwargs)
             output = self.workflow.signature.encode_output(result)
         except (WorkflowCancelledError, LeaseLostError) as exc:
+            await self.flush_quietly()
             reason = self.stop_reason or exc
             if wants_rollback(reason):
                 await self.roll_back(reason)
@@ -232,19 +291,52 @@ class WorkflowRun:
             await self.roll_back(self.stop_reason)  # cancelled with rollback as it returned
             return
         self.finishing = True
-        if await self.store.finish_workflow(
-            self.workflow_id, WorkflowStatus.SUCCESS, output=output
-        ):
+        if self._flushing is not None:
+            await self.flush_quietly()  # a parallel branch's durable call is writing it
+        last, self.deferred = self.deferred, None
+        finished: bool | None
+        if last is None:
+            finished = await self.store.finish_workflow(
+                self.workflow_id, WorkflowStatus.SUCCESS, output=output
+            )
+        else:
+            finished = await self._finish_after(last, output)
+            if finished is None:
+                return  # resolved (a lost lease) or rolled back (cancelled with rollback)
+        if finished:
             self.final_status = WorkflowStatus.SUCCESS
             self.resolve(value=result)
         else:
             await self._resolve_from_store()
+
+    async def _finish_after(self, last: StepRecord, output: str | None) -> bool | None:
+        """Write the deferred last step and SUCCESS in one statement. When that is refused,
+        do what its own checkpoint would have done; None: the run was settled another way."""
+        started = time.perf_counter()
+        finished = await self.store.finish_after_step(last, output)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if finished is None:  # the step number was taken: our retried commit, or a takeover
+            try:
+                await self.explain_refusal(last)
+            except LeaseLostError as lost:
+                self.resolve(exc=lost)
+                return None
+            return await self.store.finish_workflow(
+                self.workflow_id, WorkflowStatus.SUCCESS, output=output
+            )
+        if not finished:  # recorded, but someone else changed the status meanwhile
+            record = await self.store.get_workflow(self.workflow_id)
+            if record is not None and record.status is WorkflowStatus.COMPENSATING:
+                await self.roll_back(self.stop_error_for(record.status, record.error))
+                return None
+        return finished
 
     async def roll_back(self, error: BaseException) -> None:
         """The workflow failed (or was cancelled with rollback): run the compensations of its
         completed steps in reverse order, unless it has none or has passed its pivot."""
         self.finishing = True
         await settle(self)
+        await self.flush_quietly()  # the last step succeeded: it is compensated too
         plan = await self.saga.plan(self.workflow_id)
         cancelled = isinstance(error, WorkflowCancelledError)
         if not plan or self.pivot_step is not None:

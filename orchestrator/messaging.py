@@ -95,7 +95,7 @@ class Messaging:
             if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
             return
-        number = run.next_step()
+        number = await run.begin()
         if run.replayed(number, "send") is not None:
             return
         run.check_runnable()
@@ -124,12 +124,12 @@ class Messaging:
         run = context.current_run("app.recv()")
         topic_name = _topic(topic)
         _check_timeout(timeout)
-        number = run.next_step()
+        number = await run.begin()
         recorded = run.recorded.get(number)
         deadline_ms: int | None = None
         if recorded is not None and recorded.name == _RECV_DEADLINE:
             deadline_ms = json.loads(run.replayed(number, _RECV_DEADLINE).output or "null")  # type: ignore[union-attr]
-            number = run.next_step()
+            number = await run.begin()
         done = run.replayed(number, "recv")
         if done is not None:
             return decode(done.output)
@@ -179,7 +179,7 @@ class Messaging:
                             output=json.dumps(deadline_ms),
                         )
                     )
-                    number = run.next_step()
+                    number = await run.begin()
                     continue
                 remaining = deadline_ms - self.clock.now_ms()
                 if remaining <= 0:
@@ -196,7 +196,7 @@ class Messaging:
         """Publish (or overwrite) an event of the running workflow."""
         run = context.current_run("app.set_event()")
         _check_key(key, "event key")
-        number = run.next_step()
+        number = await run.begin()
         if run.replayed(number, "set_event") is not None:
             return
         run.check_runnable()
@@ -221,7 +221,7 @@ class Messaging:
         run = _durable_run()
         if run is None:
             return await self._wait_event(workflow_id, key, timeout)
-        number = run.next_step()
+        number = await run.begin()
         recorded = run.replayed(number, "get_event")
         if recorded is not None:
             return decode(recorded.output)
@@ -276,7 +276,7 @@ class Messaging:
         run = context.current_run("app.write_stream()" if not close else "app.close_stream()")
         _check_key(key, "stream key")
         name = "close_stream" if close else "write_stream"
-        number = run.next_step()
+        number = await run.begin()
         if run.replayed(number, name) is not None:
             return
         run.check_runnable()

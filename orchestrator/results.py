@@ -46,7 +46,7 @@ class Results:
 
     async def _durable_result(self, run: WorkflowRun, workflow_id: str, timeout: float) -> Any:
         """Inside a workflow with a timeout: whether it timed out is recorded, for replay."""
-        number = run.next_step()
+        number = await run.begin()
         name = f"result:{workflow_id}"
         recorded = run.replayed(number, name)
         if recorded is None:

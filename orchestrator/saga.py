@@ -176,7 +176,7 @@ async def register(
 ) -> None:
     """``app.compensate(fn, *args)``: record, as the next step, a compensation to run with
     these arguments if the workflow rolls back (durable from this point on)."""
-    number = run.next_step()
+    number = await run.begin()
     name = f"compensate:{function.name}"
     if run.replayed(number, name) is not None:
         return

@@ -143,7 +143,7 @@ class Starting:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> WorkflowHandle[Any]:
-        number = run.next_step()
+        number = await run.begin()
         recorded = run.replayed(number, workflow.name)
         if recorded is not None and recorded.child_workflow_id is not None:
             return self.handle(recorded.child_workflow_id)

@@ -122,7 +122,7 @@ async def execute_step(
 ) -> R:
     """Return the recorded outcome of the next step number, or execute and record it."""
     step_name = name or step.name
-    number = run.next_step()
+    number = await run.begin()
     recorded = run.replayed(number, step_name)
     if recorded is not None:
         if recorded.error is not None:
@@ -179,22 +179,24 @@ async def execute_step(
         if error is None and step.compensation_step is not None:
             compensation = step.compensation_step.name
             compensation_input = _encode_compensation_input(step, args, kwargs, output)
-        await run.checkpoint(
-            StepRecord(
-                workflow_id=run.workflow_id,
-                step_number=number,
-                name=step_name,
-                kind=kind,
-                output=output,
-                error=None if error is None else encode_error(error),
-                attempts=attempts,
-                compensation=compensation,
-                compensation_input=compensation_input,
-                compensates_step=compensates_step,
-                started_at=started_at,
-                finished_at=run.clock.now_ms(),  # the same clock as started_at
-            )
+        record = StepRecord(
+            workflow_id=run.workflow_id,
+            step_number=number,
+            name=step_name,
+            kind=kind,
+            output=output,
+            error=None if error is None else encode_error(error),
+            attempts=attempts,
+            compensation=compensation,
+            compensation_input=compensation_input,
+            compensates_step=compensates_step,
+            started_at=started_at,
+            finished_at=run.clock.now_ms(),  # the same clock as started_at
         )
+        if error is None and kind is StepKind.STEP and run.may_defer():
+            run.defer(record)  # written before the next durable call, or with the final status
+        else:
+            await run.checkpoint(record)
     finally:
         run.inflight.discard(settled)
         settled.set_result(None)

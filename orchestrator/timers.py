@@ -23,7 +23,7 @@ def _durable(operation: str) -> WorkflowRun | None:
 
 async def _recorded_value(run: WorkflowRun, kind: StepKind, value: object) -> object:
     """Return the value recorded at the next step number, or record ``value`` there."""
-    number = run.next_step()
+    number = await run.begin()
     recorded = run.replayed(number, kind.value)
     if recorded is not None:
         return json.loads(recorded.output) if recorded.output is not None else None
@@ -50,7 +50,7 @@ async def sleep(seconds: float) -> None:
 
         await asyncio.sleep(seconds)
         return
-    number = run.next_step()
+    number = await run.begin()
     recorded = run.replayed(number, StepKind.SLEEP.value)
     if recorded is not None:  # a replay sleeps what is left of the recorded wake-up, unspanned
         await run.wait(run.clock.sleep_until(json.loads(recorded.output or "0")))

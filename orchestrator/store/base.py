@@ -250,6 +250,12 @@ class Store(Protocol):
         """Write a final status (and output or error) if the workflow is still running
         (PENDING or COMPENSATING). Returns False, writing nothing, otherwise."""
 
+    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+        """Record ``step``, the workflow's last one, and in the same transaction write SUCCESS
+        with ``output`` if the workflow is still PENDING: one commit where two would follow
+        each other. None: the step number was taken, nothing written. False: the step was
+        recorded but the workflow is no longer PENDING (read its status). True: both."""
+
     async def transition_workflow(
         self,
         workflow_id: str,

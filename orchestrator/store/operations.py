@@ -85,7 +85,7 @@ def _workflow_params(new: NewWorkflow) -> dict[str, Any]:
     return params
 
 
-def _step_params(step: StepRecord) -> dict[str, Any]:
+def step_params(step: StepRecord) -> dict[str, Any]:
     params = {name: getattr(step, name) for name in _STEP_FIELDS}
     params["kind"] = step.kind.value
     return params
@@ -131,7 +131,7 @@ def _record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | N
     """Insert the step unless its number is taken; answer the workflow's status (None: the
     number was taken). When ``required``, a taken number raises WorkflowStateError (rolling
     back the whole transaction)."""
-    row = (yield Statement("record_step", _step_params(step))).one()
+    row = (yield Statement("record_step", step_params(step))).one()
     if row is None and required:
         raise WorkflowStateError(
             f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that"
@@ -140,6 +140,17 @@ def _record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | N
             step_number=step.step_number,
         )
     return None if row is None else WorkflowStatus(row["status"])
+
+
+def _finish_after_step(step: StepRecord, output: str | None) -> Plan[bool | None]:
+    if (yield from _record_step(step, required=False)) is None:
+        return None  # the number was taken: this transaction wrote nothing
+    params = {
+        "workflow_id": step.workflow_id,
+        "status": WorkflowStatus.SUCCESS.value,
+        "output": output,
+    }
+    return (yield Statement("finish_pending_workflow", params)).rowcount > 0
 
 
 def _get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
@@ -319,6 +330,11 @@ class SQLStore(abc.ABC):
             error=error,
         )
         return await self._run(plan, transaction=False) > 0
+
+    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+        """Record the last step and write SUCCESS while PENDING, in one transaction."""
+        plan = functools.partial(_finish_after_step, step, output)
+        return await self._run(plan, transaction=True)
 
     async def transition_workflow(
         self,

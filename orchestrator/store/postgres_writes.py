@@ -19,7 +19,7 @@ from orchestrator.errors import (
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.store.coordination import CoordinatedSQLStore
-from orchestrator.store.operations import workflow_from_row
+from orchestrator.store.operations import step_params, workflow_from_row
 from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")
@@ -67,6 +67,12 @@ class PostgresWrites(CoordinatedSQLStore):
         )
         return finished
 
+    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+        """Record the last step and write SUCCESS (see Store.finish_after_step): one statement,
+        sharing a commit with concurrent checkpoints."""
+        finished: bool | None = await self._batcher.submit("finish_step", (step, output))
+        return finished
+
     async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
         """One statement for all ``writes`` of a kind; the single-row statement for one (the
         combined statement costs more alone)."""
@@ -79,6 +85,7 @@ class PostgresWrites(CoordinatedSQLStore):
             "recv": self._recv_messages,
             "record_step": self._record_steps,
             "finish": self._finish_workflows,
+            "finish_step": self._finish_after_steps,
         }
         return await batched[kind](params)
 
@@ -91,6 +98,8 @@ class PostgresWrites(CoordinatedSQLStore):
             return await self._recv_one(*params)
         if kind == "record_step":
             return await super().record_step(params)
+        if kind == "finish_step":
+            return await self._finish_after_step_one(*params)
         workflow_id, status, output, error = params
         return await super().finish_workflow(
             workflow_id, WorkflowStatus(status), output=output, error=error
@@ -134,13 +143,14 @@ class PostgresWrites(CoordinatedSQLStore):
                 results.append(error)
         return results
 
-    async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
-        params = {
+    @staticmethod
+    def _step_arrays(steps: list[StepRecord]) -> dict[str, list[Any]]:
+        """A batch statement's parameters: one array per step field (outputs aside)."""
+        return {
             "workflow_ids": [s.workflow_id for s in steps],
             "step_numbers": [s.step_number for s in steps],
             "names": [s.name for s in steps],
             "kinds": [s.kind.value for s in steps],
-            "outputs": [s.output for s in steps],
             "errors": [s.error for s in steps],
             "attempts": [s.attempts for s in steps],
             "child_workflow_ids": [s.child_workflow_id for s in steps],
@@ -150,6 +160,9 @@ class PostgresWrites(CoordinatedSQLStore):
             "started_ats": [s.started_at for s in steps],
             "finished_ats": [s.finished_at for s in steps],
         }
+
+    async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
+        params = {**self._step_arrays(steps), "outputs": [s.output for s in steps]}
         rows = await self._all("record_steps_batch", params)
         results: list[Any] = []
         for step, row in zip(steps, rows, strict=True):
@@ -163,6 +176,27 @@ class PostgresWrites(CoordinatedSQLStore):
             else:
                 results.append(WorkflowStatus(row["status"]) if row["inserted"] else None)
         return results
+
+    async def _finish_after_step_one(self, step: StepRecord, output: str | None) -> bool | None:
+        params = step_params(step)
+        params["step_output"] = params.pop("output")
+        params["status"] = WorkflowStatus.SUCCESS.value
+        params["output"] = output
+        rows = await self._all("finish_after_step", params)
+        return bool(rows[0]["finished"]) if rows else None
+
+    async def _finish_after_steps(self, finishes: list[tuple[StepRecord, str | None]]) -> list[Any]:
+        steps = [step for step, _ in finishes]
+        rows = await self._all(
+            "finish_after_steps_batch",
+            {
+                **self._step_arrays(steps),
+                "step_outputs": [s.output for s in steps],
+                "statuses": [WorkflowStatus.SUCCESS.value] * len(steps),
+                "outputs": [output for _, output in finishes],
+            },
+        )
+        return [bool(row["finished"]) if row["inserted"] else None for row in rows]
 
     async def _finish_workflows(self, finishes: list[tuple[Any, ...]]) -> list[Any]:
         rows = await self._all(

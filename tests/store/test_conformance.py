@@ -141,6 +141,52 @@ async def test_finish_only_while_running(store: Store) -> None:
         await store.finish_workflow("saga", WorkflowStatus.PENDING)
 
 
+async def test_finish_after_step_writes_both_or_says_why_not(store: Store) -> None:
+    await created(store, "w")
+    last = step("w", 3, compensation="undo", compensation_input='{"result": 1}', finished_at=5)
+    assert await store.finish_after_step(last, "42") is True
+    record = await store.get_workflow("w")
+    assert record is not None and (record.status, record.output) == (WorkflowStatus.SUCCESS, "42")
+    assert plain(await store.load_steps("w")) == [last]
+
+    # The number is taken: nothing at all is written.
+    await created(store, "taken")
+    await store.record_step(step("taken", 1, output="first"))
+    assert await store.finish_after_step(step("taken", 1, output="second"), "42") is None
+    taken = await store.get_workflow("taken")
+    assert taken is not None and taken.status is PENDING
+    assert [s.output for s in await store.load_steps("taken")] == ["first"]
+
+    # Cancelled (or rolling back) meanwhile: the step is kept (its effect happened), the
+    # status left as it is.
+    for status in (WorkflowStatus.CANCELLED, WorkflowStatus.COMPENSATING):
+        workflow_id = f"moved-{status.value}"
+        await created(store, workflow_id)
+        await store.transition_workflow(workflow_id, status, from_statuses=[PENDING])
+        assert await store.finish_after_step(step(workflow_id, 1), "42") is False
+        moved = await store.get_workflow(workflow_id)
+        assert moved is not None and moved.status is status
+        assert len(await store.load_steps(workflow_id)) == 1
+
+
+async def test_concurrent_finish_after_step_answers_each(store: Store) -> None:
+    """Many at once share a flush on PostgreSQL (one statement); every answer is its own."""
+    for i in range(20):
+        await created(store, f"w{i}")
+    await store.record_step(step("w0", 1))  # w0's number is taken
+    await store.transition_workflow("w1", WorkflowStatus.CANCELLED, from_statuses=[PENDING])
+    answers = await asyncio.gather(
+        *(store.finish_after_step(step(f"w{i}", 1), str(i)) for i in range(20)),
+        store.finish_after_step(step("w2", 2), "again"),  # a second finish of one workflow
+    )
+    assert answers[0] is None and answers[1] is False and answers[2] is True
+    assert all(answer is True for answer in answers[3:20])
+    assert answers[20] in (None, False)  # refused: w2 finished once, with its first output
+    for i in range(2, 20):
+        record = await store.get_workflow(f"w{i}")
+        assert record is not None and record.output == str(i)
+
+
 async def test_transition_checks_from_statuses(store: Store) -> None:
     await created(store, "q", status=ENQUEUED, queue_name="q", timeout_ms=100)
     assert (

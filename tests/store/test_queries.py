@@ -34,6 +34,8 @@ POSTGRES_ONLY = {
     "set_event_combined",
     "record_steps_batch",  # group commit (orchestrator/store/batching.py)
     "finish_workflows_batch",
+    "finish_after_step",
+    "finish_after_steps_batch",
     "insert_workflows_batch",
     "send_messages_batch",
     "recv_messages_batch",

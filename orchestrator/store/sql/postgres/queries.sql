@@ -111,6 +111,14 @@ SET status = %(status)s, output = %(output)s, error = %(error)s,
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'COMPENSATING')
 
+-- finish_pending_workflow --
+-- Write SUCCESS's output only while PENDING: with the workflow's last step, in its transaction.
+UPDATE workflows
+SET status = %(status)s, output = %(output)s, error = NULL,
+    finished_at = clock.now, updated_at = clock.now
+FROM (SELECT now_ms() AS now) AS clock
+WHERE workflow_id = %(workflow_id)s AND status = 'PENDING'
+
 -- transition_workflow --
 -- Move to a status from one of the given ones; entering PENDING starts the deadline clock.
 UPDATE workflows
@@ -656,4 +664,79 @@ SELECT
     CASE WHEN EXISTS (SELECT 1 FROM consumed WHERE consumed.message_id = next.message_id)
         THEN next.payload END AS payload
 FROM input LEFT JOIN next USING (ordinal)
+ORDER BY input.ordinal
+
+-- finish_after_step --
+-- A workflow's last step and its final status in one statement: the step is inserted unless its number is taken (no row), the status written only then and only while PENDING (finished).
+WITH recorded AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+        compensation, compensation_input, compensates_step, started_at, finished_at
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        %(step_output)s::text, %(error)s::text, %(attempts)s::integer,
+        %(child_workflow_id)s::text, %(compensation)s::text, %(compensation_input)s::text,
+        %(compensates_step)s::integer, %(started_at)s::bigint,
+        COALESCE(%(finished_at)s::bigint, now_ms())
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id
+), finished AS (
+    UPDATE workflows
+    SET status = %(status)s, output = %(output)s, error = NULL,
+        finished_at = now_ms(), updated_at = now_ms()
+    WHERE workflow_id = %(workflow_id)s AND status = 'PENDING'
+      AND EXISTS (SELECT 1 FROM recorded)
+    RETURNING workflow_id
+)
+SELECT EXISTS (SELECT 1 FROM finished) AS finished FROM recorded
+
+-- finish_after_steps_batch --
+-- Group commit (PostgreSQL only): finish_after_step for many workflows in one statement; per input ordinal, whether the step was inserted and whether the workflow was finished.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(workflow_ids)b::text[], %(step_numbers)b::integer[], %(names)b::text[],
+        %(kinds)b::text[], %(step_outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
+        %(child_workflow_ids)b::text[], %(compensations)b::text[],
+        %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(statuses)b::text[],
+        %(outputs)b::text[]
+    ) WITH ORDINALITY AS t(
+        workflow_id, step_number, name, kind, step_output, error, attempts, child_workflow_id,
+        compensation, compensation_input, compensates_step, started_at, finished_at, status,
+        output, ordinal
+    )
+), firsts AS (  -- one write per workflow: a later duplicate in the batch is refused
+    SELECT DISTINCT ON (workflow_id) * FROM input ORDER BY workflow_id, ordinal
+), recorded AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
+        compensation, compensation_input, compensates_step, started_at, finished_at
+    )
+    SELECT
+        firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.step_output,
+        firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
+        firsts.compensation_input, firsts.compensates_step, firsts.started_at,
+        COALESCE(firsts.finished_at, now_ms())
+    FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
+    ORDER BY firsts.ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id, step_number
+), finished AS (
+    UPDATE workflows
+    SET status = firsts.status, output = firsts.output, error = NULL,
+        finished_at = now_ms(), updated_at = now_ms()
+    FROM firsts JOIN recorded USING (workflow_id, step_number)
+    WHERE workflows.workflow_id = firsts.workflow_id AND workflows.status = 'PENDING'
+    RETURNING workflows.workflow_id
+)
+SELECT
+    input.ordinal,
+    firsts.ordinal IS NOT NULL AND recorded.workflow_id IS NOT NULL AS inserted,
+    firsts.ordinal IS NOT NULL AND finished.workflow_id IS NOT NULL AS finished
+FROM input
+LEFT JOIN firsts ON firsts.ordinal = input.ordinal
+LEFT JOIN recorded
+    ON recorded.workflow_id = firsts.workflow_id AND recorded.step_number = firsts.step_number
+LEFT JOIN finished ON finished.workflow_id = firsts.workflow_id
 ORDER BY input.ordinal

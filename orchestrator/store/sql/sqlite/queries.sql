@@ -112,6 +112,14 @@ SET status = :status, output = :output, error = :error,
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'COMPENSATING')
 
+-- finish_pending_workflow --
+-- Write SUCCESS's output only while PENDING: with the workflow's last step, in its transaction.
+UPDATE workflows
+SET status = :status, output = :output, error = NULL,
+    finished_at = clock.now, updated_at = clock.now
+FROM (SELECT now_ms() AS now) AS clock
+WHERE workflow_id = :workflow_id AND status = 'PENDING'
+
 -- transition_workflow --
 -- Move to a status from one of the given ones; entering PENDING starts the deadline clock.
 UPDATE workflows

@@ -1,0 +1,158 @@
+"""Deferred checkpoints on both stores: a step's record is written before the next durable call
+goes on, or with the final status in one statement, and never lost on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from orchestrator import Orchestrator, WorkflowCancelledError, WorkflowStatus
+from orchestrator.errors import WorkflowFailedError
+from orchestrator.serialization import encode_error
+from tests.conftest import AppFactory
+
+
+def count_writes(app: Orchestrator) -> Counter[str]:
+    """Count the store's checkpoint writes (a spy around the real store: the calls still go
+    through to the database)."""
+    calls: Counter[str] = Counter()
+    store: Any = app.store
+    for name in ("record_step", "finish_workflow", "finish_after_step"):
+        original: Callable[..., Awaitable[Any]] = getattr(store, name)
+
+        async def spy(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
+            calls[_name] += 1
+            return await _original(*args, **kw)
+
+        setattr(store, name, spy)
+    return calls
+
+
+async def test_the_last_step_is_written_with_the_final_status(make_app: AppFactory) -> None:
+    app = make_app()
+
+    @app.step()
+    async def echo(x: int) -> int:
+        return x
+
+    @app.workflow()
+    async def three(x: int) -> int:
+        for _ in range(3):
+            x = await echo(x)
+        return x + 1
+
+    async with app:
+        calls = count_writes(app)
+        assert await (await app.start(three, 5, workflow_id="w")).result(timeout=10) == 6
+        assert calls == {"record_step": 2, "finish_after_step": 1}
+        steps = await app.list_steps("w")
+        assert [(s.step_number, s.output) for s in steps] == [(1, 5), (2, 5), (3, 5)]
+        assert (await app.retrieve("w").status()).status is WorkflowStatus.SUCCESS
+
+
+async def test_a_step_starts_only_after_the_previous_one_is_recorded(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    seen: dict[str, list[int]] = {}
+
+    @app.step()
+    async def first() -> int:
+        return 1
+
+    @app.step()
+    async def look(label: str) -> int:
+        seen[label] = [s.step_number for s in await app.list_steps("w")]
+        return 2
+
+    @app.workflow()
+    async def flow() -> int:
+        await first()
+        await asyncio.gather(look("a"), look("b"))  # both wait for the one write of step 1
+        return await first()
+
+    async with app:
+        assert await (await app.start(flow, workflow_id="w")).result(timeout=10) == 1
+    assert seen["a"][:1] == [1] and seen["b"][:1] == [1]
+
+
+async def test_a_failure_after_the_last_step_compensates_it(make_app: AppFactory) -> None:
+    app = make_app()
+    undone: list[int] = []
+
+    @app.step()
+    async def reserve(x: int) -> int:
+        return x
+
+    @reserve.compensation
+    async def release(x: int, reserved: int) -> None:
+        undone.append(reserved)
+
+    @app.workflow()
+    async def flow(x: int) -> int:
+        await reserve(x)
+        raise ValueError("no stock")  # no durable call between the step and the failure
+
+    async with app:
+        with pytest.raises(WorkflowFailedError) as failed:
+            await (await app.start(flow, 7, workflow_id="w")).result(timeout=10)
+        assert failed.value.status == WorkflowStatus.COMPENSATED
+        assert undone == [7]
+        kinds = [(s.step_number, s.kind.value) for s in await app.list_steps("w")]
+        assert kinds[0] == (1, "step") and kinds[-1][1] == "compensation"
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["here", "elsewhere"])
+@pytest.mark.parametrize("compensate", [True, False], ids=["rollback", "no-rollback"])
+async def test_a_cancel_while_the_last_step_runs_wins_over_success(
+    make_app: AppFactory, compensate: bool, elsewhere: bool
+) -> None:
+    """Cancelled here (the run is told at once) or elsewhere (another process changed the row
+    and this run learns it only from the statement that writes the last step)."""
+    app = make_app()
+    entered = asyncio.Event()
+    proceed = asyncio.Event()
+    undone: list[str] = []
+
+    @app.step()
+    async def charge() -> str:
+        entered.set()
+        await proceed.wait()
+        return "ch-1"
+
+    @charge.compensation
+    async def refund(charged: str) -> None:
+        undone.append(charged)
+
+    @app.workflow()
+    async def pay() -> str:
+        return await charge()
+
+    async with app:
+        handle = await app.start(pay, workflow_id="w")
+        await entered.wait()
+        if elsewhere:
+            error = WorkflowCancelledError("cancelled elsewhere", compensate=compensate)
+            to = WorkflowStatus.COMPENSATING if compensate else WorkflowStatus.CANCELLED
+            moved = await app.store.transition_workflow(
+                "w", to, from_statuses={WorkflowStatus.PENDING}, error=encode_error(error)
+            )
+            assert moved is not None
+        else:
+            await app.cancel("w", compensate=compensate)
+        proceed.set()
+        with pytest.raises((WorkflowCancelledError, WorkflowFailedError)):
+            await handle.result(timeout=10)
+        info = await handle.status()
+        steps = await app.list_steps("w")
+    assert steps[0].step_number == 1 and steps[0].output == "ch-1"  # its effect happened
+    if compensate:
+        assert info.status is WorkflowStatus.COMPENSATED
+        assert undone == ["ch-1"]
+    else:
+        assert info.status is WorkflowStatus.CANCELLED
+        assert undone == []

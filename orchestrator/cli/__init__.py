@@ -1,0 +1,95 @@
+"""`saga`: the command line (Typer). Serve and run applications (serve.py), inspect and steer
+workflows (workflows.py), migrate the database and show queues and schedules (here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from orchestrator.cli.common import (
+    ApiKey,
+    AppName,
+    AsJson,
+    DatabaseUrl,
+    Schema,
+    ServiceUrl,
+    Where,
+    ask,
+    console,
+    database_url_of,
+    print_rows,
+    run,
+)
+from orchestrator.cli.serve import up, worker
+from orchestrator.cli.workflows import workflows_cli
+from orchestrator.store import create_store
+
+cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
+cli.add_typer(workflows_cli, name="workflows")
+cli.command()(up)
+cli.command()(worker)
+
+
+@cli.command()
+def migrate(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+) -> None:
+    """Apply pending schema migrations (also done at every launch)."""
+
+    async def work() -> tuple[str, ...]:
+        store = create_store(database_url_of(database_url, app_name), schema=schema)
+        try:
+            await store.open()  # applies pending migrations under the migration lock
+            return (await store.migration_state()).applied
+        finally:
+            await store.close()
+
+    applied = run(work)
+    console.print(f"schema up to date: {len(applied)} migration(s) applied ({', '.join(applied)})")
+
+
+@cli.command()
+def queues(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Queue depths, running counts and starts in the last minute."""
+    rows: list[Any] = ask(
+        Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.queue_stats(),
+        lambda client: client.queue_stats(),
+    )
+    columns = ["queue_name", "depth", "running", "started_last_minute"]
+    print_rows(rows, columns, as_json, "queues")
+
+
+@cli.command()
+def schedules(
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    as_json: AsJson = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Stored cron schedules."""
+    rows: list[Any] = ask(
+        Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.list_schedules(),
+        lambda client: client.list_schedules(),
+    )
+    last_tick = "last_tick" if url else "last_tick_ms"  # the service answers a time
+    columns = ["name", "workflow_name", "cron", "paused", "catch_up", last_tick]
+    print_rows(rows, columns, as_json, "schedules")
+
+
+def main() -> None:
+    """Entry point of the `saga` console script."""
+    cli()

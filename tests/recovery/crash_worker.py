@@ -3,8 +3,9 @@ recording every step's effect in a Ledger; it can SIGKILL itself at a named poin
 
     python -m tests.recovery.crash_worker DATABASE_URL LEDGER WORKFLOW_ID [--crash POINT]
 
-POINT: ``before-step-4`` (between steps: step 3 committed, step 4 not begun) or
-``after-effect-3`` (step 3's effect applied, its checkpoint not written).
+POINT: ``before-step-4`` (between steps: step 3 committed, step 4 not begun),
+``after-effect-3`` (step 3's effect applied, its checkpoint not written) or ``after-last-step``
+(the last step returned; its checkpoint, deferred to the final status, not written).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def build(database_url: str, ledger: Ledger, crash: str | None) -> Orchestrator:
         await app.sleep(SLEEP_SECONDS)
         for number in (3, 4, 5):
             keys.append(await effect(number))
+        if crash == "after-last-step":
+            kill_self()
         return keys
 
     app.five_steps = five_steps  # type: ignore[attr-defined]

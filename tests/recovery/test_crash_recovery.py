@@ -56,14 +56,19 @@ async def stored(database_url: str) -> tuple[WorkflowInfo, list[StepInfo]]:
 
 @pytest.mark.parametrize("repeat", range(3))
 @pytest.mark.parametrize(
-    "case", ["between-steps", "after-effect-before-checkpoint", "during-sleep"]
+    "case",
+    ["between-steps", "after-effect-before-checkpoint", "after-last-step", "during-sleep"],
 )
 async def test_killed_worker_is_recovered_with_each_effect_recorded_once(
     database_url: str, tmp_path: Path, case: str, repeat: int
 ) -> None:
     ledger_path = tmp_path / "ledger.db"
     ledger = Ledger(ledger_path)
-    crash = {"between-steps": "before-step-4", "after-effect-before-checkpoint": "after-effect-3"}
+    crash = {
+        "between-steps": "before-step-4",
+        "after-effect-before-checkpoint": "after-effect-3",
+        "after-last-step": "after-last-step",
+    }
     sleep = 4.0 if case == "during-sleep" else 0.2
     first = spawn(database_url, ledger_path, crash.get(case), sleep)
     if case == "during-sleep":
@@ -84,6 +89,11 @@ async def test_killed_worker_is_recovered_with_each_effect_recorded_once(
     if case == "after-effect-before-checkpoint":
         assert reexecuted == {f"{WORKFLOW_ID}:4"}  # effect(3) is step 4: applied twice, once
         assert snapshot.attempts[f"{WORKFLOW_ID}:4"] == 2
+    elif case == "after-last-step":
+        # The last step's record goes with the final status (docs/concepts.md): killed before
+        # that commit, the step runs again after recovery, its effect still applied once.
+        assert reexecuted == {f"{WORKFLOW_ID}:6"}
+        assert snapshot.attempts[f"{WORKFLOW_ID}:6"] == 2
     else:
         assert reexecuted == set()
 

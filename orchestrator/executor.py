@@ -321,6 +321,11 @@ class WorkflowRun:
             except LeaseLostError as lost:
                 self.resolve(exc=lost)
                 return None
+            # Our own write: the statement committed (the status with it) before a lost
+            # connection hid the answer and it was sent again.
+            record = await self.store.get_workflow(self.workflow_id)
+            if record is not None and record.status is WorkflowStatus.SUCCESS:
+                return record.output == output
             return await self.store.finish_workflow(
                 self.workflow_id, WorkflowStatus.SUCCESS, output=output
             )

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import Orchestrator, WorkflowCancelledError, WorkflowStatus
-from orchestrator.errors import WorkflowFailedError
+from orchestrator import Orchestrator, StepKind, WorkflowCancelledError, WorkflowStatus
+from orchestrator.errors import WorkflowFailedError, WorkflowTimeoutError
 from orchestrator.serialization import encode_error
+from orchestrator.store import StepRecord
 from tests.conftest import AppFactory
 
 
@@ -156,3 +157,28 @@ async def test_a_cancel_while_the_last_step_runs_wins_over_success(
     else:
         assert info.status is WorkflowStatus.CANCELLED
         assert undone == []
+
+
+async def test_a_last_step_recorded_by_another_executor_stops_this_run(
+    make_app: AppFactory,
+) -> None:
+    """Another worker took the workflow over and recorded the same step number: this run
+    neither overwrites that record nor finishes the workflow."""
+    app = make_app()
+
+    @app.step(name="charge")
+    async def charge() -> str:
+        theirs = StepRecord("w", 1, "charge", StepKind.STEP, output='"theirs"', started_at=1)
+        assert await app.store.record_step(theirs) is WorkflowStatus.PENDING
+        return "ours"
+
+    @app.workflow()
+    async def pay() -> str:
+        return await charge()
+
+    async with app:
+        # The waiter here follows the workflow to its end on the other worker: still running.
+        with pytest.raises(WorkflowTimeoutError):
+            await (await app.start(pay, workflow_id="w")).result(timeout=1)
+        assert (await app.retrieve("w").status()).status is WorkflowStatus.PENDING
+        assert [s.output for s in await app.list_steps("w")] == ["theirs"]

@@ -16,14 +16,8 @@ from orchestrator.store.base import (
     WorkerRecord,
     WorkflowRecord,
 )
-from orchestrator.store.operations import (
-    Plan,
-    SQLStore,
-    Statement,
-    rowcount_plan,
-    rows_plan,
-    workflow_from_row,
-)
+from orchestrator.store.operations import SQLStore
+from orchestrator.store.plans import Plan, Statement, rowcount_plan, rows_plan, workflow_from_row
 
 _UNLIMITED = 1 << 30
 

@@ -36,7 +36,7 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.batching import GroupCommit
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
-from orchestrator.store.operations import Plan, Result
+from orchestrator.store.plans import Plan, Result
 from orchestrator.store.postgres_writes import PostgresWrites
 from orchestrator.store.queries import load_queries
 

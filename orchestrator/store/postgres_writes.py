@@ -19,7 +19,7 @@ from orchestrator.errors import (
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.store.coordination import CoordinatedSQLStore
-from orchestrator.store.operations import step_params, workflow_from_row
+from orchestrator.store.plans import step_params, workflow_from_row
 from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from orchestrator.store.migrate import (
     sqlite_migration_state,
     sqlite_write_transaction,
 )
-from orchestrator.store.operations import Plan, Result
+from orchestrator.store.plans import Plan, Result
 from orchestrator.store.queries import load_queries
 
 T = TypeVar("T")

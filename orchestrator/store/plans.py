@@ -1,0 +1,241 @@
+"""The Store's operations as dialect-neutral plans of named queries.
+
+A plan is a generator: it yields a ``Statement`` (a query name from ``queries.sql`` and its
+parameters), receives the ``Result``, and returns the operation's answer. Each store drives the
+plans with its own connection (``SQLStore._run`` in operations.py), so the logic lives here once
+and PostgreSQL and SQLite only differ in their SQL text, connections and error translation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Generator, Mapping
+from typing import Any, TypeAlias, TypeVar
+
+from orchestrator.errors import (
+    DuplicateWorkflowError,
+    WorkflowConflictError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
+from orchestrator.store.base import (
+    NewWorkflow,
+    StepRecord,
+    WorkflowRecord,
+)
+from orchestrator.types import StepKind, WorkflowStatus
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Statement:
+    """One query to run: its name in ``queries.sql`` and its named parameters."""
+
+    name: str
+    params: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """What a statement gave back: its rows as dicts, and how many rows it changed."""
+
+    rows: list[dict[str, Any]]
+    rowcount: int
+
+    def one(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows else None
+
+
+Plan: TypeAlias = Generator[Statement, Result, T]
+
+_WORKFLOW_FIELDS = tuple(field.name for field in dataclasses.fields(WorkflowRecord))
+_NEW_WORKFLOW_FIELDS = tuple(field.name for field in dataclasses.fields(NewWorkflow))
+_STEP_FIELDS = tuple(field.name for field in dataclasses.fields(StepRecord))
+
+
+# -- rows <-> records -----------------------------------------------------------------------
+
+
+def workflow_from_row(row: Mapping[str, Any]) -> WorkflowRecord:
+    """A ``workflows`` row (extra columns ignored) as a WorkflowRecord."""
+    values = {name: row[name] for name in _WORKFLOW_FIELDS}
+    values["status"] = WorkflowStatus(values["status"])
+    return WorkflowRecord(**values)
+
+
+def step_from_row(row: Mapping[str, Any]) -> StepRecord:
+    """A ``steps`` row (extra columns ignored) as a StepRecord."""
+    values = {name: row[name] for name in _STEP_FIELDS}
+    values["kind"] = StepKind(values["kind"])
+    return StepRecord(**values)
+
+
+def workflow_params(new: NewWorkflow) -> dict[str, Any]:
+    params = {name: getattr(new, name) for name in _NEW_WORKFLOW_FIELDS}
+    params["status"] = new.status.value
+    return params
+
+
+def step_params(step: StepRecord) -> dict[str, Any]:
+    params = {name: getattr(step, name) for name in _STEP_FIELDS}
+    params["kind"] = step.kind.value
+    return params
+
+
+def statuses(statuses: Collection[WorkflowStatus] | None) -> list[str] | None:
+    return None if statuses is None else [WorkflowStatus(status).value for status in statuses]
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+
+def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowRecord, bool]]:
+    """Insert ``new``; an existing id gives (existing, False), or WorkflowConflictError if
+    ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError."""
+    inserted = (yield Statement("insert_workflow", workflow_params(new))).one()
+    if inserted is not None:
+        return workflow_from_row(inserted), True
+    existing = (yield Statement("get_workflow", {"workflow_id": new.workflow_id})).one()
+    if existing is not None:
+        if conflict:
+            raise WorkflowConflictError(
+                f"workflow id {new.workflow_id!r} is already taken; choose another id",
+                workflow_id=new.workflow_id,
+            )
+        return workflow_from_row(existing), False
+    holder = (
+        yield Statement(
+            "get_workflow_by_dedup", {"queue_name": new.queue_name, "dedup_id": new.dedup_id}
+        )
+    ).one()
+    holder_id = None if holder is None else holder["workflow_id"]
+    raise DuplicateWorkflowError(
+        f"dedup id {new.dedup_id!r} is already active on queue {new.queue_name!r}"
+        f" (workflow {holder_id!r}); wait until it finishes or use another dedup id",
+        queue_name=new.queue_name,
+        dedup_id=new.dedup_id,
+        workflow_id=holder_id,
+    )
+
+
+def record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | None]:
+    """Insert the step unless its number is taken; answer the workflow's status (None: the
+    number was taken). When ``required``, a taken number raises WorkflowStateError (rolling
+    back the whole transaction)."""
+    row = (yield Statement("record_step", step_params(step))).one()
+    if row is None and required:
+        raise WorkflowStateError(
+            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that"
+            " step number is already recorded",
+            workflow_id=step.workflow_id,
+            step_number=step.step_number,
+        )
+    return None if row is None else WorkflowStatus(row["status"])
+
+
+def finish_after_step(step: StepRecord, output: str | None) -> Plan[bool | None]:
+    if (yield from record_step(step, required=False)) is None:
+        return None  # the number was taken: this transaction wrote nothing
+    params = {
+        "workflow_id": step.workflow_id,
+        "status": WorkflowStatus.SUCCESS.value,
+        "output": output,
+    }
+    return (yield Statement("finish_pending_workflow", params)).rowcount > 0
+
+
+def get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
+    row = (yield Statement("get_workflow", {"workflow_id": workflow_id})).one()
+    return None if row is None else workflow_from_row(row)
+
+
+def start_child(child: NewWorkflow, step: StepRecord) -> Plan[tuple[WorkflowRecord, bool]]:
+    answer = yield from insert_workflow(child, conflict=False)
+    yield from record_step(step, required=False)
+    return answer
+
+
+def fork_workflow(new: NewWorkflow, source_id: str, before_step: int) -> Plan[WorkflowRecord]:
+    if (yield from get_workflow(source_id)) is None:
+        raise WorkflowNotFoundError(f"no workflow {source_id!r} to fork", workflow_id=source_id)
+    record, _ = yield from insert_workflow(new, conflict=True)
+    yield Statement(
+        "copy_steps",
+        {"workflow_id": new.workflow_id, "source_id": source_id, "before_step": before_step},
+    )
+    return record
+
+
+def send_message(
+    destination_id: str,
+    topic: str,
+    payload: str,
+    idempotency_key: str | None,
+    step: StepRecord | None,
+) -> Plan[bool]:
+    destination = yield from get_workflow(destination_id)
+    if destination is None:
+        raise WorkflowNotFoundError(
+            f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+        )
+    if idempotency_key is not None:  # a redelivery answers as the first delivery did
+        key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
+        if (yield Statement("message_key_used", key)).one() is not None:
+            return False
+    if destination.status.is_terminal:
+        raise WorkflowFinishedError(
+            f"workflow {destination_id!r} has finished ({destination.status}):"
+            " it will never receive this message",
+            workflow_id=destination_id,
+            status=destination.status.value,
+        )
+    params = {
+        "destination_id": destination_id,
+        "topic": topic,
+        "payload": payload,
+        "idempotency_key": idempotency_key,
+    }
+    if (yield Statement("insert_message", params)).rowcount == 0:
+        return False
+    if step is not None:
+        yield from record_step(step, required=True)
+    return True
+
+
+def recv_message(workflow_id: str, topic: str, step: StepRecord) -> Plan[str | None]:
+    params = {"workflow_id": workflow_id, "topic": topic}
+    row = (yield Statement("consume_message", params)).one()
+    if row is None:
+        return None
+    payload: str = row["payload"]
+    yield from record_step(dataclasses.replace(step, output=payload), required=True)
+    return payload
+
+
+def set_event(workflow_id: str, key: str, value: str, step: StepRecord | None) -> Plan[None]:
+    yield Statement("set_event", {"workflow_id": workflow_id, "key": key, "value": value})
+    if step is not None:
+        yield from record_step(step, required=True)
+
+
+def write_stream(
+    workflow_id: str, key: str, value: str | None, closed: bool, step: StepRecord
+) -> Plan[None]:
+    params = {"workflow_id": workflow_id, "key": key, "value": value, "closed": closed}
+    if (yield Statement("append_stream", params)).rowcount == 0:
+        raise WorkflowStateError(
+            f"stream {key!r} of workflow {workflow_id!r} is closed: nothing more can be written",
+            workflow_id=workflow_id,
+            key=key,
+        )
+    yield from record_step(step, required=True)
+
+
+def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:
+    return (yield Statement(query, params)).rows
+
+
+def rowcount_plan(query: str, /, **params: Any) -> Plan[int]:
+    return (yield Statement(query, params)).rowcount

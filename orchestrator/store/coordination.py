@@ -1,5 +1,5 @@
 """The store operations that coordinate many workers: queue dequeues, leases and takeover,
-and schedules, written once as plans of named queries (see operations.py)."""
+and schedules, written once as plans of named queries (see plans.py)."""
 
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ class Messaging:
                     return _TIMEOUT
                 run.metrics.recv_waiters.inc()
                 try:
-                    await run.wait(subscription.wait(self._wait_seconds(remaining)))
+                    await run.wait(subscription.next(self._wait_seconds(remaining)))
                 finally:
                     run.metrics.recv_waiters.dec()
 

@@ -10,32 +10,49 @@ from orchestrator.store.base import NOTIFY_RECONNECTED
 
 
 class Subscription:
-    """Interest in some (kind, key) pairs; ``wait`` returns when one was notified (or on
-    timeout)."""
+    """Interest in some (kind, key) pairs. A notification wakes the wait under way, or, when
+    none is, is remembered so that the next wait returns at once: none is lost between a
+    wake-up and the re-read that follows it."""
 
-    __slots__ = ("_future", "keys")
+    __slots__ = ("_pending", "_waiter", "keys")
 
     def __init__(self, keys: tuple[tuple[str, str], ...]) -> None:
         self.keys = keys
-        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter: asyncio.Future[bool] | None = None
+        self._pending = False
 
     def fire(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+            self._waiter = None
+        else:
+            self._pending = True
+
+    def next(self, timeout: float | None) -> asyncio.Future[bool]:
+        """A future of the next notification (True), or of ``timeout`` seconds passing
+        (False). A plain future, no task: a workflow parked in recv costs little, and
+        cancelling it (a stop) is cancelling this future."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if self._pending:
+            self._pending = False
+            waiter.set_result(True)
+            return waiter
+        self._waiter = waiter
+        if timeout is not None:
+            timer = loop.call_later(max(timeout, 0), _expire, waiter)
+            waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait for the next notification; True if notified, False on timeout."""
-        try:
-            if timeout is None:
-                await asyncio.shield(self._future)
-            else:
-                await asyncio.wait_for(asyncio.shield(self._future), max(timeout, 0))
-            notified = True
-        except TimeoutError:
-            notified = False
-        if self._future.done():
-            self._future = asyncio.get_running_loop().create_future()
-        return notified
+        return await self.next(timeout)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Waiters:

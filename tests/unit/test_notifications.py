@@ -1,0 +1,66 @@
+"""The in-process fan-out of notifications: a wake-up is never lost, a timeout is a plain
+False, a stopped wait is a cancelled future."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator.notifications import Waiters
+from orchestrator.store.base import NOTIFY_MESSAGE, NOTIFY_RECONNECTED
+
+
+async def test_a_notification_wakes_the_wait_under_way() -> None:
+    waiters = Waiters()
+    with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
+        waiting = asyncio.ensure_future(subscription.wait(5))
+        await asyncio.sleep(0)
+        waiters.notify(NOTIFY_MESSAGE, "other")  # not this key
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        waiters.notify(NOTIFY_MESSAGE, "w")
+        assert await waiting is True
+
+
+async def test_a_notification_between_two_waits_is_kept_for_the_next() -> None:
+    """Woken, the caller re-reads its table; a change committed meanwhile must not be
+    slept through."""
+    waiters = Waiters()
+    with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
+        waiters.notify(NOTIFY_MESSAGE, "w")  # nobody waiting yet (the re-read is under way)
+        assert await asyncio.wait_for(subscription.wait(5), 1) is True
+        assert await subscription.wait(0.01) is False  # consumed once: now a plain timeout
+
+
+async def test_a_timeout_then_a_late_notification() -> None:
+    waiters = Waiters()
+    with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
+        assert await subscription.wait(0.01) is False
+        waiters.notify(NOTIFY_MESSAGE, "w")
+        assert await subscription.next(5) is True  # done at once
+
+
+async def test_a_cancelled_wait_is_a_cancelled_future_and_loses_nothing() -> None:
+    waiters = Waiters()
+    with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
+        waiter = subscription.next(None)
+        waiter.cancel()  # what WorkflowRun.stop does to a parked recv
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        waiters.notify(NOTIFY_MESSAGE, "w")
+        assert await subscription.next(5) is True
+
+
+async def test_a_reconnect_wakes_every_subscription() -> None:
+    waiters = Waiters()
+    with (
+        waiters.subscribe((NOTIFY_MESSAGE, "a")) as a,
+        waiters.subscribe((NOTIFY_MESSAGE, "b")) as b,
+    ):
+        waits = [asyncio.ensure_future(s.wait(5)) for s in (a, b)]
+        await asyncio.sleep(0)
+        assert waiters.count == 2
+        waiters.notify(NOTIFY_RECONNECTED, "")
+        assert await asyncio.gather(*waits) == [True, True]
+    assert waiters.count == 0

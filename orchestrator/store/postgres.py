@@ -212,9 +212,10 @@ class PostgresStore(PostgresWrites):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
-        """A pooled connection. Callers queue here first (FIFO, no timeout) so a busy pool is
-        backpressure, not an error: the pool's own timeout then fires only when connections
-        cannot be made (the database is unreachable), which is retried."""
+        """A pooled connection, the most recently used warm one first. Callers queue here first
+        (FIFO, no timeout) so a busy pool is backpressure, not an error: the pool's own timeout
+        then fires only when connections cannot be made (the database is unreachable), which
+        is retried. One in use while the store closes goes back to the pool, which closes it."""
         pool = self._pool
         if pool is None:
             raise StoreError("the PostgreSQL store is not open: call open() first")
@@ -228,7 +229,8 @@ class PostgresStore(PostgresWrites):
                 await pool.putconn(conn)  # the pool resets it, or drops it if it is broken
                 raise
             if (
-                len(self._warm) < WARM_CONNECTIONS
+                self._pool is pool  # not closed meanwhile
+                and len(self._warm) < WARM_CONNECTIONS
                 and time.monotonic() - since < WARM_MAX_SECONDS
                 and conn.info.transaction_status is TransactionStatus.IDLE
             ):

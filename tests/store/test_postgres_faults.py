@@ -107,6 +107,29 @@ async def test_one_at_a_time_the_last_used_connection_is_reused(postgres_url: st
         assert (await store.get_workflow("w")) is not None
 
 
+async def test_closing_under_load_leaves_no_session_open(postgres_url: str) -> None:
+    """Operations still running when the store closes give their connections back to the
+    closed pool (which closes them), not to the warm set."""
+    store = PostgresStore(postgres_url, min_size=2, max_size=8)
+    await store.open()
+    await store.create_workflow(new_workflow("w"))
+
+    async def reads() -> None:
+        with contextlib.suppress(StoreError):
+            while True:
+                await store.get_workflow("w")
+
+    readers = [asyncio.ensure_future(reads()) for _ in range(6)]
+    await asyncio.sleep(0.2)
+    await store.close()
+    await asyncio.gather(*readers)
+    for _ in range(50):
+        if not sessions_of(postgres_url):
+            break
+        await asyncio.sleep(0.02)
+    assert sessions_of(postgres_url) == []
+
+
 def sessions_of(url: str) -> list[tuple[int, str | None, str]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return sessions(conn)

@@ -37,6 +37,13 @@ def build_orchestrator(database_url: str) -> Orchestrator:
         await app.set_event("ready", None)  # an event whose value is null
         return [await app.recv("items", timeout=30) for _ in range(count)]
 
+    app.queue("http-tests-queue")
+
+    @app.workflow(name="enqueue_add")
+    async def enqueue_add(a: int) -> str:
+        """Starts ``add`` on a queue (as a child) and returns its id, for the queue filter."""
+        return (await app.start(add, a, queue="http-tests-queue")).workflow_id
+
     @app.workflow(name="fails")
     async def fails(reason: str = "boom") -> None:
         raise ValueError(reason)

@@ -222,6 +222,15 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient) -> None:
     }
     naive = await client.get("/workflows", params={"created_before": "2000-01-01T00:00:00"})
     assert naive.json()["items"] == []
+    parent = (await client.post("/workflows/enqueue_add", json={"a": 2})).json()["workflow_id"]
+    queued = await client.get(f"/workflows/{parent}/result", params={"timeout": 10})
+    child = queued.json()["output"]
+    done = await client.get(f"/workflows/{child}/result", params={"timeout": 10})
+    assert done.json() == {"status": "SUCCESS", "output": 3}
+    on_queue = (await client.get("/workflows", params={"queue": "http-tests-queue"})).json()
+    assert [w["workflow_id"] for w in on_queue["items"]] == [child]
+    assert on_queue["items"][0]["queue_name"] == "http-tests-queue"
+    assert (await client.get("/workflows", params={"queue": "other"})).json()["items"] == []
     bad = await client.get("/workflows", params={"status": "DONE", "limit": 0})
     assert bad.status_code == 422
     assert {tuple(e["loc"]) for e in bad.json()["detail"]} >= {("query", "limit")}

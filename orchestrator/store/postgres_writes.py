@@ -192,7 +192,7 @@ class PostgresWrites(CoordinatedSQLStore):
             {
                 **self._step_arrays(steps),
                 "step_outputs": [s.output for s in steps],
-                "statuses": [WorkflowStatus.SUCCESS.value] * len(steps),
+                "status": WorkflowStatus.SUCCESS.value,
                 "outputs": [output for _, output in finishes],
             },
         )

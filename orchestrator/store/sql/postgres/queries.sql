@@ -699,12 +699,11 @@ WITH input AS (
         %(kinds)b::text[], %(step_outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
-        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(statuses)b::text[],
-        %(outputs)b::text[]
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(outputs)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, step_output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, status,
-        output, ordinal
+        compensation, compensation_input, compensates_step, started_at, finished_at, output,
+        ordinal
     )
 ), firsts AS (  -- one write per workflow: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id) * FROM input ORDER BY workflow_id, ordinal
@@ -724,7 +723,7 @@ WITH input AS (
     RETURNING workflow_id, step_number
 ), finished AS (
     UPDATE workflows
-    SET status = firsts.status, output = firsts.output, error = NULL,
+    SET status = %(status)s, output = firsts.output, error = NULL,
         finished_at = now_ms(), updated_at = now_ms()
     FROM firsts JOIN recorded USING (workflow_id, step_number)
     WHERE workflows.workflow_id = firsts.workflow_id AND workflows.status = 'PENDING'

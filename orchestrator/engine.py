@@ -251,8 +251,10 @@ class Engine(Starting, Results, Management):
 
     def on_notification(self, kind: str, payload: str) -> None:
         self.waiters.notify(kind, payload)
-        if kind == NOTIFY_WORKFLOW and payload in self.runs:
-            self._spawn(self._check_still_running(payload))
+        if kind == NOTIFY_WORKFLOW:
+            run = self.runs.get(payload)
+            if run is not None and not run.finishing:  # its own final write notified too
+                self._spawn(self._check_still_running(payload))
         elif kind == NOTIFY_RECONNECTED:
             for workflow_id in list(self.runs):
                 self._spawn(self._check_still_running(workflow_id))

@@ -294,6 +294,7 @@ class Engine(Starting, Results, Management):
         )
         if self.lease is not None:
             run.guard = self.lease.guard
+            run.confirm = self.lease.confirm
         self.runs[record.workflow_id] = run
         self._spawn(self._execute(run))
         return run
@@ -326,9 +327,33 @@ class Engine(Starting, Results, Management):
                 del self.runs[run.workflow_id]
             if watcher is not None:
                 watcher.cancel()
-            runner = self.runners.get(run.record.queue_name or "")
-            if runner is not None:
-                runner.finished(run.workflow_id)
+            if run.restart and not self.closing:
+                self._spawn(self._relaunch(run))  # keeps its queue slot meanwhile
+            else:
+                self._release_slot(run)
+
+    def _release_slot(self, run: WorkflowRun) -> None:
+        runner = self.runners.get(run.record.queue_name or "")
+        if runner is not None:
+            runner.finished(run.workflow_id)
+
+    async def _relaunch(self, run: WorkflowRun) -> None:
+        """Run a workflow again from its recorded steps, in this worker, if it still owns it."""
+        try:
+            record = await self.store.get_workflow(run.workflow_id)
+            if (
+                record is not None
+                and not record.status.is_terminal
+                and record.executor_id == run.record.executor_id
+                and run.workflow_id not in self.runs
+            ):
+                steps = await self.store.load_steps(run.workflow_id)
+                if run.workflow_id not in self.runs:
+                    self.launch_run(record, run.workflow, steps)
+                    return
+        except Exception:  # the store is down: recovery finds the row later
+            logger.exception("workflow %s could not be relaunched", run.workflow_id)
+        self._release_slot(run)
 
     async def _enforce_deadline(self, run: WorkflowRun) -> None:
         assert run.record.deadline_ms is not None

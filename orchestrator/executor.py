@@ -69,6 +69,8 @@ class WorkflowRun:
         self.compensating = False
         # Checked before each step: raises LeaseLostError if this worker may not go on.
         self.guard: Callable[[str], Awaitable[None]] | None = None
+        # Checked before each checkpoint: raises LeaseLostError if the workflow was taken over.
+        self.confirm: Callable[[str], Awaitable[None]] | None = None
         self.counter = 0
         # A succeeded step's checkpoint, left to the next durable call (written before it goes
         # on) or to the final status (one commit for both); see defer().
@@ -77,6 +79,7 @@ class WorkflowRun:
         self.stop_reason: BaseException | None = None
         self.pivot_step: int | None = None
         self.finishing = False  # the function returned or raised: final status being written
+        self.restart = False  # stopped to be relaunched from its records (see explain_refusal)
         self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waits: set[asyncio.Future[Any]] = set()
 
@@ -198,7 +201,10 @@ class WorkflowRun:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Record a step. The row is written even if the workflow was cancelled meanwhile (the
-        effect happened: a resume must not repeat it); then the workflow stops here."""
+        effect happened: a resume must not repeat it); then the workflow stops here. Not by
+        a worker whose workflow was taken over while it was paused: the new owner runs it."""
+        if self.confirm is not None:
+            await self.confirm(self.workflow_id)
         started = time.perf_counter()
         status = await self.store.record_step(step)
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
@@ -240,15 +246,30 @@ class WorkflowRun:
                 ):  # (started_at tells our write from another executor's identical one)
                     return  # our own write, committed before a connection loss hid the answer
                 break
-        self.stop(
-            LeaseLostError(
-                f"step {step.step_number} of workflow {self.workflow_id} was recorded by another "
-                "executor; this one stops so the workflow never runs twice in parallel",
-                workflow_id=self.workflow_id,
-                step_number=step.step_number,
+        if await self._still_ours():
+            # A worker that lost the workflow while paused wrote it as it woke. This one still
+            # owns it: stop, and run it again from what is recorded (the engine relaunches it).
+            self.restart = True
+            reason = (
+                f"step {step.step_number} of workflow {self.workflow_id} was recorded by a "
+                "worker that had lost it; this one replays the workflow from its records"
             )
+        else:
+            reason = (
+                f"step {step.step_number} of workflow {self.workflow_id} was recorded by another "
+                "executor; this one stops so the workflow never runs twice in parallel"
+            )
+        self.stop(
+            LeaseLostError(reason, workflow_id=self.workflow_id, step_number=step.step_number)
         )
         self.check_runnable()
+
+    async def _still_ours(self) -> bool:
+        """Whether this worker still owns the workflow (the lease says who runs it)."""
+        owner = self.record.executor_id
+        if self.confirm is None or owner is None:
+            return False
+        return self.workflow_id in await self.store.owned_workflows(owner, [self.workflow_id])
 
     # -- running ----------------------------------------------------------------------------
     async def execute(self) -> None:
@@ -293,6 +314,12 @@ class WorkflowRun:
         self.finishing = True
         if self._flushing is not None:
             await self.flush_quietly()  # a parallel branch's durable call is writing it
+        if self.confirm is not None:
+            try:
+                await self.confirm(self.workflow_id)
+            except LeaseLostError as lost:  # taken over while paused: its new owner finishes it
+                self.resolve(exc=lost)
+                return
         last, self.deferred = self.deferred, None
         finished: bool | None
         if last is None:

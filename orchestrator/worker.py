@@ -85,6 +85,12 @@ class Lease:
                 "recovered",
                 workflow_id=workflow_id,
             )
+        await self.confirm(workflow_id)
+
+    async def confirm(self, workflow_id: str) -> None:
+        """Before a checkpoint is written: raise LeaseLostError if the lease lapsed (a pause)
+        and the workflow was taken over meanwhile, so a worker that woke up mid-step never
+        records a step of a workflow another worker now runs (which would stop that one)."""
         if time.monotonic() < self.valid_until:
             return
         async with self._confirming:

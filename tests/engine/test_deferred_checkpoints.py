@@ -168,6 +168,8 @@ async def test_a_last_step_recorded_by_another_executor_stops_this_run(
 
     @app.step(name="charge")
     async def charge() -> str:
+        pending = {WorkflowStatus.PENDING}
+        assert await app.store.resume_workflow("w", "other", None, from_statuses=pending)
         theirs = StepRecord("w", 1, "charge", StepKind.STEP, output='"theirs"', started_at=1)
         assert await app.store.record_step(theirs) is WorkflowStatus.PENDING
         return "ours"
@@ -182,3 +184,37 @@ async def test_a_last_step_recorded_by_another_executor_stops_this_run(
             await (await app.start(pay, workflow_id="w")).result(timeout=1)
         assert (await app.retrieve("w").status()).status is WorkflowStatus.PENDING
         assert [s.output for s in await app.list_steps("w")] == ["theirs"]
+
+
+async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
+    make_app: AppFactory,
+) -> None:
+    """A worker paused mid-step wakes after its workflow was taken over and records that step
+    first. The new owner's own record of it is refused: it must not stop (nobody would run the
+    workflow), but replay it from the records, the other worker's step included."""
+    app = make_app()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @app.step(name="first")
+    async def first() -> str:
+        entered.set()
+        await release.wait()
+        return "ours"
+
+    @app.step()
+    async def second(x: str) -> str:
+        return f"{x}!"
+
+    @app.workflow()
+    async def flow() -> str:
+        return await second(await first())
+
+    async with app:
+        handle = await app.start(flow, workflow_id="z")
+        await entered.wait()
+        woken = StepRecord("z", 1, "first", StepKind.STEP, output='"theirs"', started_at=1)
+        assert await app.store.record_step(woken) is WorkflowStatus.PENDING
+        release.set()
+        assert await handle.result(timeout=10) == "theirs!"
+        steps = await app.list_steps("z")
+        assert [(s.step_number, s.output) for s in steps] == [(1, "theirs"), (2, "theirs!")]

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from orchestrator import Orchestrator, WorkflowStatus
+from orchestrator.errors import WorkflowTimeoutError
 from tests.workers import LEASE_SECONDS, Fleet, Journal, until, wait_alive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -218,10 +219,26 @@ async def test_paused_worker_with_a_renewal_in_flight_runs_no_further_step(
         ledger.execute("ROLLBACK")
     ledger.close()
     await asyncio.sleep(2.5 * LEASE_SECONDS)
-    assert (await handle.status()).executor_id == "wb", fleet.logs()
+
+    async def wb_runs_it() -> bool:  # taken over, back on its queue, dequeued by wb
+        return (await handle.status()).executor_id == "wb"
+
+    await until(wb_runs_it, 30, "wb takes the workflow over", fleet)
     fleet.signal("wa", signal.SIGCONT)
     resumed_at = time.time()
-    assert await handle.result(timeout=60) == 20
+    try:
+        assert await handle.result(timeout=60) == 20
+    except WorkflowTimeoutError as error:
+        status = await handle.status()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            steps = admin.execute(
+                "SELECT step_number, name, finished_at FROM orchestrator.steps"
+                " WHERE workflow_id = 'gap' ORDER BY step_number"
+            ).fetchall()
+        spans = [(s.key, s.executor, round(s.started - resumed_at, 2)) for s in journal.spans()]
+        raise AssertionError(
+            f"{error}\n{status}\nsteps {steps}\nspans {spans}\n{fleet.logs()}"
+        ) from error
 
     late = [
         (span.key, round(span.started - resumed_at, 2))

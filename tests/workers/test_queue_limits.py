@@ -60,15 +60,18 @@ async def test_queue_limits_with_three_workers(
     assert not taken_over, "live workers were declared dead (lease too short for this load?)"
     assert max(samples) <= CONCURRENCY, samples
     spans = journal.spans("limits")
-    assert max_overlap([(s.started, s.ended) for s in spans]) <= CONCURRENCY
+    overall = max_overlap([(s.started, s.ended) for s in spans])
+    assert overall <= CONCURRENCY
     by_executor: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for span in spans:
         by_executor[span.executor].append((span.started, span.ended))
     overlaps = {executor: max_overlap(v) for executor, v in by_executor.items()}
     assert all(most <= WORKER_CONCURRENCY for most in overlaps.values()), overlaps
-    # The limits were reached, so they were what held the workers back.
+    # The limits were reached, so they were what held the workers back (sampled, or seen in
+    # the steps' intervals: on a loaded machine the 50 ms samples can miss the busiest moment).
     assert set(by_executor) == set(WORKERS), {e: len(v) for e, v in by_executor.items()}
-    assert max(samples) >= CONCURRENCY - 1, max(samples)
+    assert max(overlaps.values()) == WORKER_CONCURRENCY, overlaps
+    assert max(*samples, overall) >= CONCURRENCY - 1, (max(samples), overall)
 
     assert len(finished) == COUNT
     assert {info.status for info in finished} == {WorkflowStatus.SUCCESS}

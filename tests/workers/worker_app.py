@@ -54,7 +54,7 @@ async def paced(ms: int) -> str:
 
 @app.workflow()
 async def short(n: int) -> str:
-    return await timed("limits", 5 + n % 16)
+    return await timed("limits", 15 + n % 26)
 
 
 @app.workflow()

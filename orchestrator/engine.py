@@ -345,10 +345,9 @@ class Engine(Starting, Results, Management):
                 record is not None
                 and not record.status.is_terminal
                 and record.executor_id == run.record.executor_id
-                and run.workflow_id not in self.runs
             ):
                 steps = await self.store.load_steps(run.workflow_id)
-                if run.workflow_id not in self.runs:
+                if run.workflow_id not in self.runs:  # nobody relaunched it meanwhile
                     self.launch_run(record, run.workflow, steps)
                     return
         except Exception:  # the store is down: recovery finds the row later

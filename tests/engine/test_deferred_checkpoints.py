@@ -218,3 +218,42 @@ async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
         assert await handle.result(timeout=10) == "theirs!"
         steps = await app.list_steps("z")
         assert [(s.step_number, s.output) for s in steps] == [(1, "theirs"), (2, "theirs!")]
+
+
+async def test_a_worker_whose_workflow_was_taken_over_during_a_pause_records_nothing(
+    make_app: AppFactory,
+) -> None:
+    """The lease lapsed during a pause (its validity is in the past) and another worker took
+    the workflow over meanwhile: the step that was running finishes, but its checkpoint is not
+    written, and the run stops; the new owner records that step itself."""
+    app = make_app()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @app.step(name="first")
+    async def first() -> str:
+        entered.set()
+        await release.wait()
+        return "ours"
+
+    @app.step(name="second")
+    async def second(x: str) -> str:
+        return f"{x}!"
+
+    @app.workflow()
+    async def flow() -> str:
+        return await second(await first())
+
+    async with app:
+        handle = await app.start(flow, workflow_id="p")
+        await entered.wait()
+        lease = app.engine.lease
+        assert lease is not None
+        lease.valid_until = 0.0  # as after a pause longer than the lease
+        pending = {WorkflowStatus.PENDING}
+        assert await app.store.resume_workflow("p", "other", None, from_statuses=pending)
+        release.set()
+        with pytest.raises(WorkflowTimeoutError):
+            await handle.result(timeout=1)
+        assert "p" not in app.engine.runs
+        assert await app.list_steps("p") == []
+        assert (await app.retrieve("p").status()).executor_id == "other"

@@ -230,11 +230,7 @@ async def test_paused_worker_with_a_renewal_in_flight_runs_no_further_step(
         assert await handle.result(timeout=60) == 20
     except WorkflowTimeoutError as error:
         status = await handle.status()
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            steps = admin.execute(
-                "SELECT step_number, name, finished_at FROM orchestrator.steps"
-                " WHERE workflow_id = 'gap' ORDER BY step_number"
-            ).fetchall()
+        steps = [(s.step_number, s.finished_at) for s in await client.list_steps("gap")]
         spans = [(s.key, s.executor, round(s.started - resumed_at, 2)) for s in journal.spans()]
         raise AssertionError(
             f"{error}\n{status}\nsteps {steps}\nspans {spans}\n{fleet.logs()}"

@@ -186,13 +186,9 @@ async def test_a_last_step_recorded_by_another_executor_stops_this_run(
         assert [s.output for s in await app.list_steps("w")] == ["theirs"]
 
 
-async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
-    make_app: AppFactory,
-) -> None:
-    """A worker paused mid-step wakes after its workflow was taken over and records that step
-    first. The new owner's own record of it is refused: it must not stop (nobody would run the
-    workflow), but replay it from the records, the other worker's step included."""
-    app = make_app()
+def gated_two_steps(app: Orchestrator) -> tuple[Any, asyncio.Event, asyncio.Event]:
+    """A workflow of two steps, ``first`` (which sets ``entered``, waits for ``release`` and
+    returns "ours") and ``second`` (its input with "!"); and the two events."""
     entered, release = asyncio.Event(), asyncio.Event()
 
     @app.step(name="first")
@@ -201,13 +197,25 @@ async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
         await release.wait()
         return "ours"
 
-    @app.step()
+    @app.step(name="second")
     async def second(x: str) -> str:
         return f"{x}!"
 
     @app.workflow()
     async def flow() -> str:
         return await second(await first())
+
+    return flow, entered, release
+
+
+async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
+    make_app: AppFactory,
+) -> None:
+    """A worker paused mid-step wakes after its workflow was taken over and records that step
+    first. The new owner's own record of it is refused: it must not stop (nobody would run the
+    workflow), but replay it from the records, the other worker's step included."""
+    app = make_app()
+    flow, entered, release = gated_two_steps(app)
 
     async with app:
         handle = await app.start(flow, workflow_id="z")
@@ -227,21 +235,7 @@ async def test_a_worker_whose_workflow_was_taken_over_during_a_pause_records_not
     the workflow over meanwhile: the step that was running finishes, but its checkpoint is not
     written, and the run stops; the new owner records that step itself."""
     app = make_app()
-    entered, release = asyncio.Event(), asyncio.Event()
-
-    @app.step(name="first")
-    async def first() -> str:
-        entered.set()
-        await release.wait()
-        return "ours"
-
-    @app.step(name="second")
-    async def second(x: str) -> str:
-        return f"{x}!"
-
-    @app.workflow()
-    async def flow() -> str:
-        return await second(await first())
+    flow, entered, release = gated_two_steps(app)
 
     async with app:
         handle = await app.start(flow, workflow_id="p")

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,11 +129,23 @@ class OursDriver:
         one round trip), on a connection of its own: the physical floor of one step."""
         import psycopg
 
+        from orchestrator.store.base import NewWorkflow
         from orchestrator.store.queries import load_queries
+        from orchestrator.types import WorkflowStatus
 
         statement = load_queries("postgres")["record_step"]
-        handle = await self.app.start(self._steps, 0, 0)  # a workflow row to record steps of
-        await handle.result()
+        # A running workflow's row to record steps of (a finished one takes no records), that
+        # no executor runs: only the probe writes its history.
+        probe_row, _ = await self.app.store.create_workflow(
+            NewWorkflow(
+                workflow_id=f"checkpoint-probe-{uuid.uuid4()}",
+                name="checkpoint-probe",
+                status=WorkflowStatus.PENDING,
+                input='{"args":[],"kwargs":{}}',
+                executor_id="checkpoint-probe",
+                app_version=None,
+            )
+        )
         connection = await psycopg.AsyncConnection.connect(
             self.database_url, autocommit=True, options="-c search_path=orchestrator"
         )
@@ -141,7 +154,7 @@ class OursDriver:
 
         async def probe() -> float:
             params = {
-                "workflow_id": handle.workflow_id,
+                "workflow_id": probe_row.workflow_id,
                 "step_number": next(numbers),
                 "name": "echo",
                 "kind": "step",
@@ -154,6 +167,7 @@ class OursDriver:
                 "compensates_step": None,
                 "started_at": 0,
                 "finished_at": None,
+                "epoch": probe_row.owner_epoch,
             }
             began = time.perf_counter()
             cursor = await connection.execute(statement, params)

@@ -204,7 +204,10 @@ class Engine(Starting, Results, Management):
 
     async def _finish_poison(self, record: WorkflowRecord, error: Exception) -> None:
         await self.store.finish_workflow(
-            record.workflow_id, WorkflowStatus.ERROR, error=encode_error(error)
+            record.workflow_id,
+            WorkflowStatus.ERROR,
+            error=encode_error(error),
+            epoch=record.owner_epoch,
         )
         runner = self.runners.get(record.queue_name or "")
         if runner is not None:
@@ -295,6 +298,7 @@ class Engine(Starting, Results, Management):
         if self.lease is not None:
             run.guard = self.lease.guard
             run.confirm = self.lease.confirm
+            self.lease.trust(run.workflow_id, run.epoch)
         self.runs[record.workflow_id] = run
         self._spawn(self._execute(run))
         return run
@@ -325,6 +329,8 @@ class Engine(Starting, Results, Management):
                 otel_context.detach(token)  # type: ignore[arg-type]
             if self.runs.get(run.workflow_id) is run:
                 del self.runs[run.workflow_id]
+            if self.lease is not None:
+                self.lease.forget(run.workflow_id, run.epoch)
             if watcher is not None:
                 watcher.cancel()
             if run.restart and not self.closing:
@@ -398,6 +404,7 @@ class Engine(Starting, Results, Management):
                 WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
                 from_statuses=RUNNING_STATUSES,
                 error=encode_error(error),
+                epoch=record.owner_epoch,
             )
             return False
         workflow = self.registry.workflows.get(record.name)
@@ -408,7 +415,10 @@ class Engine(Starting, Results, Management):
                 name=record.name,
             )
             await self.store.finish_workflow(
-                record.workflow_id, WorkflowStatus.ERROR, error=encode_error(unregistered)
+                record.workflow_id,
+                WorkflowStatus.ERROR,
+                error=encode_error(unregistered),
+                epoch=record.owner_epoch,
             )
             return False
         self.metrics.workflows_recovered.labels(record.name).inc()

@@ -17,13 +17,14 @@ from orchestrator.errors import (
     LeaseLostError,
     NonDeterministicWorkflowError,
     WorkflowCancelledError,
+    WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
 from orchestrator.saga import Saga, rollback_failure, settle, wants_rollback
 from orchestrator.serialization import encode_error, error_summary
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import Tracing
-from orchestrator.types import WorkflowStatus
+from orchestrator.types import StepKind, WorkflowStatus
 from orchestrator.workflow import WorkflowFunction
 
 if TYPE_CHECKING:
@@ -33,6 +34,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orchestrator.executor")
 
 T = TypeVar("T")
+
+# Checked before a step runs and before a checkpoint: raises LeaseLostError if this worker may
+# not go on with the workflow in this epoch (see worker.Lease).
+LeaseCheck = Callable[[str, int], Awaitable[None]]
+
+
+def rollback_begun(record: WorkflowRecord, steps: list[StepRecord]) -> int | None:
+    """The step number after which a rollback's compensations are recorded, if it has begun
+    (in a history from before migration 0004: the number before the first compensation).
+    None: no compensation has run or is about to."""
+    if record.rollback_after_step is not None:
+        return record.rollback_after_step
+    compensations = [step.step_number for step in steps if step.kind is StepKind.COMPENSATION]
+    return min(compensations) - 1 if compensations else None
 
 
 class WorkflowRun:
@@ -53,6 +68,7 @@ class WorkflowRun:
     ) -> None:
         self.record = record
         self.workflow_id = record.workflow_id
+        self.epoch = record.owner_epoch  # the ownership epoch every write of this run carries
         self.workflow = workflow
         self.store = store
         self.clock = clock
@@ -67,10 +83,14 @@ class WorkflowRun:
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
         self.inflight: set[asyncio.Future[None]] = set()  # steps executing right now
         self.compensating = False
+        # Recovering a rollback that was asked for (cancel with rollback, deadline) but had not
+        # begun: the compensable step the crash interrupted may have had its effect, so it runs
+        # again (same idempotency key) to be recorded, then compensated. See execute_step.
+        self.rerun_inflight = False
         # Checked before each step: raises LeaseLostError if this worker may not go on.
-        self.guard: Callable[[str], Awaitable[None]] | None = None
+        self.guard: LeaseCheck | None = None
         # Checked before each checkpoint: raises LeaseLostError if the workflow was taken over.
-        self.confirm: Callable[[str], Awaitable[None]] | None = None
+        self.confirm: LeaseCheck | None = None
         self.counter = 0
         # A succeeded step's checkpoint, left to the next durable call (written before it goes
         # on) or to the final status (one commit for both); see defer().
@@ -93,6 +113,12 @@ class WorkflowRun:
         if self.deferred is not None or self._flushing is not None:
             await self.flush()
         return number
+
+    @property
+    def replaying(self) -> bool:
+        """True while recorded calls remain ahead: the run re-executes what already happened,
+        so a stop is honoured only once the replay reaches the first unrecorded call."""
+        return bool(self.recorded)
 
     def replayed(self, number: int, name: str) -> StepRecord | None:
         """The step recorded at ``number`` by an earlier execution, after checking its name."""
@@ -128,8 +154,18 @@ class WorkflowRun:
         for waiting in list(self._waits):
             waiting.cancel()
 
+    def stop_rolls_back(self) -> bool:
+        """Whether this run was told to stop in order to roll back (a cancel with rollback, a
+        deadline): a step already executing then finishes, so it can be compensated."""
+        reason = self.stop_reason
+        return isinstance(reason, WorkflowCancelledError) and bool(reason.detail.get("compensate"))
+
     async def wait(self, awaitable: Awaitable[T]) -> T:
-        """Await a durable wait (sleep, recv, a child's result) that ``stop`` can interrupt."""
+        """Await a durable wait (sleep, recv, a child's result) that ``stop`` can interrupt.
+        During a replay the wait is part of history (later calls are recorded: it ended), so
+        it runs to its end whatever the stop; a stop applies at the first unrecorded call."""
+        if self.replaying:
+            return await awaitable
         if self.stop_reason is not None:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()  # never started: close it rather than leak a warning
@@ -200,16 +236,18 @@ class WorkflowRun:
             await self.flush()
 
     async def checkpoint(self, step: StepRecord) -> None:
-        """Record a step. The row is written even if the workflow was cancelled meanwhile (the
-        effect happened: a resume must not repeat it); then the workflow stops here. Not by
-        a worker whose workflow was taken over while it was paused: the new owner runs it."""
+        """Record a step, then stop here if the workflow was cancelled meanwhile. The store
+        records it only in this run's epoch and while the workflow has not finished (fencing):
+        a worker whose workflow was taken over, or ended, while it was paused records nothing
+        and stops. A cancel with rollback (COMPENSATING) still takes the record: the step is
+        then compensated."""
         if self.confirm is not None:
-            await self.confirm(self.workflow_id)
+            await self.confirm(self.workflow_id, self.epoch)
         started = time.perf_counter()
         status = await self.store.record_step(step)
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         if status is None:
-            await self.explain_refusal(step)
+            await self.explain(step)
         elif status is not WorkflowStatus.PENDING and not (
             status is WorkflowStatus.COMPENSATING and self.compensating
         ):
@@ -234,56 +272,99 @@ class WorkflowRun:
             status=str(status),
         )
 
-    async def explain_refusal(self, step: StepRecord) -> None:
-        """The step number was taken: accept our own earlier commit, or stop (lease lost)."""
-        for existing in await self.store.load_steps(self.workflow_id):
-            if existing.step_number == step.step_number:
+    async def refused(self, error: WorkflowStateError, step: StepRecord) -> StepRecord:
+        """A store write carrying ``step`` raised ``error``: if the store refused the step,
+        return the stored record when it is this run's own earlier write, else stop (see
+        ``explain``). Any other WorkflowStateError is re-raised."""
+        if not error.detail.get("refused"):
+            raise error
+        return await self.explain(step)
+
+    async def explain(self, step: StepRecord) -> StepRecord:
+        """The store refused to record ``step``: return the stored record if it is this run's
+        own earlier write (committed before a lost connection hid the answer, then retried);
+        otherwise stop this run and raise why. A finished workflow stops it as its status
+        says; another epoch means another worker took it over (LeaseLostError, quietly: the
+        new owner goes on)."""
+        record = await self.store.get_workflow(self.workflow_id)
+        if record is None:
+            self.stop(
+                WorkflowCancelledError(
+                    f"workflow {self.workflow_id} was deleted", workflow_id=self.workflow_id
+                )
+            )
+        elif record.owner_epoch != self.epoch:
+            logger.info(
+                "workflow %s is run by %s now (epoch %d, this run's %d): this run stops",
+                self.workflow_id,
+                record.executor_id,
+                record.owner_epoch,
+                self.epoch,
+            )
+            self.stop(
+                LeaseLostError(
+                    f"workflow {self.workflow_id} was taken over by another executor; this run "
+                    f"(epoch {self.epoch}) stops without recording step {step.step_number}",
+                    workflow_id=self.workflow_id,
+                    step_number=step.step_number,
+                )
+            )
+        elif record.status.is_terminal:
+            self.stop(self.stop_error_for(record.status, record.error))
+        else:
+            for existing in await self.store.load_steps(self.workflow_id):
+                if existing.step_number != step.step_number:
+                    continue
                 if (existing.name, existing.output, existing.error, existing.started_at) == (
                     step.name,
                     step.output,
                     step.error,
                     step.started_at,
-                ):  # (started_at tells our write from another executor's identical one)
-                    return  # our own write, committed before a connection loss hid the answer
+                ):  # (started_at tells our write from another one of the same content)
+                    return existing
                 break
-        if await self._still_ours():
-            # A worker that lost the workflow while paused wrote it as it woke. This one still
-            # owns it: stop, and run it again from what is recorded (the engine relaunches it).
+            # Taken in this very epoch by another write (a second run of this workflow in the
+            # same epoch): stop, and run it again from what is recorded (the engine relaunches
+            # it in this worker, which owns it).
             self.restart = True
-            reason = (
-                f"step {step.step_number} of workflow {self.workflow_id} was recorded by a "
-                "worker that had lost it; this one replays the workflow from its records"
+            self.stop(
+                LeaseLostError(
+                    f"step {step.step_number} of workflow {self.workflow_id} was recorded by "
+                    "another run; this one replays the workflow from its records",
+                    workflow_id=self.workflow_id,
+                    step_number=step.step_number,
+                )
             )
-        else:
-            reason = (
-                f"step {step.step_number} of workflow {self.workflow_id} was recorded by another "
-                "executor; this one stops so the workflow never runs twice in parallel"
-            )
-        self.stop(
-            LeaseLostError(reason, workflow_id=self.workflow_id, step_number=step.step_number)
-        )
         self.check_runnable()
-
-    async def _still_ours(self) -> bool:
-        """Whether this worker still owns the workflow (the lease says who runs it)."""
-        owner = self.record.executor_id
-        if self.confirm is None or owner is None:
-            return False
-        return self.workflow_id in await self.store.owned_workflows(owner, [self.workflow_id])
+        raise AssertionError("unreachable: a stopped run raises")
 
     # -- running ----------------------------------------------------------------------------
     async def execute(self) -> None:
         """Run the workflow function to its end and write its final status (rolling back a
         saga that failed, or resuming a rollback that a crash interrupted)."""
         if self.record.status is WorkflowStatus.COMPENSATING:
-            # Recovering a rollback: replay up to where the workflow stopped, then roll back.
-            self.stop_reason = self.stop_error_for(WorkflowStatus.COMPENSATING, self.record.error)
+            asked = self.stop_error_for(WorkflowStatus.COMPENSATING, self.record.error)
+            begun = rollback_begun(self.record, list(self.recorded.values()))
+            if begun is not None:
+                # The rollback had begun: resume it from its records. The forward part is
+                # not replayed: what to undo is in the store, and the decision is taken.
+                token = context.enter(ExecutionContext(self))
+                try:
+                    await self.roll_back(asked, begun=begun)
+                finally:
+                    context.leave(token)
+                return
+            # Asked for (cancel, deadline) but not begun: replay up to the first unrecorded
+            # call, re-run the compensable step a crash may have interrupted there, roll back.
+            self.stop_reason = asked
+            self.rerun_inflight = True
         token = context.enter(ExecutionContext(self))
         try:
             args, kwargs = self.workflow.signature.decode_input(self.record.input)
             result = await self.workflow.fn(*args, **kwargs)
             output = self.workflow.signature.encode_output(result)
         except (WorkflowCancelledError, LeaseLostError) as exc:
+            self.rerun_inflight = False  # the stop was honoured: nothing more starts
             await self.flush_quietly()
             reason = self.stop_reason or exc
             if wants_rollback(reason):
@@ -316,7 +397,7 @@ class WorkflowRun:
             await self.flush_quietly()  # a parallel branch's durable call is writing it
         if self.confirm is not None:
             try:
-                await self.confirm(self.workflow_id)
+                await self.confirm(self.workflow_id, self.epoch)
             except LeaseLostError as lost:  # taken over while paused: its new owner finishes it
                 self.resolve(exc=lost)
                 return
@@ -324,7 +405,7 @@ class WorkflowRun:
         finished: bool | None
         if last is None:
             finished = await self.store.finish_workflow(
-                self.workflow_id, WorkflowStatus.SUCCESS, output=output
+                self.workflow_id, WorkflowStatus.SUCCESS, output=output, epoch=self.epoch
             )
         else:
             finished = await self._finish_after(last, output)
@@ -342,11 +423,11 @@ class WorkflowRun:
         started = time.perf_counter()
         finished = await self.store.finish_after_step(last, output)
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        if finished is None:  # the step number was taken: our retried commit, or a takeover
+        if finished is None:  # refused: our retried commit, a takeover, or the end
             try:
-                await self.explain_refusal(last)
-            except LeaseLostError as lost:
-                self.resolve(exc=lost)
+                await self.explain(last)
+            except (LeaseLostError, WorkflowCancelledError) as stopped:
+                self.resolve(exc=stopped)
                 return None
             # Our own write: the statement committed (the status with it) before a lost
             # connection hid the answer and it was sent again.
@@ -354,7 +435,7 @@ class WorkflowRun:
             if record is not None and record.status is WorkflowStatus.SUCCESS:
                 return record.output == output
             return await self.store.finish_workflow(
-                self.workflow_id, WorkflowStatus.SUCCESS, output=output
+                self.workflow_id, WorkflowStatus.SUCCESS, output=output, epoch=self.epoch
             )
         if not finished:  # recorded, but someone else changed the status meanwhile
             record = await self.store.get_workflow(self.workflow_id)
@@ -363,20 +444,26 @@ class WorkflowRun:
                 return None
         return finished
 
-    async def roll_back(self, error: BaseException) -> None:
+    async def roll_back(self, error: BaseException, *, begun: int | None = None) -> None:
         """The workflow failed (or was cancelled with rollback): run the compensations of its
-        completed steps in reverse order, unless it has none or has passed its pivot."""
+        completed steps in reverse order, unless it has none or has passed its pivot.
+
+        The compensations take the step numbers after the last forward one; that number is
+        stored as the rollback begins. ``begun``: that number, when resuming a rollback that
+        had begun (recovery, an operator's retry): the same plan is computed and the
+        compensations that completed replay from their records."""
         self.finishing = True
         await settle(self)
         await self.flush_quietly()  # the last step succeeded: it is compensated too
         plan = await self.saga.plan(self.workflow_id)
         cancelled = isinstance(error, WorkflowCancelledError)
-        if not plan or self.pivot_step is not None:
+        if begun is None and (not plan or self.pivot_step is not None):
             if self.pivot_step is not None and plan:
                 logger.warning(
-                    "workflow %s failed after its pivot (step %d): not compensated; resume it to "
-                    "retry forward",
+                    "workflow %s %s after its pivot (step %d): not compensated; resume it to "
+                    "go forward",
                     self.workflow_id,
+                    "was cancelled" if cancelled else "failed",
                     self.pivot_step,
                 )
             status = WorkflowStatus.CANCELLED if cancelled else WorkflowStatus.ERROR
@@ -390,16 +477,26 @@ class WorkflowRun:
             WorkflowStatus.COMPENSATING,
             from_statuses={WorkflowStatus.PENDING},
             error=original,
+            epoch=self.epoch,
         )
         if moved is None:  # already COMPENSATING (a cancel, or a recovered rollback)
             stored = await self.store.get_workflow(self.workflow_id)
-            if stored is None or stored.status is not WorkflowStatus.COMPENSATING:
+            if (
+                stored is None
+                or stored.status is not WorkflowStatus.COMPENSATING
+                or stored.owner_epoch != self.epoch
+            ):
                 await self._resolve_from_store()
                 return
             original = stored.error or original
         self.stop_reason = None
         self.compensating = True
-        failure = await self.saga.rollback(self, plan)
+        try:
+            await self._begin_rollback(begun)
+            failure = await self.saga.rollback(self, plan)
+        except (WorkflowCancelledError, LeaseLostError) as stopped:
+            self.resolve(exc=stopped)  # fenced off: the workflow's owner now goes on with it
+            return
         status = (
             WorkflowStatus.COMPENSATED if failure is None else WorkflowStatus.COMPENSATION_FAILED
         )
@@ -407,10 +504,31 @@ class WorkflowRun:
             status, rollback_failure(self.workflow_id, status, original), original
         )
 
+    async def _begin_rollback(self, begun: int | None) -> None:
+        """Fix where the compensations' step numbers start, durably, before the first one
+        runs: a recovery resumes the rollback there instead of replaying the forward part."""
+        if begun is None:
+            await self.flush()
+            begun = await self.store.begin_rollback(self.workflow_id, self.counter, self.epoch)
+            if begun is None:  # fenced off: taken over, or ended, meanwhile
+                self.stop(
+                    LeaseLostError(
+                        f"workflow {self.workflow_id} was taken over or ended as its rollback "
+                        "began; this run stops",
+                        workflow_id=self.workflow_id,
+                    )
+                )
+                self.check_runnable()
+                return
+        self.counter = begun
+        self.recorded = {n: step for n, step in self.recorded.items() if n > begun}
+
     async def _finish_failed(
         self, status: WorkflowStatus, error: BaseException, stored: str
     ) -> None:
-        if await self.store.finish_workflow(self.workflow_id, status, error=stored):
+        if await self.store.finish_workflow(
+            self.workflow_id, status, error=stored, epoch=self.epoch
+        ):
             self.final_status = status
             self.resolve(exc=error)
         else:

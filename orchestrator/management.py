@@ -259,6 +259,7 @@ class Management:
             compensates_step=step,
             attempts=target.attempts,
             output=json.dumps({"skipped": True, "reason": reason, "by": by}),
+            epoch=record.owner_epoch,
         )
         await self.store.record_step(skipped)
         await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import context
 from orchestrator.clock import Clock
-from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError
+from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError, WorkflowStateError
 from orchestrator.executor import WorkflowRun
 from orchestrator.notifications import Waiters
 from orchestrator.serialization import decode, encode
@@ -106,6 +106,7 @@ class Messaging:
             StepKind.SEND,
             output=json.dumps(destination_id),
             started_at=self.clock.now_ms(),
+            epoch=run.epoch,
         )
         key = idempotency_key or f"{run.workflow_id}:{number}"
         with run.tracing.durable(
@@ -115,7 +116,12 @@ class Messaging:
             number,
             extra={_DESTINATION: destination_id, _TOPIC: topic_name},
         ):
-            if await self.store.send_message(destination_id, topic_name, payload, key, step):
+            try:
+                sent = await self.store.send_message(destination_id, topic_name, payload, key, step)
+            except WorkflowStateError as error:
+                await run.refused(error, step)  # our own earlier send, or the run stops
+                return
+            if sent:
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
 
     async def recv(self, topic: str | None, timeout: float | None) -> Any:
@@ -161,9 +167,19 @@ class Messaging:
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             while True:
                 step = StepRecord(
-                    run.workflow_id, number, "recv", StepKind.RECV, started_at=self.clock.now_ms()
+                    run.workflow_id,
+                    number,
+                    "recv",
+                    StepKind.RECV,
+                    started_at=self.clock.now_ms(),
+                    epoch=run.epoch,
                 )
-                payload = await self.store.recv_message(run.workflow_id, topic_name, step)
+                try:
+                    payload = await self.store.recv_message(run.workflow_id, topic_name, step)
+                except WorkflowStateError as error:
+                    payload = (await run.refused(error, step)).output  # consumed earlier
+                    if payload is None:  # recorded as our own timeout
+                        return _TIMEOUT
                 if payload is not None:
                     return decode(payload)
                 if deadline_ms is None:  # first miss: make the timeout durable, then wait
@@ -177,6 +193,7 @@ class Messaging:
                             _RECV_DEADLINE,
                             StepKind.SLEEP,
                             output=json.dumps(deadline_ms),
+                            epoch=run.epoch,
                         )
                     )
                     number = await run.begin()
@@ -207,11 +224,15 @@ class Messaging:
             StepKind.SET_EVENT,
             output=json.dumps(key),
             started_at=self.clock.now_ms(),
+            epoch=run.epoch,
         )
         with run.tracing.durable(run, StepKind.SET_EVENT, "set_event", number, detail=key):
-            await self.store.set_event(
-                run.workflow_id, key, encode(value, what="event value"), step
-            )
+            try:
+                await self.store.set_event(
+                    run.workflow_id, key, encode(value, what="event value"), step
+                )
+            except WorkflowStateError as error:
+                await run.refused(error, step)  # our own earlier write, or the run stops
         self._wake(NOTIFY_EVENT, run.workflow_id, key)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
@@ -234,6 +255,7 @@ class Messaging:
                 "get_event",
                 StepKind.GET_EVENT,
                 output=encode(value, what="event value"),
+                epoch=run.epoch,
             )
         )
         return value
@@ -288,8 +310,12 @@ class Messaging:
             StepKind.STREAM,
             output=json.dumps(key),
             started_at=self.clock.now_ms(),
+            epoch=run.epoch,
         )
-        await self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step)
+        try:
+            await self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step)
+        except WorkflowStateError as error:
+            await run.refused(error, step)  # our own earlier write, or the run stops
         self._wake(NOTIFY_STREAM, run.workflow_id, key)
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:

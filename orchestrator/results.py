@@ -68,6 +68,7 @@ class Results:
                 kind=StepKind.RESULT,
                 output=output,
                 error=error,
+                epoch=run.epoch,
             )
             await run.checkpoint(recorded)
         if recorded.error is not None:

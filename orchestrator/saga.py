@@ -190,6 +190,7 @@ async def register(
             output="null",
             compensation=function.name,
             compensation_input=function.signature.encode_input(args, kwargs),
+            epoch=run.epoch,
         )
     )
 

@@ -13,6 +13,7 @@ from orchestrator.errors import (
     InvalidArgumentError,
     NotRegisteredError,
     WorkflowConflictError,
+    WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
 from orchestrator.store.base import NewWorkflow, StepRecord, Store, WorkflowRecord
@@ -167,11 +168,16 @@ class Starting:
             output=json.dumps(child_id),
             child_workflow_id=child_id,
             started_at=self.clock.now_ms(),
+            epoch=run.epoch,
         )
         with started:
             if started.span is not None:
                 started.span.set_attribute(STEP_NUMBER, number)
-            record, created = await self.store.start_child(new, step)
+            try:
+                record, created = await self.store.start_child(new, step)
+            except WorkflowStateError as error:
+                await run.refused(error, step)  # our own earlier start, or the run stops
+                return self.handle(child_id)
             started.created(created)
         if not created:
             self._check_same(record, workflow, input_text)

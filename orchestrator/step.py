@@ -134,15 +134,20 @@ async def execute_step(
         value: R = step.signature.decode_output(recorded.output)
         return value
 
-    run.check_runnable()
+    if run.stop_reason is not None and not _reruns_inflight(run, step, kind):
+        raise run.stop_reason
     if run.guard is not None:
-        await run.guard(run.workflow_id)
+        await run.guard(run.workflow_id, run.epoch)
     policy = retry or step.retry
     started_at = run.clock.now_ms()
     started = time.perf_counter()
 
     async def attempt(attempt_number: int) -> R:
-        run.check_runnable()
+        # A cancel with rollback (or a deadline) lets the step finish, retries included: its
+        # effect may already have happened (an attempt that failed after applying it), so it
+        # must be recorded to be compensated. Any other stop ends it between attempts.
+        if run.stop_reason is not None and not run.stop_rolls_back():
+            raise run.stop_reason
         token = context.enter(
             ExecutionContext(run, StepContext(run.workflow_id, number, step_name, attempt_number))
         )
@@ -192,7 +197,10 @@ async def execute_step(
             compensates_step=compensates_step,
             started_at=started_at,
             finished_at=run.clock.now_ms(),  # the same clock as started_at
+            epoch=run.epoch,
         )
+        if error is None and step.pivot:
+            run.on_pivot(number)  # before the checkpoint, which may stop the run (a cancel)
         if error is None and kind is StepKind.STEP and run.may_defer():
             run.defer(record)  # written before the next durable call, or with the final status
         else:
@@ -205,9 +213,21 @@ async def execute_step(
     )
     if error is not None:
         raise error
-    if step.pivot:
-        run.on_pivot(number)
     return result
+
+
+def _reruns_inflight(run: WorkflowRun, step: StepFunction[Any, Any], kind: StepKind) -> bool:
+    """Whether a stopped run still executes this step: when recovering a rollback that was
+    asked for but had not begun, the first unrecorded call may be the step the crash cut short
+    after its effect. A compensable step then runs again (same idempotency key: its effect
+    applies once) so that it is recorded and compensated; a pivot runs again so that a pivot
+    that had happened is never undone. Steps run at least once."""
+    return (
+        run.rerun_inflight
+        and run.stop_rolls_back()
+        and kind is StepKind.STEP
+        and (step.compensation_step is not None or step.pivot)
+    )
 
 
 def _encode_compensation_input(

@@ -29,7 +29,9 @@ async def _recorded_value(run: WorkflowRun, kind: StepKind, value: object) -> ob
         return json.loads(recorded.output) if recorded.output is not None else None
     run.check_runnable()
     await run.checkpoint(
-        StepRecord(run.workflow_id, number, kind.value, kind, output=json.dumps(value))
+        StepRecord(
+            run.workflow_id, number, kind.value, kind, output=json.dumps(value), epoch=run.epoch
+        )
     )
     return value
 
@@ -62,7 +64,12 @@ async def sleep(seconds: float) -> None:
         wake_at = run.clock.now_ms() + int(seconds * 1000)
         await run.checkpoint(
             StepRecord(
-                run.workflow_id, number, StepKind.SLEEP.value, StepKind.SLEEP, output=str(wake_at)
+                run.workflow_id,
+                number,
+                StepKind.SLEEP.value,
+                StepKind.SLEEP,
+                output=str(wake_at),
+                epoch=run.epoch,
             )
         )
         await run.wait(run.clock.sleep_until(wake_at))

@@ -21,7 +21,12 @@ TAKEOVER_BATCH = 100  # most workflows one takeover claims at once
 
 class Lease:
     """This worker's lease. ``valid_until`` is on the local monotonic clock, so a process that
-    was paused (SIGSTOP, a long GC, a laptop lid) knows on waking that it must re-check."""
+    was paused (SIGSTOP, a long GC, a laptop lid) knows on waking that it must re-check.
+
+    ``generation`` counts the times the lease was lost and registered afresh: a run that last
+    checked its workflow in an older generation checks it again in the database (its epoch),
+    even though the new lease looks fresh. The database fences every write anyway (migration
+    0004); these checks keep a worker that lost a workflow from starting another step of it."""
 
     def __init__(
         self,
@@ -44,8 +49,11 @@ class Lease:
         self.lost = lost
         self.adopt = adopt
         self.valid_until = 0.0
+        self.generation = 0
         self.closing = False
         self._confirming: asyncio.Lock = asyncio.Lock()
+        # The generation in which each running workflow (id, epoch) was last found ours.
+        self._checked: dict[tuple[str, int], int] = {}
 
     async def register(self) -> None:
         sent = time.monotonic()
@@ -70,6 +78,7 @@ class Lease:
         logger.warning(
             "worker %s lost its lease; checking which workflows it still owns", self.executor_id
         )
+        self.generation += 1  # every run checks its workflow again before going on
         running = self.running()
         owned = await self.store.owned_workflows(self.executor_id, running)
         for workflow_id in running:
@@ -77,7 +86,7 @@ class Lease:
                 self.lost(workflow_id)
         await self.register()
 
-    async def guard(self, workflow_id: str) -> None:
+    async def guard(self, workflow_id: str, epoch: int) -> None:
         """Before a step runs: raise LeaseLostError if this worker may no longer run it."""
         if self.closing:
             raise LeaseLostError(
@@ -85,23 +94,43 @@ class Lease:
                 "recovered",
                 workflow_id=workflow_id,
             )
-        await self.confirm(workflow_id)
+        await self.confirm(workflow_id, epoch)
 
-    async def confirm(self, workflow_id: str) -> None:
-        """Before a checkpoint is written: raise LeaseLostError if the lease lapsed (a pause)
-        and the workflow was taken over meanwhile, so a worker that woke up mid-step never
-        records a step of a workflow another worker now runs (which would stop that one)."""
-        if time.monotonic() < self.valid_until:
+    async def confirm(self, workflow_id: str, epoch: int) -> None:
+        """Before a step or a checkpoint: raise LeaseLostError if the lease lapsed (a pause)
+        and the workflow is no longer this run's (another epoch owns it, or it ended), so a
+        worker that woke up never starts another step of a workflow another worker runs. A
+        fresh lease is trusted only for workflows checked since it was last registered."""
+        key = (workflow_id, epoch)
+        if time.monotonic() < self.valid_until and self._checked.get(key) == self.generation:
             return
         async with self._confirming:
             if time.monotonic() >= self.valid_until:
                 await self.renew()
-        if workflow_id not in await self.store.owned_workflows(self.executor_id, [workflow_id]):
+        generation = self.generation
+        record = await self.store.get_workflow(workflow_id)
+        if (
+            record is None
+            or record.owner_epoch != epoch
+            or record.executor_id != self.executor_id
+            or not record.status.is_active
+        ):
+            self._checked.pop(key, None)
             raise LeaseLostError(
-                f"workflow {workflow_id} was taken over by another worker while this one "
-                f"({self.executor_id}) was unresponsive; it stops here",
+                f"workflow {workflow_id} is no longer run by this worker ({self.executor_id},"
+                f" epoch {epoch}): it was taken over or ended while this worker was"
+                " unresponsive; it stops here",
                 workflow_id=workflow_id,
             )
+        self._checked[key] = generation
+
+    def trust(self, workflow_id: str, epoch: int) -> None:
+        """A run starts from a record just claimed (or created) in this lease's generation."""
+        self._checked[(workflow_id, epoch)] = self.generation
+
+    def forget(self, workflow_id: str, epoch: int) -> None:
+        """A run ended: drop what was remembered of its checks."""
+        self._checked.pop((workflow_id, epoch), None)
 
     async def take_over(self) -> int:
         """Claim and resume the workflows of dead workers; how many were claimed."""

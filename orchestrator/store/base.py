@@ -2,8 +2,12 @@
 
 Values cross this boundary as JSON text (the engine serializes); times are epoch milliseconds
 from the database clock. Every method is atomic: it commits all of its writes or none.
-Methods that take a ``step`` record it as ``record_step`` does; if its number is taken they
-raise WorkflowStateError and write nothing (except ``start_child``, which ignores that).
+
+Fencing: a step is recorded only if its ``epoch`` is the workflow's ``owner_epoch`` and the
+workflow has not finished (a database trigger decides, in the insert itself). Methods that take a
+``step`` record it as ``record_step`` does; if it is refused (its number taken, or fenced off)
+they raise WorkflowStateError and write nothing at all. A caller tells the two refusals apart by
+reading the workflow (``explain`` in the engine).
 Database errors are translated to ``orchestrator.errors`` inside each store, in one place.
 """
 
@@ -55,6 +59,11 @@ class WorkflowRecord:
     updated_at: int
     started_at: int | None
     finished_at: int | None
+    # The ownership epoch (fencing token): a new one each time an executor takes the workflow
+    # to run it. The store refuses a run's writes made with an older epoch (migration 0004).
+    owner_epoch: int = 0
+    # Set when a rollback begins: its compensations take the step numbers after this one.
+    rollback_after_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,9 @@ class StepRecord:
     started_at: int | None = None
     finished_at: int | None = None  # filled by the store when None
     seq: int | None = None  # order of completion, assigned by the store
+    # The writing run's ownership epoch: the step is recorded only while that epoch owns the
+    # workflow and the workflow has not finished (see WorkflowRecord.owner_epoch).
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,15 +258,18 @@ class Store(Protocol):
         *,
         output: str | None = None,
         error: str | None = None,
+        epoch: int | None = None,
     ) -> bool:
         """Write a final status (and output or error) if the workflow is still running
-        (PENDING or COMPENSATING). Returns False, writing nothing, otherwise."""
+        (PENDING or COMPENSATING) and, when ``epoch`` is given (a run's own write), still owned
+        by that epoch. Returns False, writing nothing, otherwise."""
 
     async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
         """Record ``step``, the workflow's last one, and in the same transaction write SUCCESS
-        with ``output`` if the workflow is still PENDING: one commit where two would follow
-        each other. None: the step number was taken, nothing written. False: the step was
-        recorded but the workflow is no longer PENDING (read its status). True: both."""
+        with ``output`` if the workflow is still PENDING in the step's epoch: one commit where
+        two would follow each other. None: the step was refused (number taken, or fenced off),
+        nothing written. False: the step was recorded but the workflow is no longer PENDING
+        (read its status). True: both."""
 
     async def transition_workflow(
         self,
@@ -263,9 +278,11 @@ class Store(Protocol):
         *,
         from_statuses: Collection[WorkflowStatus],
         error: str | None = None,
+        epoch: int | None = None,
     ) -> WorkflowRecord | None:
         """Set ``to_status`` (and ``error`` when given) if the current status is one of
-        ``from_statuses``; return the updated row, or None (nothing written)."""
+        ``from_statuses`` (and, when ``epoch`` is given, that epoch still owns the workflow);
+        return the updated row, or None (nothing written)."""
 
     async def resume_workflow(
         self,
@@ -278,25 +295,29 @@ class Store(Protocol):
     ) -> WorkflowRecord | None:
         """Make the workflow ``to_status`` (PENDING or COMPENSATING) on ``executor_id`` again
         from one of ``from_statuses``: clears output/error/finished_at, resets
-        recovery_attempts to 0 and the deadline to ``now + timeout_ms``. Returns the updated
-        row or None."""
+        recovery_attempts to 0 and the deadline to ``now + timeout_ms``, starts a new epoch.
+        Returns the updated row or None."""
+
+    async def begin_rollback(self, workflow_id: str, after_step: int, epoch: int) -> int | None:
+        """A run's rollback begins after step ``after_step``: store that (unless a number is
+        stored already) if the workflow is COMPENSATING in ``epoch``. Returns the number in
+        effect, or None (fenced off: nothing written)."""
 
     async def claim_for_recovery(
         self, executor_id: str, app_version: str | None
     ) -> list[WorkflowRecord]:
         """For each PENDING or COMPENSATING workflow of ``executor_id`` (and app_version,
-        when not None): increment recovery_attempts and return the updated rows."""
+        when not None): increment recovery_attempts, start a new epoch, return the rows."""
 
     # -- steps ------------------------------------------------------------------------------
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
 
     async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
-        """Insert the step unless its number is taken, whatever the workflow's status (a step
-        that finished after a cancel is kept: its effect happened, so a resume must not repeat
-        it). Returns the workflow's status as of the insert, so the caller knows whether to go
-        on; None (writing nothing) if the number was taken. WorkflowNotFoundError if the
-        workflow does not exist."""
+        """Insert the step unless its number is taken or it is fenced off (the workflow has
+        finished, or ``step.epoch`` is not its owner_epoch). Returns the workflow's status as
+        of the insert, so the caller knows whether to go on; None (writing nothing) if it was
+        refused. WorkflowNotFoundError if the workflow does not exist."""
 
     async def delete_steps(self, workflow_id: str, from_step: int) -> int:
         """Delete the steps numbered ``from_step`` and above (resume retries failed steps at the
@@ -306,7 +327,8 @@ class Store(Protocol):
         self, child: NewWorkflow, step: StepRecord
     ) -> tuple[WorkflowRecord, bool]:
         """In one transaction: create the child workflow (as create_workflow) and record the
-        parent's step (ignored if already recorded). Returns create_workflow's answer."""
+        parent's step. Returns create_workflow's answer; a refused step raises
+        WorkflowStateError and creates nothing."""
 
     async def fork_workflow(
         self, new: NewWorkflow, source_workflow_id: str, before_step: int
@@ -325,7 +347,9 @@ class Store(Protocol):
     ) -> bool:
         """Add a message for an active workflow; with ``step``, record the sender's step in
         the same transaction. Returns False if ``idempotency_key`` was already used for that
-        destination (nothing written). Raises WorkflowNotFoundError / WorkflowFinishedError."""
+        destination (no message written; the sender's step is still recorded). Raises
+        WorkflowNotFoundError / WorkflowFinishedError, or WorkflowStateError (nothing
+        written) if the sender's step is refused."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)

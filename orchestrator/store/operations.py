@@ -104,8 +104,9 @@ class SQLStore(abc.ABC):
         *,
         output: str | None = None,
         error: str | None = None,
+        epoch: int | None = None,
     ) -> bool:
-        """Write a final status if the workflow is still running; False otherwise."""
+        """Write a final status if the workflow is still running (in ``epoch``, if given)."""
         if not WorkflowStatus(status).is_terminal:
             raise InvalidArgumentError(f"{status} is not a final status")
         plan = functools.partial(
@@ -115,6 +116,7 @@ class SQLStore(abc.ABC):
             status=WorkflowStatus(status).value,
             output=output,
             error=error,
+            epoch=epoch,
         )
         return await self._run(plan, transaction=False) > 0
 
@@ -130,8 +132,10 @@ class SQLStore(abc.ABC):
         *,
         from_statuses: Collection[WorkflowStatus],
         error: str | None = None,
+        epoch: int | None = None,
     ) -> WorkflowRecord | None:
-        """Set ``to_status`` if the status is one of ``from_statuses``; the row or None."""
+        """Set ``to_status`` if the status is one of ``from_statuses`` (in ``epoch``, if
+        given); the row or None."""
         to_status = WorkflowStatus(to_status)
         plan = functools.partial(
             rows_plan,
@@ -141,6 +145,7 @@ class SQLStore(abc.ABC):
             terminal=to_status.is_terminal,
             from_statuses=plans.statuses(from_statuses),
             error=error,
+            epoch=epoch,
         )
         rows = await self._run(plan, transaction=False)
         return workflow_from_row(rows[0]) if rows else None
@@ -166,6 +171,14 @@ class SQLStore(abc.ABC):
         )
         rows = await self._run(plan, transaction=False)
         return workflow_from_row(rows[0]) if rows else None
+
+    async def begin_rollback(self, workflow_id: str, after_step: int, epoch: int) -> int | None:
+        """Remember where a rollback's compensations begin (see Store.begin_rollback)."""
+        plan = functools.partial(
+            rows_plan, "begin_rollback", workflow_id=workflow_id, after_step=after_step, epoch=epoch
+        )
+        rows = await self._run(plan, transaction=False)
+        return int(rows[0]["rollback_after_step"]) if rows else None
 
     async def claim_for_recovery(
         self, executor_id: str, app_version: str | None

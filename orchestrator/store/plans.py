@@ -120,18 +120,24 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
     )
 
 
+def refused(step: StepRecord) -> WorkflowStateError:
+    """The error of a step the store would not record (and of everything written with it)."""
+    return WorkflowStateError(
+        f"step {step.step_number} of workflow {step.workflow_id!r} was not recorded: that step"
+        " number is taken, or the workflow has finished or is run by another executor now",
+        workflow_id=step.workflow_id,
+        step_number=step.step_number,
+        refused=True,
+    )
+
+
 def record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | None]:
-    """Insert the step unless its number is taken; answer the workflow's status (None: the
-    number was taken). When ``required``, a taken number raises WorkflowStateError (rolling
+    """Insert the step unless its number is taken or it is fenced off; answer the workflow's
+    status (None: refused). When ``required``, a refusal raises WorkflowStateError (rolling
     back the whole transaction)."""
     row = (yield Statement("record_step", step_params(step))).one()
     if row is None and required:
-        raise WorkflowStateError(
-            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that"
-            " step number is already recorded",
-            workflow_id=step.workflow_id,
-            step_number=step.step_number,
-        )
+        raise refused(step)
     return None if row is None else WorkflowStatus(row["status"])
 
 
@@ -142,6 +148,7 @@ def finish_after_step(step: StepRecord, output: str | None) -> Plan[bool | None]
         "workflow_id": step.workflow_id,
         "status": WorkflowStatus.SUCCESS.value,
         "output": output,
+        "epoch": step.epoch,
     }
     return (yield Statement("finish_pending_workflow", params)).rowcount > 0
 
@@ -153,7 +160,7 @@ def get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
 
 def start_child(child: NewWorkflow, step: StepRecord) -> Plan[tuple[WorkflowRecord, bool]]:
     answer = yield from insert_workflow(child, conflict=False)
-    yield from record_step(step, required=False)
+    yield from record_step(step, required=True)
     return answer
 
 
@@ -183,6 +190,8 @@ def send_message(
     if idempotency_key is not None:  # a redelivery answers as the first delivery did
         key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
         if (yield Statement("message_key_used", key)).one() is not None:
+            if step is not None:
+                yield from record_step(step, required=True)
             return False
     if destination.status.is_terminal:
         raise WorkflowFinishedError(
@@ -197,11 +206,10 @@ def send_message(
         "payload": payload,
         "idempotency_key": idempotency_key,
     }
-    if (yield Statement("insert_message", params)).rowcount == 0:
-        return False
+    sent = (yield Statement("insert_message", params)).rowcount > 0
     if step is not None:
         yield from record_step(step, required=True)
-    return True
+    return sent
 
 
 def recv_message(workflow_id: str, topic: str, step: StepRecord) -> Plan[str | None]:

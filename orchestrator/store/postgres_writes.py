@@ -14,12 +14,11 @@ from orchestrator.errors import (
     InvalidArgumentError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
-    WorkflowStateError,
 )
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.store.coordination import CoordinatedSQLStore
-from orchestrator.store.plans import step_params, workflow_from_row
+from orchestrator.store.plans import refused, step_params, workflow_from_row
 from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")
@@ -58,12 +57,13 @@ class PostgresWrites(CoordinatedSQLStore):
         *,
         output: str | None = None,
         error: str | None = None,
+        epoch: int | None = None,
     ) -> bool:
         """Write a final status (see Store.finish_workflow), sharing a commit."""
         if not WorkflowStatus(status).is_terminal:
             raise InvalidArgumentError(f"{status} is not a final status")
         finished: bool = await self._batcher.submit(
-            "finish", (workflow_id, WorkflowStatus(status).value, output, error)
+            "finish", (workflow_id, WorkflowStatus(status).value, output, error, epoch)
         )
         return finished
 
@@ -100,9 +100,9 @@ class PostgresWrites(CoordinatedSQLStore):
             return await super().record_step(params)
         if kind == "finish_step":
             return await self._finish_after_step_one(*params)
-        workflow_id, status, output, error = params
+        workflow_id, status, output, error, epoch = params
         return await super().finish_workflow(
-            workflow_id, WorkflowStatus(status), output=output, error=error
+            workflow_id, WorkflowStatus(status), output=output, error=error, epoch=epoch
         )
 
     async def _create_workflows(self, news: list[NewWorkflow]) -> list[Any]:
@@ -159,6 +159,7 @@ class PostgresWrites(CoordinatedSQLStore):
             "compensates_steps": [s.compensates_step for s in steps],
             "started_ats": [s.started_at for s in steps],
             "finished_ats": [s.finished_at for s in steps],
+            "epochs": [s.epoch for s in steps],
         }
 
     async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
@@ -206,6 +207,7 @@ class PostgresWrites(CoordinatedSQLStore):
                 "statuses": [f[1] for f in finishes],
                 "outputs": [f[2] for f in finishes],
                 "errors": [f[3] for f in finishes],
+                "epochs": [f[4] for f in finishes],
             },
         )
         finished = {row["workflow_id"] for row in rows}
@@ -274,6 +276,7 @@ class PostgresWrites(CoordinatedSQLStore):
                 "kind": None if step is None else step.kind.value,
                 "output": None if step is None else step.output,
                 "started_at": None if step is None else step.started_at,
+                "epoch": None if step is None else step.epoch,
             },
         )
         return _sent(destination_id, row, step)
@@ -317,6 +320,7 @@ class PostgresWrites(CoordinatedSQLStore):
                 "name": step.name,
                 "kind": step.kind.value,
                 "started_at": step.started_at,
+                "epoch": step.epoch,
             },
         )
         return _received(workflow_id, step, row)
@@ -336,6 +340,7 @@ class PostgresWrites(CoordinatedSQLStore):
                 "names": [r[2].name for r in batch],
                 "kinds": [r[2].kind.value for r in batch],
                 "started_ats": [r[2].started_at for r in batch],
+                "epochs": [r[2].epoch for r in batch],
             },
         )
         answers = dict(zip(first.values(), rows, strict=True))
@@ -369,15 +374,11 @@ class PostgresWrites(CoordinatedSQLStore):
                 "kind": step.kind.value,
                 "output": step.output,
                 "started_at": step.started_at,
+                "epoch": step.epoch,
             },
         )
         if not row["recorded"]:
-            raise WorkflowStateError(
-                f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
-                "number is already recorded",
-                workflow_id=workflow_id,
-                step_number=step.step_number,
-            )
+            raise refused(step)
 
 
 def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = None) -> bool:
@@ -387,6 +388,8 @@ def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = No
             f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
         )
     if row["duplicate"] and not row["inserted"]:
+        if step is not None and row["refused"]:
+            raise refused(step)
         return False  # a redelivery answers as the first delivery did
     status = WorkflowStatus(row["status"])
     if status.is_terminal:
@@ -396,13 +399,8 @@ def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = No
             workflow_id=destination_id,
             status=status.value,
         )
-    if step is not None and row["taken"]:
-        raise WorkflowStateError(
-            f"cannot record step {step.step_number} of workflow {step.workflow_id!r}: that "
-            "step number is already recorded; nothing was sent",
-            workflow_id=step.workflow_id,
-            step_number=step.step_number,
-        )
+    if step is not None and row["refused"]:
+        raise refused(step)  # nothing was sent
     return bool(row["inserted"])
 
 
@@ -410,11 +408,6 @@ def _received(workflow_id: str, step: StepRecord, row: dict[str, Any]) -> str | 
     """A recv's answer from its row: the payload consumed, None (nothing waiting), or the
     error of a step number already recorded (nothing consumed)."""
     if row["waiting"] is not None and row["payload"] is None:
-        raise WorkflowStateError(
-            f"cannot record step {step.step_number} of workflow {workflow_id!r}: that step "
-            "number is already recorded",
-            workflow_id=workflow_id,
-            step_number=step.step_number,
-        )
+        raise refused(step)  # nothing was consumed
     payload: str | None = row["payload"]
     return payload

@@ -150,11 +150,12 @@ async def test_a_cancel_while_the_last_step_runs_wins_over_success(
             await handle.result(timeout=10)
         info = await handle.status()
         steps = await app.list_steps("w")
-    assert steps[0].step_number == 1 and steps[0].output == "ch-1"  # its effect happened
-    if compensate:
+    if compensate:  # recorded (its effect happened), then compensated
+        assert steps[0].step_number == 1 and steps[0].output == "ch-1"
         assert info.status is WorkflowStatus.COMPENSATED
         assert undone == ["ch-1"]
-    else:
+    else:  # a CANCELLED workflow takes no record: a resume runs the step again (same key)
+        assert steps == []
         assert info.status is WorkflowStatus.CANCELLED
         assert undone == []
 
@@ -169,8 +170,17 @@ async def test_a_last_step_recorded_by_another_executor_stops_this_run(
     @app.step(name="charge")
     async def charge() -> str:
         pending = {WorkflowStatus.PENDING}
-        assert await app.store.resume_workflow("w", "other", None, from_statuses=pending)
-        theirs = StepRecord("w", 1, "charge", StepKind.STEP, output='"theirs"', started_at=1)
+        taken = await app.store.resume_workflow("w", "other", None, from_statuses=pending)
+        assert taken is not None
+        theirs = StepRecord(
+            "w",
+            1,
+            "charge",
+            StepKind.STEP,
+            output='"theirs"',
+            started_at=1,
+            epoch=taken.owner_epoch,
+        )
         assert await app.store.record_step(theirs) is WorkflowStatus.PENDING
         return "ours"
 
@@ -208,24 +218,27 @@ def gated_two_steps(app: Orchestrator) -> tuple[Any, asyncio.Event, asyncio.Even
     return flow, entered, release
 
 
-async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_replayed(
+async def test_a_step_written_by_a_worker_that_lost_the_workflow_is_refused(
     make_app: AppFactory,
 ) -> None:
-    """A worker paused mid-step wakes after its workflow was taken over and records that step
-    first. The new owner's own record of it is refused: it must not stop (nobody would run the
-    workflow), but replay it from the records, the other worker's step included."""
+    """A worker paused mid-step wakes after its workflow was taken over and tries to record
+    that step first. It writes with the epoch it was given, an earlier one than the owner's
+    (epochs only grow): the store refuses it, and the owner records its own step and goes on."""
     app = make_app()
     flow, entered, release = gated_two_steps(app)
 
     async with app:
         handle = await app.start(flow, workflow_id="z")
         await entered.wait()
-        woken = StepRecord("z", 1, "first", StepKind.STEP, output='"theirs"', started_at=1)
-        assert await app.store.record_step(woken) is WorkflowStatus.PENDING
+        owner = (await app.store.get_workflow("z")).owner_epoch  # type: ignore[union-attr]
+        woken = StepRecord(
+            "z", 1, "first", StepKind.STEP, output='"theirs"', started_at=1, epoch=owner - 1
+        )
+        assert await app.store.record_step(woken) is None
         release.set()
-        assert await handle.result(timeout=10) == "theirs!"
+        assert await handle.result(timeout=10) == "ours!"
         steps = await app.list_steps("z")
-        assert [(s.step_number, s.output) for s in steps] == [(1, "theirs"), (2, "theirs!")]
+        assert [(s.step_number, s.output) for s in steps] == [(1, "ours"), (2, "ours!")]
 
 
 async def test_a_worker_whose_workflow_was_taken_over_during_a_pause_records_nothing(

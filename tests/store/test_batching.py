@@ -36,14 +36,16 @@ async def test_concurrent_writes_share_flushes_and_get_their_own_answers(
         await store.finish_workflow("w0", WorkflowStatus.SUCCESS, output="1")
         batcher = store._batcher
         before = (batcher.flushes, batcher.writes)
-        steps = [StepRecord(f"w{i}", 1, "s", StepKind.STEP, output=str(i)) for i in range(200)]
+        steps = [
+            StepRecord(f"w{i}", 1, "s", StepKind.STEP, output=str(i), epoch=0) for i in range(200)
+        ]
         results = await asyncio.gather(
             *(store.record_step(s) for s in steps),
-            store.record_step(StepRecord("missing", 1, "s", StepKind.STEP)),
-            store.record_step(StepRecord("w5", 1, "again", StepKind.STEP)),
+            store.record_step(StepRecord("missing", 1, "s", StepKind.STEP, epoch=0)),
+            store.record_step(StepRecord("w5", 1, "again", StepKind.STEP, epoch=0)),
             return_exceptions=True,
         )
-        assert results[0] is WorkflowStatus.SUCCESS  # recorded, and told the workflow ended
+        assert results[0] is None  # w0 has finished: it takes no record (fencing)
         assert results[1:200] == [WorkflowStatus.PENDING] * 199
         assert isinstance(results[200], WorkflowNotFoundError)  # fails alone
         assert results[201] is None  # the number was taken: nothing written
@@ -80,7 +82,7 @@ async def test_a_returned_answer_means_the_write_committed(postgres_url: str) ->
                 )
 
         writes = [
-            store.record_step(StepRecord(f"c{i}", n, "s", StepKind.STEP, output="1"))
+            store.record_step(StepRecord(f"c{i}", n, "s", StepKind.STEP, output="1", epoch=0))
             for i in range(100)
             for n in (1, 2, 3)
         ]
@@ -165,11 +167,11 @@ async def test_concurrent_sends_share_flushes_and_keep_their_answers(postgres_ur
         assert isinstance(results[104], WorkflowFinishedError)
         flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
         assert writes == 105 and flushes < writes / 4
-        step = StepRecord("r1", 1, "recv", StepKind.RECV)
+        step = StepRecord("r1", 1, "recv", StepKind.RECV, epoch=0)
         assert await store.recv_message("r1", "t", step) == "1"  # sends keep their order
-        step = StepRecord("r1", 2, "recv", StepKind.RECV)
+        step = StepRecord("r1", 2, "recv", StepKind.RECV, epoch=0)
         assert await store.recv_message("r1", "t", step) == '"k"'
-        step = StepRecord("r1", 3, "recv", StepKind.RECV)
+        step = StepRecord("r1", 3, "recv", StepKind.RECV, epoch=0)
         assert await store.recv_message("r1", "t", step) is None  # the key was sent once
     finally:
         await store.close()
@@ -186,16 +188,18 @@ async def test_concurrent_receivers_share_flushes_and_consume_each_message_once(
             if i < 90:  # m90..m99 have nothing waiting
                 await store.send_message(f"m{i}", "t", str(i), None)
         await store.send_message("m0", "t", "second", None)
-        await store.record_step(StepRecord("m5", 1, "taken", StepKind.STEP))
+        await store.record_step(StepRecord("m5", 1, "taken", StepKind.STEP, epoch=0))
         batcher = store._batcher
         before = (batcher.flushes, batcher.writes)
         receivers = [
             *(
-                store.recv_message(f"m{i}", "t", StepRecord(f"m{i}", 1, "recv", StepKind.RECV))
+                store.recv_message(
+                    f"m{i}", "t", StepRecord(f"m{i}", 1, "recv", StepKind.RECV, epoch=0)
+                )
                 for i in range(100)
             ),
             # the same mailbox twice at once (as after a lost lease): never one message twice
-            store.recv_message("m0", "t", StepRecord("m0", 2, "recv", StepKind.RECV)),
+            store.recv_message("m0", "t", StepRecord("m0", 2, "recv", StepKind.RECV, epoch=0)),
         ]
         results = await asyncio.gather(*receivers, return_exceptions=True)
         assert isinstance(results[5], WorkflowStateError)  # number taken: nothing consumed
@@ -206,12 +210,12 @@ async def test_concurrent_receivers_share_flushes_and_consume_each_message_once(
         assert sorted([results[0], results[100]]) == ["0", "second"]  # type: ignore[type-var]
         flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
         assert writes == 101 and flushes < writes / 4
-        again = StepRecord("m5", 2, "recv", StepKind.RECV)
+        again = StepRecord("m5", 2, "recv", StepKind.RECV, epoch=0)
         assert await store.recv_message("m5", "t", again) == "5"  # still there after the refusal
         for i in (1, 42, 89):
             steps = await store.load_steps(f"m{i}")
             assert [(s.kind, s.output) for s in steps] == [(StepKind.RECV, str(i))]
-            later = StepRecord(f"m{i}", 2, "recv", StepKind.RECV)
+            later = StepRecord(f"m{i}", 2, "recv", StepKind.RECV, epoch=0)
             assert await store.recv_message(f"m{i}", "t", later) is None  # consumed once
     finally:
         await store.close()

@@ -54,6 +54,7 @@ def step(workflow_id: str, number: int, **changes: Any) -> StepRecord:
         "name": f"step{number}",
         "kind": StepKind.STEP,
         "output": str(number),
+        "epoch": 0,  # a new workflow's first ownership epoch
     }
     values.update(changes)
     return StepRecord(**values)
@@ -157,16 +158,22 @@ async def test_finish_after_step_writes_both_or_says_why_not(store: Store) -> No
     assert taken is not None and taken.status is PENDING
     assert [s.output for s in await store.load_steps("taken")] == ["first"]
 
-    # Cancelled (or rolling back) meanwhile: the step is kept (its effect happened), the
-    # status left as it is.
-    for status in (WorkflowStatus.CANCELLED, WorkflowStatus.COMPENSATING):
-        workflow_id = f"moved-{status.value}"
-        await created(store, workflow_id)
-        await store.transition_workflow(workflow_id, status, from_statuses=[PENDING])
-        assert await store.finish_after_step(step(workflow_id, 1), "42") is False
-        moved = await store.get_workflow(workflow_id)
-        assert moved is not None and moved.status is status
-        assert len(await store.load_steps(workflow_id)) == 1
+    # Rolling back meanwhile (a cancel with rollback): the step is kept (it will be
+    # compensated), the status left as it is.
+    await created(store, "moved")
+    await store.transition_workflow("moved", WorkflowStatus.COMPENSATING, from_statuses=[PENDING])
+    assert await store.finish_after_step(step("moved", 1), "42") is False
+    moved = await store.get_workflow("moved")
+    assert moved is not None and moved.status is WorkflowStatus.COMPENSATING
+    assert len(await store.load_steps("moved")) == 1
+
+    # Cancelled meanwhile: a finished workflow takes no record at all.
+    await created(store, "ended")
+    await store.transition_workflow("ended", WorkflowStatus.CANCELLED, from_statuses=[PENDING])
+    assert await store.finish_after_step(step("ended", 1), "42") is None
+    ended = await store.get_workflow("ended")
+    assert ended is not None and ended.status is WorkflowStatus.CANCELLED
+    assert await store.load_steps("ended") == []
 
 
 async def test_concurrent_finish_after_step_answers_each(store: Store) -> None:
@@ -174,7 +181,7 @@ async def test_concurrent_finish_after_step_answers_each(store: Store) -> None:
     for i in range(20):
         await created(store, f"w{i}")
     await store.record_step(step("w0", 1))  # w0's number is taken
-    await store.transition_workflow("w1", WorkflowStatus.CANCELLED, from_statuses=[PENDING])
+    await store.transition_workflow("w1", WorkflowStatus.COMPENSATING, from_statuses=[PENDING])
     answers = await asyncio.gather(
         *(store.finish_after_step(step(f"w{i}", 1), str(i)) for i in range(20)),
         store.finish_after_step(step("w2", 2), "again"),  # a second finish of one workflow
@@ -280,14 +287,12 @@ async def test_record_step_once(store: Store) -> None:
     assert recorded.compensates_step == 0 and recorded.kind is StepKind.COMPENSATION
     assert recorded.finished_at is not None and recorded.started_at is None
 
-    # A step that finishes after a cancel is kept (its effect happened); the answer says why
-    # the workflow must stop.
+    # A finished workflow takes no record at all (fencing, migration 0004).
     await store.transition_workflow(
         "w", WorkflowStatus.CANCELLED, from_statuses=[WorkflowStatus.COMPENSATING]
     )
-    assert await store.record_step(step("w", 2)) is WorkflowStatus.CANCELLED
     assert await store.record_step(step("w", 2)) is None
-    assert len(await store.load_steps("w")) == 3
+    assert len(await store.load_steps("w")) == 2
     with pytest.raises(WorkflowNotFoundError):
         await store.record_step(step("missing", 0))
 
@@ -313,8 +318,9 @@ async def test_start_child_is_atomic(store: Store) -> None:
     assert plain(recorded) == [
         dataclasses.replace(parent_step, finished_at=recorded[0].finished_at)
     ]
-    again, was_created = await store.start_child(child, parent_step)
-    assert not was_created and again == record
+    with pytest.raises(WorkflowStateError):  # the parent's step is taken: nothing written
+        await store.start_child(new_workflow("child3", parent_workflow_id="parent"), parent_step)
+    assert await store.get_workflow("child3") is None
     assert len(await store.load_steps("parent")) == 1
 
     await created(store, "holder", status=ENQUEUED, queue_name="q", dedup_id="d")
@@ -361,8 +367,9 @@ async def test_send_message_idempotency_and_sender_step(store: Store) -> None:
     await created(store, "other")
     await created(store, "sender")
     assert await store.send_message("dest", "t", '"1"', "key-1", step("sender", 0))
+    # A redelivery sends nothing, and still records the sender's step (its call happened).
     assert not await store.send_message("dest", "t", '"2"', "key-1", step("sender", 1))
-    assert [s.step_number for s in await store.load_steps("sender")] == [0]
+    assert [s.step_number for s in await store.load_steps("sender")] == [0, 1]
     assert await store.send_message("other", "t", '"1"', "key-1")
     assert await store.send_message("dest", "t", '"3"', None)
     assert await store.send_message("dest", "t", '"4"', None)

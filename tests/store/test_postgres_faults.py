@@ -35,7 +35,7 @@ def new_workflow(workflow_id: str) -> NewWorkflow:
 
 
 def step(workflow_id: str, number: int) -> StepRecord:
-    return StepRecord(workflow_id, number, f"s{number}", StepKind.STEP, output="1")
+    return StepRecord(workflow_id, number, f"s{number}", StepKind.STEP, output="1", epoch=0)
 
 
 @contextlib.asynccontextmanager

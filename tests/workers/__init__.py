@@ -45,7 +45,17 @@ QUEUES: dict[str, dict[str, Any]] = {
 }
 
 # Workflows the workers register (the client registers stubs of the same names to start them).
-WORKFLOWS = ("short", "quick", "blocker", "held", "slow", "saga", "long_run", "gapped")
+WORKFLOWS = (
+    "short",
+    "quick",
+    "blocker",
+    "held",
+    "slow",
+    "saga",
+    "long_run",
+    "gapped",
+    "paced_saga",
+)
 SCHEDULED = "every_second"  # registered by the workers only when WORKERS_SCHEDULE=1
 POISON = "not_registered_anywhere"  # registered by the client only
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from orchestrator import Orchestrator, WorkflowStatus
-from orchestrator.errors import WorkflowTimeoutError
+from orchestrator.errors import WorkflowFailedError, WorkflowTimeoutError
 from tests.workers import LEASE_SECONDS, Fleet, Journal, until, wait_alive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -242,3 +242,61 @@ async def test_paused_worker_with_a_renewal_in_flight_runs_no_further_step(
         if span.executor == "wa" and span.started >= stopped_at
     ]
     assert not late, f"wa ran steps of a workflow wb had taken over: {late}"
+
+
+async def test_paused_worker_woken_after_its_saga_ended_writes_and_applies_nothing(
+    client: Orchestrator, fleet: Fleet, journal: Journal, postgres_url: str
+) -> None:
+    """wa is paused inside a step (its effect applied) and the saga is cancelled with rollback
+    meanwhile; wb takes it over, runs that step again (same key) and undoes everything:
+    COMPENSATED. wa wakes, its heartbeat registers a fresh lease, and only then does its step
+    end: the database fences its checkpoint (a stale epoch, a finished saga) and wa starts no
+    further step. History and ledger stay as wb left them (issue #15.3, the paused worker)."""
+    fleet.start("wa")
+    await wait_alive(client, fleet, "wa")
+    step_ms = 10_000  # from step 2 on, on wa only; instant on wb
+    handle = await client.start("paced_saga", 5, step_ms, "wa", workflow_id="ps", queue="takeover")
+
+    async def wa_ran(count: int) -> bool:
+        return len([s for s in journal.spans("paced") if s.executor == "wa"]) >= count
+
+    await until(lambda: wa_ran(2), 30, "wa runs the saga, step 2 began", fleet)
+    fleet.start("wb")
+    await wait_alive(client, fleet, "wb")
+    fleet.signal("wa", signal.SIGSTOP)  # inside step 2: its effect is applied
+    stopped_at = time.time()
+    step_began = max(s.started for s in journal.spans("paced") if s.executor == "wa")
+    await client.cancel("ps", compensate=True)
+    with pytest.raises(WorkflowFailedError) as failed:
+        await handle.result(timeout=60)
+    assert failed.value.status == "COMPENSATED", fleet.logs()
+    assert (await handle.status()).executor_id == "wb"
+
+    def history() -> list[tuple[int, str]]:
+        with psycopg.connect(postgres_url) as db:
+            rows = db.execute(
+                "SELECT step_number, kind FROM orchestrator.steps"
+                " WHERE workflow_id = 'ps' ORDER BY step_number"
+            ).fetchall()
+        return [(int(number), str(kind)) for number, kind in rows]
+
+    ended = history()
+    assert time.time() < step_began + step_ms / 1000 - 2, "too slow: wa's step already ended"
+    fleet.signal("wa", signal.SIGCONT)
+    resumed_at = time.time()
+    await asyncio.sleep(step_began + step_ms / 1000 + 2 - time.time())  # wa's step has ended
+    assert fleet.processes["wa"].poll() is None, "the paused worker died"
+    assert history() == ended, "a record landed in the finished saga"
+    late = [
+        (s.key, round(s.started - resumed_at, 2))
+        for s in journal.spans()
+        if s.executor == "wa" and s.started >= stopped_at
+    ]
+    assert not late, f"wa applied effects after waking: {late}"
+    assert (await handle.status()).status is WorkflowStatus.COMPENSATED
+    # Steps 1 and 2 recorded by wb (2 ran again: applied once), both undone exactly once.
+    assert ended[:2] == [(1, "step"), (2, "step")], ended
+    snapshot = journal.ledger.snapshot()
+    assert {k for k in snapshot.applied if k.startswith("fwd:")} == {"fwd:ps:1", "fwd:ps:2"}
+    undone = Counter(k.split("@")[1] for k in snapshot.applied if k.startswith("comp:"))
+    assert undone == Counter({"ps:1": 1, "ps:2": 1}), undone

@@ -88,6 +88,30 @@ async def long_run(steps: int, ms: int) -> int:
     return steps
 
 
+@app.step()
+async def paced_undoable(ms: int, slow_on: str) -> str:
+    """``paced`` with a compensation, slow from step 2 on and only on executor ``slow_on``: a
+    saga that worker can be paused in the middle of, and that another worker finishes fast."""
+    key = app.step_context().idempotency_key
+    await effect(f"fwd:{key}", "paced", time.time())
+    if app.executor_id == slow_on and app.step_context().step_number >= 2:
+        await asyncio.sleep(ms / 1000)
+    return key
+
+
+@paced_undoable.compensation
+async def undo_paced(ms: int, slow_on: str, forward_key: str) -> None:
+    own = app.step_context().idempotency_key
+    await effect(f"comp:{own}@{forward_key}", "undo", time.time())
+
+
+@app.workflow()
+async def paced_saga(steps: int, ms: int, slow_on: str) -> int:
+    for _ in range(steps):
+        await paced_undoable(ms, slow_on)
+    return steps
+
+
 @app.workflow()
 async def gapped(steps: int, ms: int) -> int:
     """Steps that take no time, ``ms`` apart: the workflow mostly waits between steps."""

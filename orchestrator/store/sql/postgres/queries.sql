@@ -104,12 +104,13 @@ ORDER BY created_at ASC, seq ASC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- finish_workflow --
--- Write a final status with its output or error, only while the workflow is running.
+-- Write a final status with its output or error, only while the workflow is running (and, from a run, only while its epoch owns it).
 UPDATE workflows
 SET status = %(status)s, output = %(output)s, error = %(error)s,
     finished_at = clock.now, updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'COMPENSATING')
+    AND (%(epoch)s::bigint IS NULL OR owner_epoch = %(epoch)s::bigint)
 
 -- finish_pending_workflow --
 -- Write SUCCESS's output only while PENDING: with the workflow's last step, in its transaction.
@@ -118,9 +119,10 @@ SET status = %(status)s, output = %(output)s, error = NULL,
     finished_at = clock.now, updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = %(workflow_id)s AND status = 'PENDING'
+    AND (%(epoch)s::bigint IS NULL OR owner_epoch = %(epoch)s::bigint)
 
 -- transition_workflow --
--- Move to a status from one of the given ones; entering PENDING starts the deadline clock.
+-- Move to a status from one of the given ones (from a run: only while its epoch owns it); entering PENDING starts the deadline clock.
 UPDATE workflows
 SET status = %(to_status)s,
     error = COALESCE(%(error)s::text, error),
@@ -132,15 +134,18 @@ SET status = %(to_status)s,
     updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = %(workflow_id)s AND status = ANY(%(from_statuses)s::text[])
+    AND (%(epoch)s::bigint IS NULL OR owner_epoch = %(epoch)s::bigint)
 RETURNING workflows.*
 
 -- resume_workflow --
 -- Run a workflow again on an executor (PENDING, or COMPENSATING to retry a rollback, which
--- keeps the error that triggered it): clear its outcome, attempts and deadline.
+-- keeps the error that triggered it): clear its outcome, attempts and deadline; a new epoch.
 UPDATE workflows
 SET status = %(to_status)s, executor_id = %(executor_id)s, app_version = %(app_version)s,
+    owner_epoch = owner_epoch + 1,
     output = NULL, finished_at = NULL, recovery_attempts = 0,
     error = CASE WHEN %(to_status)s = 'COMPENSATING' THEN error END,
+    rollback_after_step = CASE WHEN %(to_status)s = 'COMPENSATING' THEN rollback_after_step END,
     deadline_ms = clock.now + timeout_ms,
     started_at = COALESCE(started_at, clock.now), updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
@@ -148,29 +153,37 @@ WHERE workflow_id = %(workflow_id)s AND status = ANY(%(from_statuses)s::text[])
 RETURNING workflows.*
 
 -- claim_for_recovery --
--- Count one more recovery attempt on every running workflow of an executor (and version).
+-- Count one more recovery attempt on every running workflow of an executor (and version); each run of them gets a new epoch.
 UPDATE workflows
-SET recovery_attempts = recovery_attempts + 1, updated_at = now_ms()
+SET recovery_attempts = recovery_attempts + 1, owner_epoch = owner_epoch + 1, updated_at = now_ms()
 WHERE executor_id = %(executor_id)s AND status IN ('PENDING', 'COMPENSATING')
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
 RETURNING *
+
+-- begin_rollback --
+-- A run's rollback begins: remember the step number its compensations follow (kept if already set), only while COMPENSATING in the run's epoch; returns the number in effect.
+UPDATE workflows
+SET rollback_after_step = COALESCE(rollback_after_step, %(after_step)s::integer), updated_at = now_ms()
+WHERE workflow_id = %(workflow_id)s::text AND status = 'COMPENSATING' AND owner_epoch = %(epoch)s::bigint
+RETURNING rollback_after_step
 
 -- load_steps --
 -- A workflow's recorded steps in order.
 SELECT * FROM steps WHERE workflow_id = %(workflow_id)s ORDER BY step_number
 
 -- record_step --
--- The checkpoint, in one round trip: insert unless the number is taken; answer the workflow's
--- status (no row: the number was taken). Written whatever the status: the effect happened.
+-- The checkpoint, in one round trip: insert unless the number is taken or the steps_fence
+-- trigger refuses it (the workflow finished, or another epoch owns it); answer the workflow's
+-- status (no row: not recorded).
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
 )
 SELECT
     %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
     %(output)s::text, %(error)s::text, %(attempts)s::integer, %(child_workflow_id)s::text,
     %(compensation)s::text, %(compensation_input)s::text, %(compensates_step)s::integer,
-    %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms())
+    %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint
 ON CONFLICT DO NOTHING
 RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
@@ -179,14 +192,15 @@ RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.work
 DELETE FROM steps WHERE workflow_id = %(workflow_id)s AND step_number >= %(from_step)s
 
 -- copy_steps --
--- Copy a workflow's steps numbered below a bound to another workflow (fork).
+-- Copy a workflow's steps numbered below a bound to another workflow (fork), in its epoch.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
 )
 SELECT
     %(workflow_id)s::text, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at,
+    (SELECT owner_epoch FROM workflows WHERE workflow_id = %(workflow_id)s::text)
 FROM steps
 WHERE workflow_id = %(source_id)s::text AND step_number < %(before_step)s::integer
 ORDER BY seq
@@ -250,12 +264,31 @@ WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND position >= %(from_pos
 ORDER BY position
 
 -- send_message_combined --
--- send in one round trip (PostgreSQL only): check the destination and the sender's step number, add the message unless its key was used, and record the sender's step with it.
+-- send in one round trip (PostgreSQL only): record the sender's step (when given; fenced like every step) and add the message unless its key was used, both or neither; a redelivery still records the step.
 WITH destination AS (
     SELECT workflow_id, status FROM workflows WHERE workflow_id = %(destination_id)s::text
-), taken AS (
-    SELECT 1 FROM steps
-    WHERE workflow_id = %(workflow_id)s::text AND step_number = %(step_number)s::integer
+), used AS (
+    SELECT 1 FROM messages
+    WHERE destination_id = %(destination_id)s::text
+      AND idempotency_key = %(idempotency_key)s::text
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        %(output)s::text, 1, %(started_at)s::bigint, now_ms(), %(epoch)s::bigint
+    FROM destination
+    WHERE %(step_number)s::integer IS NOT NULL
+      AND (
+          status NOT IN (
+              'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+              'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+          )
+          OR EXISTS (SELECT 1 FROM used)
+      )
+    ON CONFLICT DO NOTHING
+    RETURNING step_number
 ), inserted AS (
     INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
     SELECT workflow_id, %(topic)s::text, %(payload)s::text, %(idempotency_key)s::text, now_ms()
@@ -264,33 +297,19 @@ WITH destination AS (
         'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
         'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
     )
-    AND NOT EXISTS (SELECT 1 FROM taken)
+    AND NOT EXISTS (SELECT 1 FROM used)
+    AND (%(step_number)s::integer IS NULL OR EXISTS (SELECT 1 FROM step))
     ON CONFLICT DO NOTHING
     RETURNING message_id
-), step AS (
-    INSERT INTO steps (
-        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
-    )
-    SELECT
-        %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
-        %(output)s::text, 1, %(started_at)s::bigint, now_ms()
-    FROM inserted
-    WHERE %(step_number)s::integer IS NOT NULL
-    ON CONFLICT DO NOTHING
-    RETURNING step_number
 )
 SELECT
     (SELECT status FROM destination) AS status,
-    EXISTS (SELECT 1 FROM taken) AS taken,
-    EXISTS (
-        SELECT 1 FROM messages
-        WHERE destination_id = %(destination_id)s::text
-          AND idempotency_key = %(idempotency_key)s::text
-    ) AS duplicate,
+    (%(step_number)s::integer IS NOT NULL AND NOT EXISTS (SELECT 1 FROM step)) AS refused,
+    EXISTS (SELECT 1 FROM used) AS duplicate,
     (SELECT count(*) FROM inserted) AS inserted
 
 -- recv_message_combined --
--- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither.
+-- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither (a step refused by its number or its fence consumes nothing).
 WITH next AS (
     SELECT message_id, payload FROM messages
     WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text AND NOT consumed
@@ -299,11 +318,11 @@ WITH next AS (
     FOR UPDATE SKIP LOCKED
 ), step AS (
     INSERT INTO steps (
-        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
     )
     SELECT
         %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
-        next.payload, 1, %(started_at)s::bigint, now_ms()
+        next.payload, 1, %(started_at)s::bigint, now_ms(), %(epoch)s::bigint
     FROM next
     ON CONFLICT DO NOTHING
     RETURNING output
@@ -318,27 +337,23 @@ SELECT
     (SELECT payload FROM consumed) AS payload
 
 -- set_event_combined --
--- set_event in one round trip (PostgreSQL only): upsert the event and record the step, unless the step number is taken (then neither).
-WITH taken AS (
-    SELECT 1 FROM steps
-    WHERE workflow_id = %(workflow_id)s::text AND step_number = %(step_number)s::integer
-), event AS (
-    INSERT INTO events (workflow_id, key, value, updated_at)
-    SELECT %(workflow_id)s::text, %(key)s::text, %(value)s::text, now_ms()
-    WHERE NOT EXISTS (SELECT 1 FROM taken)
-    ON CONFLICT (workflow_id, key) DO UPDATE
-        SET value = excluded.value, updated_at = excluded.updated_at
-    RETURNING key
-), step AS (
+-- set_event in one round trip (PostgreSQL only): record the step and upsert the event, both or neither (a step refused by its number or its fence publishes nothing).
+WITH step AS (
     INSERT INTO steps (
-        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
     )
     SELECT
         %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
-        %(output)s::text, 1, %(started_at)s::bigint, now_ms()
-    FROM event
+        %(output)s::text, 1, %(started_at)s::bigint, now_ms(), %(epoch)s::bigint
     ON CONFLICT DO NOTHING
-    RETURNING step_number
+    RETURNING workflow_id
+), event AS (
+    INSERT INTO events (workflow_id, key, value, updated_at)
+    SELECT workflow_id, %(key)s::text, %(value)s::text, now_ms()
+    FROM step
+    ON CONFLICT (workflow_id, key) DO UPDATE
+        SET value = excluded.value, updated_at = excluded.updated_at
+    RETURNING key
 )
 SELECT (SELECT count(*) FROM event) AS upserted, (SELECT count(*) FROM step) AS recorded
 
@@ -370,7 +385,7 @@ LIMIT 1000
 -- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
 UPDATE workflows
 SET status = 'PENDING', executor_id = %(executor_id)s::text, app_version = %(app_version)s::text,
-    started_at = clock.now, updated_at = clock.now, deadline_ms = clock.now + timeout_ms
+    owner_epoch = owner_epoch + 1, started_at = clock.now, updated_at = clock.now, deadline_ms = clock.now + timeout_ms
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows
@@ -430,6 +445,7 @@ UPDATE workflows
 SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN NULL ELSE %(executor_id)s::text END,
     status = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN 'ENQUEUED' ELSE status END,
     recovery_attempts = recovery_attempts + 1,
+    owner_epoch = owner_epoch + 1,
     updated_at = now_ms()
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows
@@ -513,10 +529,11 @@ WITH input AS (
         %(kinds)b::text[], %(outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
-        %(started_ats)b::bigint[], %(finished_ats)b::bigint[]
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, ordinal
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+        ordinal
     )
 ), firsts AS (  -- one write per step number: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id, step_number) * FROM input
@@ -524,13 +541,13 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
     )
     SELECT
         firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.output,
         firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
-        COALESCE(firsts.finished_at, now_ms())
+        COALESCE(firsts.finished_at, now_ms()), firsts.epoch
     FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING
@@ -547,11 +564,12 @@ FROM input LEFT JOIN workflows ON workflows.workflow_id = input.workflow_id
 ORDER BY input.ordinal
 
 -- finish_workflows_batch --
--- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs.
+-- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs (and its epoch, when given, owns it).
 WITH input AS (
     SELECT * FROM unnest(
-        %(workflow_ids)b::text[], %(statuses)b::text[], %(outputs)b::text[], %(errors)b::text[]
-    ) AS t(workflow_id, status, output, error)
+        %(workflow_ids)b::text[], %(statuses)b::text[], %(outputs)b::text[], %(errors)b::text[],
+        %(epochs)b::bigint[]
+    ) AS t(workflow_id, status, output, error, epoch)
 )
 UPDATE workflows
 SET status = input.status, output = input.output, error = input.error,
@@ -559,6 +577,7 @@ SET status = input.status, output = input.output, error = input.error,
 FROM input
 WHERE workflows.workflow_id = input.workflow_id
   AND workflows.status IN ('PENDING', 'COMPENSATING')
+  AND (input.epoch IS NULL OR workflows.owner_epoch = input.epoch)
 RETURNING workflows.workflow_id
 
 -- insert_workflows_batch --
@@ -632,8 +651,10 @@ ORDER BY input.ordinal
 WITH input AS (
     SELECT * FROM unnest(
         %(workflow_ids)b::text[], %(topics)b::text[], %(step_numbers)b::integer[],
-        %(names)b::text[], %(kinds)b::text[], %(started_ats)b::bigint[]
-    ) WITH ORDINALITY AS t(workflow_id, topic, step_number, name, kind, started_at, ordinal)
+        %(names)b::text[], %(kinds)b::text[], %(started_ats)b::bigint[], %(epochs)b::bigint[]
+    ) WITH ORDINALITY AS t(
+        workflow_id, topic, step_number, name, kind, started_at, epoch, ordinal
+    )
 ), next AS (
     SELECT input.*, waiting.message_id, waiting.payload
     FROM input CROSS JOIN LATERAL (
@@ -645,9 +666,9 @@ WITH input AS (
     ) AS waiting
 ), step AS (
     INSERT INTO steps (
-        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
     )
-    SELECT workflow_id, step_number, name, kind, payload, 1, started_at, now_ms()
+    SELECT workflow_id, step_number, name, kind, payload, 1, started_at, now_ms(), epoch
     FROM next
     ORDER BY ordinal
     ON CONFLICT DO NOTHING
@@ -667,18 +688,18 @@ FROM input LEFT JOIN next USING (ordinal)
 ORDER BY input.ordinal
 
 -- finish_after_step --
--- A workflow's last step and its final status in one statement: the step is inserted unless its number is taken (no row), the status written only then and only while PENDING (finished).
+-- A workflow's last step and its final status in one statement: the step is inserted unless its number is taken or it is fenced off (no row), the status written only then and only while PENDING in the same epoch (finished).
 WITH recorded AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
     )
     SELECT
         %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
         %(step_output)s::text, %(error)s::text, %(attempts)s::integer,
         %(child_workflow_id)s::text, %(compensation)s::text, %(compensation_input)s::text,
         %(compensates_step)s::integer, %(started_at)s::bigint,
-        COALESCE(%(finished_at)s::bigint, now_ms())
+        COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint
     ON CONFLICT DO NOTHING
     RETURNING workflow_id
 ), finished AS (
@@ -686,6 +707,7 @@ WITH recorded AS (
     SET status = %(status)s, output = %(output)s, error = NULL,
         finished_at = now_ms(), updated_at = now_ms()
     WHERE workflow_id = %(workflow_id)s AND status = 'PENDING'
+      AND owner_epoch = %(epoch)s::bigint
       AND EXISTS (SELECT 1 FROM recorded)
     RETURNING workflow_id
 )
@@ -699,24 +721,25 @@ WITH input AS (
         %(kinds)b::text[], %(step_outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
-        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(outputs)b::text[]
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[],
+        %(outputs)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, step_output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, output,
-        ordinal
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+        output, ordinal
     )
 ), firsts AS (  -- one write per workflow: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id) * FROM input ORDER BY workflow_id, ordinal
 ), recorded AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
     )
     SELECT
         firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.step_output,
         firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
-        COALESCE(firsts.finished_at, now_ms())
+        COALESCE(firsts.finished_at, now_ms()), firsts.epoch
     FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING
@@ -727,6 +750,7 @@ WITH input AS (
         finished_at = now_ms(), updated_at = now_ms()
     FROM firsts JOIN recorded USING (workflow_id, step_number)
     WHERE workflows.workflow_id = firsts.workflow_id AND workflows.status = 'PENDING'
+      AND workflows.owner_epoch = firsts.epoch
     RETURNING workflows.workflow_id
 )
 SELECT

@@ -105,12 +105,13 @@ ORDER BY created_at ASC, rowid ASC
 LIMIT :limit OFFSET :offset
 
 -- finish_workflow --
--- Write a final status with its output or error, only while the workflow is running.
+-- Write a final status with its output or error, only while the workflow is running (and, from a run, only while its epoch owns it).
 UPDATE workflows
 SET status = :status, output = :output, error = :error,
     finished_at = clock.now, updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'COMPENSATING')
+    AND (:epoch IS NULL OR owner_epoch = :epoch)
 
 -- finish_pending_workflow --
 -- Write SUCCESS's output only while PENDING: with the workflow's last step, in its transaction.
@@ -119,9 +120,10 @@ SET status = :status, output = :output, error = NULL,
     finished_at = clock.now, updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = :workflow_id AND status = 'PENDING'
+    AND (:epoch IS NULL OR owner_epoch = :epoch)
 
 -- transition_workflow --
--- Move to a status from one of the given ones; entering PENDING starts the deadline clock.
+-- Move to a status from one of the given ones (from a run: only while its epoch owns it); entering PENDING starts the deadline clock.
 UPDATE workflows
 SET status = :to_status,
     error = COALESCE(:error, error),
@@ -133,15 +135,18 @@ SET status = :to_status,
     updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
 WHERE workflow_id = :workflow_id AND status IN (SELECT value FROM json_each(:from_statuses))
+    AND (:epoch IS NULL OR owner_epoch = :epoch)
 RETURNING *
 
 -- resume_workflow --
 -- Run a workflow again on an executor (PENDING, or COMPENSATING to retry a rollback, which
--- keeps the error that triggered it): clear its outcome, attempts and deadline.
+-- keeps the error that triggered it): clear its outcome, attempts and deadline; a new epoch.
 UPDATE workflows
 SET status = :to_status, executor_id = :executor_id, app_version = :app_version,
+    owner_epoch = owner_epoch + 1,
     output = NULL, finished_at = NULL, recovery_attempts = 0,
     error = CASE WHEN :to_status = 'COMPENSATING' THEN error END,
+    rollback_after_step = CASE WHEN :to_status = 'COMPENSATING' THEN rollback_after_step END,
     deadline_ms = clock.now + timeout_ms,
     started_at = COALESCE(started_at, clock.now), updated_at = clock.now
 FROM (SELECT now_ms() AS now) AS clock
@@ -149,27 +154,36 @@ WHERE workflow_id = :workflow_id AND status IN (SELECT value FROM json_each(:fro
 RETURNING *
 
 -- claim_for_recovery --
--- Count one more recovery attempt on every running workflow of an executor (and version).
+-- Count one more recovery attempt on every running workflow of an executor (and version); each run of them gets a new epoch.
 UPDATE workflows
-SET recovery_attempts = recovery_attempts + 1, updated_at = now_ms()
+SET recovery_attempts = recovery_attempts + 1, owner_epoch = owner_epoch + 1, updated_at = now_ms()
 WHERE executor_id = :executor_id AND status IN ('PENDING', 'COMPENSATING')
     AND (:app_version IS NULL OR app_version = :app_version)
 RETURNING *
+
+-- begin_rollback --
+-- A run's rollback begins: remember the step number its compensations follow (kept if already set), only while COMPENSATING in the run's epoch; returns the number in effect.
+UPDATE workflows
+SET rollback_after_step = COALESCE(rollback_after_step, :after_step), updated_at = now_ms()
+WHERE workflow_id = :workflow_id AND status = 'COMPENSATING' AND owner_epoch = :epoch
+RETURNING rollback_after_step
 
 -- load_steps --
 -- A workflow's recorded steps in order.
 SELECT *, rowid AS seq FROM steps WHERE workflow_id = :workflow_id ORDER BY step_number
 
 -- record_step --
--- The checkpoint, in one round trip: insert unless the number is taken; answer the workflow's
--- status (no row: the number was taken). Written whatever the status: the effect happened.
+-- The checkpoint, in one round trip: insert unless the number is taken or the steps_fence
+-- trigger refuses it (the workflow finished, or another epoch owns it); answer the workflow's
+-- status (no row: not recorded).
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
 )
 SELECT
     :workflow_id, :step_number, :name, :kind, :output, :error, :attempts, :child_workflow_id,
-    :compensation, :compensation_input, :compensates_step, :started_at, COALESCE(:finished_at, now_ms())
+    :compensation, :compensation_input, :compensates_step, :started_at,
+    COALESCE(:finished_at, now_ms()), :epoch
 ON CONFLICT DO NOTHING
 RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
@@ -178,14 +192,15 @@ RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.work
 DELETE FROM steps WHERE workflow_id = :workflow_id AND step_number >= :from_step
 
 -- copy_steps --
--- Copy a workflow's steps numbered below a bound to another workflow (fork).
+-- Copy a workflow's steps numbered below a bound to another workflow (fork), in its epoch.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
 )
 SELECT
     :workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at
+    compensation, compensation_input, compensates_step, started_at, finished_at,
+    (SELECT owner_epoch FROM workflows WHERE workflow_id = :workflow_id)
 FROM steps
 WHERE workflow_id = :source_id AND step_number < :before_step
 ORDER BY rowid
@@ -269,7 +284,7 @@ LIMIT 1000
 -- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
 UPDATE workflows
 SET status = 'PENDING', executor_id = :executor_id, app_version = :app_version,
-    started_at = now_ms(), updated_at = now_ms(), deadline_ms = now_ms() + timeout_ms
+    owner_epoch = owner_epoch + 1, started_at = now_ms(), updated_at = now_ms(), deadline_ms = now_ms() + timeout_ms
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows
     WHERE queue_name = :queue_name AND status = 'ENQUEUED'
@@ -323,7 +338,8 @@ UPDATE workers SET lease_expires_at = now_ms() - 1 WHERE executor_id = :executor
 UPDATE workflows
 SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN NULL ELSE :executor_id END,
     status = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN 'ENQUEUED' ELSE status END,
-    recovery_attempts = recovery_attempts + 1, updated_at = now_ms()
+    recovery_attempts = recovery_attempts + 1, owner_epoch = owner_epoch + 1,
+    updated_at = now_ms()
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows
     WHERE status IN ('PENDING', 'COMPENSATING')

@@ -29,7 +29,7 @@ from orchestrator.queues import QueueRunner
 from orchestrator.results import Results
 from orchestrator.saga import Saga
 from orchestrator.scheduler import Scheduler, schedule_input, tick_id
-from orchestrator.serialization import encode_error
+from orchestrator.serialization import check_key, encode_error
 from orchestrator.starting import Starting
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
@@ -427,7 +427,7 @@ class Engine(Starting, Results, Management):
 
     # -- reading -------------------------------------------------------------------------------
     async def get_record(self, workflow_id: str) -> WorkflowRecord:
-        record = await self.store.get_workflow(workflow_id)
+        record = await self.store.get_workflow(check_key(workflow_id, "workflow id"))
         if record is None:
             raise WorkflowNotFoundError(
                 f"no workflow with id {workflow_id!r}", workflow_id=workflow_id

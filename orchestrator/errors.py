@@ -26,6 +26,7 @@ OrchestratorError                      base of everything raised by this library
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 
@@ -204,3 +205,16 @@ class MigrationError(StoreError):
     """The database schema cannot be brought to the version this code needs."""
 
     code = "migration_error"
+
+
+# Credentials in text meant for people (error messages, logs): the password of a URL
+# (``scheme://user:password@host``), of a libpq keyword DSN (``password=...``) and of a URL's
+# query (``?password=...``).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s&]+)""", re.I)
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with every database password replaced by ``***``: run any text that may hold
+    a connection string (a URL a user typed, a driver's error) through it before showing it."""
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))

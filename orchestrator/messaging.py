@@ -17,7 +17,7 @@ from orchestrator.clock import Clock
 from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError, WorkflowStateError
 from orchestrator.executor import WorkflowRun
 from orchestrator.notifications import Waiters
-from orchestrator.serialization import decode, encode
+from orchestrator.serialization import check_key, decode, encode
 from orchestrator.store.base import (
     NOTIFY_EVENT,
     NOTIFY_MESSAGE,
@@ -40,9 +40,9 @@ _TIMED_OUT = "orchestrator.recv.timed_out"
 
 
 def _topic(topic: str | None) -> str:
-    if topic is not None and not isinstance(topic, str):
-        raise InvalidArgumentError(f"topic must be a string or None, got {type(topic).__name__}")
-    return topic or ""
+    if topic is None:
+        return ""
+    return check_key(topic, "topic", empty=True)
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -51,8 +51,7 @@ def _check_timeout(timeout: float | None) -> None:
 
 
 def _check_key(key: object, what: str) -> None:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {key!r}")
+    check_key(key, what)
 
 
 def _durable_run() -> WorkflowRun | None:
@@ -89,6 +88,9 @@ class Messaging:
     ) -> None:
         """Deliver ``message`` to a workflow's mailbox; durable, deduplicated by key."""
         topic_name = _topic(topic)
+        check_key(destination_id, "destination workflow id")
+        if idempotency_key is not None:
+            check_key(idempotency_key, "idempotency key")
         payload = encode(message, what="message")
         run = _durable_run()
         if run is None:
@@ -239,6 +241,8 @@ class Messaging:
         """Wait until the workflow publishes ``key`` (its value) or ``timeout`` passes (None).
         Inside a workflow the value read is recorded, so a replay sees the same value."""
         _check_timeout(timeout)
+        check_key(workflow_id, "workflow id")
+        _check_key(key, "event key")
         run = _durable_run()
         if run is None:
             return await self._wait_event(workflow_id, key, timeout)
@@ -285,7 +289,7 @@ class Messaging:
 
     async def get_events(self, workflow_id: str) -> dict[str, Any]:
         """Every event the workflow has published, key -> current value."""
-        events = await self.store.get_events(workflow_id)
+        events = await self.store.get_events(check_key(workflow_id, "workflow id"))
         if not events and await self.store.get_workflow(workflow_id) is None:
             raise WorkflowNotFoundError(
                 f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
@@ -321,6 +325,8 @@ class Messaging:
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Yield the stream's values as they are written; stop when it is closed or the
         workflow has finished."""
+        check_key(workflow_id, "workflow id")
+        _check_key(key, "stream key")
         if await self.store.get_workflow(workflow_id) is None:
             raise WorkflowNotFoundError(
                 f"no workflow with id {workflow_id!r}", workflow_id=workflow_id

@@ -16,7 +16,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+import pydantic_core
+from pydantic import SecretBytes, SecretStr, TypeAdapter, ValidationError
+from pydantic.types import Secret
 from pydantic_core import PydanticSerializationError
 
 from orchestrator.errors import (
@@ -27,6 +29,89 @@ from orchestrator.errors import (
 )
 
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+# A stored value is read back with pydantic's JSON parser, which refuses nesting deeper than
+# about 250 levels and lone UTF-16 surrogates ("\ud800"). Texts that may hold either (a
+# surrogate escape, more brackets than this) are parsed once before they are stored.
+_CHECK_ABOVE_BRACKETS = 200
+
+
+# pydantic writes secrets (SecretStr, SecretBytes, Secret[...]) as this mask in JSON: stored so,
+# a workflow would run with the mask instead of the secret. Texts holding it are encoded again
+# with the secrets' values (they decode back to the secret types from the annotations).
+_SECRET_MASK = '"**********"'
+
+
+def _reveal(value: Any) -> Any:
+    """A python-mode dump with its secrets replaced by their values."""
+    if isinstance(value, SecretStr | SecretBytes | Secret):
+        secret = value.get_secret_value()
+        return secret.decode("utf-8", "surrogateescape") if isinstance(secret, bytes) else secret
+    if isinstance(value, dict):
+        return {key: _reveal(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_reveal(item) for item in value]
+    return value
+
+
+def _dump_revealed(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """``adapter``'s JSON-mode dump of ``value``, secrets as their values."""
+    python = adapter.dump_python(value, mode="python", round_trip=True, warnings=False)
+    return json.loads(pydantic_core.to_json(_reveal(python)))
+
+
+MAX_KEY_CHARS = 512  # workflow ids, topics, event and stream keys, idempotency and dedup keys
+
+
+def check_key(value: object, what: str, *, empty: bool = False) -> str:
+    """A name that is stored and indexed (a workflow id, a topic, a key): a string of at most
+    MAX_KEY_CHARS characters, without NUL (no database text holds it) or lone surrogates (not
+    UTF-8); empty only when ``empty``. InvalidArgumentError otherwise."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{what} must be a string, got {type(value).__name__}", what=what
+        )
+    if not value and not empty:
+        raise InvalidArgumentError(f"{what} must be a non-empty string", what=what)
+    if len(value) > MAX_KEY_CHARS:
+        raise InvalidArgumentError(
+            f"{what} is {len(value)} characters long; at most {MAX_KEY_CHARS} are allowed",
+            what=what,
+            length=len(value),
+        )
+    if "\x00" in value or not _is_utf8(value):
+        raise InvalidArgumentError(
+            f"{what} must not contain NUL characters or lone surrogates", what=what
+        )
+    return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_readable(text: str, what: str) -> str:
+    """Return ``text`` if it can be read back once stored, else raise SerializationError: a
+    value that cannot be read back must be refused at the call that stores it, not break
+    every later read of the workflow (listings, the HTTP API, the CLI)."""
+    if (
+        "\\ud" in text
+        or "\\uD" in text
+        or text.count("[") + text.count("{") > _CHECK_ABOVE_BRACKETS
+    ):
+        try:
+            pydantic_core.from_json(text)
+        except ValueError as exc:
+            raise SerializationError(
+                f"cannot store {what}: it could not be read back ({exc}). Values must be valid"
+                " Unicode (no lone surrogates such as \\ud800) and nested at most about 200"
+                " levels deep.",
+                what=what,
+            ) from exc
+    return text
 
 
 @functools.lru_cache(maxsize=4096)
@@ -43,14 +128,17 @@ def adapter_for(annotation: Any) -> TypeAdapter[Any]:
 def encode(value: Any, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = "value") -> str:
     """Encode ``value`` as JSON text, or raise SerializationError naming ``what``."""
     try:
-        return adapter.dump_json(value, warnings=False).decode()
-    except (PydanticSerializationError, ValueError, TypeError) as exc:
+        text = adapter.dump_json(value, warnings=False).decode()
+        if _SECRET_MASK in text:
+            text = json.dumps(_dump_revealed(adapter, value), separators=(",", ":"))
+    except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
         raise SerializationError(
             f"cannot serialize {what} of type {type(value).__name__}: {exc}. Values must be "
             "JSON-compatible or pydantic models.",
             what=what,
             type=type(value).__name__,
         ) from exc
+    return check_readable(text, what)
 
 
 def decode(
@@ -90,30 +178,79 @@ class Signature:
         except TypeError as exc:
             raise InvalidArgumentError(f"{self.qualname}(): {exc}", what="arguments") from exc
 
-    def encode_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """Encode arguments as ``{"args": [...], "kwargs": {...}}`` after checking them."""
+    def encode_input(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, reveal_secrets: bool = False
+    ) -> str:
+        """Encode arguments as ``{"args": [...], "kwargs": {...}}`` after checking them.
+
+        Positional parameters go in ``args`` in order; one left out (its default used) before a
+        later one that was given is filled with its default, so the later value keeps its
+        place (``greet(name="alice")`` for ``greet(greeting="hello", name="world")`` stores
+        ``["hello", "alice"]``). A default that cannot be stored sends the later positional
+        values to ``kwargs`` instead."""
         bound = self.bind(args, kwargs)
         params = self.signature.parameters
+        given = bound.arguments
         encoded_args: list[Any] = []
         encoded_kwargs: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            kind = params[name].kind
+        gap: list[inspect.Parameter] = []  # left-out positional parameters not yet filled
+        by_keyword = False  # a gap could not be filled: later positional values by name
+        for name, parameter in params.items():
+            kind = parameter.kind
             adapter = self.parameters[name]
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                encoded_args.extend(self._to_json(v, _ANY_ADAPTER, name) for v in value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
+            if name not in given:
+                if kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+                    gap.append(parameter)
+                continue
+            value = given[name]
+            if kind is parameter.VAR_POSITIONAL:
+                encoded_args.extend(
+                    self._to_json(v, _ANY_ADAPTER, name, reveal_secrets) for v in value
+                )
+            elif kind is parameter.VAR_KEYWORD:
                 for key, item in value.items():
-                    encoded_kwargs[key] = self._to_json(item, _ANY_ADAPTER, key)
-            elif kind is inspect.Parameter.KEYWORD_ONLY:
-                encoded_kwargs[name] = self._to_json(value, adapter, name)
+                    encoded_kwargs[key] = self._to_json(item, _ANY_ADAPTER, key, reveal_secrets)
+            elif kind is parameter.KEYWORD_ONLY:
+                encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
             else:
-                encoded_args.append(self._to_json(value, adapter, name))
-        return json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
+                if gap and not by_keyword:
+                    filled = self._defaults(gap)
+                    if filled is None:
+                        by_keyword = True
+                    else:
+                        encoded_args.extend(filled)
+                    gap = []
+                if by_keyword:
+                    encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
+                else:
+                    encoded_args.append(self._to_json(value, adapter, name, reveal_secrets))
+        text = json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
+        if _SECRET_MASK in text and not reveal_secrets:  # secrets were masked: store their values
+            return self.encode_input(args, kwargs, reveal_secrets=True)
+        return check_readable(text, f"the arguments of {self.qualname}")
 
-    def _to_json(self, value: Any, adapter: TypeAdapter[Any], name: str) -> Any:
+    def _defaults(self, gap: list[inspect.Parameter]) -> list[Any] | None:
+        """The stored form of left-out parameters' defaults, or None if one cannot be stored."""
+        filled: list[Any] = []
+        for parameter in gap:
+            try:
+                filled.append(
+                    self.parameters[parameter.name].dump_python(
+                        parameter.default, mode="json", warnings=False
+                    )
+                )
+            except (PydanticSerializationError, ValueError, TypeError):
+                return None
+        return filled
+
+    def _to_json(
+        self, value: Any, adapter: TypeAdapter[Any], name: str, reveal: bool = False
+    ) -> Any:
         try:
+            if reveal:
+                return _dump_revealed(adapter, value)
             return adapter.dump_python(value, mode="json", warnings=False)
-        except (PydanticSerializationError, ValueError, TypeError) as exc:
+        except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
             raise SerializationError(
                 f"{self.qualname}(): argument {name!r} of type {type(value).__name__} cannot be "
                 f"serialized: {exc}. Pass JSON-compatible values or pydantic models.",
@@ -172,7 +309,9 @@ def encode_error(exc: BaseException) -> str:
             detail = json.loads(json.dumps(exc.detail, default=str))
         except (TypeError, ValueError):
             detail = None
-    message = exc.message if isinstance(exc, OrchestratorError) else str(exc)
+    message = _valid_unicode(exc.message if isinstance(exc, OrchestratorError) else str(exc))
+    if args is not None and "\\ud" in json.dumps(args).lower():
+        args = None  # lone surrogates: unreadable once stored; the message says enough
     return json.dumps(
         {
             "type": type_name,
@@ -183,6 +322,11 @@ def encode_error(exc: BaseException) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 reader accepts) replaced by "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def error_summary(text: str | None) -> tuple[str, str] | None:

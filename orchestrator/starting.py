@@ -16,6 +16,7 @@ from orchestrator.errors import (
     WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
+from orchestrator.serialization import check_key
 from orchestrator.store.base import NewWorkflow, StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import STEP_NUMBER, Tracing
 from orchestrator.types import StepKind, WorkflowStatus
@@ -100,8 +101,15 @@ class Starting:
     ) -> WorkflowHandle[Any]:
         """Start ``workflow`` (a child workflow when called inside one); idempotent by id."""
         self.require_launched(f"starting workflow {workflow.name!r}")
-        if options.workflow_id is not None and not options.workflow_id:
-            raise InvalidArgumentError("workflow_id must be a non-empty string")
+        if options.workflow_id is not None:
+            check_key(options.workflow_id, "workflow_id")
+        for value, what in (
+            (options.dedup_id, "dedup_id"),
+            (options.partition_key, "partition_key"),
+            (options.queue, "queue"),
+        ):
+            if value is not None:
+                check_key(value, what)
         current = context.current()
         if current is not None and current.step is None:
             return await self._start_child(current.run, workflow, args, kwargs, options)

@@ -403,6 +403,24 @@ def _otlp_exporter(endpoint: str | None) -> SpanExporter:
     return OTLPSpanExporter(endpoint=url if url.endswith("/v1/traces") else f"{url}/v1/traces")
 
 
+FLUSH_TIMEOUT_MILLIS = 10_000  # the longest an exit waits for buffered spans to be exported
+
+
+def flush_tracing(provider: trace.TracerProvider | None = None) -> bool:
+    """Export the spans still buffered by ``provider`` (default: the global one), waiting up
+    to FLUSH_TIMEOUT_MILLIS: what a process stopping on a signal calls before it exits.
+    Returns False if the export did not finish in time (or the provider cannot flush)."""
+    target = provider or trace.get_tracer_provider()
+    force_flush = getattr(target, "force_flush", None)
+    if not _has_sdk(target) or force_flush is None:
+        return True
+    try:
+        return bool(force_flush(FLUSH_TIMEOUT_MILLIS))
+    except Exception:  # an exporter's failure must not turn a clean stop into a crash
+        logger.exception("could not export the remaining spans")
+        return False
+
+
 def tracing_requested(environ: Mapping[str, str]) -> bool:
     """Whether the ``OTEL_*`` environment asks for OTLP export (the CLI's default)."""
     if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":

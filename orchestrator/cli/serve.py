@@ -19,7 +19,7 @@ from orchestrator.app import Orchestrator
 from orchestrator.cli.common import console, errors, run
 from orchestrator.errors import OrchestratorError
 from orchestrator.log_context import configure_logging
-from orchestrator.tracing import configure_tracing, tracing_requested
+from orchestrator.tracing import configure_tracing, flush_tracing, tracing_requested
 
 OtlpEndpoint = Annotated[
     str | None,
@@ -80,13 +80,19 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        async with app:
-            console.print(
-                f"worker {app.executor_id} running ({app.store.dialect})", highlight=False
-            )
-            await stop.wait()
-            console.print(f"worker {app.executor_id} shutting down", highlight=False)
-            await app.shutdown(shutdown_timeout)
+        try:
+            async with app:
+                console.print(
+                    f"worker {app.executor_id} running ({app.store.dialect})", highlight=False
+                )
+                await stop.wait()
+                # Stop taking work; steps in flight finish and are checkpointed within the
+                # grace period; what is left stays for recovery (this worker's lease is
+                # released, so another worker takes it over at once).
+                console.print(f"worker {app.executor_id} shutting down", highlight=False)
+                await app.shutdown(shutdown_timeout)
+        finally:
+            await asyncio.to_thread(flush_tracing, app.tracing.provider)
 
     run(work)
 

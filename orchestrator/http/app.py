@@ -14,8 +14,9 @@ from orchestrator.errors import ConfigurationError
 from orchestrator.http import admin, events, messages, workflows
 from orchestrator.http.deps import ServiceConfig, require_api_key
 from orchestrator.http.errors import install_error_handlers
-from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.limits import BODY_CHUNK_TIMEOUT_SECONDS, BodyLimitMiddleware
 from orchestrator.http.openapi import add_workflow_operations
+from orchestrator.http.origins import LocalOriginMiddleware
 from orchestrator.http.webhooks import declared_sources, webhook_router
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def create_app(
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
     webhooks: Sequence[WebhookSource] = (),
     title: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    stream_heartbeat_seconds: float = 15.0,
+    body_timeout_seconds: float = BODY_CHUNK_TIMEOUT_SECONDS,
 ) -> FastAPI:
     """The HTTP service for ``app``.
 
@@ -66,11 +70,20 @@ def create_app(
         webhooks: verified webhook sources, served at ``POST /webhooks/{source}``, besides
             those declared with ``@app.webhook``.
         title: the OpenAPI title (default: the app name).
+        allowed_hosts: without an ``api_key`` the service answers only requests addressed
+            to a loopback host, and refuses state-changing requests a web page could forge
+            (other sites' origins, non-JSON bodies): 403/415, see ``origins.py``. Host names
+            listed here are accepted too (e.g. "testserver" for Starlette's TestClient).
+        stream_heartbeat_seconds: an event stream (SSE) that has sent nothing for this long
+            sends a comment line, so proxies keep it open and clients see it is alive.
+        body_timeout_seconds: a request whose body stops arriving for this long gets 408.
     """
     if max_body_bytes < 1:
         raise ConfigurationError("max_body_bytes must be >= 1")
     if max_wait_seconds < 0:
         raise ConfigurationError("max_wait_seconds must be >= 0")
+    if stream_heartbeat_seconds <= 0:
+        raise ConfigurationError("stream_heartbeat_seconds must be > 0")
     if api_key is not None and not api_key.strip():
         raise ConfigurationError("api_key must be a non-empty string (or None)")
 
@@ -104,6 +117,7 @@ def create_app(
         api_key=api_key,
         max_body_bytes=max_body_bytes,
         max_wait_seconds=max_wait_seconds,
+        stream_heartbeat_seconds=stream_heartbeat_seconds,
     )
     install_error_handlers(api)
     protected = [Depends(require_api_key)]
@@ -117,7 +131,11 @@ def create_app(
     sources = [*webhooks, *declared_sources(app)]
     if sources:
         api.include_router(webhook_router(sources))
-    api.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    api.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=max_body_bytes, chunk_timeout=body_timeout_seconds
+    )
+    if api_key is None:
+        api.add_middleware(LocalOriginMiddleware, allowed_hosts=allowed_hosts)
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:

@@ -29,6 +29,7 @@ class ServiceConfig:
     api_key: str | None
     max_body_bytes: int
     max_wait_seconds: float
+    stream_heartbeat_seconds: float = 15.0
 
     def __repr__(self) -> str:  # never show the key
         return f"ServiceConfig(api_key={'set' if self.api_key else 'unset'})"

@@ -53,6 +53,28 @@ class PayloadTooLargeError(OrchestratorError):
     code = "payload_too_large"
 
 
+class RequestTimeoutError(OrchestratorError):
+    """The request body did not arrive in time (a client sending it a byte at a time)."""
+
+    http_status = 408
+    code = "request_timeout"
+
+
+class ForbiddenOriginError(OrchestratorError):
+    """A service without an api_key refused a request that a web page could have forged:
+    addressed to a host that is not loopback (DNS rebinding) or sent from another site."""
+
+    http_status = 403
+    code = "forbidden_origin"
+
+
+class UnsupportedMediaTypeError(OrchestratorError):
+    """A request body that is not declared as JSON (``Content-Type: application/json``)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class EventNotSetError(OrchestratorError):
     """The workflow finished without publishing the event: it never will."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from orchestrator.http.deps import (
     check_text,
     clamp_wait,
     error_responses,
+    service_config,
 )
 from orchestrator.http.errors import EventNotSetError
 from orchestrator.http.schemas import ErrorResponse, EventMap, EventValue
@@ -97,9 +100,40 @@ def _sse(value: Any) -> bytes:
     return f"data: {json.dumps(value, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-async def _follow(app: Orchestrator, workflow_id: str, key: str) -> AsyncIterator[bytes]:
-    async for value in app.read_stream(workflow_id, key):
-        yield _sse(value)
+_HEARTBEAT = b": keep-alive\n\n"  # an SSE comment: proxies and clients see the stream is alive
+_END = object()
+
+
+async def _follow(
+    app: Orchestrator, workflow_id: str, key: str, heartbeat_seconds: float
+) -> AsyncIterator[bytes]:
+    """The stream's values as SSE events, with a comment line whenever ``heartbeat_seconds``
+    pass without one (idle connections are otherwise cut by proxies, and a client cannot tell
+    a quiet stream from a dead connection)."""
+    values: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        try:
+            async for value in app.read_stream(workflow_id, key):
+                await values.put(value)
+        finally:
+            await values.put(_END)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                value = await asyncio.wait_for(values.get(), heartbeat_seconds)
+            except TimeoutError:
+                yield _HEARTBEAT
+                continue
+            if value is _END:  # closed, finished, or the store failed: the client may reconnect
+                return
+            yield _sse(value)
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pumping
 
 
 @router.get(
@@ -115,12 +149,15 @@ async def _follow(app: Orchestrator, workflow_id: str, key: str) -> AsyncIterato
     },
     summary="Follow a workflow's stream as server-sent events",
 )
-async def read_stream(app: OrchestratorDep, workflow_id: WorkflowId, key: Key) -> StreamingResponse:
+async def read_stream(
+    request: Request, app: OrchestratorDep, workflow_id: WorkflowId, key: Key
+) -> StreamingResponse:
     check_text(workflow_id, "workflow id")
     check_text(key, "stream key")
     await app.retrieve(workflow_id).status()  # 404 before the stream starts
+    heartbeat = service_config(request).stream_heartbeat_seconds
     return StreamingResponse(
-        _follow(app, workflow_id, key),
+        _follow(app, workflow_id, key, heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,27 +1,39 @@
-"""An ASGI middleware that rejects request bodies above a size limit before reading them."""
+"""An ASGI middleware that rejects request bodies above a size limit before reading them, and
+bodies that arrive too slowly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.http.errors import PayloadTooLargeError, error_body
+from orchestrator.http.errors import PayloadTooLargeError, RequestTimeoutError, error_body
+
+BODY_CHUNK_TIMEOUT_SECONDS = 30.0  # the longest the service waits for the next body bytes
 
 
 class BodyLimitMiddleware:
     """413 for bodies over ``max_body_bytes``: at once when ``Content-Length`` says so
     (nothing is read), else as soon as the streamed bytes pass the limit (chunked bodies).
+    408 when the next part of a body takes longer than ``chunk_timeout`` seconds to arrive
+    (a client trickling its body would hold the request open for ever).
 
     The app reads the body through the wrapped ``receive``; passing the limit raises
     PayloadTooLargeError, which the error handler turns into the JSON 413. If that error
     escapes (the response has not started), this middleware answers the 413 itself.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        chunk_timeout: float = BODY_CHUNK_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.chunk_timeout = chunk_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,14 +44,25 @@ class BodyLimitMiddleware:
             await self._reject(send, declared)
             return
         if declared == -1:
-            await _send_json(send, 400, error_body("bad_request", "invalid Content-Length"))
+            await send_json(send, 400, error_body("bad_request", "invalid Content-Length"))
             return
         received = 0
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no timeout
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.chunk_timeout)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"the request body did not arrive within {self.chunk_timeout:g} s",
+                    timeout=self.chunk_timeout,
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
@@ -58,6 +81,11 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await self._reject(send, received)
+        except RequestTimeoutError as error:
+            if started:
+                raise
+            body = error_body(error.code, error.message, error.detail)
+            await send_json(send, 408, body, close=True)
 
     def _error(self, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(
@@ -69,7 +97,7 @@ class BodyLimitMiddleware:
     async def _reject(self, send: Send, size: int) -> None:
         error = self._error(size)
         body = error_body(error.code, error.message, error.detail)
-        await _send_json(send, 413, body, close=True)
+        await send_json(send, 413, body, close=True)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -83,7 +111,8 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+    """Answer with a JSON body from a middleware (before the app responded)."""
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json"),

@@ -16,28 +16,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-import uvicorn
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.http.app import create_app
+from orchestrator.http.server import SupervisedServer, server_config
 from orchestrator.http.stack import ChildProcess, Stack, UpContext
+from orchestrator.tracing import flush_tracing
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 MONITOR_SECONDS = 0.25
 _PR_SET_PDEATHSIG = 1
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the supervisor decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -115,10 +108,7 @@ async def run_stack(
         api = create_app(stack.orchestrator, api_key=api_key, webhooks=stack.webhooks)
         for router in stack.routers:
             api.include_router(router)
-        config = uvicorn.Config(
-            api, host=context.host, port=context.port, log_level="warning", proxy_headers=False
-        )
-        server = _Server(config)
+        server = SupervisedServer(server_config(api, context.host, context.port))
         serving = asyncio.create_task(server.serve())
         announced = False
         while not stop.is_set():
@@ -145,6 +135,7 @@ async def run_stack(
         await asyncio.to_thread(_stop, children)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        await asyncio.to_thread(flush_tracing, stack.orchestrator.tracing.provider)
     return code
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, redact_credentials
 from orchestrator.store.base import (
     NOTIFY_EVENT,
     NOTIFY_MESSAGE,
@@ -77,14 +77,6 @@ def create_store(
         if path:
             return SQLiteStore(path, clock_ms=clock_ms)
     raise ConfigurationError(
-        f"unsupported database URL {_redact(database_url)!r}; use one of: {ACCEPTED_URLS}"
+        f"unsupported database URL {redact_credentials(database_url)!r}; use one of:"
+        f" {ACCEPTED_URLS}"
     )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, fit for an error message."""
-    scheme, separator, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not separator or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

@@ -14,7 +14,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import errors, sql
 
-from orchestrator.errors import MigrationError
+from orchestrator.errors import MigrationError, redact_credentials
 from orchestrator.store.base import MigrationState
 from orchestrator.store.queries import load_queries, sql_directory
 
@@ -90,7 +90,8 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str) -> l
                 raise  # the connection failed: the caller retries the whole run
             except psycopg.Error as error:
                 raise MigrationError(
-                    f"migration {migration.name} failed on schema {schema!r}: {error}",
+                    f"migration {migration.name} failed on schema {schema!r}:"
+                    f" {redact_credentials(str(error))}",
                     migration=migration.name,
                 ) from error
             done.append(migration.name)
@@ -149,7 +150,9 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[str]:
         with sqlite_write_transaction(conn):
             conn.execute(queries["create_migrations_table"])
     except sqlite3.Error as error:
-        raise MigrationError(f"cannot create the migrations table: {error}") from error
+        raise MigrationError(
+            f"cannot create the migrations table: {redact_credentials(str(error))}"
+        ) from error
     done: list[str] = []
     for migration in available_migrations("sqlite"):
         try:
@@ -163,7 +166,8 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[str]:
                 conn.execute(queries["record_migration"], params)
         except sqlite3.Error as error:
             raise MigrationError(
-                f"migration {migration.name} failed: {error}", migration=migration.name
+                f"migration {migration.name} failed: {redact_credentials(str(error))}",
+                migration=migration.name,
             ) from error
         done.append(migration.name)
     return done

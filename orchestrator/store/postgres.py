@@ -24,10 +24,12 @@ from tenacity import (
 )
 
 from orchestrator.errors import (
+    ConfigurationError,
     InvalidArgumentError,
     StoreError,
     StoreUnavailableError,
     WorkflowNotFoundError,
+    redact_credentials,
 )
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
@@ -63,10 +65,13 @@ _RETRYABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """True for a lost or impossible connection (retried), False for any other error."""
+    """True for a lost or impossible connection (retried), False for any other error (an
+    unusable connection string among them: retrying cannot fix it)."""
     if not isinstance(error, psycopg.OperationalError):
         return False
-    return error.sqlstate is None or error.sqlstate.startswith(_RETRYABLE_SQLSTATES)
+    if error.sqlstate is None:
+        return not _CONNINFO_ERROR.search(str(error))
+    return error.sqlstate.startswith(_RETRYABLE_SQLSTATES)
 
 
 class PostgresStore(PostgresWrites):
@@ -257,7 +262,7 @@ class PostgresStore(PostgresWrites):
         except psycopg.Error as error:
             if not is_connection_error(error):
                 raise self._translate(error) from error
-            logger.warning("PostgreSQL connection failed, retrying: %s", error)
+            logger.warning("PostgreSQL connection failed, retrying: %s", _describe(error))
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_connection_error),
             wait=wait_exponential(multiplier=0.05, max=RETRY_MAX_WAIT_SECONDS),
@@ -274,19 +279,27 @@ class PostgresStore(PostgresWrites):
         raise AssertionError("unreachable: tenacity returns or raises")
 
     def _translate(self, error: psycopg.Error) -> Exception:
-        """The orchestrator error for a psycopg error (the one place they are mapped)."""
+        """The orchestrator error for a psycopg error (the one place they are mapped). The
+        message is the server's primary message (never the statement, never a password)."""
         if isinstance(error, errors.ForeignKeyViolation):
-            return WorkflowNotFoundError(f"the workflow does not exist ({error})")
+            return WorkflowNotFoundError("the workflow does not exist")
+        if error.sqlstate is None and _CONNINFO_ERROR.search(str(error)):
+            return ConfigurationError(
+                f"the PostgreSQL connection string is not valid: {_describe(error)}; expected"
+                " postgresql://user:password@host:5432/dbname"
+            )
         if is_connection_error(error):
             return StoreUnavailableError(
-                f"PostgreSQL unreachable for {self.reconnect_timeout:g} s: {error}"
+                f"PostgreSQL unreachable for {self.reconnect_timeout:g} s: {_describe(error)}"
             )
-        return StoreError(f"PostgreSQL: {error}")
+        return StoreError(f"PostgreSQL: {_describe(error)}", sqlstate=error.sqlstate)
 
     async def _before_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         logger.warning(
-            "PostgreSQL connection failed (try %d), retrying: %s", state.attempt_number, error
+            "PostgreSQL connection failed (try %d), retrying: %s",
+            state.attempt_number,
+            _describe(error) if isinstance(error, psycopg.Error) else error,
         )
         if self._pool is not None:
             # Drop every dead idle connection now rather than meeting them one try at a time.
@@ -322,7 +335,7 @@ class PostgresStore(PostgresWrites):
                         kind, _, detail = notify.payload.partition(":")
                         self._dispatch(kind, detail)
                 except psycopg.Error as error:
-                    logger.warning("LISTEN connection lost, reconnecting: %s", error)
+                    logger.warning("LISTEN connection lost, reconnecting: %s", _describe(error))
                 await conn.close()
                 conn = await self._reconnect_listener()
                 self._dispatch(NOTIFY_RECONNECTED, "")
@@ -335,7 +348,9 @@ class PostgresStore(PostgresWrites):
             try:
                 return await self._connect_listener()
             except psycopg.Error as error:
-                logger.debug("LISTEN reconnection failed, next try in %.2f s: %s", delay, error)
+                logger.debug(
+                    "LISTEN reconnection failed, next try in %.2f s: %s", delay, _describe(error)
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, LISTEN_MAX_WAIT_SECONDS)
 
@@ -345,3 +360,21 @@ class PostgresStore(PostgresWrites):
                 handler(kind, detail)
             except Exception:
                 logger.exception("notification handler %r failed on %s", handler, kind)
+
+
+def _describe(error: psycopg.Error) -> str:
+    """A psycopg error for people: the server's primary message when there is one (not the
+    statement or its parameters), else the client's text; passwords redacted either way."""
+    primary = error.diag.message_primary if error.sqlstate else None
+    text = f"{primary} ({error.sqlstate})" if primary else str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    if _CONNINFO_ERROR.search(text):  # libpq quotes pieces of the connection string
+        text = _QUOTED.sub('"…"', text)
+    return redact_credentials(text)
+
+
+_CONNINFO_ERROR = re.compile(
+    r"connection info string|connection option|invalid URI|URI query|invalid [a-z_]+ value"
+    r"|invalid port"
+)
+_QUOTED = re.compile(r'(?<!option )"[^"]*"')  # a value (maybe a password), not an option name

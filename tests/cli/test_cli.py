@@ -188,3 +188,42 @@ def test_commands_against_a_running_service_with_url(postgres_url: str, tmp_path
     down = saga("workflows", "list", "--url", base)
     assert down.returncode == 1 and "cannot reach the service" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=127.0.0.1 port=5432 user=root password=hunter2secret dbname=x",
+        "postgresql://root:hunter2secret@127.0.0.1:notaport/x",
+        "postgresql://root:hunter2secret@127.0.0.1:5432/x?sslmode=nonsense",
+        "mysql://root:hunter2secret@127.0.0.1/x",
+    ],
+    ids=["keyword-dsn", "malformed-port", "bad-option", "unsupported"],
+)
+def test_a_bad_database_url_is_reported_at_once_without_its_password(url: str) -> None:
+    began = time.monotonic()
+    answer = saga("workflows", "list", "--database-url", url)
+    assert answer.returncode == 1
+    assert time.monotonic() - began < 30  # not retried: retrying cannot fix it
+    output = answer.stdout + answer.stderr
+    assert "hunter2secret" not in output, output
+    assert "error" in output.lower(), output
+    assert "Traceback" not in output, output
+
+
+def test_an_unreachable_database_is_retried_without_printing_its_password() -> None:
+    url = "postgresql://root:hunter2secret@127.0.0.1:1/x?connect_timeout=1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "workflows", "list", "--database-url", url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=6)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    assert "retrying" in output, output  # it is waiting for the database to come back
+    assert "hunter2secret" not in output, output

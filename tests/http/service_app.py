@@ -44,6 +44,10 @@ def build_orchestrator(database_url: str) -> Orchestrator:
         """Starts ``add`` on a queue (as a child) and returns its id, for the queue filter."""
         return (await app.start(add, a, queue="http-tests-queue")).workflow_id
 
+    @app.workflow(name="echo")
+    async def echo(value: Any = None, label: str = "none") -> dict[str, Any]:
+        return {"value": value, "label": label}
+
     @app.workflow(name="fails")
     async def fails(reason: str = "boom") -> None:
         raise ValueError(reason)

@@ -297,6 +297,22 @@ async def test_generic_hmac_vectors(
     ).status_code == 401
 
 
+@pytest.mark.parametrize("topic", ["a\u0000b", "t" * 10_000])
+async def test_a_handler_sending_an_unstorable_topic_is_a_400_not_a_retry(
+    anonymous: httpx.AsyncClient, client: httpx.AsyncClient, topic: str
+) -> None:
+    """A NUL or an over-long topic from a webhook handler is the delivery's fault: 400 with a
+    JSON body (a 503 would make the provider retry it for days), and no SQL in the answer."""
+    workflow_id = await _collector(client, 1)
+    body = json.dumps({"workflow_id": workflow_id, "item": "g", "topic": topic})
+    sig = "sha256=" + hmac.new(GENERIC_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+    headers = {"X-Signature": sig, "X-Delivery": f"bad-topic-{uuid.uuid4().hex}"}
+    answer = await anonymous.post("/webhooks/generic", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_argument"
+    assert "INSERT" not in answer.text and "SELECT" not in answer.text
+
+
 def test_sources_refuse_bad_secrets() -> None:
     with pytest.raises(ConfigurationError):
         WebhookSource("s", "whsec_***", StandardWebhooks(), to_collector)

@@ -66,7 +66,8 @@ async def github_push(delivery: Delivery) -> Start:
 
 
 def generic(delivery: Delivery) -> Send:
-    return Send(delivery.payload["workflow_id"], "items", delivery.payload["item"])
+    topic = delivery.payload.get("topic", "items")
+    return Send(delivery.payload["workflow_id"], topic, delivery.payload["item"])
 
 
 SOURCES = [

@@ -102,6 +102,44 @@ def test_saga_up_exports_the_request_trace_over_otlp(
     assert execution.attributes["orchestrator.workflow.status"] == "SUCCESS"
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_saga_up_stops_on_sigterm_as_on_ctrl_c_and_exports_every_buffered_span(
+    postgres_url: str,
+    receiver: OtlpReceiver,
+    processes: list[subprocess.Popen[str]],
+    signum: signal.Signals,
+) -> None:
+    """What Docker and Kubernetes send: the service stops, exits 0, and the spans still in
+    the exporter's buffer (a minute-long schedule delay) reach the collector first."""
+    port = free_port()
+    service = spawn(
+        ["-m", "orchestrator.cli", "up", "tests.observability.traced_app:app", "--port", str(port)],
+        DATABASE_URL=postgres_url,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_SERVICE_NAME="traced-service",
+        OTEL_BSP_SCHEDULE_DELAY="60000",
+    )
+    processes.append(service)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, service)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for n in range(3):
+            started = client.post(
+                "/workflows/add", json={"a": n}, headers={"Idempotency-Key": f"t{n}"}
+            )
+            assert started.status_code == 202, started.text
+            answer = client.get(f"/workflows/t{n}/result", params={"timeout": 30}).json()
+            assert answer["output"] == 2 * n + 1
+    assert receiver.snapshot() == []  # all still buffered in the service
+    service.send_signal(signum)
+    _, err = service.communicate(timeout=30)
+    assert service.returncode == 0, err
+    spans = receiver.snapshot()
+    names = sorted(s.name for s in spans if s.attributes.get("orchestrator.workflow.id"))
+    assert names == sorted(["step double", "workflow add", "workflow.start add"] * 3), names
+
+
 @pytest.mark.recovery
 @pytest.mark.postgres
 def test_sigkilled_worker_recovery_continues_the_trace_without_replay_spans(

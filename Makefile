@@ -4,6 +4,7 @@
 #   make test ARGS="-k replay -x"   extra arguments go to pytest
 #   make bench                      benchmarks (installs the bench extra: dbos, pyinstrument)
 #   make load ARGS="--time 60"      the shop under locust on PostgreSQL (bench/results/load*)
+#   make chaos ARGS="--seed 7"      the long chaos run: 1,000 sagas, 200 SIGKILLs and more faults
 #   make fmt                        ruff format + ruff check --fix
 #   make lock                       re-resolve uv.lock after editing pyproject.toml
 
@@ -15,7 +16,7 @@ ARGS  ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test bench load fmt lint bootstrap lock clean
+.PHONY: demo test bench load chaos fmt lint bootstrap lock clean
 
 # The sample shop: orchestrator + inventory, payments, shipping; serves until Ctrl-C.
 demo: bootstrap
@@ -30,6 +31,11 @@ bench:
 
 load: bootstrap
 	$(PY) -m bench.load $(ARGS)
+
+# Workers under SIGKILL, SIGSTOP, SIGTERM, pg_terminate_backend and PostgreSQL restarts (a
+# private cluster: needs Debian's initdb); prints its seed (see tests/chaos/).
+chaos: bootstrap
+	$(PY) -m tests.chaos $(ARGS)
 
 fmt: bootstrap
 	$(VENV)/bin/ruff format .

@@ -60,6 +60,16 @@ def load_app(target: str) -> Orchestrator:
     return app
 
 
+def _exit_quietly_on_early_signals() -> None:
+    """Until the command installs its own handlers (once the application is imported and about
+    to launch), SIGTERM ends the process with code 0: nothing is running yet."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def worker(
     app_path: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="the Orchestrator")],
     executor_id: Annotated[
@@ -69,6 +79,7 @@ def worker(
     otlp_endpoint: OtlpEndpoint = None,
 ) -> None:
     """Run a worker: recover and take over workflows, dequeue, tick schedules, until SIGTERM."""
+    _exit_quietly_on_early_signals()
     os.environ["ORCHESTRATOR_EXECUTOR_ID"] = (
         executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
@@ -131,6 +142,7 @@ def up(
 ) -> None:
     """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it;
     with no argument, run the sample shop (orchestrator, inventory, payments, shipping)."""
+    _exit_quietly_on_early_signals()
     from orchestrator.http import check_bind, serve
     from orchestrator.http.stack import Stack, UpContext, free_port
     from orchestrator.http.supervisor import run_stack

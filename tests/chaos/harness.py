@@ -129,6 +129,7 @@ class Fleet:
     ledger: Path
     logs: Path
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_offsets: dict[int, int] = field(default_factory=dict)  # where this incarnation's log begins
 
     def executor(self, index: int) -> str:
         return f"chaos-w{index}"
@@ -146,9 +147,21 @@ class Fleet:
         command = [sys.executable, "-m", "orchestrator.cli", "worker", "tests.chaos.app:app"]
         command += ["--executor-id", self.executor(index), "--shutdown-timeout", "3"]
         with (self.logs / f"{self.executor(index)}.log").open("ab") as log:
+            self.log_offsets[index] = log.tell()
             self.processes[index] = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
+
+    def running(self, index: int) -> bool:
+        """Launched: it said so in its log (a process still importing has no signal handlers:
+        a SIGTERM then kills it like any Python program)."""
+        log = self.logs / f"{self.executor(index)}.log"
+        if not log.exists():
+            return False
+        with log.open("rb") as text:
+            text.seek(self.log_offsets.get(index, 0))
+            mine = text.read().decode(errors="replace")
+        return f"worker {self.executor(index)} running" in mine
 
     def alive(self, index: int) -> bool:
         process = self.processes.get(index)
@@ -254,6 +267,10 @@ class Run:
             await asyncio.sleep(fault.seconds)
             self.fleet.signal(index, signal.SIGCONT)
         elif fault.kind == "sigterm":
+            for _ in range(100):  # a worker still starting up is given a moment to launch
+                if self.fleet.running(index) or not self.fleet.alive(index):
+                    break
+                await asyncio.sleep(0.1)
             self.log(f"SIGTERM {executor}; restarted when it has stopped")
             self.fleet.signal(index, signal.SIGTERM)
             code = await asyncio.to_thread(self.fleet.processes[index].wait)

@@ -53,20 +53,32 @@ def count(name: str, n: int) -> Callable[[list[ReceivedSpan]], bool]:
     return lambda spans: len(named(spans, name)) >= n
 
 
-@pytest.mark.postgres
-def test_saga_up_exports_the_request_trace_over_otlp(
-    postgres_url: str, receiver: OtlpReceiver, processes: list[subprocess.Popen[str]]
-) -> None:
+def serve_traced(
+    postgres_url: str,
+    receiver: OtlpReceiver,
+    processes: list[subprocess.Popen[str]],
+    **env: str,
+) -> tuple[subprocess.Popen[str], str]:
+    """`saga up tests.observability.traced_app:app` exporting to ``receiver``; its base URL."""
     port = free_port()
     service = spawn(
         ["-m", "orchestrator.cli", "up", "tests.observability.traced_app:app", "--port", str(port)],
         DATABASE_URL=postgres_url,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_SERVICE_NAME="traced-service",
+        **env,
     )
     processes.append(service)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, service)
+    return service, base
+
+
+@pytest.mark.postgres
+def test_saga_up_exports_the_request_trace_over_otlp(
+    postgres_url: str, receiver: OtlpReceiver, processes: list[subprocess.Popen[str]]
+) -> None:
+    _, base = serve_traced(postgres_url, receiver, processes)
     with httpx.Client(base_url=base, timeout=60) as client:
         started = client.post(
             "/workflows/add",
@@ -112,17 +124,7 @@ def test_saga_up_stops_on_sigterm_as_on_ctrl_c_and_exports_every_buffered_span(
 ) -> None:
     """What Docker and Kubernetes send: the service stops, exits 0, and the spans still in
     the exporter's buffer (a minute-long schedule delay) reach the collector first."""
-    port = free_port()
-    service = spawn(
-        ["-m", "orchestrator.cli", "up", "tests.observability.traced_app:app", "--port", str(port)],
-        DATABASE_URL=postgres_url,
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_SERVICE_NAME="traced-service",
-        OTEL_BSP_SCHEDULE_DELAY="60000",
-    )
-    processes.append(service)
-    base = f"http://127.0.0.1:{port}"
-    wait_healthy(base, service)
+    service, base = serve_traced(postgres_url, receiver, processes, OTEL_BSP_SCHEDULE_DELAY="60000")
     with httpx.Client(base_url=base, timeout=60) as client:
         for n in range(3):
             started = client.post(

@@ -3,19 +3,17 @@ recovers the rollback. The ledger proves each step and each compensation applied
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator import Orchestrator, StepInfo, WorkflowInfo, WorkflowStatus
+from tests.processes import run_module
 from tests.recovery.ledger import Ledger
 from tests.recovery.saga_worker import FAIL_AT, FORWARD_STEPS, check_saga
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_ID = "saga-crash-wf"
 
 pytestmark = pytest.mark.recovery
@@ -31,18 +29,9 @@ CASES = {
 def run_worker(
     database_url: str, ledger: Path, crash: str | None
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "tests.recovery.saga_worker", database_url, str(ledger)]
-    command.append(WORKFLOW_ID)
-    if crash:
-        command += ["--crash", crash]
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
+    crashing = ["--crash", crash] if crash else []
+    return run_module(
+        "tests.recovery.saga_worker", database_url, str(ledger), WORKFLOW_ID, *crashing, timeout=90
     )
 
 

@@ -5,17 +5,15 @@ nothing undone past the pivot. See tests/recovery/guarantee_worker.py for the sa
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from orchestrator import Orchestrator, StepInfo, StepKind, WorkflowInfo, WorkflowStatus
-from tests.processes import ROOT
+from tests.processes import run_module
 from tests.recovery.ledger import Ledger, LedgerSnapshot
 
 pytestmark = pytest.mark.recovery
@@ -27,18 +25,9 @@ COMPENSATED, CANCELLED = WorkflowStatus.COMPENSATED, WorkflowStatus.CANCELLED
 def run_worker(
     database_url: str, ledger: Path, scenario: str, crash: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "tests.recovery.guarantee_worker", database_url, str(ledger)]
-    command += [scenario, W]
-    if crash:
-        command += ["--crash", crash]
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
+    crashing = ["--crash", crash] if crash else []
+    return run_module(
+        "tests.recovery.guarantee_worker", database_url, str(ledger), scenario, W, *crashing
     )
 
 
@@ -73,11 +62,14 @@ def check(
     assert again == reexecuted, snapshot.attempts
 
 
-def crash_then_recover(
+async def crash_then_recover(
     database_url: str, ledger_path: Path, scenario: str, crash: str, crashed_in: WorkflowStatus
 ) -> subprocess.CompletedProcess[str]:
+    """Run the scenario until it SIGKILLs itself at ``crash`` (the saga then ``crashed_in``),
+    then again: it recovers the saga and finishes it."""
     first = run_worker(database_url, ledger_path, scenario, crash)
     assert first.returncode == -signal.SIGKILL, (first.returncode, first.stdout, first.stderr)
+    assert (await stored(database_url))[0].status is crashed_in
     second = run_worker(database_url, ledger_path, scenario)
     assert second.returncode == 0, second.stderr
     return second
@@ -93,7 +85,7 @@ async def test_a_rollback_resumed_after_a_crash_keeps_its_step_numbers(
     """#15.1: a child workflow or a durable sleep before the failure; killed as the first
     compensation starts; the recovered rollback compensates everything, once."""
     ledger = Ledger(tmp_path / "ledger.db")
-    result = crash_then_recover(
+    result = await crash_then_recover(
         database_url, tmp_path / "ledger.db", scenario, crash, WorkflowStatus.COMPENSATING
     )
     assert "status COMPENSATED" in result.stdout, (result.stdout, result.stderr)
@@ -103,46 +95,32 @@ async def test_a_rollback_resumed_after_a_crash_keeps_its_step_numbers(
     check(ledger.snapshot(), steps, forward=set(undone), undone=undone, reexecuted=set())
 
 
-async def test_a_step_cut_short_by_a_crash_after_a_cancel_with_rollback_is_compensated(
-    database_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("scenario", "crash", "again"),
+    [
+        # #15.3 (crash): charge applied its effect, the saga was cancelled with rollback, and
+        # the worker died before charge's checkpoint. Recovery runs charge again (same key:
+        # applied once), records it, and refunds it.
+        ("cancel-mid-step", "after-effect-charge", {f"{W}:2"}),
+        # #15.4: cancelled with rollback while charge runs; the refund is recorded, then the
+        # worker dies. Recovery neither replays into the rollback (the recv that followed
+        # charge would collide with the refund's record) nor refunds again under a new key.
+        ("cancel-then-recv", "before-undo-book", set()),
+    ],
+    ids=["step-cut-short-is-compensated", "recorded-compensation-not-run-again"],
+)
+async def test_a_cancel_with_rollback_then_a_crash_undoes_each_step_once(
+    database_url: str, tmp_path: Path, scenario: str, crash: str, again: set[str]
 ) -> None:
-    """#15.3 (crash): charge applied its effect, the saga was cancelled with rollback, and the
-    worker died before charge's checkpoint. Recovery runs charge again (same idempotency key:
-    applied once), records it, and refunds it."""
     ledger = Ledger(tmp_path / "ledger.db")
-    result = crash_then_recover(
-        database_url,
-        tmp_path / "ledger.db",
-        "cancel-mid-step",
-        "after-effect-charge",
-        WorkflowStatus.COMPENSATING,
+    result = await crash_then_recover(
+        database_url, tmp_path / "ledger.db", scenario, crash, WorkflowStatus.COMPENSATING
     )
     assert "status COMPENSATED" in result.stdout, (result.stdout, result.stderr)
     info, steps = await stored(database_url)
     assert info.status is COMPENSATED
     undone = [f"{W}:2", f"{W}:1"]
-    check(ledger.snapshot(), steps, forward=set(undone), undone=undone, reexecuted={f"{W}:2"})
-
-
-async def test_a_recorded_compensation_is_not_run_again_after_a_crash(
-    database_url: str, tmp_path: Path
-) -> None:
-    """#15.4: cancelled with rollback while charge runs; the refund is recorded, then the
-    worker dies. Recovery neither replays into the rollback (the recv that followed charge
-    would collide with the refund's record) nor refunds again under a new key."""
-    ledger = Ledger(tmp_path / "ledger.db")
-    result = crash_then_recover(
-        database_url,
-        tmp_path / "ledger.db",
-        "cancel-then-recv",
-        "before-undo-book",
-        WorkflowStatus.COMPENSATING,
-    )
-    assert "status COMPENSATED" in result.stdout, (result.stdout, result.stderr)
-    info, steps = await stored(database_url)
-    assert info.status is COMPENSATED
-    undone = [f"{W}:2", f"{W}:1"]
-    check(ledger.snapshot(), steps, forward=set(undone), undone=undone, reexecuted=set())
+    check(ledger.snapshot(), steps, forward=set(undone), undone=undone, reexecuted=again)
 
 
 @pytest.mark.parametrize("crash", [None, "after-effect-ship"])
@@ -157,7 +135,7 @@ async def test_a_cancel_with_rollback_during_the_pivot_undoes_nothing(
         result = run_worker(database_url, tmp_path / "ledger.db", "pivot-cancel")
         assert result.returncode == 0, result.stderr
     else:
-        result = crash_then_recover(
+        result = await crash_then_recover(
             database_url, tmp_path / "ledger.db", "pivot-cancel", crash, WorkflowStatus.COMPENSATING
         )
     assert "status CANCELLED" in result.stdout, (result.stdout, result.stderr)

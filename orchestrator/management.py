@@ -94,21 +94,16 @@ class Management:
             workflow_id=workflow_id,
             compensate=compensate,
         )
-        record = None
-        if compensate:
-            record = await self.store.transition_workflow(
-                workflow_id,
-                WorkflowStatus.COMPENSATING,
-                from_statuses={WorkflowStatus.PENDING},
-                error=encode_error(error),
-            )
-        if record is None:
-            record = await self.store.transition_workflow(
+        record = (
+            await self._cancel_with_rollback(workflow_id, error)
+            if compensate
+            else await self.store.transition_workflow(
                 workflow_id,
                 WorkflowStatus.CANCELLED,
                 from_statuses={WorkflowStatus.ENQUEUED, WorkflowStatus.PENDING},
                 error=encode_error(error),
             )
+        )
         if record is None:
             record = await self.get_record(workflow_id)
             if record.status is WorkflowStatus.COMPENSATING:
@@ -128,6 +123,41 @@ class Management:
         elif run is None and record.status is WorkflowStatus.COMPENSATING:
             await self._adopt(record)  # nobody runs it here: roll it back now
         return WorkflowInfo.from_record(record)
+
+    async def _cancel_with_rollback(
+        self, workflow_id: str, error: WorkflowCancelledError
+    ) -> WorkflowRecord | None:
+        """PENDING -> COMPENSATING (its executor rolls it back). An ENQUEUED workflow with a
+        history (it ran, and went back to its queue when its worker died) -> COMPENSATING with
+        no executor: a worker takes the rollback over as it takes over a dead worker's work.
+        One that never ran -> CANCELLED: there is nothing to undo. Retried when the workflow
+        moves between the reads (a dequeue); None once it is neither ENQUEUED nor PENDING."""
+        encoded = encode_error(error)
+        for _ in range(10):
+            moved = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.COMPENSATING,
+                from_statuses={WorkflowStatus.PENDING},
+                error=encoded,
+            )
+            if moved is not None:
+                return moved
+            ran = bool(await self.store.load_steps(workflow_id))
+            moved = await self.store.transition_workflow(
+                workflow_id,
+                WorkflowStatus.COMPENSATING if ran else WorkflowStatus.CANCELLED,
+                from_statuses={WorkflowStatus.ENQUEUED},
+                error=encoded,
+            )
+            if moved is not None:
+                return moved
+            current = await self.store.get_workflow(workflow_id)
+            if current is None or current.status not in (
+                WorkflowStatus.ENQUEUED,
+                WorkflowStatus.PENDING,
+            ):
+                return None
+        return None
 
     async def _adopt(self, record: WorkflowRecord) -> None:
         """Run a workflow whose executor is this one but which is not running in-process."""

@@ -19,6 +19,7 @@ application adds to the service (the sample shop's form posts) keep the Host and
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
@@ -30,11 +31,21 @@ from orchestrator.http.errors import (
     error_body,
 )
 from orchestrator.http.limits import send_json
-from orchestrator.http.server import is_loopback
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WEBHOOK_PREFIX = "/webhooks/"
 API_PREFIXES = ("/workflows", "/queues", "/queued", "/schedules", "/workers", "/metrics")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -28,23 +27,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
+from orchestrator.http.origins import is_loopback
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 MAX_HEADER_BYTES = 64 * 1024  # the request line and headers of one request
 HEADER_TIMEOUT_SECONDS = 10.0  # from a connection's first byte (or its last response) on
 MAX_CONNECTIONS = 1000  # open connections (and requests in progress) before 503s
 KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this
 GRACE_SECONDS = 10  # for requests in progress when the server stops
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, api_key: str | None) -> None:

@@ -92,12 +92,13 @@ class Cluster:
         self._run(pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
         self.start()
 
-    def stop(self) -> None:
-        """Stop it and delete its files."""
+    def stop(self, *, keep: bool = False) -> None:
+        """Stop it and delete its files (``keep``: leave them, to look at after a failure)."""
         pg_ctl = _binary("pg_ctl")
         if pg_ctl is not None and self.data.exists():
-            self._run(pg_ctl, "-D", str(self.data), "-m", "immediate", "stop", check=False)
-        shutil.rmtree(self.directory, ignore_errors=True)
+            self._run(pg_ctl, "-D", str(self.data), "-m", "fast", "stop", check=False)
+        if not keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -416,11 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         f" logs in {work}",
         flush=True,
     )
+    report: Report | None = None
     try:
         report, figures = asyncio.run(Run(options, url, work, private).run(plan))
     finally:
         if private is not None:
-            private.stop()
+            failed = report is None or bool(report.violations)
+            private.stop(keep=failed)
+            if failed:
+                print(f"the database is kept for a post-mortem: pg_ctl -D {private.data} start")
     print(
         f"statuses: {dict(report.statuses)}; compensations applied: {report.compensations};"
         f" re-executions: {report.reexecutions}"

@@ -5,6 +5,7 @@ workflow, and a worker whose lease was registered afresh after its workflow was 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,62 @@ async def test_a_worker_whose_lease_was_registered_afresh_checks_before_its_next
         assert effects == ["hold"]  # the step in flight finished; charge never started
         assert await app.list_steps("p") == []  # and nothing was recorded after the end
         assert (await handle.status()).status is WorkflowStatus.COMPENSATED
+
+
+async def test_a_cancel_with_rollback_of_a_requeued_saga_undoes_what_it_did(
+    make_app: AppFactory,
+) -> None:
+    """A queued saga ran two compensable steps on a worker that then died; the takeover put it
+    back on its queue (ENQUEUED, its history kept). A cancel with rollback arriving now must
+    not just mark it CANCELLED (found by the chaos run: the steps stayed done): a worker takes
+    the rollback over and undoes both."""
+    undone: list[str] = []
+
+    def build(executor_id: str, *, dequeue: bool = True) -> tuple[Any, Any]:
+        app = make_app(executor_id=executor_id, lease_seconds=30)
+        app.queue("orders", dequeue=dequeue)
+
+        @app.step(name="book")
+        async def book() -> str:
+            return "b-1"
+
+        @book.compensation
+        async def release(booking: str) -> None:
+            undone.append(booking)
+
+        @app.step(name="charge")
+        async def charge() -> str:
+            return "ch-1"
+
+        @charge.compensation
+        async def refund(charged: str) -> None:
+            undone.append(charged)
+
+        @app.workflow(name="checkout")
+        async def checkout() -> None:
+            await book()
+            await charge()
+            await app.recv("payment", timeout=3600)
+
+        return app, checkout
+
+    first, checkout = build("first")
+    async with first:
+        await first.start(checkout, workflow_id="o", queue="orders")
+        while len(await first.list_steps("o")) < 3:  # book, charge, the recv's deadline
+            await asyncio.sleep(0.01)
+    # "first" is gone (its lease released); the next process's takeover, at its launch, puts
+    # the saga back on its queue (this one does not dequeue).
+    client, _ = build("client", dequeue=False)
+    async with client:
+        requeued = await client.retrieve("o").status()
+        assert requeued.status is WorkflowStatus.ENQUEUED and requeued.executor_id is None
+        await client.cancel("o", compensate=True)
+        info = await client.retrieve("o").status()
+        assert info.status is WorkflowStatus.COMPENSATING, info
+    worker, _ = build("worker")
+    async with worker:  # its launch takes the orphaned rollback over
+        with pytest.raises(WorkflowFailedError) as failed:
+            await worker.retrieve("o").result(timeout=10)
+        assert failed.value.status == "COMPENSATED"
+    assert undone == ["ch-1", "b-1"]

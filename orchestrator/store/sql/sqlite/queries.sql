@@ -334,7 +334,7 @@ RETURNING lease_expires_at
 UPDATE workers SET lease_expires_at = now_ms() - 1 WHERE executor_id = :executor_id
 
 -- take_over --
--- Claim unfinished workflows of dead workers (expired leases) of the same app version; each row goes to exactly one taker. Queued ones go back to their queue (ENQUEUED, steps kept) so its limits apply.
+-- Claim unfinished workflows of dead workers (expired leases), and rollbacks nobody runs (a re-queued workflow cancelled with rollback), of the same app version; each row goes to exactly one taker. Queued PENDING ones go back to their queue (ENQUEUED, steps kept) so its limits apply.
 UPDATE workflows
 SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN NULL ELSE :executor_id END,
     status = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN 'ENQUEUED' ELSE status END,
@@ -343,9 +343,12 @@ SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN N
 WHERE workflow_id IN (
     SELECT workflow_id FROM workflows
     WHERE status IN ('PENDING', 'COMPENSATING')
-      AND executor_id IN (
-          SELECT executor_id FROM workers
-          WHERE lease_expires_at < now_ms() AND executor_id <> :executor_id
+      AND (
+          executor_id IN (
+              SELECT executor_id FROM workers
+              WHERE lease_expires_at < now_ms() AND executor_id <> :executor_id
+          )
+          OR (executor_id IS NULL AND status = 'COMPENSATING')
       )
       AND (:app_version IS NULL OR app_version = :app_version)
     ORDER BY created_at

@@ -118,6 +118,9 @@ def make_plan(
         schedule[position] = Fault(
             old.at, kind, old.worker, pause if kind == "sigstop" else old.seconds
         )
+    while kills is not None and sum(f.kind == "sigkill" for f in schedule) < kills:
+        t += rng.uniform(1.0, 4.0)  # the kills a replacement took, made up at the end
+        schedule.append(Fault(t, "sigkill", rng.randrange(workers), rng.uniform(0.2, 1.5)))
     return Plan(plans, schedule)
 
 

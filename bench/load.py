@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import pgadmin
 from bench.runner import REPO_ROOT
-from orchestrator.http.stack import free_port
+from orchestrator.cli.stack import free_port
 
 DEFAULT_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
 FLOWS = ("order -> payment URL", "order -> completion")

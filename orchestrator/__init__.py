@@ -5,6 +5,8 @@ from __future__ import annotations
 from orchestrator.app import Orchestrator
 from orchestrator.clock import Clock, DatabaseClock, FakeClock
 from orchestrator.context import StepContext
+from orchestrator.engine.steps import StepFunction
+from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     ConfigurationError,
     DuplicateWorkflowError,
@@ -16,7 +18,9 @@ from orchestrator.errors import (
     NotInWorkflowError,
     NotRegisteredError,
     OrchestratorError,
+    RetryLaterError,
     SerializationError,
+    SignatureError,
     StepError,
     StoreError,
     StoreUnavailableError,
@@ -33,11 +37,10 @@ from orchestrator.metrics import Metrics
 from orchestrator.outbound import http_client, sync_http_client
 from orchestrator.queues import Queue
 from orchestrator.retry import Retry
-from orchestrator.step import StepFunction
 from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
 from orchestrator.tracing import Tracing, configure_tracing
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
+from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
 
 __all__ = [
     "Clock",
@@ -58,8 +61,12 @@ __all__ = [
     "Queue",
     "QueueStats",
     "Retry",
+    "RetryLaterError",
+    "ScheduleInfo",
     "ScheduleRecord",
     "SerializationError",
+    "SignatureError",
+    "StartOptions",
     "StepContext",
     "StepError",
     "StepFunction",
@@ -68,6 +75,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "Tracing",
+    "WorkerInfo",
     "WorkerRecord",
     "WorkflowCancelledError",
     "WorkflowConflictError",

@@ -1,34 +1,52 @@
-"""Orchestrator: the composition root (settings -> store -> engine) and the public API."""
+"""Orchestrator: the composition root (settings -> store -> engine) and the public API.
+
+Its methods are the boundary of the framework: applications, the HTTP service and the CLI use
+them and nothing behind them. The work is done by the parts it composes: the engine (runs,
+starting, results, operations, messaging), a Registrar (the decorators) and an Administration
+(the operator's calls).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from orchestrator import context, saga, timers
+from orchestrator import context
+from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.context import StepContext
-from orchestrator.control import Control, _call, _call_infos, _call_steps
-from orchestrator.engine import Engine
-from orchestrator.errors import InvalidArgumentError
-from orchestrator.messaging import DEFAULT_TIMEOUT_SECONDS, Messaging
-from orchestrator.metrics import Metrics
-from orchestrator.registration import Registration
-from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
-from orchestrator.step import StepFunction, call_step
-from orchestrator.store import create_store
-from orchestrator.store.base import Store
-from orchestrator.tracing import Tracing
-from orchestrator.workflow import (
+from orchestrator.engine import saga, timers
+from orchestrator.engine.core import Engine
+from orchestrator.engine.messaging import DEFAULT_TIMEOUT_SECONDS
+from orchestrator.engine.run import require_run
+from orchestrator.engine.steps import StepFunction, call_step
+from orchestrator.engine.workflows import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
     Registry,
     StartOptions,
     WorkflowFunction,
     WorkflowHandle,
 )
+from orchestrator.errors import InvalidArgumentError, StoreError
+from orchestrator.metrics import Metrics
+from orchestrator.queues import Queue
+from orchestrator.registration import Registrar, _StepDecorator
+from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
+from orchestrator.store import create_store
+from orchestrator.store.base import (
+    MigrationState,
+    QueueStats,
+    Store,
+)
+from orchestrator.tracing import Tracing
+from orchestrator.types import WorkflowStatus
+from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
+from orchestrator.webhooks import WebhookDeclaration
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -37,9 +55,10 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 
-class Orchestrator(Registration, Control):
+class Orchestrator:
     """A durable-workflow application: register workflows and steps, then ``async with app``.
 
     Args:
@@ -59,6 +78,9 @@ class Orchestrator(Registration, Control):
             library never sets a global provider itself; see ``configure_tracing``.
         metrics_registry: the Prometheus registry for this app's metrics; default: a registry
             of its own (served by the HTTP service at ``/metrics``).
+
+    Raises:
+        ConfigurationError: an unusable database URL, app name or setting.
     """
 
     def __init__(
@@ -97,14 +119,132 @@ class Orchestrator(Registration, Control):
             tracing=self.tracing,
             metrics=self.metrics,
         )
-        self.messaging = Messaging(self.store, self.clock, self.engine.waiters)
+        self._registrar = Registrar(self.registry, self.engine)
+        self._admin = Administration(self.engine, self.store, self._workflow_of)
         self._app_version = app_version or self.settings.app_version
         self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
-        self._ops: dict[Callable[..., Any], StepFunction[Any, Any]] = {
-            _call: StepFunction(_call, name="_call"),
-            _call_infos: StepFunction(_call_infos, name="_call_infos"),
-            _call_steps: StepFunction(_call_steps, name="_call_steps"),
-        }
+
+    # -- declaring (before launch) ------------------------------------------------------------
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        priority: bool = False,
+        partitioned: bool = False,
+        dequeue: bool = True,
+    ) -> Queue:
+        """Declare a queue (before launch); start workflows on it with ``start(queue=name)``.
+        Every worker that declares it dequeues from it (see orchestrator.queues.Queue).
+
+        Raises:
+            ConfigurationError: after launch, or a name declared twice.
+            InvalidArgumentError: a limit out of range.
+        """
+        return self._registrar.queue(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            priority=priority,
+            partitioned=partitioned,
+            dequeue=dequeue,
+        )
+
+    def webhook(
+        self,
+        source: str,
+        *,
+        secret: str | Sequence[str],
+        scheme: Any,
+        payload: type[Any] | None = None,
+        tolerance_seconds: float = 300.0,
+    ) -> Callable[[H], H]:
+        """Declare a webhook source, served by the HTTP service at ``POST /webhooks/{source}``
+        (see ``Registrar.webhook`` and docs/http.md for the handler's contract).
+
+        Raises:
+            ConfigurationError: after launch, a source declared twice, a bad tolerance.
+        """
+        return self._registrar.webhook(
+            source,
+            secret=secret,
+            scheme=scheme,
+            payload=payload,
+            tolerance_seconds=tolerance_seconds,
+        )
+
+    def workflow(
+        self,
+        name: str | None = None,
+        *,
+        max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        timeout: float | None = None,
+        schedule: str | None = None,
+        catch_up: bool = False,
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]:
+        """Register an ``async def`` as a durable workflow (name: its qualified name).
+
+        ``schedule``: a six-field cron expression (seconds first); each tick starts the
+        workflow once with the scheduled time (a datetime) as its argument. Ticks missed while
+        no worker ran are skipped, or run late with ``catch_up=True``.
+
+        Raises:
+            ConfigurationError: after launch, a name registered twice, not an ``async def``.
+            InvalidArgumentError: an invalid cron expression.
+        """
+        return self._registrar.workflow(
+            name,
+            max_recovery_attempts=max_recovery_attempts,
+            timeout=timeout,
+            schedule=schedule,
+            catch_up=catch_up,
+        )
+
+    @overload
+    def step(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        pivot: bool = False,
+        compensation: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+    ) -> _StepDecorator: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        pivot: bool = False,
+        compensation: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a step (async, or sync run in a thread): its retry policy, its
+        compensation (undo), whether it is the pivot (the saga's point of no return), and
+        ``timeout``, the seconds one attempt may take (an async step is then cancelled; a sync
+        one's thread runs on, but the attempt fails).
+
+        Raises:
+            ConfigurationError: after launch, or a name registered twice.
+            InvalidArgumentError: a timeout that is not positive.
+        """
+        return self._registrar.step(
+            fn, name=name, retry=retry, pivot=pivot, compensation=compensation, timeout=timeout
+        )
 
     # -- life cycle -------------------------------------------------------------------------
     @property
@@ -114,6 +254,57 @@ class Orchestrator(Registration, Control):
     @property
     def app_version(self) -> str:
         return self._app_version or self._workflows_hash()
+
+    @property
+    def launched(self) -> bool:
+        """Whether the application runs (between ``launch`` and ``shutdown``)."""
+        return self.engine.launched
+
+    @property
+    def database(self) -> str:
+        """Which kind of database holds the workflows: ``"postgres"`` or ``"sqlite"``."""
+        return self.store.dialect
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowFunction[Any, Any]]:
+        """The registered workflows, by name (read-only)."""
+        return MappingProxyType(self.registry.workflows)
+
+    @property
+    def queues(self) -> Mapping[str, Queue]:
+        """The declared queues, by name (read-only)."""
+        return MappingProxyType(self.registry.queues)
+
+    @property
+    def webhooks(self) -> Mapping[str, WebhookDeclaration]:
+        """The webhook sources declared with ``@app.webhook``, by source (read-only)."""
+        return MappingProxyType(self.registry.webhooks)
+
+    @property
+    def tracer_provider(self) -> TracerProvider | None:
+        """The TracerProvider given to this app (None: the global one is used)."""
+        return self.tracing.provider
+
+    async def migrate(self) -> list[str]:
+        """Apply the database's pending migrations (under a lock every process shares)
+        without launching; returns every migration now applied."""
+        await self.store.open()
+        try:
+            return list((await self.store.migration_state()).applied)
+        finally:
+            if not self.engine.launched:
+                await self.store.close()
+
+    async def migration_state(self) -> MigrationState:
+        """Which migrations the database has and which this code brings (readiness)."""
+        return await self.store.migration_state()
+
+    async def render_metrics(self) -> bytes:
+        """The Prometheus exposition of this app's metrics, refreshed from the database
+        (queue depths, leases) when it answers; the in-process figures otherwise."""
+        with contextlib.suppress(StoreError):
+            await self.metrics.refresh(self.store)
+        return self.metrics.render()
 
     def _workflows_hash(self) -> str:
         digest = hashlib.sha256()
@@ -125,7 +316,12 @@ class Orchestrator(Registration, Control):
         return digest.hexdigest()[:16]
 
     async def launch(self) -> None:
-        """Open the store (migrating it), then recover this executor's unfinished workflows."""
+        """Open the store (migrating it), then recover this executor's unfinished workflows.
+
+        Raises:
+            StoreUnavailableError: the database cannot be reached (after retrying).
+            MigrationError: the schema cannot be brought up to date.
+        """
         if self.engine.launched:
             return
         await self.store.open()
@@ -162,7 +358,11 @@ class Orchestrator(Registration, Control):
         retry: Retry | None = None,
         **kwargs: Any,
     ) -> T:
-        """Run any function as a durable step of the current workflow (an inline step)."""
+        """Run any function as a durable step of the current workflow (an inline step).
+
+        Raises:
+            InvalidArgumentError: no ``name`` for a callable without a qualified name.
+        """
         step_name = name or getattr(fn, "__qualname__", None)
         if not step_name:
             raise InvalidArgumentError("run_step needs name= for a callable without __qualname__")
@@ -178,8 +378,12 @@ class Orchestrator(Registration, Control):
     ) -> None:
         """Register, from this point of the workflow on, a compensation to run with these
         arguments if the saga rolls back (for work done outside a step, or to register an
-        undo before acting). ``fn`` may be a step or any function."""
-        run = context.current_run("app.compensate()")
+        undo before acting). ``fn`` may be a step or any function.
+
+        Raises:
+            NotInWorkflowError: outside a workflow.
+        """
+        run = require_run("app.compensate()")
         if isinstance(fn, StepFunction):
             function: StepFunction[Any, Any] = fn
         else:
@@ -197,12 +401,16 @@ class Orchestrator(Registration, Control):
         await saga.register(run, function, args, kwargs)
 
     def step_context(self) -> StepContext:
-        """The running step's context: ``idempotency_key``, ``attempt``, ``step_number``."""
+        """The running step's context: ``idempotency_key``, ``attempt``, ``step_number``.
+
+        Raises:
+            NotInWorkflowError: outside a step.
+        """
         return context.current_step()
 
     async def sleep(self, seconds: float) -> None:
         """Durable sleep (recorded wake-up time; recovery sleeps only what is left)."""
-        await timers.sleep(seconds)
+        await timers.sleep(seconds, self.clock)
 
     async def now(self) -> dt.datetime:
         """The time, recorded inside a workflow so replays are deterministic."""
@@ -211,11 +419,6 @@ class Orchestrator(Registration, Control):
     async def random(self) -> float:
         """A random float, recorded inside a workflow so replays are deterministic."""
         return await timers.random()
-
-    async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
-        """Run a management call, recorded as a step when made inside a workflow."""
-        result: T = await call_step(self._ops[op], (thunk,), {}, name=thunk.__name__)
-        return result
 
     # -- messages, events, streams ---------------------------------------------------------
     async def send(
@@ -227,55 +430,68 @@ class Orchestrator(Registration, Control):
     ) -> None:
         """Send ``message`` to a workflow (read with ``recv(topic)``). Durable; inside a
         workflow it is a step (sent once however often the workflow replays); outside, the same
-        ``idempotency_key`` makes repeats no-ops. Raises WorkflowNotFoundError, or
-        WorkflowFinishedError when the workflow can never read it."""
+        ``idempotency_key`` makes repeats no-ops.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowFinishedError: it finished: it can never read the message.
+            SerializationError: the message cannot be stored and read back.
+        """
         self.engine.require_launched("send")
-        await self.messaging.send(workflow_id, message, topic, idempotency_key)
+        await self.engine.messaging.send(workflow_id, message, topic, idempotency_key)
 
     async def recv(
         self, topic: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
     ) -> Any:
         """Inside a workflow: consume the oldest message on ``topic`` exactly once, waiting up
-        to ``timeout`` seconds (durably: a recovered workflow waits only what is left); None on
-        timeout."""
-        return await self.messaging.recv(topic, timeout)
+        to ``timeout`` seconds (durably: a recovered workflow waits only what is left; None: no
+        limit); None on timeout.
+
+        Raises:
+            NotInWorkflowError: outside a workflow.
+        """
+        return await self.engine.messaging.recv(topic, timeout)
 
     async def set_event(self, key: str, value: Any) -> None:
         """Inside a workflow: publish ``value`` under ``key`` (a later set overwrites)."""
-        await self.messaging.set_event(key, value)
+        await self.engine.messaging.set_event(key, value)
 
     async def get_event(
         self, workflow_id: str, key: str, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
     ) -> Any:
         """Wait for a workflow's event (e.g. a payment URL); None if it is not set within
-        ``timeout`` seconds or the workflow finished without setting it."""
+        ``timeout`` seconds (None: no limit) or the workflow finished without setting it.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
         self.engine.require_launched("get_event")
-        return await self.messaging.get_event(workflow_id, key, timeout)
+        return await self.engine.messaging.get_event(workflow_id, key, timeout)
 
     async def get_events(self, workflow_id: str) -> dict[str, Any]:
         """All current events of a workflow."""
         self.engine.require_launched("get_events")
-        return await self.messaging.get_events(workflow_id)
+        return await self.engine.messaging.get_events(workflow_id)
 
     async def write_stream(self, key: str, value: Any) -> None:
         """Inside a workflow: append ``value`` to its stream ``key`` (progress, tokens…)."""
-        await self.messaging.write_stream(key, value)
+        await self.engine.messaging.write_stream(key, value)
 
     async def close_stream(self, key: str) -> None:
         """Inside a workflow: end its stream ``key``; readers stop after the last value."""
-        await self.messaging.write_stream(key, None, close=True)
+        await self.engine.messaging.write_stream(key, None, close=True)
 
     def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Iterate a workflow's stream as it is written, until closed or the workflow ends."""
         self.engine.require_launched("read_stream")
-        return self.messaging.read_stream(workflow_id, key)
+        return self.engine.messaging.read_stream(workflow_id, key)
 
-    # -- starting and managing workflows ----------------------------------------------------
+    # -- starting workflows -------------------------------------------------------------------
     def _workflow_of(
         self, workflow: WorkflowFunction[Any, Any] | str
     ) -> WorkflowFunction[Any, Any]:
         if isinstance(workflow, str):
-            return self.engine.workflow_named(workflow)
+            return self.engine.starter.workflow_named(workflow)
         if not isinstance(workflow, WorkflowFunction):
             raise InvalidArgumentError(
                 f"{workflow!r} is not a workflow: decorate it with @app.workflow()"
@@ -283,6 +499,14 @@ class Orchestrator(Registration, Control):
         if self.registry.workflows.get(workflow.name) is not workflow:
             raise InvalidArgumentError(f"workflow {workflow.name!r} belongs to another app")
         return workflow
+
+    def workflow_named(self, name: str) -> WorkflowFunction[Any, Any]:
+        """The registered workflow called ``name``.
+
+        Raises:
+            NotRegisteredError: no workflow of that name (the message lists the known ones).
+        """
+        return self.engine.starter.workflow_named(name)
 
     async def start(
         self,
@@ -306,7 +530,14 @@ class Orchestrator(Registration, Control):
         ``dedup_id`` (one active workflow per id: DuplicateWorkflowError, or with
         ``if_duplicate="return"`` the active one's handle), ``partition_key`` (partitioned
         queues), ``delay`` (seconds before it may start). ``timeout`` (seconds) is a deadline
-        after which the workflow is cancelled (a saga rolls back)."""
+        after which the workflow is cancelled (a saga rolls back).
+
+        Raises:
+            NotRegisteredError: an unknown workflow or queue name.
+            WorkflowConflictError: the id belongs to another workflow or other input.
+            DuplicateWorkflowError: the dedup id is active on the queue.
+            SerializationError: arguments that cannot be stored and read back.
+        """
         options = StartOptions(
             workflow_id=workflow_id,
             queue=queue,
@@ -317,7 +548,171 @@ class Orchestrator(Registration, Control):
             timeout=timeout,
             if_duplicate=if_duplicate,
         )
-        handle: WorkflowHandle[R] = await self.engine.start_workflow(
-            self._workflow_of(workflow), args, kwargs, options
-        )
+        return await self.start_with(self._workflow_of(workflow), args, kwargs, options)
+
+    async def start_with(
+        self,
+        workflow: WorkflowFunction[P, R] | str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
+    ) -> WorkflowHandle[R]:
+        """``start`` with the workflow's arguments and the start options kept apart (a
+        workflow may have a parameter named ``queue``). ``trace_headers``: an incoming
+        request's headers, whose ``traceparent`` becomes the workflow's parent (unless a
+        server span is current already). ``handle.info`` is the workflow as stored by this
+        start (None when it existed already)."""
+        resolved = self._workflow_of(workflow)
+        with self.tracing.incoming(trace_headers or {}):
+            handle: WorkflowHandle[R] = await self.engine.start_workflow(
+                resolved, tuple(args), kwargs, options
+            )
         return handle
+
+    def retrieve(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle for an existing workflow (``status()`` raises if there is none)."""
+        return WorkflowHandle(self.engine, workflow_id)
+
+    # -- the operator's calls (recorded as steps when made inside a workflow) ----------------
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
+        """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
+        ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED).
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowFinishedError: it has finished.
+            WorkflowStateError: it is rolling back (a rollback is not cancelled).
+        """
+        await self._admin.cancel(workflow_id, compensate=compensate)
+
+    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
+        checkpoint (failed steps at the end of its history are retried).
+
+        Raises:
+            WorkflowNotFoundError, WorkflowFinishedError (not resumable), NotRegisteredError.
+        """
+        return await self._admin.resume(workflow_id)
+
+    async def fork(
+        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow with the same input that reuses steps before ``from_step``.
+
+        Raises:
+            WorkflowNotFoundError, InvalidArgumentError (from_step < 1),
+            WorkflowConflictError (the new id is taken).
+        """
+        return await self._admin.fork(workflow_id, from_step, new_workflow_id=new_workflow_id)
+
+    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback.
+
+        Raises:
+            WorkflowStateError: it is not COMPENSATION_FAILED.
+        """
+        return await self._admin.retry_compensation(workflow_id)
+
+    async def skip_compensation(
+        self, workflow_id: str, *, step: int, reason: str, by: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Give up undoing forward step ``step`` of a COMPENSATION_FAILED saga (the person
+        ``by`` and the ``reason`` are recorded in its history) and finish the rollback.
+
+        Raises:
+            WorkflowStateError: it is not COMPENSATION_FAILED.
+            InvalidArgumentError: no reason, or no failed compensation of that step.
+        """
+        return await self._admin.skip_compensation(workflow_id, step=step, reason=reason, by=by)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | str | list[WorkflowStatus] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        parent_workflow_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        ascending: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows matching the filters, newest first (unless ``ascending``).
+
+        Raises:
+            InvalidArgumentError: an unknown status, or limit/offset out of range.
+        """
+        return await self._admin.list_workflows(
+            status=status,
+            name=name,
+            queue=queue,
+            parent_workflow_id=parent_workflow_id,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            offset=offset,
+            ascending=ascending,
+        )
+
+    async def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        """Every recorded step (forward steps and compensations) of a workflow, in order.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        return await self._admin.list_steps(workflow_id)
+
+    async def list_queued(
+        self, queue: str | None = None, *, limit: int = 100
+    ) -> list[WorkflowInfo]:
+        """Workflows waiting on a queue (or on any queue), oldest first."""
+        return await self._admin.list_queued(queue, limit=limit)
+
+    async def queue_stats(self, queue: str | None = None) -> list[QueueStats]:
+        """Depth, running count and starts in the last minute, per queue."""
+        return await self._admin.queue_stats(queue)
+
+    async def create_schedule(
+        self,
+        name: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        catch_up: bool = False,
+        replace: bool = False,
+    ) -> ScheduleInfo:
+        """Store a schedule that any worker runs: each tick of ``cron`` (six fields, seconds
+        first) starts ``workflow(scheduled_time, *args, **kwargs)`` once.
+
+        Raises:
+            InvalidArgumentError: a bad name, cron expression or arguments.
+            WorkflowConflictError: the name is taken (unless ``replace``).
+        """
+        return await self._admin.create_schedule(
+            name, workflow, cron, args, kwargs, catch_up=catch_up, replace=replace
+        )
+
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop starting ticks of a schedule until resumed (NotRegisteredError: no such one)."""
+        return await self._admin.pause_schedule(name)
+
+    async def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Start ticking a paused schedule again, from now on."""
+        return await self._admin.resume_schedule(name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the workflows it started stay."""
+        await self._admin.delete_schedule(name)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every stored schedule (declared and created)."""
+        return await self._admin.list_schedules()
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers registered in the database, with their leases."""
+        return await self._admin.list_workers()

@@ -1,15 +1,27 @@
-"""The one ContextVar: which workflow (and which step of it) the current code runs in."""
+"""The one ContextVar: which workflow (and which step of it) the current code runs in.
+
+The engine sets it; the rest reads it through what ``RunView`` exposes: logs carry the workflow
+id and step number, outgoing HTTP calls the step's idempotency key. The engine keeps its own
+run object in it (``engine.run.durable_run`` reads it back with its full type).
+"""
 
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from orchestrator.errors import NotInWorkflowError
 
-if TYPE_CHECKING:
-    from orchestrator.executor import WorkflowRun
+
+class RunView(Protocol):
+    """What code outside the engine may know of the running workflow."""
+
+    workflow_id: str
+
+    @property
+    def counter(self) -> int:
+        """The number of the last durable call made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +43,7 @@ class StepContext:
 class ExecutionContext:
     """The running workflow execution, and the step being executed inside it, if any."""
 
-    run: WorkflowRun
+    run: RunView
     step: StepContext | None = None
 
 
@@ -49,17 +61,6 @@ def enter(context: ExecutionContext | None) -> Token[ExecutionContext | None]:
 
 def leave(token: Token[ExecutionContext | None]) -> None:
     _current.reset(token)
-
-
-def current_run(operation: str) -> WorkflowRun:
-    """The running workflow, or NotInWorkflowError explaining that ``operation`` needs one."""
-    context = _current.get()
-    if context is None:
-        raise NotInWorkflowError(
-            f"{operation} can only be called inside a workflow function (decorated with "
-            "@app.workflow()); outside one there is no workflow to record it in."
-        )
-    return context.run
 
 
 def current_step() -> StepContext:

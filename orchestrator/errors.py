@@ -19,6 +19,8 @@ OrchestratorError                      base of everything raised by this library
 ├── MaxRecoveryAttemptsExceededError   the workflow crashed too often to be run again
 ├── StepError                          a step failed after all its retries
 ├── NonRetryableError                  raise from a step to stop retrying at once
+├── RetryLaterError                    raise from a step to be retried after a given delay
+├── SignatureError                     a webhook delivery's signature does not verify (401)
 └── StoreError                         the database failed
     ├── StoreUnavailableError          the database cannot be reached (503)
     └── MigrationError                 the schema cannot be brought up to date
@@ -186,6 +188,27 @@ class NonRetryableError(OrchestratorError):
     """Raise this (or a subclass) from a step to stop its retries at once."""
 
     code = "non_retryable"
+
+
+class SignatureError(OrchestratorError):
+    """A webhook delivery whose signature is missing, wrong or outside the replay window."""
+
+    http_status = 401
+    code = "invalid_signature"
+
+
+class RetryLaterError(OrchestratorError):
+    """Raise from a step to have it retried after ``retry_after`` seconds (what a provider's
+    ``Retry-After`` says) instead of its policy's next interval; within its max_attempts."""
+
+    code = "retry_later"
+
+    def __init__(self, message: str, *, retry_after: float, **detail: Any) -> None:
+        super().__init__(message, retry_after=float(retry_after), **detail)
+
+    @property
+    def retry_after(self) -> float:
+        return float(self.detail.get("retry_after", 0.0))
 
 
 class StoreError(OrchestratorError):

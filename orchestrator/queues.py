@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from orchestrator.clock import Clock
+from orchestrator.engine.notifications import Waiters
 from orchestrator.errors import InvalidArgumentError
-from orchestrator.notifications import Waiters
 from orchestrator.store.base import NOTIFY_QUEUE, DequeueRequest, Store, WorkflowRecord
 
 logger = logging.getLogger("orchestrator.queues")
@@ -116,7 +116,7 @@ class QueueRunner:
         """Dequeue whenever the queue may have work: at once, on notifications, at due times."""
         with self.waiters.subscribe((NOTIFY_QUEUE, self.queue.name)) as subscription:
             while not self.stopping:
-                wait = POLL_SECONDS
+                due_ms: int | None = None  # a delayed start, or the rate window reopening
                 try:
                     request = self._request()
                     result = await self.store.dequeue(request)
@@ -125,10 +125,11 @@ class QueueRunner:
                         await self.launch(record)
                     if result.started and len(result.started) == request.max_count:
                         continue  # a full batch: there may be more right away
-                    if result.retry_at_ms is not None:
-                        wait = min(wait, max(result.retry_at_ms - self.clock.now_ms(), 1) / 1000)
+                    due_ms = result.retry_at_ms
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.exception("dequeue from queue %r failed; retrying", self.queue.name)
-                await subscription.wait(wait)
+                # Until notified, until a due time (on the clock), or a re-read (a missed
+                # notification: another process's SQLite write, a dropped LISTEN).
+                await subscription.wait(due_ms, clock=self.clock, poll_seconds=POLL_SECONDS)

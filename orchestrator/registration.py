@@ -1,4 +1,5 @@
-"""Declaring an application's workflows, steps, compensations and queues (before launch)."""
+"""Declaring an application's workflows, steps, compensations, queues and webhooks (before
+launch): the Orchestrator's decorators, behind its methods."""
 
 from __future__ import annotations
 
@@ -6,18 +7,14 @@ import inspect
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from orchestrator.engine import Engine
+from orchestrator.engine.core import Engine
+from orchestrator.engine.steps import StepFunction
+from orchestrator.engine.workflows import DEFAULT_MAX_RECOVERY_ATTEMPTS, Registry, WorkflowFunction
 from orchestrator.errors import ConfigurationError
 from orchestrator.queues import Queue
 from orchestrator.retry import Retry
 from orchestrator.scheduler import check_cron
-from orchestrator.step import StepFunction
-from orchestrator.workflow import (
-    DEFAULT_MAX_RECOVERY_ATTEMPTS,
-    Registry,
-    WebhookDeclaration,
-    WorkflowFunction,
-)
+from orchestrator.webhooks import WebhookDeclaration
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,11 +31,13 @@ class _StepDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
 
 
-class Registration:
-    """Mixed into Orchestrator: the decorators and declarations that fill its Registry."""
+class Registrar:
+    """Fills a Registry; refuses once the engine is launched (every declaration is made at
+    import time, so every process of a fleet knows the same names)."""
 
-    registry: Registry
-    engine: Engine
+    def __init__(self, registry: Registry, engine: Engine) -> None:
+        self.registry = registry
+        self.engine = engine
 
     # -- registration -----------------------------------------------------------------------
     def queue(
@@ -162,24 +161,6 @@ class Registration:
 
         return register
 
-    @overload
-    def step(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> StepFunction[P, R]: ...
-
-    @overload
-    def step(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
-
-    @overload
-    def step(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: Retry | None = None,
-        pivot: bool = False,
-        compensation: Callable[..., Any] | None = None,
-    ) -> _StepDecorator: ...
-
     def step(
         self,
         fn: Callable[..., Any] | None = None,
@@ -189,9 +170,11 @@ class Registration:
         retry: Retry | None = None,
         pivot: bool = False,
         compensation: Callable[..., Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Register a step (async, or sync run in a thread) with an optional retry policy,
-        compensation (undo) and pivot flag (the saga's point of no return)."""
+        compensation (undo), pivot flag (the saga's point of no return) and per-attempt
+        timeout in seconds."""
 
         def register(function: Callable[..., Any]) -> StepFunction[Any, Any]:
             step_name = name or function.__qualname__
@@ -203,6 +186,7 @@ class Registration:
                 name=step_name,
                 retry=retry or Retry(),
                 pivot=pivot,
+                timeout=timeout,
                 register_compensation=self._register_compensation,
             )
             self.registry.steps[step_name] = step

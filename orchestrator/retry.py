@@ -1,19 +1,16 @@
-"""Retry policies for steps and compensations (tenacity underneath)."""
+"""Retry policies for steps and compensations: how many attempts, how long between them.
+
+The attempts themselves are run by the durable-call primitive (``engine/run.py``): it waits the
+backoff on the clock (so a test's FakeClock skips it), lets a cancel stop a step between two
+attempts, and honours a ``Retry-After`` the error carries (a provider's 429 or 503).
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable
+import datetime as dt
+import email.utils
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from typing import Any
 
 from orchestrator.errors import (
     InvalidArgumentError,
@@ -22,14 +19,13 @@ from orchestrator.errors import (
     WorkflowCancelledError,
 )
 
-T = TypeVar("T")
-
 # Errors that are never retried: the workflow is being stopped, or the user said so.
 _NEVER_RETRIED: tuple[type[BaseException], ...] = (
     NonRetryableError,
     WorkflowCancelledError,
     LeaseLostError,
 )
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After longer than this is capped to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +37,24 @@ class Retry:
         base_interval: seconds before the first retry.
         backoff: multiplier applied to the interval after each retry.
         max_interval: cap on the interval between two attempts, seconds.
+        jitter: each interval is varied at random by up to this fraction (0.1: ±10%), so the
+            retries of many workflows that failed together do not arrive together.
         retry_on: only exceptions of these types are retried (default: any Exception).
         non_retryable: exceptions of these types are never retried (besides NonRetryableError).
+
+    An error that says when to retry (a ``retry_after`` attribute in seconds, as
+    ``RetryLaterError`` has, or an ``httpx.HTTPStatusError`` whose response carries a
+    ``Retry-After`` header) is retried after that long instead of the computed interval.
+
+    Raises:
+        InvalidArgumentError: a value out of range.
     """
 
     max_attempts: int = 1
     base_interval: float = 1.0
     backoff: float = 2.0
     max_interval: float = 60.0
+    jitter: float = 0.1
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     non_retryable: tuple[type[BaseException], ...] = ()
 
@@ -59,75 +65,51 @@ class Retry:
             raise InvalidArgumentError("Retry intervals must be >= 0 seconds")
         if self.backoff < 1:
             raise InvalidArgumentError(f"Retry(backoff={self.backoff}) must be >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidArgumentError(f"Retry(jitter={self.jitter}) must be within 0..1")
 
-    def should_retry(self, error: BaseException) -> bool:
-        """True if ``error`` is worth another attempt under this policy."""
+    def should_retry(self, error: BaseException, attempt: int = 1) -> bool:
+        """True if ``error``, raised by attempt number ``attempt``, is worth another one."""
+        if attempt >= self.max_attempts:
+            return False
         if isinstance(error, _NEVER_RETRIED + self.non_retryable):
             return False
         return isinstance(error, self.retry_on)
 
     def interval(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), before jitter."""
         return float(min(self.max_interval, self.base_interval * self.backoff ** (attempt - 1)))
 
-    async def run(
-        self,
-        attempt_fn: Callable[[int], Awaitable[T]],
-        before_retry: Callable[[int, BaseException], None] | None = None,
-    ) -> tuple[T, int]:
-        """Call ``attempt_fn(attempt)`` until it succeeds or the policy gives up.
 
-        Returns (result, attempts). Raises the last error, with ``attempts`` recorded on it as
-        ``__orchestrator_attempts__`` so callers can store the count.
-        """
-        if self.max_attempts == 1:  # the common case pays nothing for tenacity
-            try:
-                return await attempt_fn(1), 1
-            except BaseException as exc:
-                _tag_attempts(exc, 1)
-                raise
-
-        def log_retry(state: RetryCallState) -> None:
-            if before_retry is not None and state.outcome is not None:
-                error = state.outcome.exception()
-                if error is not None:
-                    before_retry(state.attempt_number, error)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(
-                multiplier=self.base_interval,
-                exp_base=self.backoff,
-                min=self.base_interval,
-                max=self.max_interval,
-            ),
-            retry=retry_if_exception(self.should_retry),
-            before_sleep=log_retry,
-            reraise=True,
-        )
-        attempt = 0
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    attempt = attempt_state.retry_state.attempt_number
-                    result = await attempt_fn(attempt)
-                # A successful attempt leaves the loop.
-            return result, attempt
-        except BaseException as exc:
-            _tag_attempts(exc, attempt)
-            raise
+def retry_after(error: BaseException) -> float | None:
+    """The seconds ``error`` asks to wait before a retry, if it says: a ``retry_after``
+    attribute (seconds), or a ``Retry-After`` header (seconds, or an HTTP date) on the
+    response of an HTTP error (httpx's HTTPStatusError has ``.response``)."""
+    value: Any = getattr(error, "retry_after", None)
+    if value is None:
+        response = getattr(error, "response", None)
+        headers = getattr(response, "headers", None)
+        value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = _seconds_until(str(value))
+    if seconds is None:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
-def attempts_of(error: BaseException) -> int:
-    """How many attempts were made before ``error`` ended a retried call."""
-    value: Any = getattr(error, "__orchestrator_attempts__", 1)
-    return int(value)
-
-
-def _tag_attempts(error: BaseException, attempts: int) -> None:
-    # Exceptions with __slots__ refuse the attribute: their count is then reported as 1.
-    with contextlib.suppress(AttributeError):
-        error.__orchestrator_attempts__ = attempts  # type: ignore[attr-defined]
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return (moment - dt.datetime.now(dt.UTC)).total_seconds()
 
 
 DEFAULT_STEP_RETRY = Retry()

@@ -17,8 +17,8 @@ from typing import Any
 from croniter import croniter
 
 from orchestrator.clock import Clock
+from orchestrator.engine.notifications import Waiters
 from orchestrator.errors import InvalidArgumentError
-from orchestrator.notifications import Waiters
 from orchestrator.store.base import NOTIFY_SCHEDULES, ScheduleRecord, Store
 
 logger = logging.getLogger("orchestrator.scheduler")
@@ -96,7 +96,7 @@ class Scheduler:
     async def run(self) -> None:
         with self.waiters.subscribe((NOTIFY_SCHEDULES, "")) as changed:
             while not self.stopping:
-                wait = REFRESH_SECONDS
+                due_ms: int | None = None  # the next tick of any schedule (clock ms)
                 try:
                     schedules = []
                     for schedule in await self.store.list_schedules():
@@ -109,12 +109,15 @@ class Scheduler:
                         for tick in self._due(schedule, now_ms):
                             await self._fire(schedule, tick)
                         upcoming = next_tick(schedule.cron, self._cursor[schedule.name])
-                        wait = min(wait, max(upcoming.timestamp() - now_ms / 1000, 0.001))
+                        upcoming_ms = int(upcoming.timestamp() * 1000)
+                        due_ms = upcoming_ms if due_ms is None else min(due_ms, upcoming_ms)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.exception("scheduler pass failed; retrying")
-                await changed.wait(wait)
+                # Until the next tick (on the clock), a change of the schedules, or a re-read
+                # (another process's changes are not notified to this one on SQLite).
+                await changed.wait(due_ms, clock=self.clock, poll_seconds=REFRESH_SECONDS)
 
     async def _fire(self, schedule: ScheduleRecord, tick: dt.datetime) -> None:
         tick_ms = int(tick.timestamp() * 1000)

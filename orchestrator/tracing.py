@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -36,10 +36,17 @@ from orchestrator.types import StepKind, WorkflowStatus
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from orchestrator.executor import WorkflowRun
     from orchestrator.store.base import WorkflowRecord
 
 logger = logging.getLogger("orchestrator.tracing")
+
+
+class ParentRun(Protocol):
+    """What a child workflow's ``workflow.start`` span needs of its parent's run."""
+
+    workflow_id: str
+    trace_parent: otel_context.Context | None
+
 
 INSTRUMENTATION_NAME = "orchestrator"
 
@@ -188,7 +195,7 @@ class Tracing:
         workflow_id: str,
         queue: str | None,
         *,
-        parent: WorkflowRun | None = None,
+        parent: ParentRun | None = None,
         detached: bool = False,
         link_to: str | None = None,
     ) -> StartScope:
@@ -289,11 +296,13 @@ class Tracing:
     # -- durable calls ----------------------------------------------------------------------
     def durable(
         self,
-        run: WorkflowRun,
+        tracer: trace.Tracer,
+        parent: otel_context.Context,
+        *,
+        workflow_id: str,
         kind: StepKind,
         name: str,
         number: int,
-        *,
         attempt: int | None = None,
         compensates: int | None = None,
         detail: str | None = None,
@@ -306,10 +315,8 @@ class Tracing:
         Attributes that are the same for every call of an execution (workflow name, queue,
         executor id) are on the execution span only: every attribute costs on the hot path
         (validation at creation, encoding at export)."""
-        if run.trace_parent is None or run.tracer is None:
-            return self._noop
         attributes: dict[str, Any] = {
-            WORKFLOW_ID: run.workflow_id,
+            WORKFLOW_ID: workflow_id,
             STEP_NUMBER: number,
             STEP_NAME: name,
             STEP_KIND: kind.value,
@@ -325,7 +332,7 @@ class Tracing:
         )
         if detail:
             title = f"{title} {detail}"
-        span = run.tracer.start_span(title, context=run.trace_parent, attributes=attributes)
+        span = tracer.start_span(title, context=parent, attributes=attributes)
         return _SpanScope(span)
 
     # -- incoming requests ------------------------------------------------------------------

@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 
-from orchestrator.http.stack import ChildProcess, Stack, UpContext
+from orchestrator.cli.stack import ChildProcess, Stack, UpContext
 from sagas import checkout, refund  # noqa: F401  (registers the workflows)
 from sagas.app import app
 from sagas.storefront import router

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from orchestrator.app import Orchestrator
 from orchestrator.cli.common import (
     ApiKey,
     AppName,
@@ -23,7 +24,6 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.serve import up, worker
 from orchestrator.cli.workflows import workflows_cli
-from orchestrator.store import create_store
 
 cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
 cli.add_typer(workflows_cli, name="workflows")
@@ -39,13 +39,9 @@ def migrate(
 ) -> None:
     """Apply pending schema migrations (also done at every launch)."""
 
-    async def work() -> tuple[str, ...]:
-        store = create_store(database_url_of(database_url, app_name), schema=schema)
-        try:
-            await store.open()  # applies pending migrations under the migration lock
-            return (await store.migration_state()).applied
-        finally:
-            await store.close()
+    async def work() -> list[str]:
+        app = Orchestrator(app_name, database_url_of(database_url, app_name), schema=schema)
+        return await app.migrate()  # under the migration lock every process shares
 
     applied = run(work)
     console.print(f"schema up to date: {len(applied)} migration(s) applied ({', '.join(applied)})")
@@ -85,8 +81,7 @@ def schedules(
         lambda app: app.list_schedules(),
         lambda client: client.list_schedules(),
     )
-    last_tick = "last_tick" if url else "last_tick_ms"  # the service answers a time
-    columns = ["name", "workflow_name", "cron", "paused", "catch_up", last_tick]
+    columns = ["name", "workflow_name", "cron", "paused", "catch_up", "last_tick"]
     print_rows(rows, columns, as_json, "schedules")
 
 

@@ -93,9 +93,7 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         try:
             async with app:
-                console.print(
-                    f"worker {app.executor_id} running ({app.store.dialect})", highlight=False
-                )
+                console.print(f"worker {app.executor_id} running ({app.database})", highlight=False)
                 await stop.wait()
                 # Stop taking work; steps in flight finish and are checkpointed within the
                 # grace period; what is left stays for recovery (this worker's lease is
@@ -103,7 +101,7 @@ def worker(
                 console.print(f"worker {app.executor_id} shutting down", highlight=False)
                 await app.shutdown(shutdown_timeout)
         finally:
-            await asyncio.to_thread(flush_tracing, app.tracing.provider)
+            await asyncio.to_thread(flush_tracing, app.tracer_provider)
 
     run(work)
 
@@ -143,9 +141,9 @@ def up(
     """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it;
     with no argument, run the sample shop (orchestrator, inventory, payments, shipping)."""
     _exit_quietly_on_early_signals()
+    from orchestrator.cli.stack import Stack, UpContext, free_port
+    from orchestrator.cli.supervisor import run_stack
     from orchestrator.http import check_bind, serve
-    from orchestrator.http.stack import Stack, UpContext, free_port
-    from orchestrator.http.supervisor import run_stack
 
     try:
         check_bind(host, api_key)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from orchestrator.errors import NotRegisteredError, StoreError
+from orchestrator.errors import NotRegisteredError
 from orchestrator.http.deps import (
     MAX_ID_CHARS,
     OrchestratorDep,
@@ -44,11 +44,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
     summary="Prometheus metrics (text exposition format)",
 )
 async def metrics(app: OrchestratorDep) -> Response:
-    try:
-        await app.metrics.refresh(app.store)
-    except StoreError as exc:  # the in-process figures are still worth serving
-        logger.warning("metrics: queue depths and leases not refreshed: %s", exc)
-    return Response(app.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(await app.render_metrics(), media_type=CONTENT_TYPE)
 
 
 @health_router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -64,10 +60,10 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request) -> JSONResponse:
     app = service_config(request).orchestrator
-    if not app.engine.launched:
+    if not app.launched:
         return _not_ready(Readiness(ready=False, reason="the orchestrator is not launched"))
     try:
-        state = await app.store.migration_state()
+        state = await app.migration_state()
     except Exception as exc:  # any database failure means "not ready", never a 500
         return _not_ready(
             Readiness(ready=False, reason=f"database unavailable: {type(exc).__name__}")
@@ -106,7 +102,7 @@ async def one_queue_stats(app: OrchestratorDep, queue: str) -> QueueStatsOut:
     stats = await app.queue_stats(queue)
     if stats:
         return QueueStatsOut.of(stats[0])
-    if queue in app.registry.queues:  # declared here, idle
+    if queue in app.queues:  # declared here, idle
         return QueueStatsOut(queue_name=queue, depth=0, running=0, started_last_minute=0)
     raise NotRegisteredError(f"no queue named {queue!r} is declared or in use", queue=queue)
 

@@ -89,7 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        owned = not app.engine.launched
+        owned = not app.launched
         if owned:
             await app.launch()
         try:
@@ -102,8 +102,8 @@ def create_app(
     # Orchestrator's TracerProvider when it was given one, else the global provider.
     telemetry = (
         None
-        if app.tracing.provider is None
-        else TelemetryConfig(tracer_provider=app.tracing.provider)
+        if app.tracer_provider is None
+        else TelemetryConfig(tracer_provider=app.tracer_provider)
     )
     api = FastAPI(
         title=title or f"{app.app_name} orchestrator",
@@ -140,7 +140,7 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             document = FastAPI.openapi(api)
-            add_workflow_operations(document, app.registry.workflows)
+            add_workflow_operations(document, app.workflows)
             api.openapi_schema = document
         return api.openapi_schema
 

@@ -43,7 +43,7 @@ def service_config(request: Request) -> ServiceConfig:
 def orchestrator(request: Request) -> Orchestrator:
     """The launched Orchestrator (503 while it is not: e.g. mounted without its lifespan)."""
     app = service_config(request).orchestrator
-    if not app.engine.launched:
+    if not app.launched:
         raise NotLaunchedError(
             "the orchestrator is not launched: run the service with its lifespan, or launch "
             "the Orchestrator in the enclosing application's lifespan"

@@ -39,13 +39,6 @@ class UnauthorizedError(OrchestratorError):
     code = "unauthorized"
 
 
-class SignatureError(OrchestratorError):
-    """A webhook delivery whose signature is missing, wrong or outside the replay window."""
-
-    http_status = 401
-    code = "invalid_signature"
-
-
 class PayloadTooLargeError(OrchestratorError):
     """The request body is larger than the service accepts."""
 

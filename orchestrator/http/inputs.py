@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import WorkflowFunction
 from orchestrator.http.errors import RequestInvalidError, field_errors
-from orchestrator.workflow import WorkflowFunction
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 

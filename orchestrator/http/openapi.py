@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticUserError
 
+from orchestrator import WorkflowFunction
 from orchestrator.http.inputs import model_parameter
-from orchestrator.workflow import WorkflowFunction
 
 GENERIC_PATH = "/workflows/{name}"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -77,7 +78,7 @@ def _json_default(adapter: TypeAdapter[Any], value: Any) -> Any:
 
 
 def add_workflow_operations(
-    document: dict[str, Any], workflows: dict[str, WorkflowFunction[Any, Any]]
+    document: dict[str, Any], workflows: Mapping[str, WorkflowFunction[Any, Any]]
 ) -> None:
     """Add ``POST /workflows/<name>`` with its input schema for each plain-named workflow."""
     paths: dict[str, Any] = document.get("paths", {})

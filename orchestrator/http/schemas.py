@@ -7,13 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
+from orchestrator import QueueStats, ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.workflow import StepInfo, WorkflowInfo
-
-
-def _time(ms: int | None) -> dt.datetime | None:
-    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 class FieldError(BaseModel):
@@ -220,17 +215,17 @@ class ScheduleOut(BaseModel):
     updated_at: dt.datetime | None
 
     @classmethod
-    def of(cls, record: ScheduleRecord) -> ScheduleOut:
+    def of(cls, info: ScheduleInfo) -> ScheduleOut:
         return cls(
-            name=record.name,
-            workflow_name=record.workflow_name,
-            cron=record.cron,
-            paused=record.paused,
-            catch_up=record.catch_up,
-            declared=record.declared,
-            last_tick=_time(record.last_tick_ms),
-            created_at=_time(record.created_at),
-            updated_at=_time(record.updated_at),
+            name=info.name,
+            workflow_name=info.workflow_name,
+            cron=info.cron,
+            paused=info.paused,
+            catch_up=info.catch_up,
+            declared=info.declared,
+            last_tick=info.last_tick,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
         )
 
 
@@ -245,16 +240,16 @@ class WorkerOut(BaseModel):
     alive: bool
 
     @classmethod
-    def of(cls, record: WorkerRecord) -> WorkerOut:
+    def of(cls, info: WorkerInfo) -> WorkerOut:
         return cls(
-            executor_id=record.executor_id,
-            app_version=record.app_version,
-            host=record.host,
-            pid=record.pid,
-            started_at=dt.datetime.fromtimestamp(record.started_at / 1000, tz=dt.UTC),
-            heartbeat_at=dt.datetime.fromtimestamp(record.heartbeat_at / 1000, tz=dt.UTC),
-            lease_expires_at=dt.datetime.fromtimestamp(record.lease_expires_at / 1000, tz=dt.UTC),
-            alive=record.alive,
+            executor_id=info.executor_id,
+            app_version=info.app_version,
+            host=info.host,
+            pid=info.pid,
+            started_at=info.started_at,
+            heartbeat_at=info.heartbeat_at,
+            lease_expires_at=info.lease_expires_at,
+            alive=info.alive,
         )
 
 

@@ -161,4 +161,4 @@ def serve(
     try:
         asyncio.run(server.serve())
     finally:
-        flush_tracing(app.tracing.provider)
+        flush_tracing(app.tracer_provider)

@@ -16,10 +16,9 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.http.errors import SignatureError
+from orchestrator.errors import ConfigurationError, SignatureError
 
 DEFAULT_TOLERANCE_SECONDS = 300.0
 
@@ -61,27 +60,6 @@ def _any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
 
 def _mismatch() -> SignatureError:
     return SignatureError("no signature matches", reason="mismatch")
-
-
-class SignatureScheme(Protocol):
-    """How one sender signs its deliveries."""
-
-    @property
-    def signature_headers(self) -> frozenset[str]:
-        """Lower-case header names that carry signature material (never shown to handlers)."""
-
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        now: float,
-        tolerance: float,
-    ) -> None:
-        """Raise SignatureError unless ``body`` is signed by one of ``secrets`` in time."""
-
-    def delivery_id(self, headers: Mapping[str, str], payload: Any) -> str | None:
-        """The sender's id of this delivery (the same for its retries)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import StartOptions
 from orchestrator.errors import ConfigurationError, NotRegisteredError
 from orchestrator.http.deps import (
     MAX_ID_CHARS,
@@ -35,11 +36,10 @@ from orchestrator.http.signatures import (
     DEFAULT_TOLERANCE_SECONDS,
     GitHub,
     HmacSha256,
-    SignatureScheme,
     StandardWebhooks,
     Stripe,
 )
-from orchestrator.workflow import StartOptions
+from orchestrator.webhooks import Action, Delivery, Handler, Send, SignatureScheme, Start
 
 if TYPE_CHECKING:
     from orchestrator.app import Orchestrator
@@ -62,41 +62,6 @@ __all__ = [
 _HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 # Errors a handler raises on a payload it cannot use: the sender's fault (422), not a 500.
 _PAYLOAD_ERRORS = (ValidationError, KeyError, IndexError, TypeError, ValueError)
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send ``message`` to workflow ``workflow_id`` on ``topic`` (read with ``recv``)."""
-
-    workflow_id: str
-    topic: str
-    message: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Start workflow ``workflow_name`` with ``input`` (the same JSON shape as the body of
-    ``POST /workflows/{name}``); ``workflow_id`` defaults to ``"{source}:{delivery id}"``."""
-
-    workflow_name: str
-    input: Any
-    workflow_id: str | None = None
-
-
-Action = Send | Start | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A verified delivery as a handler sees it (signature headers removed)."""
-
-    source: str
-    delivery_id: str
-    payload: Any  # the payload model instance when the source has one, else plain JSON
-    headers: Mapping[str, str]
-
-
-Handler = Callable[[Delivery], Action | Awaitable[Action]]
 
 
 @dataclass(frozen=True)
@@ -176,10 +141,8 @@ async def _action(source: WebhookSource, delivery: Delivery) -> Action:
 def declared_sources(app: Orchestrator) -> list[WebhookSource]:
     """The sources declared with ``@app.webhook``, checked (ConfigurationError if not)."""
     sources = []
-    for declared in app.registry.webhooks.values():
-        if not (
-            hasattr(declared.scheme, "verify") and hasattr(declared.scheme, "signature_headers")
-        ):
+    for declared in app.webhooks.values():
+        if not isinstance(declared.scheme, SignatureScheme):
             raise ConfigurationError(
                 f"webhook source {declared.source!r}: scheme must be StandardWebhooks(), "
                 f"Stripe(), GitHub() or HmacSha256(header=...), got {declared.scheme!r}"
@@ -255,11 +218,12 @@ def webhook_router(sources: Sequence[WebhookSource]) -> APIRouter:
                 workflow_id=action.workflow_id,
             )
         if isinstance(action, Start):
-            workflow = app.engine.workflow_named(action.workflow_name)
+            workflow = app.workflow_named(action.workflow_name)
             args, kwargs = bind_body(workflow, action.input)
             options = StartOptions(workflow_id=action.workflow_id or key)
-            with app.tracing.incoming(request.headers):  # the sender's traceparent, if any
-                handle = await app.engine.start_workflow(workflow, args, kwargs, options)
+            handle = await app.start_with(  # the sender's traceparent, if any
+                workflow, args, kwargs, options, trace_headers=request.headers
+            )
             return WebhookAccepted(
                 source=source,
                 delivery_id=delivery_id,

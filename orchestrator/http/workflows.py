@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from orchestrator import StartOptions
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,
@@ -38,7 +39,6 @@ from orchestrator.http.schemas import (
     WorkflowResult,
 )
 from orchestrator.types import WorkflowStatus
-from orchestrator.workflow import StartOptions
 
 router = APIRouter(tags=["workflows"])
 
@@ -107,16 +107,19 @@ async def start_workflow(
     wait_for_event: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     timeout: Timeout = None,
 ) -> WorkflowAccepted:
-    workflow = app.engine.workflow_named(name)  # NotRegisteredError: 404
+    workflow = app.workflow_named(name)  # NotRegisteredError: 404
     workflow_id = None if idempotency_key is None else check_text(idempotency_key, "workflow id")
     if wait_for_event is not None:
         check_text(wait_for_event, "event key")
     args, kwargs = bind_body(workflow, parse_json(await request.body()))
-    with app.tracing.incoming(request.headers):  # the caller's traceparent: its trace
-        handle = await app.engine.start_workflow(
-            workflow, args, kwargs, StartOptions(workflow_id=workflow_id)
-        )
-    info = await handle.status()
+    handle = await app.start_with(  # the caller's traceparent: its trace
+        workflow,
+        args,
+        kwargs,
+        StartOptions(workflow_id=workflow_id),
+        trace_headers=request.headers,
+    )
+    info = handle.info or await handle.status()  # as stored by this start: no read back
     if wait_for_event is None:
         return _accepted(request, handle.workflow_id, info.status)
     value = await app.get_event(handle.workflow_id, wait_for_event, clamp_wait(request, timeout))
@@ -219,7 +222,7 @@ async def get_result(
 ) -> Any:
     handle = app.retrieve(check_text(workflow_id, "workflow id"))
     try:
-        await app.engine.wait_result(handle.workflow_id, clamp_wait(request, timeout))
+        await handle.result(timeout=clamp_wait(request, timeout))
     except WorkflowTimeoutError:
         info = await handle.status()
         return JSONResponse(WorkflowResult(status=info.status).model_dump(mode="json"), 202)

@@ -216,6 +216,9 @@ class Store(Protocol):
     """A durable store for workflows. Implemented by PostgresStore and SQLiteStore."""
 
     dialect: str
+    # How often a waiter re-reads when it was not notified: None when every process's writes
+    # notify every other (PostgreSQL), else seconds (SQLite: other processes cannot notify).
+    poll_seconds: float | None
 
     # -- life cycle -------------------------------------------------------------------------
     async def open(self) -> None:

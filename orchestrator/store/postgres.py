@@ -87,6 +87,7 @@ class PostgresStore(PostgresWrites):
     """
 
     dialect = "postgres"
+    poll_seconds: float | None = None  # every process's writes are notified (LISTEN/NOTIFY)
 
     def __init__(
         self,

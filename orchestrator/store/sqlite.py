@@ -86,6 +86,9 @@ class SQLiteStore(CoordinatedSQLStore):
     """
 
     dialect = "sqlite"
+    # Another process writing the same file (a CLI, a second app) cannot notify this one:
+    # waiters re-read this often.
+    poll_seconds: float | None = 2.0
 
     def __init__(self, path: str, *, clock_ms: Callable[[], int] | None = None) -> None:
         self.path = path

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orchestrator import Orchestrator
-from orchestrator.http.stack import free_port
+from orchestrator.cli.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,7 +80,7 @@ async def test_migrate_list_get_steps_and_cancel(database_url: str) -> None:
 
 
 def test_up_refuses_a_public_interface_without_an_api_key() -> None:
-    refused = saga("up", "orchestrator.demo:app", "--host", "0.0.0.0", "--port", "8999")
+    refused = saga("up", "sagas.demo:app", "--host", "0.0.0.0", "--port", "8999")
     assert refused.returncode == 1
     assert "api_key" in refused.stderr and "Traceback" not in refused.stderr
     bad = saga("worker", "no_such_module:app")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from orchestrator import Orchestrator
-from orchestrator.http.stack import ChildProcess, Stack, UpContext
+from orchestrator.cli.stack import ChildProcess, Stack, UpContext
 
 app = Orchestrator("dying", "sqlite:///:memory:")
 

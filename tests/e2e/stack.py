@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.http.stack import free_port
+from orchestrator.cli.stack import free_port
 from tests.processes import ROOT, stop, wait_healthy
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-payments-webhook-secret-0001").decode()

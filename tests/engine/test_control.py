@@ -131,12 +131,13 @@ async def test_durable_sleep_records_wake_time_and_recovery_sleeps_the_rest(
     second.workflow(name="napper")(napper.fn)
     async with second:
         handle = second.retrieve("nap")
-        with pytest.raises(WorkflowTimeoutError):
-            await handle.result(timeout=0.2)
+        await asyncio.sleep(0.1)
+        assert (await handle.status()).status is WorkflowStatus.PENDING
         await clock.advance(5.9)
-        with pytest.raises(WorkflowTimeoutError):
-            await handle.result(timeout=0.2)
-        await clock.advance(0.1)
+        assert (await handle.status()).status is WorkflowStatus.PENDING  # 0.1 s left
+        with pytest.raises(WorkflowTimeoutError):  # a result wait's timeout is on the clock too
+            await asyncio.gather(handle.result(timeout=0.05), clock.advance(0.05))
+        await clock.advance(0.05)
         assert await handle.result(timeout=5) == "awake"
 
 

@@ -29,8 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from orchestrator.cli.stack import free_port
 from orchestrator.http import create_app
-from orchestrator.http.stack import free_port
 from tests.http.conftest import API_KEY, MAX_BODY_BYTES
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from orchestrator import Orchestrator, Retry, http_client
-from orchestrator.http.stack import free_port
+from orchestrator.cli.stack import free_port
 from tests.observability.otlp import OtlpReceiver, ReceivedSpan
 from tests.processes import ROOT, stop, wait_healthy
 

@@ -1,5 +1,5 @@
-"""The in-process fan-out of notifications: a wake-up is never lost, a timeout is a plain
-False, a stopped wait is a cancelled future."""
+"""The in-process fan-out of notifications: a wake-up is never lost, a deadline (on the clock)
+or a re-read is a plain False, a stopped wait is a cancelled future."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import asyncio
 
 import pytest
 
-from orchestrator.notifications import Waiters
+from orchestrator.clock import FakeClock
+from orchestrator.engine.notifications import Waiters
 from orchestrator.store.base import NOTIFY_MESSAGE, NOTIFY_RECONNECTED
 
 
 async def test_a_notification_wakes_the_wait_under_way() -> None:
     waiters = Waiters()
     with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
-        waiting = asyncio.ensure_future(subscription.wait(5))
+        waiting = asyncio.ensure_future(subscription.wait())
         await asyncio.sleep(0)
         waiters.notify(NOTIFY_MESSAGE, "other")  # not this key
         await asyncio.sleep(0)
@@ -29,27 +30,32 @@ async def test_a_notification_between_two_waits_is_kept_for_the_next() -> None:
     waiters = Waiters()
     with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
         waiters.notify(NOTIFY_MESSAGE, "w")  # nobody waiting yet (the re-read is under way)
-        assert await asyncio.wait_for(subscription.wait(5), 1) is True
-        assert await subscription.wait(0.01) is False  # consumed once: now a plain timeout
+        assert await asyncio.wait_for(subscription.wait(), 1) is True
+        assert await subscription.wait(poll_seconds=0.01) is False  # consumed once: a re-read
 
 
-async def test_a_timeout_then_a_late_notification() -> None:
+async def test_the_deadline_is_on_the_clock() -> None:
     waiters = Waiters()
+    clock = FakeClock()
     with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
-        assert await subscription.wait(0.01) is False
+        waiting = asyncio.ensure_future(subscription.wait(clock.now_ms() + 60_000, clock=clock))
+        await asyncio.sleep(0.05)  # real time passes: nothing happens
+        assert not waiting.done()
+        await clock.advance(60)  # the clock reaches the deadline: the wait ends at once
+        assert await asyncio.wait_for(waiting, 1) is False
         waiters.notify(NOTIFY_MESSAGE, "w")
-        assert await subscription.next(5) is True  # done at once
+        assert await subscription.next(clock.now_ms() + 5000, clock=clock) is True  # at once
 
 
 async def test_a_cancelled_wait_is_a_cancelled_future_and_loses_nothing() -> None:
     waiters = Waiters()
     with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
-        waiter = subscription.next(None)
+        waiter = subscription.next()
         waiter.cancel()  # what WorkflowRun.stop does to a parked recv
         with pytest.raises(asyncio.CancelledError):
             await waiter
         waiters.notify(NOTIFY_MESSAGE, "w")
-        assert await subscription.next(5) is True
+        assert await subscription.next() is True
 
 
 async def test_a_reconnect_wakes_every_subscription() -> None:
@@ -58,7 +64,7 @@ async def test_a_reconnect_wakes_every_subscription() -> None:
         waiters.subscribe((NOTIFY_MESSAGE, "a")) as a,
         waiters.subscribe((NOTIFY_MESSAGE, "b")) as b,
     ):
-        waits = [asyncio.ensure_future(s.wait(5)) for s in (a, b)]
+        waits = [asyncio.ensure_future(s.wait()) for s in (a, b)]
         await asyncio.sleep(0)
         assert waiters.count == 2
         waiters.notify(NOTIFY_RECONNECTED, "")

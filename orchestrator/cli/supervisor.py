@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from orchestrator.cli.stack import ChildProcess, Stack, UpContext
 from orchestrator.errors import ConfigurationError
 from orchestrator.http.app import create_app
 from orchestrator.http.server import SupervisedServer, server_config
-from orchestrator.http.stack import ChildProcess, Stack, UpContext
 from orchestrator.tracing import flush_tracing
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -135,7 +135,7 @@ async def run_stack(
         await asyncio.to_thread(_stop, children)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await asyncio.to_thread(flush_tracing, stack.orchestrator.tracing.provider)
+        await asyncio.to_thread(flush_tracing, stack.orchestrator.tracer_provider)
     return code
 
 

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable
 
+from orchestrator.clock import Clock
 from orchestrator.errors import LeaseLostError
 from orchestrator.store.base import Store, WorkflowRecord
 
@@ -20,8 +20,9 @@ TAKEOVER_BATCH = 100  # most workflows one takeover claims at once
 
 
 class Lease:
-    """This worker's lease. ``valid_until`` is on the local monotonic clock, so a process that
-    was paused (SIGSTOP, a long GC, a laptop lid) knows on waking that it must re-check.
+    """This worker's lease. ``valid_until`` is on the engine's clock (which keeps running
+    while the process is paused: SIGSTOP, a long GC, a laptop lid), so a process that was paused
+    knows on waking that it must re-check; renewals wait on that clock too.
 
     ``generation`` counts the times the lease was lost and registered afresh: a run that last
     checked its workflow in an older generation checks it again in the database (its epoch),
@@ -31,6 +32,7 @@ class Lease:
     def __init__(
         self,
         store: Store,
+        clock: Clock,
         *,
         executor_id: str,
         app_version: str | None,
@@ -42,13 +44,14 @@ class Lease:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
         self.store = store
+        self.clock = clock
         self.executor_id = executor_id
         self.app_version = app_version
         self.lease_ms = int(lease_seconds * 1000)
         self.running = running
         self.lost = lost
         self.adopt = adopt
-        self.valid_until = 0.0
+        self.valid_until = 0  # clock ms
         self.generation = 0
         self.closing = False
         self._confirming: asyncio.Lock = asyncio.Lock()
@@ -56,22 +59,22 @@ class Lease:
         self._checked: dict[tuple[str, int], int] = {}
 
     async def register(self) -> None:
-        sent = time.monotonic()
+        sent = self.clock.now_ms()
         await self.store.register_worker(
             self.executor_id, self.app_version, self.lease_ms, socket.gethostname(), os.getpid()
         )
         self._extend(sent)
 
-    def _extend(self, sent: float) -> None:
+    def _extend(self, sent: int) -> None:
         # Counted from when the request was SENT: a reply that waited out a pause (SIGSTOP)
         # must not make a lease that others already saw expire look fresh. A third of the
         # lease of safety margin: renewals happen well before others may act.
-        self.valid_until = sent + self.lease_ms / 1000 * 2 / 3
+        self.valid_until = sent + self.lease_ms * 2 // 3
 
     async def renew(self) -> None:
         """Heartbeat. A lease found expired may have been taken over: keep only the workflows
         still ours, stop the others, and register afresh."""
-        sent = time.monotonic()
+        sent = self.clock.now_ms()
         if await self.store.renew_lease(self.executor_id, self.lease_ms) is not None:
             self._extend(sent)
             return
@@ -102,10 +105,10 @@ class Lease:
         worker that woke up never starts another step of a workflow another worker runs. A
         fresh lease is trusted only for workflows checked since it was last registered."""
         key = (workflow_id, epoch)
-        if time.monotonic() < self.valid_until and self._checked.get(key) == self.generation:
+        if self.clock.now_ms() < self.valid_until and self._checked.get(key) == self.generation:
             return
         async with self._confirming:
-            if time.monotonic() >= self.valid_until:
+            if self.clock.now_ms() >= self.valid_until:
                 await self.renew()
         generation = self.generation
         record = await self.store.get_workflow(workflow_id)
@@ -146,9 +149,8 @@ class Lease:
 
     async def run(self) -> None:
         """Renew the lease and look for dead workers' work, a few times per lease."""
-        interval = self.lease_ms / 1000 / 3
         while not self.closing:
-            await asyncio.sleep(interval)
+            await self.clock.sleep_until(self.clock.now_ms() + self.lease_ms // 3)
             try:
                 await self.renew()
                 while await self.take_over() == TAKEOVER_BATCH:

@@ -7,7 +7,12 @@ import asyncio
 import json
 from typing import Any
 
-from orchestrator import context
+from orchestrator.clock import Clock
+from orchestrator.engine.notifications import Waiters
+from orchestrator.engine.run import STOP_ERRORS, Attempt, Call, durable_run
+from orchestrator.engine.runs import EngineState, Runs
+from orchestrator.engine.saga import rollback_failure
+from orchestrator.engine.workflows import Registry
 from orchestrator.errors import (
     LeaseLostError,
     MaxRecoveryAttemptsExceededError,
@@ -15,62 +20,73 @@ from orchestrator.errors import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
-from orchestrator.executor import WorkflowRun
-from orchestrator.notifications import Waiters
-from orchestrator.saga import rollback_failure
 from orchestrator.serialization import decode_error, encode, encode_error, error_summary
 from orchestrator.store.base import NOTIFY_WORKFLOW, StepRecord, Store, WorkflowRecord
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.workflow import Registry
 
 RESULT_POLL_SECONDS = 1.0  # a lost notification delays a remote result waiter at most this
 
 
 class Results:
-    """Mixed into Engine: waiting for, and decoding, workflow outcomes."""
+    """Waiting for, and decoding, workflow outcomes: a run of this process is awaited
+    directly; another's outcome is read from the store when its status changes."""
 
-    store: Store
-    registry: Registry
-    waiters: Waiters
-    runs: dict[str, WorkflowRun]
-    closing: bool
+    def __init__(
+        self,
+        state: EngineState,
+        *,
+        store: Store,
+        clock: Clock,
+        registry: Registry,
+        waiters: Waiters,
+        runs: Runs,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.clock = clock
+        self.registry = registry
+        self.waiters = waiters
+        self.runs = runs
 
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
-        current = context.current()
-        if current is None or current.step is not None:
+        """The workflow's result (or its error) once it ends, waiting up to ``timeout`` s
+        (None: no limit). Inside a workflow the wait is durable: with a timeout, whether it
+        timed out is recorded; without one, the outcome of a finished workflow never changes
+        and nothing needs recording."""
+        run = durable_run()
+        if run is None:
             return await self._wait_result(workflow_id, timeout)
-        run = current.run
-        if timeout is None:  # a finished workflow's outcome never changes: nothing to record
+        if timeout is None:
             return await run.wait(self._wait_result(workflow_id, None))
-        return await self._durable_result(run, workflow_id, timeout)
-
-    async def _durable_result(self, run: WorkflowRun, workflow_id: str, timeout: float) -> Any:
-        """Inside a workflow with a timeout: whether it timed out is recorded, for replay."""
-        number = await run.begin()
         name = f"result:{workflow_id}"
-        recorded = run.replayed(number, name)
-        if recorded is None:
-            run.check_runnable()
+
+        async def perform(attempt: Attempt) -> Any:
             output = error = None
             try:
                 value = await run.wait(self._wait_result(workflow_id, timeout))
                 output = encode(value, what="child result")
-            except (WorkflowCancelledError, LeaseLostError):
+            except STOP_ERRORS:
                 if run.stop_reason is not None:
                     raise
                 error = encode_error(WorkflowCancelledError(f"workflow {workflow_id} cancelled"))
             except Exception as exc:
                 error = encode_error(exc)
-            recorded = StepRecord(
-                workflow_id=run.workflow_id,
-                step_number=number,
-                name=name,
-                kind=StepKind.RESULT,
-                output=output,
-                error=error,
-                epoch=run.epoch,
+            recorded = run.step_record(
+                attempt.number, name, StepKind.RESULT, output=output, error=error
             )
-            await run.checkpoint(recorded)
+            await run.record_step(recorded)
+            return await self._recorded_result(workflow_id, recorded)
+
+        return await run.call(
+            Call(
+                name,
+                StepKind.RESULT,
+                perform=perform,
+                replay=lambda recorded: self._recorded_result(workflow_id, recorded),
+            )
+        )
+
+    async def _recorded_result(self, workflow_id: str, recorded: StepRecord) -> Any:
         if recorded.error is not None:
             raise decode_error(recorded.error)
         record = await self.store.get_workflow(workflow_id)
@@ -80,20 +96,19 @@ class Results:
         return workflow.signature.decode_output(recorded.output)
 
     async def _wait_result(self, workflow_id: str, timeout: float | None) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if timeout is None else self.clock.now_ms() + int(timeout * 1000)
         while True:
-            remaining = None if deadline is None else deadline - loop.time()
             run = self.runs.get(workflow_id)
             if run is not None:
                 try:
-                    return await asyncio.wait_for(asyncio.shield(run.outcome), remaining)
-                except TimeoutError:
-                    raise self._timeout(workflow_id, timeout) from None
+                    done, value = await self.clock.wait_until(asyncio.shield(run.outcome), deadline)
                 except LeaseLostError:
-                    if self.closing:
+                    if self.state.closing:
                         raise
                     continue  # another worker goes on with it: follow the stored status
+                if not done:
+                    raise self._timeout(workflow_id, timeout)
+                return value
             with self.waiters.subscribe((NOTIFY_WORKFLOW, workflow_id)) as subscription:
                 record = await self.store.get_workflow(workflow_id)
                 if record is None:
@@ -104,15 +119,11 @@ class Results:
                     return self.outcome_of(record)
                 if workflow_id in self.runs:
                     continue
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
+                if deadline is not None and deadline <= self.clock.now_ms():
                     raise self._timeout(workflow_id, timeout)
-                wait = (
-                    RESULT_POLL_SECONDS
-                    if remaining is None
-                    else min(remaining, RESULT_POLL_SECONDS)
+                await subscription.wait(
+                    deadline, clock=self.clock, poll_seconds=RESULT_POLL_SECONDS
                 )
-                await subscription.wait(wait)
 
     @staticmethod
     def _timeout(workflow_id: str, timeout: float | None) -> WorkflowTimeoutError:

@@ -2,8 +2,13 @@
 
 Waiting costs no thread and no connection: a waiter subscribes to the in-process fan-out of
 store notifications (LISTEN/NOTIFY on PostgreSQL, commit hooks on SQLite), re-reads the table
-when woken, and otherwise sleeps until its timeout. A lost notification (the listening
-connection dropped) wakes every waiter on reconnect, so none waits out its whole timeout.
+when woken, and otherwise waits on the clock until its deadline. A lost notification (the
+listening connection dropped) wakes every waiter on reconnect, so none waits out its deadline.
+A store whose other processes cannot notify this one (SQLite) is re-read every
+``store.poll_seconds`` as well.
+
+``timeout=None`` means no timeout: recv waits until a message comes (or the workflow is
+cancelled), get_event until the event is set or the workflow ends.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from orchestrator import context
+from opentelemetry import trace
+
 from orchestrator.clock import Clock
-from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError, WorkflowStateError
-from orchestrator.executor import WorkflowRun
-from orchestrator.notifications import Waiters
+from orchestrator.engine.notifications import Subscription, Waiters
+from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run, require_run
+from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError
 from orchestrator.serialization import check_key, decode, encode
 from orchestrator.store.base import (
     NOTIFY_EVENT,
@@ -29,10 +35,8 @@ from orchestrator.store.base import (
 )
 from orchestrator.types import StepKind
 
-DEFAULT_TIMEOUT_SECONDS = 60.0
-# SQLite's other processes (a CLI, a second app on the same file) cannot notify this one.
-_POLL_SECONDS = {"sqlite": 2.0}
-_RECV_DEADLINE = "recv.deadline"
+DEFAULT_TIMEOUT_SECONDS = 60.0  # the default of app.recv and app.get_event
+RECV_DEADLINE = "recv.deadline"  # recorded on recv's first wait: a recovered recv waits less
 _TIMEOUT = object()  # recv's loop timed out (a message may itself be None)
 _DESTINATION = "orchestrator.message.destination"
 _TOPIC = "orchestrator.message.topic"
@@ -50,15 +54,8 @@ def _check_timeout(timeout: float | None) -> None:
         raise InvalidArgumentError(f"timeout must be >= 0 seconds, got {timeout}")
 
 
-def _check_key(key: object, what: str) -> None:
-    check_key(key, what)
-
-
-def _durable_run() -> WorkflowRun | None:
-    current = context.current()
-    if current is None or current.step is not None:
-        return None
-    return current.run
+def _deadline(clock: Clock, timeout: float | None) -> int | None:
+    return None if timeout is None else clock.now_ms() + int(timeout * 1000)
 
 
 class Messaging:
@@ -68,13 +65,12 @@ class Messaging:
         self.store = store
         self.clock = clock
         self.waiters = waiters
-        self.poll_seconds = _POLL_SECONDS.get(store.dialect)
 
-    def _wait_seconds(self, remaining_ms: float | None) -> float | None:
-        remaining = None if remaining_ms is None else max(remaining_ms, 0) / 1000
-        if self.poll_seconds is None:
-            return remaining
-        return self.poll_seconds if remaining is None else min(remaining, self.poll_seconds)
+    async def _next(self, subscription: Subscription, deadline_ms: int | None) -> bool:
+        """The next notification, or the deadline (on the clock), or a re-read."""
+        return await subscription.wait(
+            deadline_ms, clock=self.clock, poll_seconds=self.store.poll_seconds
+        )
 
     def _wake(self, kind: str, workflow_id: str, key: str) -> None:
         """Wake this process's waiters on a write that just committed, without waiting for
@@ -92,67 +88,73 @@ class Messaging:
         if idempotency_key is not None:
             check_key(idempotency_key, "idempotency key")
         payload = encode(message, what="message")
-        run = _durable_run()
+        run = durable_run()
         if run is None:
             if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
             return
-        number = await run.begin()
-        if run.replayed(number, "send") is not None:
-            return
-        run.check_runnable()
-        step = StepRecord(
-            run.workflow_id,
-            number,
-            "send",
-            StepKind.SEND,
-            output=json.dumps(destination_id),
-            started_at=self.clock.now_ms(),
-            epoch=run.epoch,
-        )
-        key = idempotency_key or f"{run.workflow_id}:{number}"
-        with run.tracing.durable(
-            run,
-            StepKind.SEND,
-            "send",
-            number,
-            extra={_DESTINATION: destination_id, _TOPIC: topic_name},
-        ):
-            try:
-                sent = await self.store.send_message(destination_id, topic_name, payload, key, step)
-            except WorkflowStateError as error:
-                await run.refused(error, step)  # our own earlier send, or the run stops
-                return
-            if sent:
+
+        async def perform(attempt: Attempt) -> None:
+            step = run.step_record(
+                attempt.number,
+                "send",
+                StepKind.SEND,
+                output=json.dumps(destination_id),
+                started_at=attempt.started_at,
+            )
+            key = idempotency_key or f"{run.workflow_id}:{attempt.number}"
+            sent = await run.write(
+                self.store.send_message(destination_id, topic_name, payload, key, step), step
+            )
+            if sent is True:
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
 
+        await run.call(
+            Call(
+                "send",
+                StepKind.SEND,
+                perform=perform,
+                replay=lambda _: None,
+                traced=True,
+                attributes={_DESTINATION: destination_id, _TOPIC: topic_name},
+            )
+        )
+
     async def recv(self, topic: str | None, timeout: float | None) -> Any:
-        """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s), exactly once,
-        atomically with its checkpoint; None on timeout. Only inside a workflow."""
-        run = context.current_run("app.recv()")
+        """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s; None: no
+        limit), exactly once, atomically with its checkpoint; None on timeout. Only inside a
+        workflow."""
+        run = require_run("app.recv()")
         topic_name = _topic(topic)
         _check_timeout(timeout)
-        number = await run.begin()
-        recorded = run.recorded.get(number)
-        deadline_ms: int | None = None
-        if recorded is not None and recorded.name == _RECV_DEADLINE:
-            deadline_ms = json.loads(run.replayed(number, _RECV_DEADLINE).output or "null")  # type: ignore[union-attr]
-            number = await run.begin()
-        done = run.replayed(number, "recv")
-        if done is not None:
-            return decode(done.output)
-        run.check_runnable()
-        with run.tracing.durable(
-            run,
-            StepKind.RECV,
-            "recv",
-            number,
-            detail=topic_name or None,
-            extra={_TOPIC: topic_name},
-        ) as span:
-            value = await self._receive(run, topic_name, timeout, number, deadline_ms)
-            if span is not None:
+        deadline: list[int | None] = []  # recorded by an earlier execution's first wait
+        if run.recorded_name(run.counter + 1) == RECV_DEADLINE:
+
+            def recorded_deadline(step: StepRecord) -> None:
+                deadline.append(json.loads(step.output or "null"))
+
+            await run.call(
+                Call(RECV_DEADLINE, StepKind.SLEEP, perform=_never, replay=recorded_deadline)
+            )
+
+        async def perform(attempt: Attempt) -> Any:
+            value = await self._receive(run, topic_name, timeout, attempt.number, deadline)
+            span = trace.get_current_span()  # recv's own span, when traced
+            if span.is_recording():
                 span.set_attribute(_TIMED_OUT, value is _TIMEOUT)
+            return value
+
+        value = await run.call(
+            Call(
+                "recv",
+                StepKind.RECV,
+                perform=perform,
+                replay=lambda step: decode(step.output),
+                traced=True,
+                detail=topic_name or None,
+                attributes={_TOPIC: topic_name},
+            )
+        )
         return None if value is _TIMEOUT else value
 
     async def _receive(
@@ -161,113 +163,110 @@ class Messaging:
         topic_name: str,
         timeout: float | None,
         number: int,
-        deadline_ms: int | None,
+        deadline: list[int | None],
     ) -> Any:
         """recv's loop: consume a message, or record the deadline, wait, and finally record
         the timeout (returns ``_TIMEOUT``)."""
         key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             while True:
-                step = StepRecord(
-                    run.workflow_id,
-                    number,
-                    "recv",
-                    StepKind.RECV,
-                    started_at=self.clock.now_ms(),
-                    epoch=run.epoch,
+                step = run.step_record(
+                    number, "recv", StepKind.RECV, started_at=self.clock.now_ms()
                 )
-                try:
-                    payload = await self.store.recv_message(run.workflow_id, topic_name, step)
-                except WorkflowStateError as error:
-                    payload = (await run.refused(error, step)).output  # consumed earlier
-                    if payload is None:  # recorded as our own timeout
-                        return _TIMEOUT
-                if payload is not None:
-                    return decode(payload)
-                if deadline_ms is None:  # first miss: make the timeout durable, then wait
-                    deadline_ms = self.clock.now_ms() + int(
-                        (DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout) * 1000
-                    )
-                    await run.checkpoint(
-                        StepRecord(
-                            run.workflow_id,
+                answer = await run.write(
+                    self.store.recv_message(run.workflow_id, topic_name, step), step
+                )
+                if isinstance(answer, StepRecord):  # consumed by our own earlier write
+                    return _TIMEOUT if answer.output is None else decode(answer.output)
+                if answer is not None:
+                    return decode(answer)
+                if not deadline:  # first miss: make the timeout durable, then wait
+                    deadline.append(_deadline(self.clock, timeout))
+                    number = await run.insert_before(
+                        run.step_record(
                             number,
-                            _RECV_DEADLINE,
+                            RECV_DEADLINE,
                             StepKind.SLEEP,
-                            output=json.dumps(deadline_ms),
-                            epoch=run.epoch,
+                            output=json.dumps(deadline[0]),
                         )
                     )
-                    number = await run.begin()
                     continue
-                remaining = deadline_ms - self.clock.now_ms()
-                if remaining <= 0:
-                    await run.checkpoint(step)  # timed out: None is the recorded answer
+                due = deadline[0]
+                if due is not None and due <= self.clock.now_ms():
+                    await run.record_step(step)  # timed out: None is the recorded answer
                     return _TIMEOUT
                 run.metrics.recv_waiters.inc()
                 try:
-                    await run.wait(subscription.next(self._wait_seconds(remaining)))
+                    await run.wait(
+                        subscription.next(
+                            due, clock=self.clock, poll_seconds=self.store.poll_seconds
+                        )
+                    )
                 finally:
                     run.metrics.recv_waiters.dec()
 
     # -- events -----------------------------------------------------------------------------
     async def set_event(self, key: str, value: Any) -> None:
         """Publish (or overwrite) an event of the running workflow."""
-        run = context.current_run("app.set_event()")
-        _check_key(key, "event key")
-        number = await run.begin()
-        if run.replayed(number, "set_event") is not None:
-            return
-        run.check_runnable()
-        step = StepRecord(
-            run.workflow_id,
-            number,
-            "set_event",
-            StepKind.SET_EVENT,
-            output=json.dumps(key),
-            started_at=self.clock.now_ms(),
-            epoch=run.epoch,
+        run = require_run("app.set_event()")
+        check_key(key, "event key")
+        encoded = encode(value, what="event value")
+
+        async def perform(attempt: Attempt) -> None:
+            step = run.step_record(
+                attempt.number,
+                "set_event",
+                StepKind.SET_EVENT,
+                output=json.dumps(key),
+                started_at=attempt.started_at,
+            )
+            await run.write(self.store.set_event(run.workflow_id, key, encoded, step), step)
+            self._wake(NOTIFY_EVENT, run.workflow_id, key)
+
+        await run.call(
+            Call(
+                "set_event",
+                StepKind.SET_EVENT,
+                perform=perform,
+                replay=lambda _: None,
+                traced=True,
+                detail=key,
+            )
         )
-        with run.tracing.durable(run, StepKind.SET_EVENT, "set_event", number, detail=key):
-            try:
-                await self.store.set_event(
-                    run.workflow_id, key, encode(value, what="event value"), step
-                )
-            except WorkflowStateError as error:
-                await run.refused(error, step)  # our own earlier write, or the run stops
-        self._wake(NOTIFY_EVENT, run.workflow_id, key)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
         """Wait until the workflow publishes ``key`` (its value) or ``timeout`` passes (None).
         Inside a workflow the value read is recorded, so a replay sees the same value."""
         _check_timeout(timeout)
         check_key(workflow_id, "workflow id")
-        _check_key(key, "event key")
-        run = _durable_run()
+        check_key(key, "event key")
+        run = durable_run()
         if run is None:
             return await self._wait_event(workflow_id, key, timeout)
-        number = await run.begin()
-        recorded = run.replayed(number, "get_event")
-        if recorded is not None:
-            return decode(recorded.output)
-        run.check_runnable()
-        value = await run.wait(self._wait_event(workflow_id, key, timeout))
-        await run.checkpoint(
-            StepRecord(
-                run.workflow_id,
-                number,
+
+        async def perform(attempt: Attempt) -> Any:
+            value = await run.wait(self._wait_event(workflow_id, key, timeout))
+            await run.record_step(
+                run.step_record(
+                    attempt.number,
+                    "get_event",
+                    StepKind.GET_EVENT,
+                    output=encode(value, what="event value"),
+                )
+            )
+            return value
+
+        return await run.call(
+            Call(
                 "get_event",
                 StepKind.GET_EVENT,
-                output=encode(value, what="event value"),
-                epoch=run.epoch,
+                perform=perform,
+                replay=lambda step: decode(step.output),
             )
         )
-        return value
 
     async def _wait_event(self, workflow_id: str, key: str, timeout: float | None) -> Any:
-        deadline_ms = self.clock.now_ms() + int(
-            (DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout) * 1000
-        )
+        deadline_ms = _deadline(self.clock, timeout)
         with self.waiters.subscribe(
             (NOTIFY_EVENT, f"{workflow_id}{SEPARATOR}{key}"), (NOTIFY_WORKFLOW, workflow_id)
         ) as subscription:
@@ -282,10 +281,9 @@ class Messaging:
                     )
                 if record.status.is_terminal:
                     return None  # finished without publishing it: it never will
-                remaining = deadline_ms - self.clock.now_ms()
-                if remaining <= 0:
+                if deadline_ms is not None and deadline_ms <= self.clock.now_ms():
                     return None
-                await subscription.wait(self._wait_seconds(remaining))
+                await self._next(subscription, deadline_ms)
 
     async def get_events(self, workflow_id: str) -> dict[str, Any]:
         """Every event the workflow has published, key -> current value."""
@@ -299,34 +297,32 @@ class Messaging:
     # -- streams ----------------------------------------------------------------------------
     async def write_stream(self, key: str, value: Any, *, close: bool = False) -> None:
         """Append ``value`` to the running workflow's stream ``key`` (or close it)."""
-        run = context.current_run("app.write_stream()" if not close else "app.close_stream()")
-        _check_key(key, "stream key")
+        run = require_run("app.write_stream()" if not close else "app.close_stream()")
+        check_key(key, "stream key")
         name = "close_stream" if close else "write_stream"
-        number = await run.begin()
-        if run.replayed(number, name) is not None:
-            return
-        run.check_runnable()
         encoded = None if close else encode(value, what="stream value")
-        step = StepRecord(
-            run.workflow_id,
-            number,
-            name,
-            StepKind.STREAM,
-            output=json.dumps(key),
-            started_at=self.clock.now_ms(),
-            epoch=run.epoch,
-        )
-        try:
-            await self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step)
-        except WorkflowStateError as error:
-            await run.refused(error, step)  # our own earlier write, or the run stops
-        self._wake(NOTIFY_STREAM, run.workflow_id, key)
+
+        async def perform(attempt: Attempt) -> None:
+            step = run.step_record(
+                attempt.number,
+                name,
+                StepKind.STREAM,
+                output=json.dumps(key),
+                started_at=attempt.started_at,
+            )
+            await run.write(
+                self.store.write_stream(run.workflow_id, key, encoded, closed=close, step=step),
+                step,
+            )
+            self._wake(NOTIFY_STREAM, run.workflow_id, key)
+
+        await run.call(Call(name, StepKind.STREAM, perform=perform, replay=lambda _: None))
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Yield the stream's values as they are written; stop when it is closed or the
         workflow has finished."""
         check_key(workflow_id, "workflow id")
-        _check_key(key, "stream key")
+        check_key(key, "stream key")
         if await self.store.get_workflow(workflow_id) is None:
             raise WorkflowNotFoundError(
                 f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
@@ -349,4 +345,8 @@ class Messaging:
                     if not await self.store.read_stream(workflow_id, key, position):
                         return  # it ended without closing the stream: nothing more comes
                     continue
-                await subscription.wait(self._wait_seconds(None))
+                await self._next(subscription, None)
+
+
+async def _never(attempt: Attempt) -> None:
+    raise AssertionError("a recv deadline is only ever replayed here (recv records it)")

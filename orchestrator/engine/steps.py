@@ -1,4 +1,5 @@
-"""@step: replay-or-execute with retries, the name check, and the checkpoint."""
+"""@step: the user's functions as durable calls, with retries, a per-attempt timeout, the step's
+context (idempotency key, attempt), and the record a compensation needs."""
 
 from __future__ import annotations
 
@@ -6,35 +7,29 @@ import asyncio
 import functools
 import inspect
 import json
-import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from orchestrator import context
 from orchestrator.context import ExecutionContext, StepContext
-from orchestrator.errors import (
-    LeaseLostError,
-    OrchestratorError,
-    SerializationError,
-    WorkflowCancelledError,
-)
-from orchestrator.retry import DEFAULT_STEP_RETRY, Retry, attempts_of
+from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
+from orchestrator.errors import InvalidArgumentError, OrchestratorError, SerializationError
+from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, Retry
 from orchestrator.serialization import Signature, decode_error, encode_error
 from orchestrator.store.base import StepRecord
 from orchestrator.types import StepKind
 
-if TYPE_CHECKING:
-    from orchestrator.executor import WorkflowRun
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Raised to unwind a workflow that must stop; never recorded as a step's outcome.
-_STOP_ERRORS = (WorkflowCancelledError, LeaseLostError)
-
 
 class StepFunction(Generic[P, R]):
-    """A registered step. Inside a workflow a call is durable; outside, a plain call."""
+    """A registered step. Inside a workflow a call is durable; outside, a plain call.
+
+    ``timeout`` (seconds) bounds each attempt: an async step is cancelled and the attempt
+    fails with TimeoutError (retried by its policy). A sync step runs in a thread, which cannot
+    be interrupted: the attempt fails at the timeout, the thread finishes on its own.
+    """
 
     def __init__(
         self,
@@ -43,12 +38,16 @@ class StepFunction(Generic[P, R]):
         name: str,
         retry: Retry = DEFAULT_STEP_RETRY,
         pivot: bool = False,
+        timeout: float | None = None,
         register_compensation: Callable[[StepFunction[Any, Any]], None] | None = None,
     ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise InvalidArgumentError(f"step {name!r}: timeout must be > 0 seconds")
         self.fn = fn
         self.name = name
         self.retry = retry
         self.pivot = pivot
+        self.timeout = timeout
         self.signature = Signature(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.compensation_step: StepFunction[Any, Any] | None = None
@@ -63,7 +62,6 @@ class StepFunction(Generic[P, R]):
     ) -> Any:
         """Declare the function that undoes this step; it receives the step's arguments
         followed by the step's result. Usable as ``@step.compensation`` or with a retry."""
-        from orchestrator.retry import DEFAULT_COMPENSATION_RETRY
 
         def attach(function: Callable[..., Any]) -> StepFunction[Any, Any]:
             comp = (
@@ -103,13 +101,13 @@ async def call_step(
     retry: Retry | None = None,
 ) -> R:
     """Run ``step``: durably inside a workflow, plainly outside one or inside another step."""
-    current = context.current()
-    if current is None or current.step is not None:
+    run = durable_run()
+    if run is None:
         return await step.invoke(args, kwargs)
-    return await execute_step(current.run, step, args, kwargs, name=name, retry=retry)
+    return await run.call(step_call(run, step, args, kwargs, name=name, retry=retry))
 
 
-async def execute_step(
+def step_call(
     run: WorkflowRun,
     step: StepFunction[Any, R],
     args: tuple[Any, ...],
@@ -119,63 +117,38 @@ async def execute_step(
     retry: Retry | None = None,
     kind: StepKind = StepKind.STEP,
     compensates_step: int | None = None,
-) -> R:
-    """Return the recorded outcome of the next step number, or execute and record it."""
+) -> Call[R]:
+    """The durable call of ``step(*args, **kwargs)`` in ``run``: its attempts run the function
+    in the step's context; its record holds the output or the error, and (for a forward step
+    that declared one) what its compensation will need."""
     step_name = name or step.name
-    number = await run.begin()
-    recorded = run.replayed(number, step_name)
-    if recorded is not None:
+
+    async def perform(attempt: Attempt) -> R:
+        token = context.enter(
+            ExecutionContext(
+                run, StepContext(run.workflow_id, attempt.number, step_name, attempt.attempt)
+            )
+        )
+        try:
+            return await step.invoke(args, kwargs)
+        finally:
+            context.leave(token)
+
+    def replay(recorded: StepRecord) -> R:
         if recorded.error is not None:
             raise decode_error(recorded.error)
         if kind is StepKind.COMPENSATION:
             return None  # type: ignore[return-value]  # a rollback ignores its output
         if step.pivot:
-            run.on_pivot(number)
+            run.on_pivot(recorded.step_number)
         value: R = step.signature.decode_output(recorded.output)
         return value
 
-    if run.stop_reason is not None and not _reruns_inflight(run, step, kind):
-        raise run.stop_reason
-    if run.guard is not None:
-        await run.guard(run.workflow_id, run.epoch)
-    policy = retry or step.retry
-    started_at = run.clock.now_ms()
-    started = time.perf_counter()
-
-    async def attempt(attempt_number: int) -> R:
-        # A cancel with rollback (or a deadline) lets the step finish, retries included: its
-        # effect may already have happened (an attempt that failed after applying it), so it
-        # must be recorded to be compensated. Any other stop ends it between attempts.
-        if run.stop_reason is not None and not run.stop_rolls_back():
-            raise run.stop_reason
-        token = context.enter(
-            ExecutionContext(run, StepContext(run.workflow_id, number, step_name, attempt_number))
-        )
-        try:
-            with run.tracing.durable(
-                run,
-                kind,
-                step_name,
-                number,
-                attempt=attempt_number,
-                compensates=compensates_step,
-            ):
-                return await step.invoke(args, kwargs)
-        finally:
-            context.leave(token)
-
-    output: str | None = None
-    error: BaseException | None = None
-    settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    run.inflight.add(settled)  # a rollback waits for parallel branches to be recorded
-    try:
-        try:
-            result, attempts = await policy.run(attempt)
-        except _STOP_ERRORS:
-            raise
-        except Exception as exc:
-            error, attempts = exc, attempts_of(exc)
-        else:
+    async def finish(
+        attempt: Attempt, result: R | None, error: BaseException | None, attempts: int
+    ) -> R:
+        output: str | None = None
+        if error is None:
             try:
                 output = step.signature.encode_output(result)
             except SerializationError as exc:
@@ -183,54 +156,49 @@ async def execute_step(
         compensation = compensation_input = None
         if error is None and step.compensation_step is not None:
             compensation = step.compensation_step.name
-            compensation_input = _encode_compensation_input(step, args, kwargs, output)
-        record = StepRecord(
-            workflow_id=run.workflow_id,
-            step_number=number,
-            name=step_name,
-            kind=kind,
+            compensation_input = _compensation_input(step, args, kwargs, output)
+        record = run.step_record(
+            attempt.number,
+            step_name,
+            kind,
             output=output,
             error=None if error is None else encode_error(error),
             attempts=attempts,
             compensation=compensation,
             compensation_input=compensation_input,
             compensates_step=compensates_step,
-            started_at=started_at,
+            started_at=attempt.started_at,
             finished_at=run.clock.now_ms(),  # the same clock as started_at
-            epoch=run.epoch,
         )
         if error is None and step.pivot:
-            run.on_pivot(number)  # before the checkpoint, which may stop the run (a cancel)
-        if error is None and kind is StepKind.STEP and run.may_defer():
-            run.defer(record)  # written before the next durable call, or with the final status
-        else:
-            await run.checkpoint(record)
-    finally:
-        run.inflight.discard(settled)
-        settled.set_result(None)
-    run.metrics.step_finished(
-        step_name, kind.value, time.perf_counter() - started, attempts, error is not None
-    )
-    if error is not None:
-        raise error
-    return result
+            run.on_pivot(attempt.number)  # before the checkpoint, which may stop the run
+        await run.record_step(record, defer=error is None and kind is StepKind.STEP)
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
 
-
-def _reruns_inflight(run: WorkflowRun, step: StepFunction[Any, Any], kind: StepKind) -> bool:
-    """Whether a stopped run still executes this step: when recovering a rollback that was
-    asked for but had not begun, the first unrecorded call may be the step the crash cut short
-    after its effect. A compensable step then runs again (same idempotency key: its effect
-    applies once) so that it is recorded and compensated; a pivot runs again so that a pivot
-    that had happened is never undone. Steps run at least once."""
-    return (
-        run.rerun_inflight
-        and run.stop_rolls_back()
-        and kind is StepKind.STEP
-        and (step.compensation_step is not None or step.pivot)
+    return Call(
+        name=step_name,
+        kind=kind,
+        perform=perform,
+        replay=replay,
+        finish=finish,
+        retry=retry or step.retry,
+        timeout=step.timeout,
+        traced=True,
+        compensates=compensates_step,
+        guarded=True,
+        # When recovering a rollback that was asked for but had not begun, the first
+        # unrecorded call may be the step the crash cut short after its effect. A compensable
+        # step then runs again (same idempotency key: its effect applies once) so that it is
+        # recorded and compensated; a pivot runs again so that a pivot that had happened is
+        # never undone. Steps run at least once.
+        reruns=kind is StepKind.STEP and (step.compensation_step is not None or step.pivot),
+        settles=True,
     )
 
 
-def _encode_compensation_input(
+def _compensation_input(
     step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], output: str | None
 ) -> str:
     """The step's arguments and its (already encoded) result, for its compensation."""

@@ -1,5 +1,7 @@
-"""The engine: starts workflows (and child workflows), waits for results, recovers unfinished
-work at launch, and carries out cancel / resume / fork on stored workflows."""
+"""The engine: its parts composed (runs, starting, results, operations, messaging, the saga),
+and its life: at launch it listens, takes a lease, recovers this executor's unfinished work and
+dead workers' work, then starts the queue runners and the scheduler; at shutdown it stops them,
+lets running steps finish and releases the lease."""
 
 from __future__ import annotations
 
@@ -9,54 +11,47 @@ import json
 import logging
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-
 from orchestrator.clock import Clock
+from orchestrator.engine.messaging import Messaging
+from orchestrator.engine.notifications import Waiters
+from orchestrator.engine.operations import Operations
+from orchestrator.engine.results import Results
+from orchestrator.engine.runs import EngineState, Runs
+from orchestrator.engine.saga import Saga
+from orchestrator.engine.starting import Starter
+from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
-    ConfigurationError,
     LeaseLostError,
     MaxRecoveryAttemptsExceededError,
     NotRegisteredError,
     WorkflowCancelledError,
-    WorkflowNotFoundError,
 )
-from orchestrator.executor import WorkflowRun
-from orchestrator.management import Management
+from orchestrator.lease import LEASE_SECONDS, Lease
 from orchestrator.metrics import Metrics
-from orchestrator.notifications import Waiters
 from orchestrator.queues import QueueRunner
-from orchestrator.results import Results
-from orchestrator.saga import Saga
 from orchestrator.scheduler import Scheduler, schedule_input, tick_id
-from orchestrator.serialization import check_key, encode_error
-from orchestrator.starting import Starting
+from orchestrator.serialization import encode_error
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
     NOTIFY_WORKFLOW,
     ScheduleRecord,
-    StepRecord,
     Store,
     WorkflowQuery,
     WorkflowRecord,
 )
 from orchestrator.tracing import Tracing
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
-from orchestrator.worker import LEASE_SECONDS, Lease
-from orchestrator.workflow import (
-    Registry,
-    StartOptions,
-    StepInfo,
-    WorkflowFunction,
-    WorkflowHandle,
-    WorkflowInfo,
-)
+from orchestrator.views import StepInfo, WorkflowInfo
 
 logger = logging.getLogger("orchestrator.engine")
 
 
-class Engine(Starting, Results, Management):
-    """Owns the workflows running in this process; everything durable goes through ``store``."""
+class Engine:
+    """Owns the workflows running in this process; everything durable goes through ``store``.
+
+    Its parts, each given what it uses: ``runs`` (the runs of this process), ``starter``,
+    ``results``, ``operations`` (the operator's actions), ``messaging`` and ``saga``.
+    """
 
     def __init__(
         self,
@@ -72,18 +67,11 @@ class Engine(Starting, Results, Management):
         self.store = store
         self.clock = clock
         self.registry = registry
-        self.executor_id = executor_id
-        self.app_version: str | None = None
+        self.state = EngineState(executor_id)
         self.waiters = Waiters()
-        self.runs: dict[str, WorkflowRun] = {}
         self.tracing = tracing or Tracing(executor_id=executor_id)
         self.metrics = metrics or Metrics()
-        self.metrics.track_running(lambda: len(self.runs))
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.launched = False
-        self.closing = False
         self.lease_seconds = lease_seconds
-        self.lease: Lease | None = None
         self.runners: dict[str, QueueRunner] = {}
         self.scheduler: Scheduler | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -95,15 +83,93 @@ class Engine(Starting, Results, Management):
             find_step=registry.steps.get,
             stop_child=self._stop_child,
         )
+        self.runs = Runs(
+            self.state,
+            store=store,
+            clock=clock,
+            saga=self.saga,
+            tracing=self.tracing,
+            metrics=self.metrics,
+            finished=self._release_slot,
+        )
+        self.starter = Starter(
+            self.state,
+            store=store,
+            clock=clock,
+            registry=registry,
+            tracing=self.tracing,
+            metrics=self.metrics,
+            runs=self.runs,
+            handle=self.handle,
+        )
+        self.results = Results(
+            self.state,
+            store=store,
+            clock=clock,
+            registry=registry,
+            waiters=self.waiters,
+            runs=self.runs,
+        )
+        self.operations = Operations(
+            self.state,
+            store=store,
+            registry=registry,
+            tracing=self.tracing,
+            metrics=self.metrics,
+            runs=self.runs,
+            starter=self.starter,
+            results=self.results,
+            handle=self.handle,
+        )
+        self.messaging = Messaging(store, clock, self.waiters)
 
-    # -- life cycle -------------------------------------------------------------------------
+    # -- what handles and workflow functions use (the Engine protocol of workflows.py) -------
+    async def start_workflow(
+        self,
+        workflow: WorkflowFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> WorkflowHandle[Any]:
+        return await self.starter.start_workflow(workflow, args, kwargs, options)
+
+    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+        return await self.results.wait_result(workflow_id, timeout)
+
+    async def workflow_info(self, workflow_id: str) -> WorkflowInfo:
+        return WorkflowInfo.from_record(await self.operations.get_record(workflow_id))
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
+        return WorkflowHandle(self, workflow_id)
+
+    # -- identity and life --------------------------------------------------------------------
+    @property
+    def executor_id(self) -> str:
+        return self.state.executor_id
+
+    @property
+    def app_version(self) -> str | None:
+        return self.state.app_version
+
+    @property
+    def launched(self) -> bool:
+        return self.state.launched
+
+    @property
+    def lease(self) -> Lease | None:
+        return self.state.lease
+
+    def require_launched(self, operation: str) -> None:
+        self.state.require_launched(operation)
+
     async def launch(self, app_version: str) -> None:
         """Listen, take a lease, recover this executor's work and dead workers' work, then
         start the queue runners and the scheduler."""
-        self.app_version = app_version
+        self.state.app_version = app_version
         await self.store.listen(self.on_notification)
-        self.lease = Lease(
+        lease = Lease(
             self.store,
+            self.clock,
             executor_id=self.executor_id,
             app_version=app_version,
             lease_seconds=self.lease_seconds,
@@ -111,12 +177,13 @@ class Engine(Starting, Results, Management):
             lost=self._lost,
             adopt=self._adopt_taken_over,
         )
-        await self.lease.register()
-        self.launched = True
+        self.state.lease = lease
+        await lease.register()
+        self.state.launched = True
         await self.recover()
-        await self.lease.take_over()
+        await lease.take_over()
         loop = asyncio.get_running_loop()
-        self._background.append(loop.create_task(self.lease.run()))
+        self._background.append(loop.create_task(lease.run()))
         for queue in self.registry.queues.values():
             if not queue.dequeue:
                 continue
@@ -139,9 +206,10 @@ class Engine(Starting, Results, Management):
         """Stop dequeuing and ticking; running steps may finish and be checkpointed for up to
         ``timeout`` seconds, no new step starts; what is left stays PENDING and the lease is
         released, so another worker (or the next launch) resumes it at once."""
-        self.closing = True
-        if self.lease is not None:
-            self.lease.closing = True
+        self.state.closing = True
+        lease = self.state.lease
+        if lease is not None:
+            lease.closing = True
         for runner in self.runners.values():
             runner.stopping = True
         if self.scheduler is not None:
@@ -150,22 +218,29 @@ class Engine(Starting, Results, Management):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        for run in list(self.runs.values()):
+        for run in self.runs.values():
             run.stop(
                 LeaseLostError(
                     f"workflow {run.workflow_id} was interrupted by shutdown; it will be recovered",
                     workflow_id=run.workflow_id,
                 )
             )
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0))
+        tasks = set(self.runs.tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(timeout, 0))
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self.lease is not None:
-            await self.lease.release()
+        if lease is not None:
+            await lease.release()
         self.runners.clear()
-        self.launched = False
+        self.state.launched = False
+
+    # -- runs ending, taken over, lost --------------------------------------------------------
+    def _release_slot(self, record: WorkflowRecord) -> None:
+        runner = self.runners.get(record.queue_name or "")
+        if runner is not None:
+            runner.finished(record.workflow_id)
 
     def _lost(self, workflow_id: str) -> None:
         run = self.runs.get(workflow_id)
@@ -184,6 +259,9 @@ class Engine(Starting, Results, Management):
             self.metrics.takeovers.inc()
             await self._recover_one(record)
 
+    async def _stop_child(self, workflow_id: str) -> None:
+        await self.operations.stop_child(workflow_id)
+
     async def launch_dequeued(self, record: WorkflowRecord) -> None:
         """Run a workflow this worker just dequeued; a poison one ends in ERROR at once. One
         that ran before (re-queued from a dead worker) replays its recorded steps."""
@@ -192,7 +270,7 @@ class Engine(Starting, Results, Management):
             recorded = (
                 await self.store.load_steps(record.workflow_id) if record.recovery_attempts else []
             )
-            self.launch_run(record, workflow, recorded)
+            self.runs.launch(record, workflow, recorded)
             return
         error = NotRegisteredError(
             f"workflow {record.workflow_id} runs {record.name!r}, which worker "
@@ -200,7 +278,7 @@ class Engine(Starting, Results, Management):
             name=record.name,
             workflow_id=record.workflow_id,
         )
-        self._spawn(self._finish_poison(record, error))
+        self.runs.spawn(self._finish_poison(record, error))
 
     async def _finish_poison(self, record: WorkflowRecord, error: Exception) -> None:
         await self.store.finish_workflow(
@@ -209,11 +287,30 @@ class Engine(Starting, Results, Management):
             error=encode_error(error),
             epoch=record.owner_epoch,
         )
-        runner = self.runners.get(record.queue_name or "")
-        if runner is not None:
-            runner.finished(record.workflow_id)
+        self._release_slot(record)
 
-    # -- schedules --------------------------------------------------------------------------
+    # -- notifications ------------------------------------------------------------------------
+    def on_notification(self, kind: str, payload: str) -> None:
+        self.waiters.notify(kind, payload)
+        if kind == NOTIFY_WORKFLOW:
+            run = self.runs.get(payload)
+            if run is not None and not run.finishing:  # its own final write notified too
+                self.runs.spawn(self._check_still_running(payload))
+        elif kind == NOTIFY_RECONNECTED:
+            for workflow_id in self.runs:
+                self.runs.spawn(self._check_still_running(workflow_id))
+
+    async def _check_still_running(self, workflow_id: str) -> None:
+        run = self.runs.get(workflow_id)
+        if run is None or run.finishing:
+            return
+        record = await self.store.get_workflow(workflow_id)
+        if record is None:
+            run.stop(WorkflowCancelledError(f"workflow {workflow_id} was deleted"))
+        elif record.status is not WorkflowStatus.PENDING and not run.compensating:
+            run.stop(run.stop_error_for(record.status, record.error))
+
+    # -- schedules ------------------------------------------------------------------------
     async def _save_declared_schedules(self) -> None:
         for workflow in self.registry.workflows.values():
             if workflow.schedule is None:
@@ -235,149 +332,14 @@ class Engine(Starting, Results, Management):
         if workflow is None:
             return  # another application's schedule: its own workers tick it
         data = json.loads(schedule.input)
-        await self.start_workflow(
+        await self.starter.start_workflow(
             workflow,
             (tick, *data.get("args", [])),
             dict(data.get("kwargs", {})),
             StartOptions(workflow_id=tick_id(schedule.name, tick)),
         )
 
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
-        return WorkflowHandle(self, workflow_id)
-
-    def require_launched(self, operation: str) -> None:
-        if not self.launched:
-            raise ConfigurationError(
-                f"{operation} needs a launched orchestrator: use `async with app:` or "
-                "`await app.launch()` first."
-            )
-
-    def on_notification(self, kind: str, payload: str) -> None:
-        self.waiters.notify(kind, payload)
-        if kind == NOTIFY_WORKFLOW:
-            run = self.runs.get(payload)
-            if run is not None and not run.finishing:  # its own final write notified too
-                self._spawn(self._check_still_running(payload))
-        elif kind == NOTIFY_RECONNECTED:
-            for workflow_id in list(self.runs):
-                self._spawn(self._check_still_running(workflow_id))
-
-    async def _check_still_running(self, workflow_id: str) -> None:
-        run = self.runs.get(workflow_id)
-        if run is None or run.finishing:
-            return
-        record = await self.store.get_workflow(workflow_id)
-        if record is None:
-            run.stop(WorkflowCancelledError(f"workflow {workflow_id} was deleted"))
-        elif record.status is not WorkflowStatus.PENDING and not run.compensating:
-            run.stop(run.stop_error_for(record.status, record.error))
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- starting ---------------------------------------------------------------------------
-    def launch_run(
-        self,
-        record: WorkflowRecord,
-        workflow: WorkflowFunction[Any, Any],
-        recorded: list[StepRecord],
-    ) -> WorkflowRun:
-        """Execute ``record`` in this process as a background task."""
-        run = WorkflowRun(
-            record,
-            workflow,
-            recorded,
-            store=self.store,
-            clock=self.clock,
-            saga=self.saga,
-            tracing=self.tracing,
-            metrics=self.metrics,
-        )
-        if self.lease is not None:
-            run.guard = self.lease.guard
-            run.confirm = self.lease.confirm
-            self.lease.trust(run.workflow_id, run.epoch)
-        self.runs[record.workflow_id] = run
-        self._spawn(self._execute(run))
-        return run
-
-    async def _execute(self, run: WorkflowRun) -> None:
-        watcher: asyncio.Task[None] | None = None
-        if run.record.deadline_ms is not None:
-            watcher = asyncio.get_running_loop().create_task(self._enforce_deadline(run))
-        run.span = self.tracing.begin_execution(run.record, len(run.recorded))
-        token = None
-        if run.span is not None:
-            run.tracer = self.tracing.tracer()
-            run.trace_parent = trace.set_span_in_context(run.span)
-            token = otel_context.attach(run.trace_parent)
-        try:
-            await run.execute()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the store failed for good: leave the row for recovery
-            logger.exception("workflow %s could not be checkpointed", run.workflow_id)
-            run.resolve(exc=exc)
-        finally:
-            if run.final_status is not None:
-                self.metrics.workflow_completed(run.workflow.name, run.final_status.value)
-            if run.span is not None:
-                error = run.outcome.exception() if run.outcome.done() else None
-                self.tracing.end_execution(run.span, run.final_status, error)
-                otel_context.detach(token)  # type: ignore[arg-type]
-            if self.runs.get(run.workflow_id) is run:
-                del self.runs[run.workflow_id]
-            if self.lease is not None:
-                self.lease.forget(run.workflow_id, run.epoch)
-            if watcher is not None:
-                watcher.cancel()
-            if run.restart and not self.closing:
-                self._spawn(self._relaunch(run))  # keeps its queue slot meanwhile
-            else:
-                self._release_slot(run)
-
-    def _release_slot(self, run: WorkflowRun) -> None:
-        runner = self.runners.get(run.record.queue_name or "")
-        if runner is not None:
-            runner.finished(run.workflow_id)
-
-    async def _relaunch(self, run: WorkflowRun) -> None:
-        """Run a workflow again from its recorded steps, in this worker, if it still owns it."""
-        try:
-            record = await self.store.get_workflow(run.workflow_id)
-            if (
-                record is not None
-                and not record.status.is_terminal
-                and record.executor_id == run.record.executor_id
-            ):
-                steps = await self.store.load_steps(run.workflow_id)
-                if run.workflow_id not in self.runs:  # nobody relaunched it meanwhile
-                    self.launch_run(record, run.workflow, steps)
-                    return
-        except Exception:  # the store is down: recovery finds the row later
-            logger.exception("workflow %s could not be relaunched", run.workflow_id)
-        self._release_slot(run)
-
-    async def _enforce_deadline(self, run: WorkflowRun) -> None:
-        assert run.record.deadline_ms is not None
-        await self.clock.sleep_until(run.record.deadline_ms)
-        error = WorkflowCancelledError(
-            f"workflow {run.workflow_id} passed its deadline and was cancelled",
-            workflow_id=run.workflow_id,
-            reason="deadline",
-            compensate=True,
-        )
-        if await self.store.transition_workflow(
-            run.workflow_id,
-            WorkflowStatus.COMPENSATING,
-            from_statuses={WorkflowStatus.PENDING},
-            error=encode_error(error),
-        ):
-            run.stop(error)  # a saga rolls back; a workflow without compensations is CANCELLED
-
-    # -- recovery ---------------------------------------------------------------------------
+    # -- recovery -----------------------------------------------------------------------------
     async def recover(self) -> list[str]:
         """Resume every unfinished workflow this executor owns, from its last checkpoint."""
         records = await self.store.claim_for_recovery(self.executor_id, self.app_version)
@@ -422,24 +384,13 @@ class Engine(Starting, Results, Management):
             )
             return False
         self.metrics.workflows_recovered.labels(record.name).inc()
-        self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
+        self.runs.launch(record, workflow, await self.store.load_steps(record.workflow_id))
         return True
 
-    # -- reading -------------------------------------------------------------------------------
-    async def get_record(self, workflow_id: str) -> WorkflowRecord:
-        record = await self.store.get_workflow(check_key(workflow_id, "workflow id"))
-        if record is None:
-            raise WorkflowNotFoundError(
-                f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
-            )
-        return record
-
-    async def workflow_info(self, workflow_id: str) -> WorkflowInfo:
-        return WorkflowInfo.from_record(await self.get_record(workflow_id))
-
+    # -- reading --------------------------------------------------------------------------
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowInfo]:
         return [WorkflowInfo.from_record(r) for r in await self.store.list_workflows(query)]
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
-        await self.get_record(workflow_id)
+        await self.operations.get_record(workflow_id)
         return [StepInfo.from_record(s) for s in await self.store.load_steps(workflow_id)]

@@ -1,6 +1,7 @@
-"""The operator's half of the Orchestrator's API: handles, cancel / resume / fork, listings,
-queue statistics, schedules and workers. Each call works outside a workflow (direct) and inside
-one (recorded as a step, so a replay does not repeat it)."""
+"""What an operator (or a workflow) asks of stored workflows, behind the Orchestrator's methods:
+cancel / resume / fork and the rollback actions, listings, queue statistics, schedules and
+workers. Each call works outside a workflow (direct) and inside one (recorded as a step, so a
+replay does not repeat it)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import getpass
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from orchestrator.engine import Engine
+from orchestrator.engine.core import Engine
+from orchestrator.engine.steps import StepFunction, call_step
+from orchestrator.engine.workflows import WorkflowFunction, WorkflowHandle
 from orchestrator.errors import InvalidArgumentError, NotRegisteredError
 from orchestrator.scheduler import check_cron, schedule_input
 from orchestrator.store.base import (
     QueueStats,
     ScheduleRecord,
     Store,
-    WorkerRecord,
     WorkflowQuery,
 )
 from orchestrator.types import WorkflowStatus
-from orchestrator.workflow import StepInfo, WorkflowFunction, WorkflowHandle, WorkflowInfo
+from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
 
 T = TypeVar("T")
 
@@ -39,28 +41,36 @@ async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
     return result
 
 
-class Control:
-    """Mixed into Orchestrator: the calls an operator (or a workflow) makes about workflows."""
+_OPERATIONS: dict[Callable[..., Any], StepFunction[Any, Any]] = {
+    op: StepFunction(op, name=op.__name__) for op in (_call, _call_infos, _call_steps)
+}
 
-    engine: Engine
-    store: Store
+
+class Administration:
+    """The operator's calls, given the engine and the store they act on."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        workflow_of: Callable[[WorkflowFunction[Any, Any] | str], WorkflowFunction[Any, Any]],
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self._workflow_of = workflow_of
 
     async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
-        raise NotImplementedError
-
-    def _workflow_of(self, workflow: Any) -> WorkflowFunction[Any, Any]:
-        raise NotImplementedError
-
-    def retrieve(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """A handle for an existing workflow (``status()`` raises if there is none)."""
-        return WorkflowHandle(self.engine, workflow_id)
+        """Run a management call, recorded as a step (named after ``thunk``) when made
+        inside a workflow."""
+        result: T = await call_step(_OPERATIONS[op], (thunk,), {}, name=thunk.__name__)
+        return result
 
     async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
         """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
         ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED)."""
 
         async def cancel() -> None:
-            await self.engine.cancel(workflow_id, compensate=compensate)
+            await self.engine.operations.cancel(workflow_id, compensate=compensate)
 
         await self._op(cancel)
 
@@ -68,7 +78,7 @@ class Control:
         """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback."""
 
         async def retry_compensation() -> str:
-            return (await self.engine.retry_compensation(workflow_id)).workflow_id
+            return (await self.engine.operations.retry_compensation(workflow_id)).workflow_id
 
         return WorkflowHandle(self.engine, await self._op(retry_compensation))
 
@@ -80,7 +90,7 @@ class Control:
         who = by or getpass.getuser()
 
         async def skip_compensation() -> str:
-            handle = await self.engine.skip_compensation(workflow_id, step, reason, who)
+            handle = await self.engine.operations.skip_compensation(workflow_id, step, reason, who)
             return handle.workflow_id
 
         return WorkflowHandle(self.engine, await self._op(skip_compensation))
@@ -90,7 +100,7 @@ class Control:
         checkpoint (failed steps at the end of its history are retried)."""
 
         async def resume() -> str:
-            return (await self.engine.resume(workflow_id)).workflow_id
+            return (await self.engine.operations.resume(workflow_id)).workflow_id
 
         return WorkflowHandle(self.engine, await self._op(resume))
 
@@ -100,7 +110,9 @@ class Control:
         """A new workflow with the same input that reuses steps before ``from_step``."""
 
         async def fork() -> str:
-            return (await self.engine.fork(workflow_id, from_step, new_workflow_id)).workflow_id
+            return (
+                await self.engine.operations.fork(workflow_id, from_step, new_workflow_id)
+            ).workflow_id
 
         return WorkflowHandle(self.engine, await self._op(fork))
 
@@ -185,7 +197,7 @@ class Control:
         *,
         catch_up: bool = False,
         replace: bool = False,
-    ) -> ScheduleRecord:
+    ) -> ScheduleInfo:
         """Store a schedule that any worker runs: each tick of ``cron`` (six fields, seconds
         first) starts ``workflow(scheduled_time, *args, **kwargs)`` once."""
         self.engine.require_launched("create_schedule")
@@ -201,22 +213,22 @@ class Control:
             input=schedule_input(tuple(args), kwargs or {}),
             catch_up=catch_up,
         )
-        return await self.store.save_schedule(record, replace=replace)
+        return ScheduleInfo.from_record(await self.store.save_schedule(record, replace=replace))
 
-    async def pause_schedule(self, name: str) -> ScheduleRecord:
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
         """Stop starting ticks of a schedule until resumed."""
         return await self._set_paused(name, True)
 
-    async def resume_schedule(self, name: str) -> ScheduleRecord:
+    async def resume_schedule(self, name: str) -> ScheduleInfo:
         """Start ticking a paused schedule again (from now on)."""
         return await self._set_paused(name, False)
 
-    async def _set_paused(self, name: str, paused: bool) -> ScheduleRecord:
+    async def _set_paused(self, name: str, paused: bool) -> ScheduleInfo:
         self.engine.require_launched("pause_schedule" if paused else "resume_schedule")
         record = await self.store.set_schedule_paused(name, paused)
         if record is None:
             raise NotRegisteredError(f"no schedule named {name!r}", name=name)
-        return record
+        return ScheduleInfo.from_record(record)
 
     async def delete_schedule(self, name: str) -> None:
         """Delete a schedule; the workflows it started stay."""
@@ -224,12 +236,12 @@ class Control:
         if not await self.store.delete_schedule(name):
             raise NotRegisteredError(f"no schedule named {name!r}", name=name)
 
-    async def list_schedules(self) -> list[ScheduleRecord]:
+    async def list_schedules(self) -> list[ScheduleInfo]:
         """Every stored schedule (declared and created)."""
         self.engine.require_launched("list_schedules")
-        return await self.store.list_schedules()
+        return [ScheduleInfo.from_record(r) for r in await self.store.list_schedules()]
 
-    async def list_workers(self) -> list[WorkerRecord]:
+    async def list_workers(self) -> list[WorkerInfo]:
         """Workers registered in the database, with their leases."""
         self.engine.require_launched("list_workers")
-        return await self.store.list_workers()
+        return [WorkerInfo.from_record(r) for r in await self.store.list_workers()]

@@ -6,29 +6,26 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from orchestrator.engine.results import Results
+from orchestrator.engine.runs import EngineState, Runs
+from orchestrator.engine.starting import Starter
+from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     InvalidArgumentError,
     WorkflowCancelledError,
     WorkflowFinishedError,
+    WorkflowNotFoundError,
     WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
-from orchestrator.serialization import encode_error
+from orchestrator.serialization import check_key, encode_error
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import Tracing
 from orchestrator.types import RUNNING_STATUSES, StepKind, WorkflowStatus
-from orchestrator.workflow import (
-    Registry,
-    StartOptions,
-    WorkflowFunction,
-    WorkflowHandle,
-    WorkflowInfo,
-)
-
-if TYPE_CHECKING:
-    from orchestrator.executor import WorkflowRun
+from orchestrator.views import WorkflowInfo
 
 RESUMABLE = frozenset(
     {
@@ -40,51 +37,40 @@ RESUMABLE = frozenset(
 )
 
 
-class Management:
-    """Mixed into Engine: the operator's actions, using the engine's store and runs."""
+class Operations:
+    """The operator's actions on stored workflows, carried out by this engine."""
 
-    store: Store
-    executor_id: str
-    app_version: str | None
-    runs: dict[str, WorkflowRun]
-    registry: Registry
-    tracing: Tracing
-    metrics: Metrics
-
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
-        raise NotImplementedError
-
-    def require_launched(self, operation: str) -> None:
-        raise NotImplementedError
-
-    def workflow_named(self, name: str) -> WorkflowFunction[Any, Any]:
-        raise NotImplementedError
+    def __init__(
+        self,
+        state: EngineState,
+        *,
+        store: Store,
+        registry: Registry,
+        tracing: Tracing,
+        metrics: Metrics,
+        runs: Runs,
+        starter: Starter,
+        results: Results,
+        handle: Callable[[str], WorkflowHandle[Any]],
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.registry = registry
+        self.tracing = tracing
+        self.metrics = metrics
+        self.runs = runs
+        self.starter = starter
+        self.results = results
+        self.handle = handle
 
     async def get_record(self, workflow_id: str) -> WorkflowRecord:
-        raise NotImplementedError
-
-    def new_workflow(
-        self,
-        workflow: WorkflowFunction[Any, Any],
-        input_text: str,
-        options: StartOptions,
-        *,
-        workflow_id: str,
-        parent_workflow_id: str | None = None,
-        trace_context: str | None = None,
-    ) -> Any:
-        raise NotImplementedError
-
-    def launch_run(
-        self,
-        record: WorkflowRecord,
-        workflow: WorkflowFunction[Any, Any],
-        recorded: list[StepRecord],
-    ) -> WorkflowRun:
-        raise NotImplementedError
-
-    async def _wait_result(self, workflow_id: str, timeout: float | None) -> Any:
-        raise NotImplementedError
+        """The stored workflow, or WorkflowNotFoundError."""
+        record = await self.store.get_workflow(check_key(workflow_id, "workflow id"))
+        if record is None:
+            raise WorkflowNotFoundError(
+                f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
+            )
+        return record
 
     async def cancel(self, workflow_id: str, *, compensate: bool = False) -> WorkflowInfo:
         """Stop a workflow at its next durable call; it ends CANCELLED, or with
@@ -161,29 +147,29 @@ class Management:
 
     async def _adopt(self, record: WorkflowRecord) -> None:
         """Run a workflow whose executor is this one but which is not running in-process."""
-        if record.executor_id == self.executor_id and record.workflow_id not in self.runs:
+        if record.executor_id == self.state.executor_id and record.workflow_id not in self.runs:
             workflow = self.registry.workflows.get(record.name)
             if workflow is not None:
                 steps = await self.store.load_steps(record.workflow_id)
-                self.launch_run(record, workflow, steps)
+                self.runs.launch(record, workflow, steps)
 
-    async def _stop_child(self, workflow_id: str) -> None:
+    async def stop_child(self, workflow_id: str) -> None:
         """A parent rolls back while its child still runs: roll the child back too."""
         with contextlib.suppress(WorkflowFinishedError, WorkflowStateError):
             await self.cancel(workflow_id, compensate=True)
         with contextlib.suppress(Exception):  # the caller reads its outcome from the store
-            await self._wait_result(workflow_id, None)
+            await self.results.wait_result(workflow_id, None)
 
     async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a cancelled, failed or stuck workflow again from its last checkpoint; steps
         that failed at the end of its history are retried."""
-        self.require_launched("resume")
+        self.state.require_launched("resume")
         current = await self.get_record(workflow_id)
-        workflow = self.workflow_named(current.name)
+        workflow = self.starter.workflow_named(current.name)
         record = await self.store.resume_workflow(
             workflow_id,
-            self.executor_id,
-            self.app_version,
+            self.state.executor_id,
+            self.state.app_version,
             from_statuses=RESUMABLE,
             to_status=WorkflowStatus.PENDING,
         )
@@ -222,12 +208,12 @@ class Management:
         if failed_tail:
             await self.store.delete_steps(record.workflow_id, steps[-failed_tail].step_number)
             steps = steps[:-failed_tail]
-        self.launch_run(record, workflow, steps)
+        self.runs.launch(record, workflow, steps)
 
     async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
         """COMPENSATION_FAILED -> COMPENSATING: retry the failed compensation and go on."""
-        self.require_launched("retry_compensation")
-        workflow = self.workflow_named((await self.get_record(workflow_id)).name)
+        self.state.require_launched("retry_compensation")
+        workflow = self.starter.workflow_named((await self.get_record(workflow_id)).name)
         record = await self._reopen_rollback(workflow_id)
         await self._relaunch_retrying_failed_tail(record, workflow, compensations_only=True)
         return self.handle(workflow_id)
@@ -236,8 +222,8 @@ class Management:
         """COMPENSATION_FAILED -> COMPENSATING on this executor, or WorkflowStateError."""
         record = await self.store.resume_workflow(
             workflow_id,
-            self.executor_id,
-            self.app_version,
+            self.state.executor_id,
+            self.state.app_version,
             from_statuses={WorkflowStatus.COMPENSATION_FAILED},
             to_status=WorkflowStatus.COMPENSATING,
         )
@@ -250,7 +236,7 @@ class Management:
     ) -> WorkflowHandle[Any]:
         """Record that the failed compensation of forward step ``step`` is skipped (who, why)
         and continue the rollback with the next compensation."""
-        self.require_launched("skip_compensation")
+        self.state.require_launched("skip_compensation")
         if not reason.strip():
             raise InvalidArgumentError("skip_compensation needs a reason (it is recorded)")
         current = await self.get_record(workflow_id)
@@ -278,7 +264,7 @@ class Management:
                 step=step,
             )
         target = failed[-1]
-        workflow = self.workflow_named(current.name)
+        workflow = self.starter.workflow_named(current.name)
         record = await self._reopen_rollback(workflow_id)
         await self.store.delete_steps(workflow_id, target.step_number)
         skipped = StepRecord(
@@ -309,19 +295,19 @@ class Management:
     ) -> WorkflowHandle[Any]:
         """Start a new workflow with the same input, reusing the steps recorded before
         ``from_step`` and executing from there on."""
-        self.require_launched("fork")
+        self.state.require_launched("fork")
         if from_step < 1:
             raise InvalidArgumentError(
                 f"from_step must be >= 1 (steps count from 1), got {from_step}"
             )
         source = await self.get_record(workflow_id)
-        workflow = self.workflow_named(source.name)
+        workflow = self.starter.workflow_named(source.name)
         new_id = new_workflow_id or str(uuid.uuid4())
         # A fork is a new trace (or the caller's), linked to the trace of the workflow it forks.
         with self.tracing.starting(
             workflow.name, new_id, None, link_to=source.trace_context
         ) as started:
-            new = self.new_workflow(
+            new = self.starter.new_workflow(
                 workflow,
                 source.input,
                 StartOptions(),
@@ -330,5 +316,5 @@ class Management:
             )
             record = await self.store.fork_workflow(new, workflow_id, from_step)
         self.metrics.workflow_started(workflow.name)
-        self.launch_run(record, workflow, await self.store.load_steps(record.workflow_id))
+        self.runs.launch(record, workflow, await self.store.load_steps(record.workflow_id))
         return self.handle(record.workflow_id)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from orchestrator.clock import Clock
 from orchestrator.store.base import NOTIFY_RECONNECTED
 
 
@@ -29,10 +30,17 @@ class Subscription:
         else:
             self._pending = True
 
-    def next(self, timeout: float | None) -> asyncio.Future[bool]:
-        """A future of the next notification (True), or of ``timeout`` seconds passing
-        (False). A plain future, no task: a workflow parked in recv costs little, and
-        cancelling it (a stop) is cancelling this future."""
+    def next(
+        self,
+        deadline_ms: int | None = None,
+        *,
+        clock: Clock | None = None,
+        poll_seconds: float | None = None,
+    ) -> asyncio.Future[bool]:
+        """A future of the next notification (True), or of ``deadline_ms`` passing on
+        ``clock`` or ``poll_seconds`` of real time passing (False: look again; a store whose
+        other processes cannot notify this one polls). A plain future, no task: a workflow
+        parked in recv costs little, and cancelling it (a stop) is cancelling this future."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         if self._pending:
@@ -40,14 +48,23 @@ class Subscription:
             waiter.set_result(True)
             return waiter
         self._waiter = waiter
-        if timeout is not None:
-            timer = loop.call_later(max(timeout, 0), _expire, waiter)
+        if deadline_ms is not None and clock is not None:
+            timer = clock.call_at(deadline_ms, lambda: _expire(waiter))
             waiter.add_done_callback(lambda _: timer.cancel())
+        if poll_seconds is not None:
+            poll = loop.call_later(max(poll_seconds, 0), _expire, waiter)
+            waiter.add_done_callback(lambda _: poll.cancel())
         return waiter
 
-    async def wait(self, timeout: float | None) -> bool:
-        """Wait for the next notification; True if notified, False on timeout."""
-        return await self.next(timeout)
+    async def wait(
+        self,
+        deadline_ms: int | None = None,
+        *,
+        clock: Clock | None = None,
+        poll_seconds: float | None = None,
+    ) -> bool:
+        """Wait for the next notification; True if notified, False at the deadline or poll."""
+        return await self.next(deadline_ms, clock=clock, poll_seconds=poll_seconds)
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

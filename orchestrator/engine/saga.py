@@ -13,21 +13,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orchestrator.errors import (
-    LeaseLostError,
-    NotRegisteredError,
-    WorkflowCancelledError,
-    WorkflowFailedError,
-)
+from orchestrator.engine.run import STOP_ERRORS, Attempt, Call, WorkflowRun
+from orchestrator.engine.steps import StepFunction, step_call
+from orchestrator.errors import NotRegisteredError, WorkflowCancelledError, WorkflowFailedError
 from orchestrator.serialization import encode_error, error_summary
-from orchestrator.step import StepFunction, execute_step
 from orchestrator.store.base import StepRecord, Store
 from orchestrator.types import StepKind, WorkflowStatus
-
-if TYPE_CHECKING:
-    from orchestrator.executor import WorkflowRun
 
 logger = logging.getLogger("orchestrator.saga")
 
@@ -106,6 +99,13 @@ class Saga:
             for c in await self.plan(step.child_workflow_id, child=True)
         ]
 
+    @staticmethod
+    async def settle(run: WorkflowRun) -> None:
+        """Wait for the steps still running in parallel branches: they finish and are
+        recorded (so they are compensated too) before a rollback is planned."""
+        while run.inflight:
+            await next(iter(run.inflight))
+
     async def rollback(self, run: WorkflowRun, plan: list[Compensation]) -> BaseException | None:
         """Run ``plan`` as durable compensation steps; return the error that stopped it."""
         for compensation in plan:
@@ -117,15 +117,17 @@ class Saga:
                 )
             args, kwargs = self._arguments(compensation, function)
             try:
-                await execute_step(
-                    run,
-                    function,
-                    args,
-                    kwargs,
-                    kind=StepKind.COMPENSATION,
-                    compensates_step=compensation.compensates_step,
+                await run.call(
+                    step_call(
+                        run,
+                        function,
+                        args,
+                        kwargs,
+                        kind=StepKind.COMPENSATION,
+                        compensates_step=compensation.compensates_step,
+                    )
                 )
-            except (WorkflowCancelledError, LeaseLostError):
+            except STOP_ERRORS:
                 raise
             except Exception as exc:
                 logger.warning(
@@ -176,22 +178,23 @@ async def register(
 ) -> None:
     """``app.compensate(fn, *args)``: record, as the next step, a compensation to run with
     these arguments if the workflow rolls back (durable from this point on)."""
-    number = await run.begin()
+    compensation_input = function.signature.encode_input(args, kwargs)
     name = f"compensate:{function.name}"
-    if run.replayed(number, name) is not None:
-        return
-    run.check_runnable()
-    await run.checkpoint(
-        StepRecord(
-            workflow_id=run.workflow_id,
-            step_number=number,
-            name=name,
-            kind=StepKind.REGISTER_COMPENSATION,
-            output="null",
-            compensation=function.name,
-            compensation_input=function.signature.encode_input(args, kwargs),
-            epoch=run.epoch,
+
+    async def perform(attempt: Attempt) -> None:
+        await run.record_step(
+            run.step_record(
+                attempt.number,
+                name,
+                StepKind.REGISTER_COMPENSATION,
+                output="null",
+                compensation=function.name,
+                compensation_input=compensation_input,
+            )
         )
+
+    await run.call(
+        Call(name, StepKind.REGISTER_COMPENSATION, perform=perform, replay=lambda _: None)
     )
 
 
@@ -215,10 +218,3 @@ def rollback_failure(
         error_type=error_type,
         error_message=message,
     )
-
-
-async def settle(run: WorkflowRun) -> None:
-    """Wait for the steps still running in parallel branches: they finish and are recorded
-    (so they are compensated too) before a rollback is planned."""
-    while run.inflight:
-        await next(iter(run.inflight))

@@ -4,53 +4,52 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from orchestrator import context
 from orchestrator.clock import Clock
+from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
+from orchestrator.engine.runs import EngineState, Runs
+from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,
     NotRegisteredError,
     WorkflowConflictError,
-    WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
 from orchestrator.serialization import check_key
 from orchestrator.store.base import NewWorkflow, StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import STEP_NUMBER, Tracing
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.workflow import Registry, StartOptions, WorkflowFunction, WorkflowHandle
-
-if TYPE_CHECKING:
-    from orchestrator.executor import WorkflowRun
+from orchestrator.views import WorkflowInfo
 
 
-class Starting:
-    """Mixed into Engine: turns a start request into a stored workflow and, when it is to run
-    here now, its run."""
+class Starter:
+    """Turns a start request into a stored workflow and, when it is to run here now, its run.
+    Child workflows are durable calls of their parent."""
 
-    store: Store
-    clock: Clock
-    executor_id: str
-    app_version: str | None
-    registry: Registry
-    tracing: Tracing
-    metrics: Metrics
-
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
-        raise NotImplementedError
-
-    def require_launched(self, operation: str) -> None:
-        raise NotImplementedError
-
-    def launch_run(
+    def __init__(
         self,
-        record: WorkflowRecord,
-        workflow: WorkflowFunction[Any, Any],
-        recorded: list[StepRecord],
-    ) -> WorkflowRun:
-        raise NotImplementedError
+        state: EngineState,
+        *,
+        store: Store,
+        clock: Clock,
+        registry: Registry,
+        tracing: Tracing,
+        metrics: Metrics,
+        runs: Runs,
+        handle: Callable[[str], WorkflowHandle[Any]],
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.clock = clock
+        self.registry = registry
+        self.tracing = tracing
+        self.metrics = metrics
+        self.runs = runs
+        self.handle = handle
 
     def workflow_named(self, name: str) -> WorkflowFunction[Any, Any]:
         workflow = self.registry.workflows.get(name)
@@ -79,8 +78,8 @@ class Starting:
             name=workflow.name,
             status=WorkflowStatus.ENQUEUED if options.queue else WorkflowStatus.PENDING,
             input=input_text,
-            executor_id=None if options.queue else self.executor_id,
-            app_version=self.app_version,
+            executor_id=None if options.queue else self.state.executor_id,
+            app_version=self.state.app_version,
             queue_name=options.queue,
             priority=options.priority,
             dedup_id=options.dedup_id,
@@ -99,8 +98,9 @@ class Starting:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> WorkflowHandle[Any]:
-        """Start ``workflow`` (a child workflow when called inside one); idempotent by id."""
-        self.require_launched(f"starting workflow {workflow.name!r}")
+        """Start ``workflow`` (a child workflow when called inside one); idempotent by id.
+        Returns its handle; ``handle.record`` is the stored row when this call created it."""
+        self.state.require_launched(f"starting workflow {workflow.name!r}")
         if options.workflow_id is not None:
             check_key(options.workflow_id, "workflow_id")
         for value, what in (
@@ -110,9 +110,10 @@ class Starting:
         ):
             if value is not None:
                 check_key(value, what)
-        current = context.current()
-        if current is not None and current.step is None:
-            return await self._start_child(current.run, workflow, args, kwargs, options)
+        run = durable_run()
+        if run is not None:
+            return await self._start_child(run, workflow, args, kwargs, options)
+        current = context.current()  # inside a step: a workflow of its own, not a child
         self._check_queue_options(options)
         input_text = workflow.signature.encode_input(args, kwargs)
         workflow_id = options.workflow_id or str(uuid.uuid4())
@@ -141,8 +142,10 @@ class Starting:
             return self.handle(record.workflow_id)
         self.metrics.workflow_started(workflow.name)
         if record.status is WorkflowStatus.PENDING:
-            self.launch_run(record, workflow, [])
-        return self.handle(record.workflow_id)
+            self.runs.launch(record, workflow, [])
+        handle = self.handle(record.workflow_id)
+        handle.info = WorkflowInfo.from_record(record)  # as stored: no need to read it back
+        return handle
 
     async def _start_child(
         self,
@@ -152,48 +155,47 @@ class Starting:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> WorkflowHandle[Any]:
-        number = await run.begin()
-        recorded = run.replayed(number, workflow.name)
-        if recorded is not None and recorded.child_workflow_id is not None:
-            return self.handle(recorded.child_workflow_id)
-        run.check_runnable()
         input_text = workflow.signature.encode_input(args, kwargs)
-        child_id = options.workflow_id or f"{run.workflow_id}-{number}"
-        started = self.tracing.starting(workflow.name, child_id, options.queue, parent=run)
-        new = self.new_workflow(
-            workflow,
-            input_text,
-            options,
-            workflow_id=child_id,
-            parent_workflow_id=run.workflow_id,
-            trace_context=started.trace_context,
-        )
-        step = StepRecord(
-            workflow_id=run.workflow_id,
-            step_number=number,
-            name=workflow.name,
-            kind=StepKind.CHILD,
-            output=json.dumps(child_id),
-            child_workflow_id=child_id,
-            started_at=self.clock.now_ms(),
-            epoch=run.epoch,
-        )
-        with started:
-            if started.span is not None:
-                started.span.set_attribute(STEP_NUMBER, number)
-            try:
-                record, created = await self.store.start_child(new, step)
-            except WorkflowStateError as error:
-                await run.refused(error, step)  # our own earlier start, or the run stops
+
+        async def perform(attempt: Attempt) -> WorkflowHandle[Any]:
+            child_id = options.workflow_id or f"{run.workflow_id}-{attempt.number}"
+            started = self.tracing.starting(workflow.name, child_id, options.queue, parent=run)
+            new = self.new_workflow(
+                workflow,
+                input_text,
+                options,
+                workflow_id=child_id,
+                parent_workflow_id=run.workflow_id,
+                trace_context=started.trace_context,
+            )
+            step = run.step_record(
+                attempt.number,
+                workflow.name,
+                StepKind.CHILD,
+                output=json.dumps(child_id),
+                child_workflow_id=child_id,
+                started_at=attempt.started_at,
+            )
+            with started:
+                if started.span is not None:
+                    started.span.set_attribute(STEP_NUMBER, attempt.number)
+                answer = await run.write(self.store.start_child(new, step), step)
+                if isinstance(answer, StepRecord):  # our own earlier start
+                    return self.handle(child_id)
+                record, created = answer
+                started.created(created)
+            if not created:
+                self._check_same(record, workflow, input_text)
                 return self.handle(child_id)
-            started.created(created)
-        if not created:
-            self._check_same(record, workflow, input_text)
+            self.metrics.workflow_started(workflow.name)
+            if record.status is WorkflowStatus.PENDING:
+                self.runs.launch(record, workflow, [])
             return self.handle(child_id)
-        self.metrics.workflow_started(workflow.name)
-        if record.status is WorkflowStatus.PENDING:
-            self.launch_run(record, workflow, [])
-        return self.handle(child_id)
+
+        def replay(recorded: StepRecord) -> WorkflowHandle[Any]:
+            return self.handle(recorded.child_workflow_id or json.loads(recorded.output or '""'))
+
+        return await run.call(Call(workflow.name, StepKind.CHILD, perform=perform, replay=replay))
 
     def _check_queue_options(self, options: StartOptions) -> None:
         if options.if_duplicate not in ("raise", "return"):

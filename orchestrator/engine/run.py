@@ -1,0 +1,575 @@
+"""One execution of one workflow (its state) and ``WorkflowRun.call``, the durable-call primitive
+that every durable call goes through: steps, compensations, inline steps, child starts, result
+waits, send, recv, events, streams, sleep, now, random, registered compensations.
+
+A durable call takes the next step number. If an earlier execution recorded that number, the
+call returns what was recorded (after checking the recorded name: a different name is
+non-determinism). Otherwise it checks the run may go on (a cancel, a lost lease, a shutdown stop
+it here), confirms the lease for a step, runs the call's work in its span (with its retries,
+per-attempt timeout and backoff on the clock), and records it: a checkpoint, deferred to the
+next durable call when nothing else is in flight, or a store write that carries the record with
+its effect. A record the store refuses (fencing: another epoch owns the workflow, or it has
+finished) stops the run quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from orchestrator import context
+from orchestrator.clock import Clock
+from orchestrator.errors import (
+    LeaseLostError,
+    NonDeterministicWorkflowError,
+    NotInWorkflowError,
+    WorkflowCancelledError,
+    WorkflowStateError,
+)
+from orchestrator.metrics import Metrics
+from orchestrator.retry import Retry, retry_after
+from orchestrator.serialization import error_summary
+from orchestrator.store.base import StepRecord, Store, WorkflowRecord
+from orchestrator.tracing import Tracing
+from orchestrator.types import StepKind, WorkflowStatus
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
+
+    from orchestrator.engine.workflows import WorkflowFunction
+
+logger = logging.getLogger("orchestrator.executor")
+
+T = TypeVar("T")
+
+# Raised to unwind a run that must stop; never a call's own outcome, never retried.
+STOP_ERRORS = (WorkflowCancelledError, LeaseLostError)
+# Checked before a step runs and before a checkpoint: raises LeaseLostError if this worker may
+# not go on with the workflow in this epoch (see lease.Lease).
+LeaseCheck = Callable[[str, int], Awaitable[None]]
+USER_CODE = (StepKind.STEP, StepKind.COMPENSATION)  # calls that run the user's functions
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Where a call's work stands: its step number, which attempt, when the call began."""
+
+    number: int
+    attempt: int
+    started_at: int  # clock ms
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One durable call, as the module that makes it describes it to ``WorkflowRun.call``.
+
+    Attributes:
+        name: the name recorded with it (a replay checks it).
+        kind: what it is (StepKind).
+        perform: its work, once per attempt; it records the call itself (``run.record`` or
+            ``run.write``) unless ``finish`` does.
+        replay: what the call returns when an earlier execution recorded it.
+        finish: for steps: records the outcome of the attempts (a value, or the last error)
+            and returns the call's answer. None: ``perform`` recorded it.
+        retry: the retry policy of ``perform`` (None: one attempt).
+        timeout: seconds one attempt may take (on the clock), then it fails with TimeoutError.
+        traced: a span per attempt (steps, compensations, send, recv, set_event, sleep).
+        detail, attributes: the span's title suffix and extra attributes.
+        compensates: the forward step a compensation undoes (a span attribute).
+        guarded: confirm the lease before the work (a step's effect should not start on a
+            worker that lost the workflow).
+        reruns: a step the crash of a run asked to roll back may have cut short (see
+            ``WorkflowRun.rerun_inflight``): it runs though the run is stopping.
+        settles: a rollback waits for this call to be recorded (steps: they are compensated).
+    """
+
+    name: str
+    kind: StepKind
+    perform: Callable[[Attempt], Awaitable[T]]
+    replay: Callable[[StepRecord], T | Awaitable[T]]
+    finish: Callable[[Attempt, T | None, BaseException | None, int], Awaitable[T]] | None = None
+    retry: Retry | None = None
+    timeout: float | None = None
+    traced: bool = False
+    detail: str | None = None
+    attributes: dict[str, Any] | None = None
+    compensates: int | None = None
+    guarded: bool = False
+    reruns: bool = False
+    settles: bool = False
+
+
+class WorkflowRun:
+    """One execution of one workflow in this process: its step counter, the steps recorded by
+    earlier executions (replayed instead of re-run), whether it has been told to stop, and its
+    outcome (awaited by result waiters in this process)."""
+
+    def __init__(
+        self,
+        record: WorkflowRecord,
+        workflow: WorkflowFunction[Any, Any],
+        recorded: list[StepRecord],
+        *,
+        store: Store,
+        clock: Clock,
+        tracing: Tracing,
+        metrics: Metrics,
+        guard: LeaseCheck | None = None,
+        confirm: LeaseCheck | None = None,
+    ) -> None:
+        self.record = record
+        self.workflow_id = record.workflow_id
+        self.epoch = record.owner_epoch  # the ownership epoch every write of this run carries
+        self.workflow = workflow
+        self.store = store
+        self.clock = clock
+        self.tracing = tracing
+        self.metrics = metrics
+        self.guard = guard  # before a step runs
+        self.confirm = confirm  # before a checkpoint is written
+        # This execution's span (None: not traced) and the tracer its durable calls use.
+        self.span: Span | None = None
+        self.trace_parent: Context | None = None  # the span as a context, for its children
+        self.tracer: Tracer | None = None
+        self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
+        self.counter = 0
+        self.inflight: set[asyncio.Future[None]] = set()  # calls a rollback waits for
+        self.compensating = False  # rolling back: compensations take the next numbers
+        self.pivot_step: int | None = None
+        # Recovering a rollback that was asked for (cancel with rollback, deadline) but had not
+        # begun: the compensable step the crash interrupted may have had its effect, so it
+        # runs again (same idempotency key) to be recorded, then compensated.
+        self.rerun_inflight = False
+        self.stop_reason: BaseException | None = None
+        self.finishing = False  # the function returned or raised: final status being written
+        self.restart = False  # stopped to be relaunched from its records (see explain)
+        self.final_status: WorkflowStatus | None = None  # the final status this run wrote
+        # A succeeded step's checkpoint, left to the next durable call (written before it goes
+        # on) or to the final status (one commit for both); see record().
+        self.deferred: StepRecord | None = None
+        self._flushing: asyncio.Future[None] | None = None  # that write, while under way
+        self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waits: set[asyncio.Future[Any]] = set()
+
+    # == the primitive ======================================================================
+    async def call(self, spec: Call[T]) -> T:
+        """Make the durable call ``spec``: replay it if it was recorded, else do it and record
+        it (see the module docstring)."""
+        number = await self.begin()
+        recorded = self.replayed(number, spec.name)
+        if recorded is not None:
+            answer = spec.replay(recorded)
+            if inspect.isawaitable(answer):
+                return await answer
+            return answer
+        if self.stop_reason is not None and not (spec.reruns and self._reruns_inflight()):
+            raise self.stop_reason
+        if spec.guarded and self.guard is not None:
+            await self.guard(self.workflow_id, self.epoch)
+        started = time.perf_counter()
+        first = Attempt(number, 1, self.clock.now_ms())
+        settled: asyncio.Future[None] | None = None
+        if spec.settles:
+            settled = asyncio.get_running_loop().create_future()
+            self.inflight.add(settled)  # a rollback waits for parallel branches' records
+        value: T | None = None
+        error: BaseException | None = None
+        attempts = 1
+        try:
+            try:
+                outcome = await self._attempts(spec, first)
+                value, attempts = outcome
+            except STOP_ERRORS:
+                raise
+            except Exception as exc:
+                attempts = getattr(exc, "__orchestrator_attempts__", attempts)
+                if spec.finish is None:
+                    raise
+                error = exc
+            if spec.finish is None:
+                return value  # type: ignore[return-value]
+            return await spec.finish(first, value, error, attempts)
+        finally:
+            if settled is not None:
+                self.inflight.discard(settled)
+                settled.set_result(None)
+            if spec.kind in USER_CODE:
+                self.metrics.step_finished(
+                    spec.name,
+                    spec.kind.value,
+                    time.perf_counter() - started,
+                    attempts,
+                    error is not None,
+                )
+
+    async def _attempts(self, spec: Call[T], first: Attempt) -> tuple[T, int]:
+        """Run ``spec.perform`` until it succeeds or its retry policy gives up; between
+        attempts wait the backoff (with jitter, or the error's Retry-After) on the clock. A
+        cancel with rollback lets the attempts go on (an attempt that failed may have applied
+        its effect: it must be recorded to be compensated); any other stop ends them."""
+        policy = spec.retry
+        attempt = first
+        while True:
+            if attempt.attempt > 1 and self.stop_reason is not None and not self.stop_rolls_back():
+                raise self.stop_reason
+            try:
+                with self._span(spec, attempt):
+                    value = await self._timed(spec, attempt)
+                return value, attempt.attempt
+            except STOP_ERRORS:
+                raise
+            except Exception as exc:
+                if policy is None or not policy.should_retry(exc, attempt.attempt):
+                    with contextlib.suppress(AttributeError):
+                        exc.__orchestrator_attempts__ = attempt.attempt  # type: ignore[attr-defined]
+                    raise
+                delay = retry_after(exc)
+                if delay is None:
+                    delay = policy.interval(attempt.attempt) * (
+                        1 + policy.jitter * (2 * random.random() - 1)
+                    )
+                await self._backoff(delay)
+            attempt = Attempt(attempt.number, attempt.attempt + 1, attempt.started_at)
+
+    async def _timed(self, spec: Call[T], attempt: Attempt) -> T:
+        if spec.timeout is None:
+            return await spec.perform(attempt)
+        deadline = self.clock.now_ms() + int(spec.timeout * 1000)
+        done, value = await self.clock.wait_until(spec.perform(attempt), deadline)
+        if not done:
+            raise TimeoutError(
+                f"{spec.kind.value} {spec.name!r} of workflow {self.workflow_id} did not finish"
+                f" within its timeout of {spec.timeout:g} s (attempt {attempt.attempt})"
+            )
+        return value  # type: ignore[return-value]
+
+    async def _backoff(self, seconds: float) -> None:
+        """Wait between two attempts, on the clock; a stop other than a rollback ends it."""
+        if seconds <= 0:
+            return
+        wake = self.clock.now_ms() + int(seconds * 1000)
+        if self.stop_rolls_back():
+            await self.clock.sleep_until(wake)
+        else:
+            await self.wait(self.clock.sleep_until(wake))
+
+    def _span(self, spec: Call[Any], attempt: Attempt) -> contextlib.AbstractContextManager[Any]:
+        if not spec.traced or self.tracer is None or self.trace_parent is None:
+            return contextlib.nullcontext()
+        return self.tracing.durable(
+            self.tracer,
+            self.trace_parent,
+            workflow_id=self.workflow_id,
+            kind=spec.kind,
+            name=spec.name,
+            number=attempt.number,
+            attempt=attempt.attempt if spec.kind in USER_CODE else None,
+            compensates=spec.compensates,
+            detail=spec.detail,
+            extra=spec.attributes,
+        )
+
+    def _reruns_inflight(self) -> bool:
+        return self.rerun_inflight and self.stop_rolls_back()
+
+    # == step numbers and replay =============================================================
+    async def begin(self) -> int:
+        """Start the next durable call: take its step number (before any await, so numbers
+        follow the order of the calls: deterministic), then make sure a deferred checkpoint is
+        committed before the call does anything."""
+        self.counter += 1
+        number = self.counter
+        if self.deferred is not None or self._flushing is not None:
+            await self.flush()
+        return number
+
+    @property
+    def replaying(self) -> bool:
+        """True while recorded calls remain ahead: the run re-executes what already happened,
+        so a stop is honoured only once the replay reaches the first unrecorded call."""
+        return bool(self.recorded)
+
+    def recorded_name(self, number: int) -> str | None:
+        """The name recorded at ``number`` by an earlier execution, if any (not consumed)."""
+        step = self.recorded.get(number)
+        return None if step is None else step.name
+
+    def replayed(self, number: int, name: str) -> StepRecord | None:
+        """The step recorded at ``number`` by an earlier execution, after checking its name."""
+        if not self.recorded:
+            return None
+        step = self.recorded.pop(number, None)
+        if step is not None and step.name != name:
+            raise NonDeterministicWorkflowError(
+                f"workflow {self.workflow.name!r} ({self.workflow_id}) is not deterministic: "
+                f"step {number} was recorded as {step.name!r} but the code now calls {name!r}. "
+                "Do not change the order of durable calls of a running workflow; fork it, or "
+                "deploy the change under a new application version.",
+                workflow_id=self.workflow_id,
+                step_number=number,
+                recorded_name=step.name,
+                called_name=name,
+            )
+        return step
+
+    async def insert_before(self, step: StepRecord) -> int:
+        """Record ``step`` at the number of the call being made and move that call to the
+        next number (recv records its deadline there on its first wait). Returns it."""
+        await self.record_step(step, defer=False)
+        return await self.begin()
+
+    def on_pivot(self, number: int) -> None:
+        self.pivot_step = number
+
+    # == stopping ===========================================================================
+    def check_runnable(self) -> None:
+        """Raise the reason this run must stop, if it has been told to stop."""
+        if self.stop_reason is not None:
+            raise self.stop_reason
+
+    def stop(self, reason: BaseException) -> None:
+        """Make the next durable call raise ``reason`` and interrupt any durable wait now."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        for waiting in list(self._waits):
+            waiting.cancel()
+
+    def stop_rolls_back(self) -> bool:
+        """Whether this run was told to stop in order to roll back (a cancel with rollback, a
+        deadline): a step already executing then finishes, so it can be compensated."""
+        reason = self.stop_reason
+        return isinstance(reason, WorkflowCancelledError) and bool(reason.detail.get("compensate"))
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """Await a durable wait (sleep, recv, a child's result) that ``stop`` can interrupt.
+        During a replay the wait is part of history (later calls are recorded: it ended), so
+        it runs to its end whatever the stop; a stop applies at the first unrecorded call."""
+        if self.replaying:
+            return await awaitable
+        if self.stop_reason is not None:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never started: close it rather than leak a warning
+            raise self.stop_reason
+        future = asyncio.ensure_future(awaitable)
+        self._waits.add(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            reason: BaseException | None = self.stop_reason  # set by stop() while we waited
+            if reason is not None and future.cancelled():
+                raise reason from None
+            raise
+        finally:
+            self._waits.discard(future)
+
+    def stop_error_for(
+        self, status: WorkflowStatus, error: str | None = None
+    ) -> WorkflowCancelledError:
+        """Why this run must stop, given the status (and stored error, which says who stopped
+        it and why: a cancel, a deadline) that someone else gave the workflow."""
+        reason = (error_summary(error) or ("", ""))[1]
+        if status is WorkflowStatus.COMPENSATING:
+            return WorkflowCancelledError(
+                reason or f"workflow {self.workflow_id} was cancelled with rollback",
+                workflow_id=self.workflow_id,
+                compensate=True,
+            )
+        return WorkflowCancelledError(
+            f"workflow {self.workflow_id} is {status}; it stops at this durable call",
+            workflow_id=self.workflow_id,
+            status=str(status),
+        )
+
+    # == recording ==========================================================================
+    def may_defer(self) -> bool:
+        """Whether a step that just succeeded may leave its checkpoint to what comes next:
+        nothing else of this run is executing, being written or stopping it."""
+        return (
+            len(self.inflight) <= 1  # only the calling step
+            and self.deferred is None
+            and self._flushing is None
+            and self.stop_reason is None
+            and not self.compensating
+        )
+
+    async def record_step(self, step: StepRecord, *, defer: bool = False) -> None:
+        """Record a call. With ``defer`` (a step that succeeded, when nothing else is in
+        flight), leave its checkpoint to the next durable call, which writes it before it does
+        anything (so a step never runs before the one it follows is recorded), or to the final
+        status, written in the same statement: a workflow whose last durable call is a step
+        commits once at its end instead of twice. A crash in between re-runs the step, as a
+        crash between a step's effect and its checkpoint always did."""
+        if defer and self.may_defer():
+            self.deferred = step
+            return
+        await self.checkpoint(step)
+
+    async def flush(self) -> None:
+        """Write the deferred checkpoint now; concurrent durable calls wait for the same write."""
+        step = self.deferred
+        if step is None:
+            if self._flushing is not None:
+                await asyncio.shield(self._flushing)
+            return
+        self.deferred = None
+        flushing = self._flushing = asyncio.get_running_loop().create_future()
+        try:
+            await self.checkpoint(step)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                flushing.cancel()
+            else:
+                flushing.set_exception(exc)
+                flushing.exception()  # retrieved: no concurrent call may be waiting
+            raise
+        else:
+            flushing.set_result(None)
+        finally:
+            self._flushing = None
+
+    async def flush_quietly(self) -> None:
+        """Write a deferred checkpoint on the way out (a failure, a stop): the step's effect
+        happened, so a rollback or a resume must see it. A stop it reveals is being handled."""
+        with contextlib.suppress(*STOP_ERRORS):
+            await self.flush()
+
+    def take_deferred(self) -> StepRecord | None:
+        """The deferred checkpoint, to be written with the final status (and no more here)."""
+        last, self.deferred = self.deferred, None
+        return last
+
+    @property
+    def flushing(self) -> bool:
+        return self._flushing is not None
+
+    async def checkpoint(self, step: StepRecord) -> None:
+        """Record a step, then stop here if the workflow was cancelled meanwhile. The store
+        records it only in this run's epoch and while the workflow has not finished (fencing):
+        a worker whose workflow was taken over, or ended, while it was paused records nothing
+        and stops. A cancel with rollback (COMPENSATING) still takes the record: the step is
+        then compensated."""
+        if self.confirm is not None:
+            await self.confirm(self.workflow_id, self.epoch)
+        started = time.perf_counter()
+        status = await self.store.record_step(step)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if status is None:
+            await self.explain(step)
+        elif status is not WorkflowStatus.PENDING and not (
+            status is WorkflowStatus.COMPENSATING and self.compensating
+        ):
+            self.stop(self.stop_error_for(status))
+            self.check_runnable()
+
+    async def write(self, write: Awaitable[T], step: StepRecord) -> T | StepRecord:
+        """Run a store write that records ``step`` with its effect (a send, a recv, an event,
+        a stream value, a child start). If the store refused the step: the stored record when
+        it is this run's own earlier write (a retried commit), else the run stops."""
+        try:
+            return await write
+        except WorkflowStateError as error:
+            if not error.detail.get("refused"):
+                raise
+            return await self.explain(step)
+
+    async def explain(self, step: StepRecord) -> StepRecord:
+        """The store refused to record ``step``: return the stored record if it is this run's
+        own earlier write (committed before a lost connection hid the answer, then retried);
+        otherwise stop this run and raise why. A finished workflow stops it as its status
+        says; another epoch means another worker took it over (LeaseLostError, quietly: the
+        new owner goes on)."""
+        record = await self.store.get_workflow(self.workflow_id)
+        if record is None:
+            self.stop(
+                WorkflowCancelledError(
+                    f"workflow {self.workflow_id} was deleted", workflow_id=self.workflow_id
+                )
+            )
+        elif record.owner_epoch != self.epoch:
+            logger.info(
+                "workflow %s is run by %s now (epoch %d, this run's %d): this run stops",
+                self.workflow_id,
+                record.executor_id,
+                record.owner_epoch,
+                self.epoch,
+            )
+            self.stop(
+                LeaseLostError(
+                    f"workflow {self.workflow_id} was taken over by another executor; this run "
+                    f"(epoch {self.epoch}) stops without recording step {step.step_number}",
+                    workflow_id=self.workflow_id,
+                    step_number=step.step_number,
+                )
+            )
+        elif record.status.is_terminal:
+            self.stop(self.stop_error_for(record.status, record.error))
+        else:
+            for existing in await self.store.load_steps(self.workflow_id):
+                if existing.step_number != step.step_number:
+                    continue
+                if (existing.name, existing.output, existing.error, existing.started_at) == (
+                    step.name,
+                    step.output,
+                    step.error,
+                    step.started_at,
+                ):  # (started_at tells our write from another one of the same content)
+                    return existing
+                break
+            # Taken in this very epoch by another write (a second run of this workflow in the
+            # same epoch): stop, and run it again from what is recorded (the engine relaunches
+            # it in this worker, which owns it).
+            self.restart = True
+            self.stop(
+                LeaseLostError(
+                    f"step {step.step_number} of workflow {self.workflow_id} was recorded by "
+                    "another run; this one replays the workflow from its records",
+                    workflow_id=self.workflow_id,
+                    step_number=step.step_number,
+                )
+            )
+        self.check_runnable()
+        raise AssertionError("unreachable: a stopped run raises")
+
+    def step_record(self, number: int, name: str, kind: StepKind, **fields: Any) -> StepRecord:
+        """A record of this run's call ``number``, in this run's epoch."""
+        return StepRecord(self.workflow_id, number, name, kind, epoch=self.epoch, **fields)
+
+    # == the outcome ========================================================================
+    def resolve(self, *, value: Any = None, exc: BaseException | None = None) -> None:
+        if self.outcome.done():
+            return
+        if exc is None:
+            self.outcome.set_result(value)
+        else:
+            self.outcome.set_exception(exc)
+            self.outcome.exception()  # retrieved: nobody awaiting is not an error
+
+
+def durable_run() -> WorkflowRun | None:
+    """The run to record a call in: the workflow body's. None outside a workflow, or inside a
+    step (a call made there is a plain call: the step itself is what is recorded)."""
+    current = context.current()
+    if current is None or current.step is not None:
+        return None
+    run: WorkflowRun = current.run  # type: ignore[assignment]
+    return run
+
+
+def require_run(operation: str) -> WorkflowRun:
+    """The running workflow's run, or NotInWorkflowError saying ``operation`` needs one."""
+    current = context.current()
+    if current is None:
+        raise NotInWorkflowError(
+            f"{operation} can only be called inside a workflow function (decorated with "
+            "@app.workflow()); outside one there is no workflow to record it in."
+        )
+    run: WorkflowRun = current.run  # type: ignore[assignment]
+    return run

@@ -1,0 +1,131 @@
+"""Workflow functions, their handles, start options and the registry of an application."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
+
+from orchestrator.serialization import Signature
+from orchestrator.views import WorkflowInfo
+from orchestrator.webhooks import WebhookDeclaration
+
+if TYPE_CHECKING:
+    from orchestrator.engine.steps import StepFunction
+    from orchestrator.queues import Queue
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    """How to start a workflow: its id and where it runs."""
+
+    workflow_id: str | None = None
+    queue: str | None = None
+    priority: int = 0
+    dedup_id: str | None = None
+    partition_key: str | None = None
+    delay: float | None = None
+    timeout: float | None = None
+    if_duplicate: str = "raise"  # a dedup_id active on the queue: "raise" or "return" its handle
+
+
+class Engine(Protocol):
+    """What workflow functions and handles need from the engine (see executor.Engine)."""
+
+    async def start_workflow(
+        self,
+        workflow: WorkflowFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StartOptions,
+    ) -> WorkflowHandle[Any]: ...
+
+    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any: ...
+
+    async def workflow_info(self, workflow_id: str) -> WorkflowInfo: ...
+
+
+class WorkflowHandle(Generic[R_co]):
+    """A reference to a started workflow: wait for its result or read its status."""
+
+    __slots__ = ("_engine", "info", "workflow_id")
+
+    def __init__(self, engine: Engine, workflow_id: str) -> None:
+        self._engine = engine
+        self.workflow_id = workflow_id
+        # The workflow as stored when this handle's start created it (None otherwise): what
+        # the start answered, without reading it back. ``status()`` reads the current one.
+        self.info: WorkflowInfo | None = None
+
+    async def result(self, timeout: float | None = None) -> R_co:
+        """Wait for the workflow to finish and return its output, or raise its error.
+
+        Raises:
+            WorkflowTimeoutError: not finished within ``timeout`` seconds.
+            WorkflowCancelledError: it was cancelled.
+            WorkflowFailedError: it failed and the original error type cannot be rebuilt, or a
+                saga compensated (the triggering error's type and message are attached).
+        """
+        value: R_co = await self._engine.wait_result(self.workflow_id, timeout)
+        return value
+
+    async def status(self) -> WorkflowInfo:
+        """The workflow's current stored status."""
+        return await self._engine.workflow_info(self.workflow_id)
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.workflow_id!r})"
+
+
+class WorkflowFunction(Generic[P, R]):
+    """A registered ``async def`` workflow. Awaiting a call runs it to completion durably."""
+
+    def __init__(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        *,
+        name: str,
+        engine: Engine,
+        max_recovery_attempts: int | None,
+        timeout: float | None,
+        schedule: str | None = None,
+        catch_up: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.signature = Signature(fn)
+        self.max_recovery_attempts = max_recovery_attempts
+        self.timeout = timeout
+        self.schedule = schedule
+        self.catch_up = catch_up
+        self._engine = engine
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        return self._run(args, kwargs)
+
+    async def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        handle = await self._engine.start_workflow(self, args, kwargs, StartOptions())
+        result: R = await handle.result()
+        return result
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+
+class Registry:
+    """Workflows and steps of one application, by name; closed once the app launches."""
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, WorkflowFunction[Any, Any]] = {}
+        self.steps: dict[str, StepFunction[Any, Any]] = {}
+        self.compensations: dict[str, StepFunction[Any, Any]] = {}
+        self.queues: dict[str, Queue] = {}
+        self.webhooks: dict[str, WebhookDeclaration] = {}

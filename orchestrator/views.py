@@ -1,0 +1,174 @@
+"""What the public API answers about stored things: workflows, their steps, schedules and
+workers, with datetimes (UTC) and plain JSON values; never the store's rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.serialization import error_summary
+from orchestrator.store.base import ScheduleRecord, StepRecord, WorkerRecord, WorkflowRecord
+from orchestrator.types import StepKind, WorkflowStatus
+
+
+def _time(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """A workflow's status as stored; ``input``/``output`` are plain JSON values."""
+
+    workflow_id: str
+    name: str
+    status: WorkflowStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    error: str | None
+    error_type: str | None
+    input: Any
+    output: Any
+    executor_id: str | None
+    app_version: str | None
+    queue_name: str | None
+    parent_workflow_id: str | None
+    recovery_attempts: int
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    deadline: dt.datetime | None
+
+    @classmethod
+    def from_record(cls, record: WorkflowRecord) -> WorkflowInfo:
+        summary = error_summary(record.error)
+        return cls(
+            workflow_id=record.workflow_id,
+            name=record.name,
+            status=record.status,
+            created_at=_time(record.created_at) or dt.datetime.now(dt.UTC),
+            updated_at=_time(record.updated_at) or dt.datetime.now(dt.UTC),
+            error=summary[1] if summary else None,
+            error_type=summary[0] if summary else None,
+            input=_json(record.input),
+            output=_json(record.output),
+            executor_id=record.executor_id,
+            app_version=record.app_version,
+            queue_name=record.queue_name,
+            parent_workflow_id=record.parent_workflow_id,
+            recovery_attempts=record.recovery_attempts,
+            started_at=_time(record.started_at),
+            finished_at=_time(record.finished_at),
+            deadline=_time(record.deadline_ms),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One recorded durable call of a workflow, for reading a saga's history top to bottom."""
+
+    workflow_id: str
+    step_number: int
+    name: str
+    kind: StepKind
+    status: str  # "SUCCESS" or "ERROR"
+    output: Any
+    error: str | None
+    error_type: str | None
+    attempts: int
+    child_workflow_id: str | None
+    compensation: str | None
+    compensates_step: int | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.workflow_id}:{self.step_number}"
+
+    @classmethod
+    def from_record(cls, record: StepRecord) -> StepInfo:
+        summary = error_summary(record.error)
+        return cls(
+            workflow_id=record.workflow_id,
+            step_number=record.step_number,
+            name=record.name,
+            kind=record.kind,
+            status="ERROR" if record.error is not None else "SUCCESS",
+            output=_json(record.output),
+            error=summary[1] if summary else None,
+            error_type=summary[0] if summary else None,
+            attempts=record.attempts,
+            child_workflow_id=record.child_workflow_id,
+            compensation=record.compensation,
+            compensates_step=record.compensates_step,
+            started_at=_time(record.started_at),
+            finished_at=_time(record.finished_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A stored cron schedule: ``input`` is the arguments each run gets after its time."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    input: Any
+    paused: bool
+    catch_up: bool
+    declared: bool  # from @app.workflow(schedule=...), saved at every launch
+    last_tick: dt.datetime | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+    @classmethod
+    def from_record(cls, record: ScheduleRecord) -> ScheduleInfo:
+        return cls(
+            name=record.name,
+            workflow_name=record.workflow_name,
+            cron=record.cron,
+            input=_json(record.input),
+            paused=record.paused,
+            catch_up=record.catch_up,
+            declared=record.declared,
+            last_tick=_time(record.last_tick_ms),
+            created_at=_time(record.created_at),
+            updated_at=_time(record.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A registered worker and its lease (``alive``: the lease has not expired)."""
+
+    executor_id: str
+    app_version: str | None
+    host: str | None
+    pid: int | None
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    lease_expires_at: dt.datetime
+    alive: bool
+
+    @classmethod
+    def from_record(cls, record: WorkerRecord) -> WorkerInfo:
+        return cls(
+            executor_id=record.executor_id,
+            app_version=record.app_version,
+            host=record.host,
+            pid=record.pid,
+            started_at=_time(record.started_at) or dt.datetime.now(dt.UTC),
+            heartbeat_at=_time(record.heartbeat_at) or dt.datetime.now(dt.UTC),
+            lease_expires_at=_time(record.lease_expires_at) or dt.datetime.now(dt.UTC),
+            alive=record.alive,
+        )

@@ -1,28 +1,25 @@
-"""The store operations that coordinate many workers: queue dequeues, leases and takeover,
-and schedules, written once as plans of named queries (see plans.py)."""
+"""The plans of the store operations that coordinate many workers: queue dequeues, schedules,
+and the rows of workers and schedules (see plans.py for what a plan is)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.errors import WorkflowConflictError
 from orchestrator.store.base import (
     DequeueRequest,
     DequeueResult,
-    QueueStats,
     ScheduleRecord,
     WorkerRecord,
     WorkflowRecord,
 )
-from orchestrator.store.operations import SQLStore
-from orchestrator.store.plans import Plan, Statement, rowcount_plan, rows_plan, workflow_from_row
+from orchestrator.store.plans import Plan, Statement, workflow_from_row
 
 _UNLIMITED = 1 << 30
 
 
-def _schedule_from_row(row: Mapping[str, Any]) -> ScheduleRecord:
+def schedule_from_row(row: Mapping[str, Any]) -> ScheduleRecord:
     return ScheduleRecord(
         name=row["name"],
         workflow_name=row["workflow_name"],
@@ -37,7 +34,7 @@ def _schedule_from_row(row: Mapping[str, Any]) -> ScheduleRecord:
     )
 
 
-def _dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
+def dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
     """Count what runs, take what the limits allow, oldest (or most urgent) first."""
     yield Statement("lock_queue", {"queue_name": request.queue_name})
     partitions: list[str | None] = [None]
@@ -97,7 +94,7 @@ def _dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
     return DequeueResult(started=started, retry_at_ms=min(retry_at) if retry_at else None)
 
 
-def _save_schedule(schedule: ScheduleRecord, replace: bool) -> Plan[ScheduleRecord]:
+def save_schedule(schedule: ScheduleRecord, replace: bool) -> Plan[ScheduleRecord]:
     params = {
         "name": schedule.name,
         "workflow_name": schedule.workflow_name,
@@ -114,147 +111,17 @@ def _save_schedule(schedule: ScheduleRecord, replace: bool) -> Plan[ScheduleReco
             "another name",
             name=schedule.name,
         )
-    return _schedule_from_row(row)
+    return schedule_from_row(row)
 
 
-class CoordinatedSQLStore(SQLStore):
-    """SQLStore plus queues, worker leases and schedules."""
-
-    # -- queues -----------------------------------------------------------------------------
-    async def dequeue(self, request: DequeueRequest) -> DequeueResult:
-        """Start as many due workflows as the queue's limits allow (see Store.dequeue)."""
-        if request.max_count <= 0:
-            return DequeueResult(started=[])
-        return await self._run(functools.partial(_dequeue, request), transaction=True)
-
-    async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
-        """Depth, running and recent starts per queue."""
-        rows = await self._run(
-            functools.partial(rows_plan, "queue_stats", queue_name=queue_name), transaction=False
-        )
-        return [
-            QueueStats(
-                queue_name=row["queue_name"],
-                depth=int(row["depth"]),
-                running=int(row["running"]),
-                started_last_minute=int(row["started_last_minute"]),
-            )
-            for row in rows
-        ]
-
-    # -- workers ----------------------------------------------------------------------------
-    async def register_worker(
-        self, executor_id: str, app_version: str | None, lease_ms: int, host: str, pid: int
-    ) -> int:
-        """Register this executor with a fresh lease; its expiry (epoch ms)."""
-        rows = await self._run(
-            functools.partial(
-                rows_plan,
-                "register_worker",
-                executor_id=executor_id,
-                app_version=app_version,
-                lease_ms=lease_ms,
-                host=host,
-                pid=pid,
-            ),
-            transaction=False,
-        )
-        return int(rows[0]["lease_expires_at"])
-
-    async def renew_lease(self, executor_id: str, lease_ms: int) -> int | None:
-        """Extend an unexpired lease; None if it had expired."""
-        rows = await self._run(
-            functools.partial(rows_plan, "renew_lease", executor_id=executor_id, lease_ms=lease_ms),
-            transaction=False,
-        )
-        return int(rows[0]["lease_expires_at"]) if rows else None
-
-    async def release_worker(self, executor_id: str) -> None:
-        """Expire this executor's lease now."""
-        await self._run(
-            functools.partial(rowcount_plan, "release_worker", executor_id=executor_id),
-            transaction=False,
-        )
-
-    async def take_over(
-        self, executor_id: str, app_version: str | None, limit: int
-    ) -> list[WorkflowRecord]:
-        """Claim unfinished workflows of dead workers (see Store.take_over)."""
-        rows = await self._run(
-            functools.partial(
-                rows_plan,
-                "take_over",
-                executor_id=executor_id,
-                app_version=app_version,
-                limit=limit,
-            ),
-            transaction=False,
-        )
-        await self._run(functools.partial(rowcount_plan, "forget_dead_workers"), transaction=False)
-        return [workflow_from_row(row) for row in rows]
-
-    async def owned_workflows(self, executor_id: str, workflow_ids: Sequence[str]) -> set[str]:
-        """Which of ``workflow_ids`` still run on ``executor_id``."""
-        if not workflow_ids:
-            return set()
-        rows = await self._run(
-            functools.partial(
-                rows_plan,
-                "owned_workflows",
-                executor_id=executor_id,
-                workflow_ids=list(workflow_ids),
-            ),
-            transaction=False,
-        )
-        return {row["workflow_id"] for row in rows}
-
-    async def list_workers(self) -> list[WorkerRecord]:
-        """Registered workers, oldest first."""
-        rows = await self._run(functools.partial(rows_plan, "list_workers"), transaction=False)
-        return [
-            WorkerRecord(
-                executor_id=row["executor_id"],
-                app_version=row["app_version"],
-                host=row["host"],
-                pid=row["pid"],
-                started_at=row["started_at"],
-                heartbeat_at=row["heartbeat_at"],
-                lease_expires_at=row["lease_expires_at"],
-                alive=bool(row["alive"]),
-            )
-            for row in rows
-        ]
-
-    # -- schedules --------------------------------------------------------------------------
-    async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:
-        """Create (or with ``replace`` update) a schedule."""
-        return await self._run(
-            functools.partial(_save_schedule, schedule, replace), transaction=False
-        )
-
-    async def list_schedules(self) -> list[ScheduleRecord]:
-        """Every schedule by name."""
-        rows = await self._run(functools.partial(rows_plan, "list_schedules"), transaction=False)
-        return [_schedule_from_row(row) for row in rows]
-
-    async def set_schedule_paused(self, name: str, paused: bool) -> ScheduleRecord | None:
-        """Pause or resume a schedule; None if there is none."""
-        rows = await self._run(
-            functools.partial(rows_plan, "set_schedule_paused", name=name, paused=paused),
-            transaction=False,
-        )
-        return _schedule_from_row(rows[0]) if rows else None
-
-    async def delete_schedule(self, name: str) -> bool:
-        """Delete a schedule; False if there was none."""
-        deleted = await self._run(
-            functools.partial(rowcount_plan, "delete_schedule", name=name), transaction=False
-        )
-        return deleted > 0
-
-    async def mark_schedule_tick(self, name: str, tick_ms: int) -> None:
-        """Remember the latest tick that ran."""
-        await self._run(
-            functools.partial(rowcount_plan, "mark_schedule_tick", name=name, tick_ms=tick_ms),
-            transaction=False,
-        )
+def worker_from_row(row: Mapping[str, Any]) -> WorkerRecord:
+    return WorkerRecord(
+        executor_id=row["executor_id"],
+        app_version=row["app_version"],
+        host=row["host"],
+        pid=row["pid"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        lease_expires_at=row["lease_expires_at"],
+        alive=bool(row["alive"]),
+    )

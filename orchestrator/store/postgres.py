@@ -1,4 +1,5 @@
-"""The PostgreSQL store: psycopg 3 async, a connection pool, LISTEN/NOTIFY wake-ups."""
+"""The PostgreSQL store: psycopg 3 async, a connection pool, LISTEN/NOTIFY wake-ups; its
+hot-path writes group-committed (postgres_writes.py)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,17 @@ from orchestrator.errors import (
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
     MigrationState,
+    NewWorkflow,
     NotificationHandler,
+    StepRecord,
+    WorkflowRecord,
 )
-from orchestrator.store.batching import GroupCommit
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.plans import Plan, Result
 from orchestrator.store.postgres_writes import PostgresWrites
 from orchestrator.store.queries import load_queries
+from orchestrator.store.sql import SQLStore
+from orchestrator.types import WorkflowStatus
 
 T = TypeVar("T")
 
@@ -74,7 +79,7 @@ def is_connection_error(error: BaseException) -> bool:
     return error.sqlstate.startswith(_RETRYABLE_SQLSTATES)
 
 
-class PostgresStore(PostgresWrites):
+class PostgresStore(SQLStore):
     """A Store on PostgreSQL; its tables live in ``schema`` (created by the first migration).
 
     Args:
@@ -85,6 +90,93 @@ class PostgresStore(PostgresWrites):
         reconnect_timeout: seconds to keep retrying a lost connection before raising
             StoreUnavailableError.
     """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "orchestrator",
+        min_size: int = 2,
+        max_size: int = 20,
+        reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
+    ) -> None:
+        driver = PostgresDriver(
+            url,
+            schema=schema,
+            min_size=min_size,
+            max_size=max_size,
+            reconnect_timeout=reconnect_timeout,
+        )
+        super().__init__(driver)
+        self.url = url
+        self.schema = schema
+        self.writes = PostgresWrites(driver.run, driver.all, driver.one)
+
+    async def open(self) -> None:
+        """Apply pending migrations, then open the pool and start the group commit."""
+        await self.driver.open()
+        self.writes.start()
+
+    async def close(self) -> None:
+        """Commit what is pending, stop listening, close every connection (idempotent)."""
+        await self.writes.stop()
+        await self.driver.close()
+
+    # -- the hot path: group-committed, or one statement where others need several --------
+    async def record_step(self, step: StepRecord) -> WorkflowStatus | None:
+        """Record a step (see Store.record_step), sharing a commit with concurrent ones."""
+        return await self.writes.record_step(step)
+
+    async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
+        """Insert a new workflow (see Store.create_workflow), sharing a commit."""
+        return await self.writes.create_workflow(new)
+
+    async def finish_workflow(
+        self,
+        workflow_id: str,
+        status: WorkflowStatus,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        epoch: int | None = None,
+    ) -> bool:
+        """Write a final status (see Store.finish_workflow), sharing a commit."""
+        return await self.writes.finish_workflow(
+            workflow_id, status, output=output, error=error, epoch=epoch
+        )
+
+    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+        """Record the last step and write SUCCESS in one statement, sharing a commit."""
+        return await self.writes.finish_after_step(step, output)
+
+    async def send_message(
+        self,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """Add a message (and record ``step``) in one round trip (see Store.send_message)."""
+        return await self.writes.send_message(destination_id, topic, payload, idempotency_key, step)
+
+    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+        """Consume the oldest message and record ``step`` with it, both or neither."""
+        return await self.writes.recv_message(workflow_id, topic, step)
+
+    async def set_event(
+        self, workflow_id: str, key: str, value: str, step: StepRecord | None
+    ) -> None:
+        """Upsert the event and record ``step``: one round trip."""
+        if step is None:
+            await super().set_event(workflow_id, key, value, step)
+        else:
+            await self.writes.set_event(workflow_id, key, value, step)
+
+
+class PostgresDriver:
+    """The connections of a PostgresStore: a pool (with a few warm connections in front), the
+    LISTEN connection, and the one place psycopg errors are retried and translated."""
 
     dialect = "postgres"
     poll_seconds: float | None = None  # every process's writes are notified (LISTEN/NOTIFY)
@@ -111,9 +203,8 @@ class PostgresStore(PostgresWrites):
         self.min_size = min_size
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
-        self._batcher = GroupCommit(self._flush)
         self.reconnect_timeout = reconnect_timeout
-        self._queries = load_queries("postgres")
+        self.queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._handlers: list[NotificationHandler] = []
         self._listener: asyncio.Task[None] | None = None
@@ -146,12 +237,9 @@ class PostgresStore(PostgresWrites):
         )
         await pool.open(wait=False)
         self._pool = pool
-        self._batcher.start()
 
     async def close(self) -> None:
         """Stop listening and close every connection (idempotent)."""
-        if self._pool is not None:
-            await self._batcher.stop()
         await self._cool()
         listener, self._listener = self._listener, None
         self._handlers.clear()
@@ -196,7 +284,7 @@ class PostgresStore(PostgresWrites):
 
     # -- running operations -----------------------------------------------------------------
 
-    async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
+    async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         async def run() -> T:
             async with self._connection() as conn:
                 if not transaction:
@@ -206,11 +294,27 @@ class PostgresStore(PostgresWrites):
 
         return await self._attempt(run)
 
+    async def all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one named statement in autocommit and return all its rows."""
+
+        async def run() -> list[dict[str, Any]]:
+            async with self._connection() as conn:
+                cursor = await conn.execute(self.queries[query], params)
+                return await cursor.fetchall()
+
+        return await self._attempt(run)
+
+    async def one(self, query: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run one named statement (atomic by itself) in autocommit; its single row."""
+        rows = await self.all(query, params)
+        assert rows, f"{query} answers one row"
+        return rows[0]
+
     async def _execute(self, conn: psycopg.AsyncConnection[DictRow], steps: Plan[T]) -> T:
         try:
             statement = next(steps)
             while True:
-                cursor = await conn.execute(self._queries[statement.name], statement.params)
+                cursor = await conn.execute(self.queries[statement.name], statement.params)
                 rows = await cursor.fetchall() if cursor.description else []
                 statement = steps.send(Result(rows, cursor.rowcount))
         except StopIteration as stop:
@@ -320,7 +424,7 @@ class PostgresStore(PostgresWrites):
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
         )
         try:
-            listen = sql.SQL(self._queries["listen"]).format(channel=sql.Identifier(self.channel))
+            listen = sql.SQL(self.queries["listen"]).format(channel=sql.Identifier(self.channel))
             await conn.execute(listen)
         except BaseException:
             await conn.close()

@@ -1,42 +1,58 @@
-"""PostgreSQL's hot-path writes: group-committed step records and final statuses, and the
-one-round-trip (data-modifying CTE) forms of send, recv and set_event."""
+"""PostgreSQL's hot-path writes: group-committed step records, new workflows and final
+statuses, and the one-round-trip (data-modifying CTE) forms of send, recv and set_event.
+
+A write goes to the GroupCommit, which hands the writes waiting at that moment to ``flush``:
+one multi-row statement per kind, or the plain single-row statement (or plan) for a batch of
+one. Two hops from the store's method to its SQL."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-import psycopg
-from psycopg.rows import DictRow
 
 from orchestrator.errors import (
     InvalidArgumentError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
 )
+from orchestrator.store import plans
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
-from orchestrator.store.coordination import CoordinatedSQLStore
-from orchestrator.store.plans import refused, step_params, workflow_from_row
+from orchestrator.store.plans import Plan, refused, step_params, workflow_from_row
 from orchestrator.types import WorkflowStatus
+
+RunPlan = Callable[..., Awaitable[Any]]  # PostgresDriver.run(plan, transaction=...)
+Rows = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
+Row = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 T = TypeVar("T")
 
 
-class PostgresWrites(CoordinatedSQLStore):
-    """The writes PostgresStore runs its own way; it provides connections and retries."""
+class PostgresWrites:
+    """The writes PostgresStore runs its own way, on its driver's connections."""
 
-    _batcher: GroupCommit
-    _queries: dict[str, Any]
+    def __init__(self, run_plan: RunPlan, rows: Rows, row: Row) -> None:
+        self._run_plan = run_plan
+        self._all = rows
+        self._one = row
+        self._batcher = GroupCommit(self._flush)
 
-    def _connection(
-        self,
-    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[DictRow]]:
-        raise NotImplementedError
+    def start(self) -> None:
+        self._batcher.start()
 
-    async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
-        raise NotImplementedError
+    async def stop(self) -> None:
+        """Commit what is pending, then stop the writers."""
+        await self._batcher.stop()
+
+    @property
+    def batcher(self) -> GroupCommit:
+        """The group commit (its counters tell how many writes shared a flush)."""
+        return self._batcher
+
+    async def _plan(self, plan: Callable[[], Plan[T]], *, transaction: bool = False) -> T:
+        result: T = await self._run_plan(plan, transaction=transaction)
+        return result
 
     # -- group commit: the hot-path checkpoints --------------------------------------------
 
@@ -91,19 +107,29 @@ class PostgresWrites(CoordinatedSQLStore):
 
     async def _write_one(self, kind: str, params: Any) -> Any:
         if kind == "create":
-            return await super().create_workflow(params)
+            return await self._create_one(params)
         if kind == "send":
             return await self._send_one(*params)
         if kind == "recv":
             return await self._recv_one(*params)
         if kind == "record_step":
-            return await super().record_step(params)
+            return await self._plan(functools.partial(plans.record_step, params, required=False))
         if kind == "finish_step":
             return await self._finish_after_step_one(*params)
         workflow_id, status, output, error, epoch = params
-        return await super().finish_workflow(
-            workflow_id, WorkflowStatus(status), output=output, error=error, epoch=epoch
+        finish = functools.partial(
+            plans.rowcount_plan,
+            "finish_workflow",
+            workflow_id=workflow_id,
+            status=status,
+            output=output,
+            error=error,
+            epoch=epoch,
         )
+        return await self._plan(finish) > 0
+
+    async def _create_one(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
+        return await self._plan(functools.partial(plans.insert_workflow, new, conflict=False))
 
     async def _create_workflows(self, news: list[NewWorkflow]) -> list[Any]:
         rows = await self._all(
@@ -138,7 +164,7 @@ class PostgresWrites(CoordinatedSQLStore):
             # A taken id or dedup id: the single-row path (now committed) gives the answer:
             # (existing row, False), or DuplicateWorkflowError for this write alone.
             try:
-                results.append(await super().create_workflow(new))
+                results.append(await self._create_one(new))
             except Exception as error:  # this write's own failure
                 results.append(error)
         return results
@@ -213,29 +239,7 @@ class PostgresWrites(CoordinatedSQLStore):
         finished = {row["workflow_id"] for row in rows}
         return [f[0] in finished for f in finishes]
 
-    async def _all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Run one statement in autocommit and return all its rows."""
-
-        async def run() -> list[dict[str, Any]]:
-            async with self._connection() as conn:
-                cursor = await conn.execute(self._queries[query], params)
-                return await cursor.fetchall()
-
-        return await self._attempt(run)
-
     # -- one-round-trip forms of multi-statement operations ---------------------------------
-
-    async def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Run one statement in autocommit (atomic by itself) and return its single row."""
-
-        async def run() -> dict[str, Any]:
-            async with self._connection() as conn:
-                cursor = await conn.execute(self._queries[query], params)
-                row = await cursor.fetchone()
-                assert row is not None
-                return row
-
-        return await self._attempt(run)
 
     async def send_message(
         self,
@@ -356,13 +360,8 @@ class PostgresWrites(CoordinatedSQLStore):
                 results.append(error)
         return results
 
-    async def set_event(
-        self, workflow_id: str, key: str, value: str, step: StepRecord | None
-    ) -> None:
+    async def set_event(self, workflow_id: str, key: str, value: str, step: StepRecord) -> None:
         """Upsert the event and record ``step``: one round trip."""
-        if step is None:
-            await super().set_event(workflow_id, key, value, step)
-            return
         row = await self._one(
             "set_event_combined",
             {

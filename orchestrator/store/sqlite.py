@@ -20,7 +20,6 @@ from orchestrator.errors import (
     WorkflowNotFoundError,
 )
 from orchestrator.store.base import MigrationState, NotificationHandler
-from orchestrator.store.coordination import CoordinatedSQLStore
 from orchestrator.store.migrate import (
     migrate_sqlite,
     sqlite_migration_state,
@@ -28,6 +27,7 @@ from orchestrator.store.migrate import (
 )
 from orchestrator.store.plans import Plan, Result
 from orchestrator.store.queries import load_queries
+from orchestrator.store.sql import SQLStore
 
 T = TypeVar("T")
 
@@ -77,13 +77,21 @@ def _translated(function: Callable[..., T], *args: Any) -> T:
         return function(*args)
 
 
-class SQLiteStore(CoordinatedSQLStore):
+class SQLiteStore(SQLStore):
     """A Store on one SQLite file; every call runs on one worker thread, one at a time.
 
     Args:
         path: the database file (its directory is created), or ":memory:".
         clock_ms: the clock behind SQL ``now_ms()``; epoch milliseconds of this machine if None.
     """
+
+    def __init__(self, path: str, *, clock_ms: Callable[[], int] | None = None) -> None:
+        super().__init__(SQLiteDriver(path, clock_ms=clock_ms))
+        self.path = path
+
+
+class SQLiteDriver:
+    """The connection of an SQLiteStore: one sqlite3 connection used by one worker thread."""
 
     dialect = "sqlite"
     # Another process writing the same file (a CLI, a second app) cannot notify this one:
@@ -146,7 +154,7 @@ class SQLiteStore(CoordinatedSQLStore):
 
     # -- driving plans ----------------------------------------------------------------------
 
-    async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
+    async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         # SQLite runs every operation in BEGIN IMMEDIATE ... COMMIT: one thread hop, one commit.
         del transaction
         return await self._call(self._drive, plan)

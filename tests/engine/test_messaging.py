@@ -245,7 +245,7 @@ async def test_a_send_wakes_a_waiter_in_the_same_process_without_the_database(
         return await app.recv("go", timeout=600)
 
     async with app:
-        app.store._handlers.clear()  # type: ignore[attr-defined]
+        app.store.driver._handlers.clear()  # type: ignore[attr-defined]
         handle = await app.start(waiter, workflow_id="wake-1")
         assert await app.get_event("wake-1", "ready", timeout=30) is True
         await asyncio.sleep(0.2)  # parked in recv, its deadline recorded

@@ -34,7 +34,7 @@ async def test_concurrent_writes_share_flushes_and_get_their_own_answers(
         for i in range(200):
             await store.create_workflow(new(f"w{i}"))
         await store.finish_workflow("w0", WorkflowStatus.SUCCESS, output="1")
-        batcher = store._batcher
+        batcher = store.writes.batcher
         before = (batcher.flushes, batcher.writes)
         steps = [
             StepRecord(f"w{i}", 1, "s", StepKind.STEP, output=str(i), epoch=0) for i in range(200)
@@ -109,7 +109,7 @@ async def test_concurrent_creates_share_flushes_and_keep_id_and_dedup_rules(
     await store.open()
     try:
         await store.create_workflow(new("old"))
-        batcher = store._batcher
+        batcher = store.writes.batcher
         before = (batcher.flushes, batcher.writes)
         queued = [
             NewWorkflow(
@@ -150,7 +150,7 @@ async def test_concurrent_sends_share_flushes_and_keep_their_answers(postgres_ur
             await store.create_workflow(new(f"r{i}"))
         await store.finish_workflow("r99", WorkflowStatus.SUCCESS, output="1")
         assert await store.send_message("r0", "t", '"early"', "key-early")
-        batcher = store._batcher
+        batcher = store.writes.batcher
         before = (batcher.flushes, batcher.writes)
         results = await asyncio.gather(
             *(store.send_message(f"r{i}", "t", str(i), None) for i in range(99)),
@@ -189,7 +189,7 @@ async def test_concurrent_receivers_share_flushes_and_consume_each_message_once(
                 await store.send_message(f"m{i}", "t", str(i), None)
         await store.send_message("m0", "t", "second", None)
         await store.record_step(StepRecord("m5", 1, "taken", StepKind.STEP, epoch=0))
-        batcher = store._batcher
+        batcher = store.writes.batcher
         before = (batcher.flushes, batcher.writes)
         receivers = [
             *(

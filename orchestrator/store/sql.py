@@ -1,23 +1,29 @@
-"""The Store protocol's data methods, written once for both databases: each runs a plan
-(plans.py) on the store's own connection (``SQLStore._run``)."""
+"""SQLStore: the Store protocol, written once for both databases. Each method runs a plan of
+named queries (plans.py, coordination.py) on the store's Driver, which owns the connections
+and translates the database's errors (postgres.py, sqlite.py). PostgreSQL's store also group-
+commits its hot-path writes (postgres_writes.py); nothing else differs by dialect."""
 
 from __future__ import annotations
 
-import abc
 import functools
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol, TypeVar
 
 from orchestrator.errors import (
     InvalidArgumentError,
 )
-from orchestrator.store import plans
+from orchestrator.store import coordination, plans
 from orchestrator.store.base import (
+    DequeueRequest,
+    DequeueResult,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
+    QueueStats,
+    ScheduleRecord,
     StepRecord,
     StreamEntry,
+    WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
 )
@@ -36,30 +42,59 @@ T = TypeVar("T")
 # -- the Store methods, over any driver -----------------------------------------------------
 
 
-class SQLStore(abc.ABC):
-    """The Store protocol's data methods; a subclass runs the plans on its database."""
+class Driver(Protocol):
+    """A database connection for SQLStore: runs plans, and opens, migrates and listens."""
 
     dialect: str
+    poll_seconds: float | None
 
-    @abc.abstractmethod
-    async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
+    async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         """Drive a fresh ``plan()`` to its end; in one transaction when ``transaction``."""
 
-    @abc.abstractmethod
     async def open(self) -> None: ...
 
-    @abc.abstractmethod
     async def close(self) -> None: ...
 
-    @abc.abstractmethod
     async def migrate(self) -> list[str]: ...
 
-    @abc.abstractmethod
     async def migration_state(self) -> MigrationState: ...
 
-    @abc.abstractmethod
     async def listen(self, handler: NotificationHandler) -> None: ...
 
+
+class SQLStore:
+    """The Store protocol over a Driver (see the module docstring)."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.dialect = driver.dialect
+        self.poll_seconds = driver.poll_seconds
+
+    async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
+        return await self.driver.run(plan, transaction=transaction)
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        await self.driver.open()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        await self.driver.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under a lock; the names applied now."""
+        return await self.driver.migrate()
+
+    async def migration_state(self) -> MigrationState:
+        """What is applied and what is available."""
+        return await self.driver.migration_state()
+
+    async def listen(self, handler: NotificationHandler) -> None:
+        """Deliver notifications to ``handler`` (see Store.listen)."""
+        await self.driver.listen(handler)
+
+    # -- workflows --------------------------------------------------------------------------
     async def now_ms(self) -> int:
         """The database clock, epoch milliseconds."""
         rows = await self._run(functools.partial(rows_plan, "now_ms"), transaction=False)
@@ -275,3 +310,130 @@ class SQLStore(abc.ABC):
             StreamEntry(position=row["position"], value=row["value"], closed=bool(row["closed"]))
             for row in await self._run(plan, transaction=False)
         ]
+
+    # -- queues -----------------------------------------------------------------------------
+    async def dequeue(self, request: DequeueRequest) -> DequeueResult:
+        """Start as many due workflows as the queue's limits allow (see Store.dequeue)."""
+        if request.max_count <= 0:
+            return DequeueResult(started=[])
+        return await self._run(functools.partial(coordination.dequeue, request), transaction=True)
+
+    async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
+        """Depth, running and recent starts per queue."""
+        rows = await self._run(
+            functools.partial(rows_plan, "queue_stats", queue_name=queue_name), transaction=False
+        )
+        return [
+            QueueStats(
+                queue_name=row["queue_name"],
+                depth=int(row["depth"]),
+                running=int(row["running"]),
+                started_last_minute=int(row["started_last_minute"]),
+            )
+            for row in rows
+        ]
+
+    # -- workers ----------------------------------------------------------------------------
+    async def register_worker(
+        self, executor_id: str, app_version: str | None, lease_ms: int, host: str, pid: int
+    ) -> int:
+        """Register this executor with a fresh lease; its expiry (epoch ms)."""
+        rows = await self._run(
+            functools.partial(
+                rows_plan,
+                "register_worker",
+                executor_id=executor_id,
+                app_version=app_version,
+                lease_ms=lease_ms,
+                host=host,
+                pid=pid,
+            ),
+            transaction=False,
+        )
+        return int(rows[0]["lease_expires_at"])
+
+    async def renew_lease(self, executor_id: str, lease_ms: int) -> int | None:
+        """Extend an unexpired lease; None if it had expired."""
+        rows = await self._run(
+            functools.partial(rows_plan, "renew_lease", executor_id=executor_id, lease_ms=lease_ms),
+            transaction=False,
+        )
+        return int(rows[0]["lease_expires_at"]) if rows else None
+
+    async def release_worker(self, executor_id: str) -> None:
+        """Expire this executor's lease now."""
+        await self._run(
+            functools.partial(rowcount_plan, "release_worker", executor_id=executor_id),
+            transaction=False,
+        )
+
+    async def take_over(
+        self, executor_id: str, app_version: str | None, limit: int
+    ) -> list[WorkflowRecord]:
+        """Claim unfinished workflows of dead workers (see Store.take_over)."""
+        rows = await self._run(
+            functools.partial(
+                rows_plan,
+                "take_over",
+                executor_id=executor_id,
+                app_version=app_version,
+                limit=limit,
+            ),
+            transaction=False,
+        )
+        await self._run(functools.partial(rowcount_plan, "forget_dead_workers"), transaction=False)
+        return [workflow_from_row(row) for row in rows]
+
+    async def owned_workflows(self, executor_id: str, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of ``workflow_ids`` still run on ``executor_id``."""
+        if not workflow_ids:
+            return set()
+        rows = await self._run(
+            functools.partial(
+                rows_plan,
+                "owned_workflows",
+                executor_id=executor_id,
+                workflow_ids=list(workflow_ids),
+            ),
+            transaction=False,
+        )
+        return {row["workflow_id"] for row in rows}
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Registered workers, oldest first."""
+        rows = await self._run(functools.partial(rows_plan, "list_workers"), transaction=False)
+        return [coordination.worker_from_row(row) for row in rows]
+
+    # -- schedules --------------------------------------------------------------------------
+    async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:
+        """Create (or with ``replace`` update) a schedule."""
+        return await self._run(
+            functools.partial(coordination.save_schedule, schedule, replace), transaction=False
+        )
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule by name."""
+        rows = await self._run(functools.partial(rows_plan, "list_schedules"), transaction=False)
+        return [coordination.schedule_from_row(row) for row in rows]
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> ScheduleRecord | None:
+        """Pause or resume a schedule; None if there is none."""
+        rows = await self._run(
+            functools.partial(rows_plan, "set_schedule_paused", name=name, paused=paused),
+            transaction=False,
+        )
+        return coordination.schedule_from_row(rows[0]) if rows else None
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there was none."""
+        deleted = await self._run(
+            functools.partial(rowcount_plan, "delete_schedule", name=name), transaction=False
+        )
+        return deleted > 0
+
+    async def mark_schedule_tick(self, name: str, tick_ms: int) -> None:
+        """Remember the latest tick that ran."""
+        await self._run(
+            functools.partial(rowcount_plan, "mark_schedule_tick", name=name, tick_ms=tick_ms),
+            transaction=False,
+        )

@@ -188,3 +188,8 @@ class FakeClock:
     def pending(self) -> int:
         """How many timers wait for time to move."""
         return sum(1 for _, _, timer in self._timers if not timer.cancelled)
+
+    def deadlines(self) -> list[int]:
+        """When each pending timer is due (epoch ms, earliest first): what waits on this
+        clock, for a test to wait until the wait it means to end has begun."""
+        return sorted(deadline for deadline, _, timer in self._timers if not timer.cancelled)

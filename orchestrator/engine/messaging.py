@@ -182,6 +182,8 @@ class Messaging:
                     return decode(answer)
                 if not deadline:  # first miss: make the timeout durable, then wait
                     deadline.append(_deadline(self.clock, timeout))
+                    if deadline[0] is None:  # no limit: nothing to remember
+                        continue
                     number = await run.insert_before(
                         run.step_record(
                             number,

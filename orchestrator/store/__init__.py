@@ -63,7 +63,8 @@ def create_store(
     Args:
         database_url: a PostgreSQL URL or an SQLite one (see ``ACCEPTED_URLS``).
         schema: the PostgreSQL schema holding the tables (ignored by SQLite).
-        clock_ms: SQLite's clock in epoch milliseconds, for tests (PostgreSQL uses its own).
+        clock_ms: the time the store's SQL reads (``now_ms()``), epoch milliseconds: a test's
+            FakeClock; the database's own clock if None.
 
     Raises:
         ConfigurationError: the URL is neither form.
@@ -71,7 +72,9 @@ def create_store(
     url = database_url.strip()
     for scheme in _POSTGRES_SCHEMES:
         if url.startswith(scheme):
-            return PostgresStore("postgresql://" + url.removeprefix(scheme), schema=schema)
+            return PostgresStore(
+                "postgresql://" + url.removeprefix(scheme), schema=schema, clock_ms=clock_ms
+            )
     if url.startswith(_SQLITE_PREFIX):
         path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
         if path:

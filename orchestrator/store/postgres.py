@@ -69,6 +69,9 @@ WARM_MAX_SECONDS = 60.0  # a warm connection goes back to the pool (its lifetime
 _RETRYABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
+_SET_CLOCK = "SELECT set_config('orchestrator.now_ms', %s, false)"
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True for a lost or impossible connection (retried), False for any other error (an
     unusable connection string among them: retrying cannot fix it)."""
@@ -89,6 +92,8 @@ class PostgresStore(SQLStore):
         max_size: connections the pool may open.
         reconnect_timeout: seconds to keep retrying a lost connection before raising
             StoreUnavailableError.
+        clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
+            the database's own clock if None.
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class PostgresStore(SQLStore):
         min_size: int = 2,
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         driver = PostgresDriver(
             url,
@@ -106,6 +112,7 @@ class PostgresStore(SQLStore):
             min_size=min_size,
             max_size=max_size,
             reconnect_timeout=reconnect_timeout,
+            clock_ms=clock_ms,
         )
         super().__init__(driver)
         self.url = url
@@ -189,6 +196,7 @@ class PostgresDriver:
         min_size: int = 2,
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         if not SCHEMA_NAME.match(schema):
             raise InvalidArgumentError(
@@ -204,6 +212,7 @@ class PostgresDriver:
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
         self.reconnect_timeout = reconnect_timeout
+        self._clock_ms = clock_ms
         self.queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._handlers: list[NotificationHandler] = []
@@ -334,6 +343,8 @@ class PostgresDriver:
                 self._warm.pop() if self._warm else (await pool.getconn(), time.monotonic())
             )
             try:
+                if self._clock_ms is not None:  # SQL's now_ms() reads it (migration 0005)
+                    await conn.execute(_SET_CLOCK, (str(self._clock_ms()),))
                 yield conn
             except BaseException:
                 await pool.putconn(conn)  # the pool resets it, or drops it if it is broken

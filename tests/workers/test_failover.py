@@ -27,7 +27,7 @@ RUNNING = [WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING]
 async def lease_expiry(client: Orchestrator, executor_id: str) -> float:
     """When a worker's lease ends (epoch seconds, database clock: this machine's clock)."""
     (worker,) = [w for w in await client.list_workers() if w.executor_id == executor_id]
-    return worker.lease_expires_at / 1000
+    return worker.lease_expires_at.timestamp()
 
 
 def fails(n: int) -> bool:

@@ -5,6 +5,7 @@
 #   make bench                      benchmarks (installs the bench extra: dbos, pyinstrument)
 #   make load ARGS="--time 60"      the shop under locust on PostgreSQL (bench/results/load*)
 #   make chaos ARGS="--seed 7"      the long chaos run: 1,000 sagas, 200 SIGKILLs and more faults
+#   make fuzz                       the HTTP API under schemathesis, 2,000 cases per operation
 #   make fmt                        ruff format + ruff check --fix
 #   make lock                       re-resolve uv.lock after editing pyproject.toml
 
@@ -16,7 +17,7 @@ ARGS  ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test bench load chaos fmt lint bootstrap lock clean
+.PHONY: demo test bench load chaos fuzz fmt lint bootstrap lock clean
 
 # The sample shop: orchestrator + inventory, payments, shipping; serves until Ctrl-C.
 demo: bootstrap
@@ -36,6 +37,10 @@ load: bootstrap
 # private cluster: needs Debian's initdb); prints its seed (see tests/chaos/).
 chaos: bootstrap
 	$(PY) -m tests.chaos $(ARGS)
+
+# The HTTP API fuzzed deeper than make test does (250 cases per operation there); zero 5xx.
+fuzz: bootstrap
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-2000} $(PY) -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py $(ARGS)
 
 fmt: bootstrap
 	$(VENV)/bin/ruff format .

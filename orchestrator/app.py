@@ -287,7 +287,12 @@ class Orchestrator:
 
     async def migrate(self) -> list[str]:
         """Apply the database's pending migrations (under a lock every process shares)
-        without launching; returns every migration now applied."""
+        without launching; returns every migration now applied.
+
+        Raises:
+            StoreUnavailableError: the database cannot be reached.
+            MigrationError: a migration failed (nothing of it is applied).
+        """
         await self.store.open()
         try:
             return list((await self.store.migration_state()).applied)
@@ -296,7 +301,11 @@ class Orchestrator:
                 await self.store.close()
 
     async def migration_state(self) -> MigrationState:
-        """Which migrations the database has and which this code brings (readiness)."""
+        """Which migrations the database has and which this code brings (readiness).
+
+        Raises:
+            StoreUnavailableError: the database cannot be reached.
+        """
         return await self.store.migration_state()
 
     async def render_metrics(self) -> bytes:
@@ -409,15 +418,23 @@ class Orchestrator:
         return context.current_step()
 
     async def sleep(self, seconds: float) -> None:
-        """Durable sleep (recorded wake-up time; recovery sleeps only what is left)."""
+        """Durable sleep (recorded wake-up time; recovery sleeps only what is left). Outside a
+        workflow, or inside a step, a plain sleep on the app's clock.
+
+        Raises:
+            InvalidArgumentError: a negative number of seconds.
+            WorkflowCancelledError: the workflow was cancelled while it slept (it stops here).
+        """
         await timers.sleep(seconds, self.clock)
 
     async def now(self) -> dt.datetime:
-        """The time, recorded inside a workflow so replays are deterministic."""
+        """The time (UTC), recorded inside a workflow so replays see the same instant; outside
+        a workflow, the current time. Raises nothing of its own."""
         return await timers.now()
 
     async def random(self) -> float:
-        """A random float, recorded inside a workflow so replays are deterministic."""
+        """A random float in [0, 1), recorded inside a workflow so replays see the same number;
+        outside a workflow, a fresh one. Raises nothing of its own."""
         return await timers.random()
 
     # -- messages, events, streams ---------------------------------------------------------
@@ -453,7 +470,13 @@ class Orchestrator:
         return await self.engine.messaging.recv(topic, timeout)
 
     async def set_event(self, key: str, value: Any) -> None:
-        """Inside a workflow: publish ``value`` under ``key`` (a later set overwrites)."""
+        """Inside a workflow: publish ``value`` under ``key`` (a later set overwrites).
+
+        Raises:
+            NotInWorkflowError: outside a workflow (or inside a step).
+            InvalidArgumentError: a key with NUL, lone surrogates or over 512 characters.
+            SerializationError: the value cannot be stored and read back.
+        """
         await self.engine.messaging.set_event(key, value)
 
     async def get_event(
@@ -469,20 +492,40 @@ class Orchestrator:
         return await self.engine.messaging.get_event(workflow_id, key, timeout)
 
     async def get_events(self, workflow_id: str) -> dict[str, Any]:
-        """All current events of a workflow."""
+        """All current events of a workflow, key -> value.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            ConfigurationError: the app is not launched.
+        """
         self.engine.require_launched("get_events")
         return await self.engine.messaging.get_events(workflow_id)
 
     async def write_stream(self, key: str, value: Any) -> None:
-        """Inside a workflow: append ``value`` to its stream ``key`` (progress, tokens…)."""
+        """Inside a workflow: append ``value`` to its stream ``key`` (progress, tokens…).
+
+        Raises:
+            NotInWorkflowError: outside a workflow (or inside a step).
+            WorkflowStateError: the stream was closed.
+            SerializationError: the value cannot be stored and read back.
+        """
         await self.engine.messaging.write_stream(key, value)
 
     async def close_stream(self, key: str) -> None:
-        """Inside a workflow: end its stream ``key``; readers stop after the last value."""
+        """Inside a workflow: end its stream ``key``; readers stop after the last value.
+
+        Raises:
+            NotInWorkflowError: outside a workflow (or inside a step).
+        """
         await self.engine.messaging.write_stream(key, None, close=True)
 
     def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
-        """Iterate a workflow's stream as it is written, until closed or the workflow ends."""
+        """Iterate a workflow's stream as it is written, until closed or the workflow ends.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow (when iteration begins).
+            ConfigurationError: the app is not launched.
+        """
         self.engine.require_launched("read_stream")
         return self.engine.messaging.read_stream(workflow_id, key)
 
@@ -668,7 +711,11 @@ class Orchestrator:
     async def list_queued(
         self, queue: str | None = None, *, limit: int = 100
     ) -> list[WorkflowInfo]:
-        """Workflows waiting on a queue (or on any queue), oldest first."""
+        """Workflows waiting on a queue (or on any queue), oldest first.
+
+        Raises:
+            ConfigurationError: the app is not launched.
+        """
         return await self._admin.list_queued(queue, limit=limit)
 
     async def queue_stats(self, queue: str | None = None) -> list[QueueStats]:
@@ -698,15 +745,28 @@ class Orchestrator:
         )
 
     async def pause_schedule(self, name: str) -> ScheduleInfo:
-        """Stop starting ticks of a schedule until resumed (NotRegisteredError: no such one)."""
+        """Stop starting ticks of a schedule until resumed.
+
+        Raises:
+            NotRegisteredError: no schedule of that name.
+        """
         return await self._admin.pause_schedule(name)
 
     async def resume_schedule(self, name: str) -> ScheduleInfo:
-        """Start ticking a paused schedule again, from now on."""
+        """Start ticking a paused schedule again, from now on (missed ticks are skipped unless
+        the schedule catches up).
+
+        Raises:
+            NotRegisteredError: no schedule of that name.
+        """
         return await self._admin.resume_schedule(name)
 
     async def delete_schedule(self, name: str) -> None:
-        """Delete a schedule; the workflows it started stay."""
+        """Delete a schedule; the workflows it started stay.
+
+        Raises:
+            NotRegisteredError: no schedule of that name.
+        """
         await self._admin.delete_schedule(name)
 
     async def list_schedules(self) -> list[ScheduleInfo]:

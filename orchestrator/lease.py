@@ -78,15 +78,26 @@ class Lease:
         if await self.store.renew_lease(self.executor_id, self.lease_ms) is not None:
             self._extend(sent)
             return
-        logger.warning(
-            "worker %s lost its lease; checking which workflows it still owns", self.executor_id
-        )
         self.generation += 1  # every run checks its workflow again before going on
         running = self.running()
         owned = await self.store.owned_workflows(self.executor_id, running)
-        for workflow_id in running:
-            if workflow_id not in owned:
-                self.lost(workflow_id)
+        lost = [workflow_id for workflow_id in running if workflow_id not in owned]
+        if lost:
+            logger.warning(
+                "worker %s lost its lease (it was unresponsive); %d of its workflows were taken"
+                " over or ended and stop here: %s",
+                self.executor_id,
+                len(lost),
+                ", ".join(lost[:10]),
+            )
+        else:
+            logger.info(
+                "worker %s renews a lapsed lease; it still owns its %d running workflows",
+                self.executor_id,
+                len(running),
+            )
+        for workflow_id in lost:
+            self.lost(workflow_id)
         await self.register()
 
     async def guard(self, workflow_id: str, epoch: int) -> None:

@@ -162,7 +162,7 @@ class Executor:
         compensations that completed replay from their records."""
         run = self.run
         run.finishing = True
-        await self.saga.settle(run)
+        await self.saga.wait_for_parallel_steps(run)
         await run.flush_quietly()  # the last step succeeded: it is compensated too
         plan = await self.saga.plan(run.workflow_id)
         cancelled = isinstance(error, WorkflowCancelledError)

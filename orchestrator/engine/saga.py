@@ -100,7 +100,7 @@ class Saga:
         ]
 
     @staticmethod
-    async def settle(run: WorkflowRun) -> None:
+    async def wait_for_parallel_steps(run: WorkflowRun) -> None:
         """Wait for the steps still running in parallel branches: they finish and are
         recorded (so they are compensated too) before a rollback is planned."""
         while run.inflight:

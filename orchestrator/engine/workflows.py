@@ -36,8 +36,8 @@ class StartOptions:
     if_duplicate: str = "raise"  # a dedup_id active on the queue: "raise" or "return" its handle
 
 
-class Engine(Protocol):
-    """What workflow functions and handles need from the engine (see executor.Engine)."""
+class WorkflowStarter(Protocol):
+    """What workflow functions and handles need from the engine (core.Engine provides it)."""
 
     async def start_workflow(
         self,
@@ -57,7 +57,7 @@ class WorkflowHandle(Generic[R_co]):
 
     __slots__ = ("_engine", "info", "workflow_id")
 
-    def __init__(self, engine: Engine, workflow_id: str) -> None:
+    def __init__(self, engine: WorkflowStarter, workflow_id: str) -> None:
         self._engine = engine
         self.workflow_id = workflow_id
         # The workflow as stored when this handle's start created it (None otherwise): what
@@ -92,7 +92,7 @@ class WorkflowFunction(Generic[P, R]):
         fn: Callable[P, Coroutine[Any, Any, R]],
         *,
         name: str,
-        engine: Engine,
+        engine: WorkflowStarter,
         max_recovery_attempts: int | None,
         timeout: float | None,
         schedule: str | None = None,

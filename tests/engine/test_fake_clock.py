@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,54 +17,14 @@ from orchestrator import (
     Orchestrator,
     Retry,
     RetryLaterError,
-    WorkflowHandle,
     WorkflowStatus,
     WorkflowTimeoutError,
 )
+from tests.clocks import armed_at, status_is, until, waiting_on_clock
 from tests.conftest import AppFactory
 
 HOUR = 3600.0
 DAY = 86400.0
-
-
-async def until(
-    predicate: Callable[[], Awaitable[bool]],
-    *,
-    within: float = 10.0,
-    what: Callable[[], str] = lambda: "",
-) -> None:
-    """Wait (real time, polling) until ``predicate()`` holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await predicate():
-        assert loop.time() < deadline, f"the state the clock's move must produce never came{what()}"
-        await asyncio.sleep(0.02)
-
-
-async def status_is(handle: WorkflowHandle[Any], *statuses: WorkflowStatus) -> None:
-    async def reached() -> bool:
-        return (await handle.status()).status in statuses
-
-    await until(reached)
-
-
-async def waiting_on_clock(clock: FakeClock, *, after: float, slack_ms: int = 0) -> None:
-    """Until a wait that ends ``after`` seconds from now (to ``slack_ms`` later) is on the
-    clock: the wait has begun."""
-    await armed_at(clock, clock.now_ms() + int(after * 1000), slack_ms=slack_ms)
-
-
-async def armed_at(clock: FakeClock, due_ms: int, *, slack_ms: int = 0) -> None:
-    """Until a wait that ends at ``due_ms`` (to ``slack_ms`` later) is on the clock."""
-
-    async def armed() -> bool:
-        return any(due_ms <= deadline <= due_ms + slack_ms for deadline in clock.deadlines())
-
-    def waiting() -> str:
-        now = clock.now_ms()
-        return f": waits end in {[(d - now) / 1000 for d in clock.deadlines()]} s, not {(due_ms - now) / 1000}"
-
-    await until(armed, what=waiting)
 
 
 async def steps_recorded(app: Orchestrator, workflow_id: str, count: int) -> None:
@@ -183,10 +142,6 @@ async def test_step_timeout_backoff_and_retry_after_are_on_the_clock(
     assert not hang.is_set()
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_an_hourly_schedule_ticks_when_an_hour_passes(make_app: AppFactory) -> None:
     clock = FakeClock(start_ms=1_700_000_000_000 - 1_700_000_000_000 % 3_600_000 + 1000)
     app = make_app(clock=clock)
@@ -201,10 +156,10 @@ async def test_an_hourly_schedule_ticks_when_an_hour_passes(make_app: AppFactory
         await armed_at(clock, top + 3_600_000)  # the next tick
         assert ticks == []
         await clock.advance(HOUR)
-        await until(lambda: _true(len(ticks) == 1))
+        await until(lambda: len(ticks) == 1)
         await armed_at(clock, top + 2 * 3_600_000)
         await clock.advance(HOUR)
-        await until(lambda: _true(len(ticks) == 2))
+        await until(lambda: len(ticks) == 2)
     assert [tick.timestamp() * 1000 for tick in ticks] == [top + 3_600_000, top + 7_200_000]
 
 

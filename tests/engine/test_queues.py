@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
+from collections.abc import Awaitable
 
 import pytest
 
 from orchestrator import (
     ConfigurationError,
     DuplicateWorkflowError,
+    FakeClock,
     InvalidArgumentError,
     NotRegisteredError,
     WorkflowStatus,
 )
+from tests.clocks import armed_at, until, waiting_on_clock
 from tests.conftest import AppFactory
 
 
@@ -49,22 +51,34 @@ async def test_concurrency_and_worker_concurrency_are_never_exceeded(make_app: A
 
 
 async def test_rate_limit_spreads_starts_over_windows(make_app: AppFactory) -> None:
-    app = make_app()
-    app.queue("rated", rate_limit=(4, 0.5))
+    clock = FakeClock()
+    app = make_app(clock=clock)
+    app.queue("rated", rate_limit=(4, 30.0))
 
     @app.workflow(name="rated_wf")
     async def rated_wf() -> None:
         return None
 
+    async def finished() -> int:
+        infos = [await h.status() for h in handles]
+        return sum(1 for info in infos if info.status is WorkflowStatus.SUCCESS)
+
     async with app:
         handles = [await app.start(rated_wf, queue="rated") for _ in range(10)]
-        await asyncio.gather(*(h.result(timeout=30) for h in handles))
+        for window, done in enumerate((4, 8, 10)):  # 4 starts per 30 s window, no more
+            await until(lambda done=done: _equals(finished(), done))
+            if window < 2:
+                await waiting_on_clock(clock, after=30, slack_ms=1)  # the window reopens
+                assert await finished() == done
+                await clock.advance(30.001)
         infos = [await h.status() for h in handles]
     starts = sorted(info.started_at.timestamp() for info in infos if info.started_at)
-    assert len(starts) == 10
-    for index, start in enumerate(starts):  # any 0.5 s window holds at most 4 starts
-        assert sum(1 for other in starts[index:] if other - start < 0.5) <= 4
-    assert starts[-1] - starts[0] >= 1.0  # 10 starts at 4 per 0.5 s need at least 3 windows
+    first = starts[0]
+    assert [round(start - first) for start in starts] == [0] * 4 + [30] * 4 + [60] * 2
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
 
 
 async def test_priority_dedup_delay_and_listing(make_app: AppFactory) -> None:
@@ -205,7 +219,8 @@ async def test_queue_configuration_errors(make_app: AppFactory) -> None:
 
 
 async def test_declared_and_created_schedules_run_once_per_tick(make_app: AppFactory) -> None:
-    app = make_app()
+    clock = FakeClock(start_ms=1_700_000_000_500)  # half a second before a tick
+    app = make_app(clock=clock)
     ticks: list[tuple[str, dt.datetime]] = []
 
     @app.workflow(name="every_second", schedule="* * * * * *")
@@ -219,34 +234,49 @@ async def test_declared_and_created_schedules_run_once_per_tick(make_app: AppFac
     with pytest.raises(InvalidArgumentError, match="six cron fields"):
         app.workflow(name="bad", schedule="* * * * *")
 
+    def count(kind: str) -> int:
+        return sum(1 for ticked, _ in ticks if ticked == kind)
+
     async with app:
         created = await app.create_schedule("eu-report", report, "* * * * * *", args=["eu"])
         assert created.workflow_name == "report"
         with pytest.raises(Exception, match="exists already"):
             await app.create_schedule("eu-report", report, "* * * * * *", args=["eu"])
-        await asyncio.sleep(2.6)
+        await next_second(clock)
+        await until(lambda: count("declared") == 1 and count("eu") == 1)
+        for second in (2, 3):
+            await next_second(clock)
+            await until(lambda second=second: count("declared") == count("eu") == second)
         await app.pause_schedule("eu-report")
-        paused_count = sum(1 for kind, _ in ticks if kind == "eu")
-        await asyncio.sleep(1.2)
-        assert sum(1 for kind, _ in ticks if kind == "eu") <= paused_count + 1
+        await next_second(clock)
+        await until(lambda: count("declared") == 4)
+        assert count("eu") == 3  # paused: no tick
         names = {s.name: s for s in await app.list_schedules()}
         assert names["eu-report"].paused and names["every_second"].declared
+        assert names["eu-report"].last_tick == dt.datetime.fromtimestamp(1_700_000_003, dt.UTC)
         await app.delete_schedule("eu-report")
         with pytest.raises(NotRegisteredError):
             await app.delete_schedule("eu-report")
         runs = await app.list_workflows(name="every_second", limit=100)
     declared = sorted(t for kind, t in ticks if kind == "declared")
-    assert len(declared) >= 3 and len(set(declared)) == len(declared)
-    assert all(b - a == dt.timedelta(seconds=1) for a, b in itertools.pairwise(declared))
-    assert {r.workflow_id for r in runs} >= {
+    assert [t.timestamp() for t in declared] == [1_700_000_001 + n for n in range(4)]
+    assert {r.workflow_id for r in runs} == {
         f"every_second@{t.strftime('%Y-%m-%dT%H:%M:%SZ')}" for t in declared
     }
+
+
+async def next_second(clock: FakeClock) -> None:
+    """Move a FakeClock to the next whole second once the scheduler waits for it."""
+    due = clock.now_ms() // 1000 * 1000 + 1000
+    await armed_at(clock, due)
+    await clock.set(due)
 
 
 async def test_a_resumed_schedule_does_not_run_the_ticks_missed_while_paused(
     make_app: AppFactory,
 ) -> None:
-    app = make_app()
+    clock = FakeClock(start_ms=1_700_000_000_500)
+    app = make_app(clock=clock)
     runs: list[dt.datetime] = []
 
     @app.workflow(name="ticker")
@@ -255,12 +285,13 @@ async def test_a_resumed_schedule_does_not_run_the_ticks_missed_while_paused(
 
     async with app:
         await app.create_schedule("tick", ticker, "* * * * * *")
-        await asyncio.sleep(1.5)
+        await next_second(clock)
+        await until(lambda: len(runs) == 1)
         await app.pause_schedule("tick")
-        await asyncio.sleep(0.3)
-        paused_at = len(runs)
-        await asyncio.sleep(2.5)
+        # The scheduler has seen the pause once it waits for no tick.
+        await until(lambda: 1_700_000_002_000 not in clock.deadlines())
+        await clock.advance(3.5)  # three ticks pass while paused
         await app.resume_schedule("tick")
-        await asyncio.sleep(1.2)
-    assert paused_at >= 1
-    assert len(runs) - paused_at <= 2  # one or two new ticks, not the ~3 missed ones
+        await next_second(clock)  # from now on: the next tick only
+        await until(lambda: len(runs) == 2)
+    assert [t.timestamp() for t in runs] == [1_700_000_001, 1_700_000_005]

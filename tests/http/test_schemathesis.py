@@ -1,8 +1,8 @@
 """Property-based API tests: schemathesis cases from the live service's OpenAPI document.
 
-Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 1000, as `make test`
+Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 250, as `make test`
 runs them: in a pytest process of their own beside the rest of the suite, see scripts/test.sh;
-SCHEMATHESIS_MAX_EXAMPLES=100 for a quick local run). The service runs in its own process
+`make fuzz` runs 2,000; SCHEMATHESIS_MAX_EXAMPLES=50 for a quick local run). The service runs in its own process
 (tests/http/fuzz_server.py), so generating cases and answering them use both cores.
 Checked: no 5xx, documented status codes and content types, bodies that fit their schemas.
 """
@@ -38,7 +38,7 @@ from tests.processes import ROOT, stop, wait_healthy
 
 pytestmark = pytest.mark.postgres
 
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "1000"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "250"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

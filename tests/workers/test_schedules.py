@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import re
@@ -26,8 +25,11 @@ async def test_schedule_runs_once_per_tick_across_three_workers(
     for executor_id in WORKERS:
         fleet.start(executor_id, schedule=True)
     await wait_alive(client, fleet, *WORKERS)
-    await asyncio.sleep(10)
 
+    async def ticked() -> bool:
+        return len(await client.list_workflows(name=SCHEDULED, limit=1000)) >= 8
+
+    await until(ticked, 20, "eight ticks started", fleet)
     started = await client.list_workflows(name=SCHEDULED, limit=1000)
 
     async def all_finished() -> bool:

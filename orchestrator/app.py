@@ -23,11 +23,11 @@ from orchestrator.context import StepContext
 from orchestrator.engine import saga, timers
 from orchestrator.engine.core import Engine
 from orchestrator.engine.messaging import DEFAULT_TIMEOUT_SECONDS
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import require_run
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
-    Registry,
     StartOptions,
     WorkflowFunction,
     WorkflowHandle,

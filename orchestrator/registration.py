@@ -8,8 +8,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from orchestrator.engine.core import Engine
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.steps import StepFunction
-from orchestrator.engine.workflows import DEFAULT_MAX_RECOVERY_ATTEMPTS, Registry, WorkflowFunction
+from orchestrator.engine.workflows import DEFAULT_MAX_RECOVERY_ATTEMPTS, WorkflowFunction
 from orchestrator.errors import ConfigurationError
 from orchestrator.queues import Queue
 from orchestrator.retry import Retry

@@ -15,11 +15,12 @@ from orchestrator.clock import Clock
 from orchestrator.engine.messaging import Messaging
 from orchestrator.engine.notifications import Waiters
 from orchestrator.engine.operations import Operations
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.results import Results
 from orchestrator.engine.runs import EngineState, Runs
 from orchestrator.engine.saga import Saga
 from orchestrator.engine.starting import Starter
-from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
+from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     LeaseLostError,
     MaxRecoveryAttemptsExceededError,

@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.results import Results
 from orchestrator.engine.runs import EngineState, Runs
 from orchestrator.engine.starting import Starter
-from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
+from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     InvalidArgumentError,
     WorkflowCancelledError,

@@ -9,10 +9,10 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Waiters
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import STOP_ERRORS, Attempt, Call, durable_run
 from orchestrator.engine.runs import EngineState, Runs
 from orchestrator.engine.saga import rollback_failure
-from orchestrator.engine.workflows import Registry
 from orchestrator.errors import (
     LeaseLostError,
     MaxRecoveryAttemptsExceededError,

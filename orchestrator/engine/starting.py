@@ -9,9 +9,10 @@ from typing import Any
 
 from orchestrator import context
 from orchestrator.clock import Clock
+from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
 from orchestrator.engine.runs import EngineState, Runs
-from orchestrator.engine.workflows import Registry, StartOptions, WorkflowFunction, WorkflowHandle
+from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,

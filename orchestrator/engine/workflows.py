@@ -1,19 +1,14 @@
-"""Workflow functions, their handles, start options and the registry of an application."""
+"""Workflow functions, their handles and start options."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from orchestrator.serialization import Signature
 from orchestrator.views import WorkflowInfo
-from orchestrator.webhooks import WebhookDeclaration
-
-if TYPE_CHECKING:
-    from orchestrator.engine.steps import StepFunction
-    from orchestrator.queues import Queue
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,14 +113,3 @@ class WorkflowFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}>"
-
-
-class Registry:
-    """Workflows and steps of one application, by name; closed once the app launches."""
-
-    def __init__(self) -> None:
-        self.workflows: dict[str, WorkflowFunction[Any, Any]] = {}
-        self.steps: dict[str, StepFunction[Any, Any]] = {}
-        self.compensations: dict[str, StepFunction[Any, Any]] = {}
-        self.queues: dict[str, Queue] = {}
-        self.webhooks: dict[str, WebhookDeclaration] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +62,12 @@ class Retry:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise InvalidArgumentError(f"Retry(max_attempts={self.max_attempts}) must be >= 1")
-        if self.base_interval < 0 or self.max_interval < 0:
-            raise InvalidArgumentError("Retry intervals must be >= 0 seconds")
-        if self.backoff < 1:
-            raise InvalidArgumentError(f"Retry(backoff={self.backoff}) must be >= 1")
+        if not (
+            0 <= self.base_interval < math.inf and 0 <= self.max_interval < math.inf
+        ):  # NaN fails every comparison: refused too
+            raise InvalidArgumentError("Retry intervals must be finite numbers >= 0 seconds")
+        if not 1 <= self.backoff < math.inf:
+            raise InvalidArgumentError(f"Retry(backoff={self.backoff}) must be finite and >= 1")
         if not 0 <= self.jitter <= 1:
             raise InvalidArgumentError(f"Retry(jitter={self.jitter}) must be within 0..1")
 
@@ -97,7 +100,7 @@ def retry_after(error: BaseException) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = _seconds_until(str(value))
-    if seconds is None:
+    if seconds is None or math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import sys
 import typing
 from collections.abc import Callable
@@ -131,6 +132,8 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = 
         text = adapter.dump_json(value, warnings=False).decode()
         if _SECRET_MASK in text:
             text = json.dumps(_dump_revealed(adapter, value), separators=(",", ":"))
+        if "null" in text:  # pydantic writes inf and NaN as null: refuse them instead
+            check_finite(adapter.dump_python(value, mode="python", warnings=False), what)
     except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
         raise SerializationError(
             f"cannot serialize {what} of type {type(value).__name__}: {exc}. Values must be "
@@ -139,6 +142,20 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = 
             type=type(value).__name__,
         ) from exc
     return check_readable(text, what)
+
+
+def check_finite(value: Any, what: str) -> None:
+    """Raise ValueError if ``value`` (a python-mode dump) holds an infinite or NaN float: JSON
+    has no such number, and storing it as null would change the value on every replay."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number (JSON has no {value!r})")
+    elif isinstance(value, dict):
+        for item in value.values():
+            check_finite(item, what)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            check_finite(item, what)
 
 
 def decode(
@@ -204,17 +221,15 @@ class Signature:
                 continue
             value = given[name]
             if kind is parameter.VAR_POSITIONAL:
-                encoded_args.extend(
-                    self._to_json(v, _ANY_ADAPTER, name, reveal_secrets) for v in value
-                )
+                encoded_args.extend(self._to_json(v, adapter, name, reveal_secrets) for v in value)
             elif kind is parameter.VAR_KEYWORD:
                 for key, item in value.items():
-                    encoded_kwargs[key] = self._to_json(item, _ANY_ADAPTER, key, reveal_secrets)
+                    encoded_kwargs[key] = self._to_json(item, adapter, key, reveal_secrets)
             elif kind is parameter.KEYWORD_ONLY:
                 encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
             else:
                 if gap and not by_keyword:
-                    filled = self._defaults(gap)
+                    filled = self._defaults(gap, reveal_secrets)
                     if filled is None:
                         by_keyword = True
                     else:
@@ -224,21 +239,33 @@ class Signature:
                     encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
                 else:
                     encoded_args.append(self._to_json(value, adapter, name, reveal_secrets))
-        text = json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
+        what = f"the arguments of {self.qualname}"
+        try:
+            text = json.dumps(
+                {"args": encoded_args, "kwargs": encoded_kwargs},
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+            if "null" in text:  # pydantic writes inf and NaN as null: refuse them instead
+                check_finite([bound.args, bound.kwargs], what)
+        except ValueError as exc:
+            raise SerializationError(f"cannot serialize {what}: {exc}", what=what) from exc
         if _SECRET_MASK in text and not reveal_secrets:  # secrets were masked: store their values
             return self.encode_input(args, kwargs, reveal_secrets=True)
-        return check_readable(text, f"the arguments of {self.qualname}")
+        return check_readable(text, what)
 
-    def _defaults(self, gap: list[inspect.Parameter]) -> list[Any] | None:
+    def _defaults(self, gap: list[inspect.Parameter], reveal: bool) -> list[Any] | None:
         """The stored form of left-out parameters' defaults, or None if one cannot be stored."""
         filled: list[Any] = []
         for parameter in gap:
+            adapter = self.parameters[parameter.name]
             try:
-                filled.append(
-                    self.parameters[parameter.name].dump_python(
-                        parameter.default, mode="json", warnings=False
+                if reveal:
+                    filled.append(_dump_revealed(adapter, parameter.default))
+                else:
+                    filled.append(
+                        adapter.dump_python(parameter.default, mode="json", warnings=False)
                     )
-                )
             except (PydanticSerializationError, ValueError, TypeError):
                 return None
         return filled
@@ -261,24 +288,30 @@ class Signature:
         """Rebuild positional and keyword arguments with their annotated types."""
         try:
             data = json.loads(text)
-            raw_args: list[Any] = data["args"]
-            raw_kwargs: dict[str, Any] = data["kwargs"]
+            raw_args: object = data["args"]
+            raw_kwargs: object = data["kwargs"]
         except (ValueError, KeyError, TypeError) as exc:
             raise SerializationError(f"stored input of {self.qualname} is malformed") from exc
-        positional = [
-            p
-            for p in self.signature.parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
+        if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
+            raise SerializationError(f"stored input of {self.qualname} is malformed")
+        positional: list[TypeAdapter[Any]] = []
+        named: dict[str, TypeAdapter[Any]] = {}
+        rest = extra = _ANY_ADAPTER  # *args' and **kwargs' element adapters
+        for name, p in self.signature.parameters.items():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                positional.append(self.parameters[name])
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                named[name] = self.parameters[name]
+            elif p.kind is p.VAR_POSITIONAL:
+                rest = self.parameters[name]
+            elif p.kind is p.VAR_KEYWORD:
+                extra = self.parameters[name]
         try:
             args = tuple(
-                self.parameters[positional[i].name].validate_python(v) if i < len(positional) else v
+                (positional[i] if i < len(positional) else rest).validate_python(v)
                 for i, v in enumerate(raw_args)
             )
-            kwargs = {
-                k: self.parameters[k].validate_python(v) if k in self.parameters else v
-                for k, v in raw_kwargs.items()
-            }
+            kwargs = {k: named.get(k, extra).validate_python(v) for k, v in raw_kwargs.items()}
         except ValidationError as exc:
             raise SerializationError(
                 f"stored input of {self.qualname} does not match its signature: {exc}"
@@ -335,9 +368,11 @@ def error_summary(text: str | None) -> tuple[str, str] | None:
         return None
     try:
         data = json.loads(text)
-        return str(data.get("type", "")), str(data.get("message", ""))
     except ValueError:
         return "", text
+    if not isinstance(data, dict):
+        return "", text
+    return str(data.get("type", "")), str(data.get("message", ""))
 
 
 def decode_error(text: str) -> BaseException:
@@ -345,6 +380,8 @@ def decode_error(text: str) -> BaseException:
     try:
         data = json.loads(text)
     except ValueError:
+        data = None
+    if not isinstance(data, dict):
         return WorkflowFailedError(text, error_type="", error_message=text)
     type_name = str(data.get("type", ""))
     message = str(data.get("message", ""))
@@ -359,14 +396,17 @@ def decode_error(text: str) -> BaseException:
 
 
 def _find_exception_class(dotted: str) -> type[BaseException] | None:
-    module_name, _, qualname = dotted.rpartition(".")
-    # Only classes from modules already imported: stored data never triggers an import.
-    module = sys.modules.get(module_name)
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    if isinstance(obj, type) and issubclass(obj, BaseException):
-        return obj
+    """The class named ``module.Qual.Name``, from modules already imported only (stored data
+    never triggers an import); the longest module prefix first, then nested classes."""
+    parts = dotted.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        obj: Any = sys.modules.get(".".join(parts[:split]))
+        if obj is None:
+            continue
+        for part in parts[split:]:
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            return obj
     return None
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Waiters
@@ -26,11 +26,16 @@ logger = logging.getLogger("orchestrator.scheduler")
 REFRESH_SECONDS = 5.0  # schedules changed by another process are seen within this (SQLite)
 MAX_CATCH_UP_TICKS = 1000  # a schedule that missed more than this catches up only the latest
 
-StartTick = Callable[[ScheduleRecord, dt.datetime], Awaitable[None]]
+# Start a schedule's tick; False when this worker does not run that schedule's workflow.
+StartTick = Callable[[ScheduleRecord, dt.datetime], Awaitable[bool]]
 
 
 def check_cron(cron: object) -> str:
-    """Validate a six-field cron expression (seconds first)."""
+    """Validate a six-field cron expression (seconds first) that fires at least once.
+
+    Raises:
+        InvalidArgumentError: not six valid fields, or a date that never comes (February 30).
+    """
     if (
         not isinstance(cron, str)
         or len(cron.split()) != 6
@@ -40,6 +45,13 @@ def check_cron(cron: object) -> str:
             f"invalid schedule {cron!r}: use six cron fields with seconds first, e.g. "
             "'*/15 * * * * *' (every 15 seconds) or '0 0 3 * * *' (03:00 daily)"
         )
+    try:
+        next_tick(cron, 0)
+    except CroniterError as exc:
+        raise InvalidArgumentError(
+            f"invalid schedule {cron!r}: it never fires ({exc}); use six cron fields with"
+            " seconds first and a date that exists"
+        ) from exc
     return cron
 
 
@@ -49,15 +61,20 @@ def tick_id(schedule_name: str, tick: dt.datetime) -> str:
 
 
 def ticks_between(cron: str, after_ms: int, until_ms: int, limit: int) -> list[dt.datetime]:
-    """The ticks in (after_ms, until_ms], at most the last ``limit`` of them."""
-    start = dt.datetime.fromtimestamp(after_ms / 1000, tz=dt.UTC)
+    """The ticks in (after_ms, until_ms], at most the last ``limit`` of them, oldest first.
+    Walked back from ``until_ms``, so a long gap costs ``limit`` ticks, not the whole gap."""
+    if limit <= 0 or until_ms <= after_ms:
+        return []
+    start = dt.datetime.fromtimestamp((until_ms + 1) / 1000, tz=dt.UTC)  # until_ms included
     iterator = croniter(cron, start, second_at_beginning=True)
     ticks: list[dt.datetime] = []
-    while True:
-        tick: dt.datetime = iterator.get_next(dt.datetime)
-        if tick.timestamp() * 1000 > until_ms:
-            return ticks[-limit:]
+    while len(ticks) < limit:
+        tick: dt.datetime = iterator.get_prev(dt.datetime)
+        if tick.timestamp() * 1000 <= after_ms:
+            break
         ticks.append(tick)
+    ticks.reverse()
+    return ticks
 
 
 def next_tick(cron: str, after_ms: int) -> dt.datetime:
@@ -83,6 +100,11 @@ class Scheduler:
         self.start_tick = start_tick
         self.stopping = False
         self._cursor: dict[str, int] = {}  # schedule name -> the last tick handled here (ms)
+        # schedule name -> its updated_at when last seen: a change (a resume, a new definition)
+        # seen later means "from then on" for a schedule that does not catch up, even when
+        # this worker never saw the pause itself (notifications coalesce; SQLite polls).
+        self._seen: dict[str, int | None] = {}
+        self._broken: set[tuple[str, str]] = set()  # (name, cron) already logged as failing
 
     def _due(self, schedule: ScheduleRecord, now_ms: int) -> list[dt.datetime]:
         cursor = self._cursor.get(schedule.name)
@@ -90,7 +112,14 @@ class Scheduler:
             cursor = now_ms
             if schedule.catch_up and schedule.last_tick_ms is not None:
                 cursor = schedule.last_tick_ms
-            self._cursor[schedule.name] = cursor
+        elif (
+            not schedule.catch_up
+            and schedule.updated_at is not None
+            and self._seen.get(schedule.name) != schedule.updated_at
+        ):
+            cursor = max(cursor, min(schedule.updated_at, now_ms))
+        self._cursor[schedule.name] = cursor
+        self._seen[schedule.name] = schedule.updated_at
         return ticks_between(schedule.cron, cursor, now_ms, MAX_CATCH_UP_TICKS)
 
     async def run(self) -> None:
@@ -106,11 +135,9 @@ class Scheduler:
                             self._cursor.pop(schedule.name, None)
                     now_ms = self.clock.now_ms()
                     for schedule in schedules:
-                        for tick in self._due(schedule, now_ms):
-                            await self._fire(schedule, tick)
-                        upcoming = next_tick(schedule.cron, self._cursor[schedule.name])
-                        upcoming_ms = int(upcoming.timestamp() * 1000)
-                        due_ms = upcoming_ms if due_ms is None else min(due_ms, upcoming_ms)
+                        upcoming_ms = await self._tick(schedule, now_ms)
+                        if upcoming_ms is not None:
+                            due_ms = upcoming_ms if due_ms is None else min(due_ms, upcoming_ms)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -119,11 +146,30 @@ class Scheduler:
                 # (another process's changes are not notified to this one on SQLite).
                 await changed.wait(due_ms, clock=self.clock, poll_seconds=REFRESH_SECONDS)
 
+    async def _tick(self, schedule: ScheduleRecord, now_ms: int) -> int | None:
+        """Start the schedule's due ticks; when its next one comes (None: it cannot tick, a
+        cron stored by another version that this one rejects: logged once, the others go on)."""
+        try:
+            for tick in self._due(schedule, now_ms):
+                await self._fire(schedule, tick)
+            upcoming = next_tick(schedule.cron, self._cursor[schedule.name])
+        except (CroniterError, ValueError, KeyError) as exc:
+            if (schedule.name, schedule.cron) not in self._broken:
+                self._broken.add((schedule.name, schedule.cron))
+                logger.error(
+                    "schedule %s cannot tick (cron %r: %s); the other schedules go on",
+                    schedule.name,
+                    schedule.cron,
+                    exc,
+                )
+            return None
+        return int(upcoming.timestamp() * 1000)
+
     async def _fire(self, schedule: ScheduleRecord, tick: dt.datetime) -> None:
         tick_ms = int(tick.timestamp() * 1000)
         try:
-            await self.start_tick(schedule, tick)
-            await self.store.mark_schedule_tick(schedule.name, tick_ms)
+            if await self.start_tick(schedule, tick):  # not another application's: mark it
+                await self.store.mark_schedule_tick(schedule.name, tick_ms)
         except Exception:
             logger.exception("schedule %s could not start its tick %s", schedule.name, tick)
         self._cursor[schedule.name] = max(self._cursor.get(schedule.name, 0), tick_ms)

@@ -328,10 +328,10 @@ class Engine:
                 replace=True,
             )
 
-    async def _start_tick(self, schedule: ScheduleRecord, tick: dt.datetime) -> None:
+    async def _start_tick(self, schedule: ScheduleRecord, tick: dt.datetime) -> bool:
         workflow = self.registry.workflows.get(schedule.workflow_name)
         if workflow is None:
-            return  # another application's schedule: its own workers tick it
+            return False  # another application's schedule: its own workers tick (and mark) it
         data = json.loads(schedule.input)
         await self.starter.start_workflow(
             workflow,
@@ -339,6 +339,7 @@ class Engine:
             dict(data.get("kwargs", {})),
             StartOptions(workflow_id=tick_id(schedule.name, tick)),
         )
+        return True
 
     # -- recovery -----------------------------------------------------------------------------
     async def recover(self) -> list[str]:

@@ -88,7 +88,9 @@ def bind_body(
     missing_positional = False
     for name, parameter in parameters.items():
         if parameter.kind is parameter.VAR_KEYWORD:
-            for key in (k for k in body if k not in parameters):
+            # Names no other parameter has (its own name too: wf(options=5) for **options
+            # gives options == {"options": 5}, as in Python).
+            for key in (k for k in body if k not in parameters or k == name):
                 kwargs[key] = _collect(workflow, name, body[key], ["body", key], errors)
             continue
         if name not in body:

@@ -484,7 +484,9 @@ WHERE executor_id = %(executor_id)s::text AND workflow_id = ANY(%(workflow_ids)s
 SELECT *, lease_expires_at > now_ms() AS alive FROM workers ORDER BY started_at
 
 -- upsert_schedule --
--- Create a schedule, or replace its definition (keeping last_tick_ms and paused unless replace_state).
+-- Create a schedule, or replace its definition (keeping last_tick_ms and paused). updated_at
+-- moves only when the definition changes (workers tick a changed schedule from then on), not
+-- when every worker's launch saves the same declared schedule again.
 INSERT INTO schedules (name, workflow_name, cron, input, paused, catch_up, declared, created_at, updated_at)
 VALUES (
     %(name)s::text, %(workflow_name)s::text, %(cron)s::text, %(input)s::text,
@@ -492,7 +494,13 @@ VALUES (
 )
 ON CONFLICT (name) DO UPDATE
     SET workflow_name = excluded.workflow_name, cron = excluded.cron, input = excluded.input,
-        catch_up = excluded.catch_up, declared = excluded.declared, updated_at = excluded.updated_at
+        catch_up = excluded.catch_up, declared = excluded.declared,
+        updated_at = CASE
+            WHEN (schedules.workflow_name, schedules.cron, schedules.input, schedules.catch_up,
+                  schedules.declared)
+                IS DISTINCT FROM (excluded.workflow_name, excluded.cron, excluded.input,
+                                  excluded.catch_up, excluded.declared)
+            THEN excluded.updated_at ELSE schedules.updated_at END
 RETURNING *
 
 -- insert_schedule --

@@ -376,12 +376,20 @@ WHERE executor_id = :executor_id AND workflow_id IN (SELECT value FROM json_each
 SELECT *, lease_expires_at > now_ms() AS alive FROM workers ORDER BY started_at
 
 -- upsert_schedule --
--- Create a schedule, or replace its definition (keeping last_tick_ms and paused unless replace_state).
+-- Create a schedule, or replace its definition (keeping last_tick_ms and paused). updated_at
+-- moves only when the definition changes (workers tick a changed schedule from then on), not
+-- when every worker's launch saves the same declared schedule again.
 INSERT INTO schedules (name, workflow_name, cron, input, paused, catch_up, declared, created_at, updated_at)
 VALUES (:name, :workflow_name, :cron, :input, :paused, :catch_up, :declared, now_ms(), now_ms())
 ON CONFLICT (name) DO UPDATE
     SET workflow_name = excluded.workflow_name, cron = excluded.cron, input = excluded.input,
-        catch_up = excluded.catch_up, declared = excluded.declared, updated_at = excluded.updated_at
+        catch_up = excluded.catch_up, declared = excluded.declared,
+        updated_at = CASE
+            WHEN schedules.workflow_name IS NOT excluded.workflow_name
+                OR schedules.cron IS NOT excluded.cron OR schedules.input IS NOT excluded.input
+                OR schedules.catch_up IS NOT excluded.catch_up
+                OR schedules.declared IS NOT excluded.declared
+            THEN excluded.updated_at ELSE schedules.updated_at END
 RETURNING *
 
 -- insert_schedule --

@@ -49,6 +49,7 @@ fi
 # output is shown when it ends. With arguments, pytest runs only what they select, as given.
 fuzz_pid=""
 fuzz_log=""
+full=$(( $# == 0 ))
 if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
     export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-250}"
     fuzz_log="$(mktemp -t schemathesis.XXXXXX.log)"
@@ -60,6 +61,13 @@ if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
     trap 'kill -- -"$fuzz_pid" 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
     trap 'exit 130' INT TERM
     set -- --ignore=tests/http/test_schemathesis.py
+fi
+
+# The full suite runs in PYTEST_WORKERS processes (pytest-xdist; default 4 on this 2-core
+# target: most tests wait on subprocesses, sockets and PostgreSQL, not the CPU). Each worker has
+# its own template database and free ports. With arguments it runs in one process, as given.
+if [ "$full" -eq 1 ] && [ "${PYTEST_WORKERS:-4}" != "0" ]; then
+    set -- "$@" -n "${PYTEST_WORKERS:-4}" --dist worksteal
 fi
 
 run ruff-check ruff check .

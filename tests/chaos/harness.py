@@ -133,6 +133,9 @@ class Fleet:
     logs: Path
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_offsets: dict[int, int] = field(default_factory=dict)  # where this incarnation's log begins
+    # Workers a process fault is acting on (killed and not yet back, stopped, stopping): a
+    # second fault on one of them would race the first (a SIGTERM to a worker being killed).
+    busy: set[int] = field(default_factory=set)
 
     def executor(self, index: int) -> str:
         return f"chaos-w{index}"
@@ -254,9 +257,30 @@ class Run:
         await asyncio.sleep(max(0.0, self.started + fault.at - time.monotonic()))
         index = fault.worker
         executor = self.fleet.executor(index)
-        if fault.kind in ("sigkill", "sigstop", "sigterm") and not self.fleet.alive(index):
-            self.log(f"{fault.kind} {executor}: skipped (it is restarting)")
+        if fault.kind in ("sigkill", "sigstop", "sigterm"):
+            if index in self.fleet.busy or not self.fleet.alive(index):
+                self.log(f"{fault.kind} {executor}: skipped (an earlier fault is acting on it)")
+                return
+            self.fleet.busy.add(index)
+            try:
+                await self.process_fault(fault)
+            finally:
+                self.fleet.busy.discard(index)
             return
+        self.fault_log.append((time.monotonic(), fault.kind, index))
+        if fault.kind == "pg_terminate":
+            self.log(f"pg_terminate_backend on {executor}'s sessions")
+            await asyncio.to_thread(self.terminate_sessions, executor)
+        elif fault.kind == "pg_restart" and self.private is not None:
+            mode = "immediate" if fault.worker % 2 else "fast"
+            self.log(f"PostgreSQL restart ({mode})")
+            await asyncio.to_thread(self.private.restart, mode)
+            self.log("PostgreSQL is back")
+
+    async def process_fault(self, fault: Fault) -> None:
+        """A signal to one worker, and its restart where the signal ends it."""
+        index = fault.worker
+        executor = self.fleet.executor(index)
         self.fault_log.append((time.monotonic(), fault.kind, index))
         if fault.kind == "sigkill":
             self.log(f"SIGKILL {executor}; back in {fault.seconds:.1f} s")
@@ -280,14 +304,6 @@ class Run:
             if code != 0:
                 raise RuntimeError(f"{executor} exited {code} on SIGTERM")
             self.fleet.start(index)
-        elif fault.kind == "pg_terminate":
-            self.log(f"pg_terminate_backend on {executor}'s sessions")
-            await asyncio.to_thread(self.terminate_sessions, executor)
-        elif fault.kind == "pg_restart" and self.private is not None:
-            mode = "immediate" if fault.worker % 2 else "fast"
-            self.log(f"PostgreSQL restart ({mode})")
-            await asyncio.to_thread(self.private.restart, mode)
-            self.log("PostgreSQL is back")
 
     def terminate_sessions(self, executor: str) -> None:
         with contextlib.suppress(psycopg.Error), psycopg.connect(self.url, autocommit=True) as db:

@@ -466,9 +466,9 @@ async def test_a_broken_schedule_does_not_stop_the_others(
     await memory_store.save_schedule(schedule(EVERY_SECOND, name="b-tick"), replace=False)
     task = await run_scheduler(memory_store, clock, started)
     try:
-        await until(lambda: ms(2024, 1, 1, 0, 0, 1) in clock.deadlines(), within=0.5)
+        await until(lambda: ms(2024, 1, 1, 0, 0, 1) in clock.deadlines(), within=10)
         await clock.advance(0.5)
-        await until(lambda: len(started) == 1, within=0.5)
+        await until(lambda: len(started) == 1, within=10)
         assert started == [("b-tick", at(2024, 1, 1, 0, 0, 1))]
     finally:
         await stop(task)
@@ -527,5 +527,5 @@ async def test_a_worker_without_the_workflow_does_not_mark_its_ticks_as_run(
         await clock.set(ms(2024, 1, 1, 2, 0, 1))
         await armed_at(clock, ms(2024, 1, 1, 3))  # its 02:00 pass is over
     async with reporting_app(url, clock, runs):
-        await until(lambda: len(runs) == 2, within=0.5)
+        await until(lambda: len(runs) == 2, within=10)
     assert runs == [at(2024, 1, 1, 1), at(2024, 1, 1, 2)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.app import Orchestrator
 from orchestrator.clock import Clock, DatabaseClock, FakeClock
 from orchestrator.context import StepContext
+from orchestrator.engine.replay import ReplayVerdict
 from orchestrator.engine.steps import StepFunction
 from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
@@ -40,7 +41,7 @@ from orchestrator.retry import Retry
 from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
 from orchestrator.tracing import Tracing, configure_tracing
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
+from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
 
 __all__ = [
     "Clock",
@@ -60,6 +61,7 @@ __all__ = [
     "OrchestratorError",
     "Queue",
     "QueueStats",
+    "ReplayVerdict",
     "Retry",
     "RetryLaterError",
     "ScheduleInfo",
@@ -75,6 +77,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "Tracing",
+    "VersionInfo",
     "WorkerInfo",
     "WorkerRecord",
     "WorkflowCancelledError",

@@ -5,12 +5,14 @@ replay does not repeat it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from orchestrator.engine.core import Engine
+from orchestrator.engine.replay import ReplayVerdict, replay_history
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import WorkflowFunction, WorkflowHandle
 from orchestrator.errors import InvalidArgumentError, NotRegisteredError
@@ -21,10 +23,14 @@ from orchestrator.store.base import (
     Store,
     WorkflowQuery,
 )
-from orchestrator.types import WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
+from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
+from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
 
 T = TypeVar("T")
+
+# What an upgrade check replays: workflows that will run again (queued ones may have steps:
+# a queued workflow taken over from a dead worker goes back to its queue with its history).
+UNFINISHED = (WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING, WorkflowStatus.ENQUEUED)
 
 
 async def _call(thunk: Callable[[], Awaitable[Any]]) -> Any:
@@ -39,6 +45,11 @@ async def _call_infos(thunk: Callable[[], Awaitable[Any]]) -> list[WorkflowInfo]
 async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
     result: list[StepInfo] = await thunk()
     return result
+
+
+def _nonempty(value: object) -> bool:
+    """A non-empty string (checked at run time: callers pass what the caller sent)."""
+    return isinstance(value, str) and bool(value)
 
 
 _OPERATIONS: dict[Callable[..., Any], StepFunction[Any, Any]] = {
@@ -105,13 +116,23 @@ class Administration:
         return WorkflowHandle(self.engine, await self._op(resume))
 
     async def fork(
-        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+        self,
+        workflow_id: str,
+        from_step: int = 1,
+        *,
+        new_workflow_id: str | None = None,
+        app_version: str | None = None,
     ) -> WorkflowHandle[Any]:
-        """A new workflow with the same input that reuses steps before ``from_step``."""
+        """A new workflow with the same input that reuses steps before ``from_step`` (run by
+        a worker of ``app_version`` when given)."""
+        if app_version is not None and not _nonempty(app_version):
+            raise InvalidArgumentError("app_version must be a non-empty string")
 
         async def fork() -> str:
             return (
-                await self.engine.operations.fork(workflow_id, from_step, new_workflow_id)
+                await self.engine.operations.fork(
+                    workflow_id, from_step, new_workflow_id, app_version
+                )
             ).workflow_id
 
         return WorkflowHandle(self.engine, await self._op(fork))
@@ -125,6 +146,8 @@ class Administration:
         parent_workflow_id: str | None = None,
         created_after: dt.datetime | None = None,
         created_before: dt.datetime | None = None,
+        app_version: str | None = None,
+        stranded: bool = False,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
@@ -152,6 +175,8 @@ class Administration:
             created_before_ms=None
             if created_before is None
             else int(created_before.timestamp() * 1000),
+            app_version=app_version,
+            stranded=stranded,
             limit=limit,
             offset=offset,
             ascending=ascending,
@@ -245,3 +270,75 @@ class Administration:
         """Workers registered in the database, with their leases."""
         self.engine.require_launched("list_workers")
         return [WorkerInfo.from_record(r) for r in await self.store.list_workers()]
+
+    # -- application versions ---------------------------------------------------------------
+    async def list_versions(self) -> list[VersionInfo]:
+        """Every application version seen, most recently seen first."""
+        self.engine.require_launched("list_versions")
+        return [VersionInfo.from_record(r) for r in await self.store.list_versions()]
+
+    async def stranded(self) -> dict[str | None, int]:
+        """Unfinished workflows of versions no live worker serves: app_version -> count."""
+        self.engine.require_launched("stranded")
+        return await self.store.stranded_counts()
+
+    async def move_workflows(self, workflow_ids: list[str], app_version: str) -> list[str]:
+        """Give these unfinished workflows ``app_version``: a live worker of that version takes
+        each over. Workflows a live worker runs now, finished or unknown ones are left as they
+        are; returns the ids moved."""
+        self.engine.require_launched("move_workflows")
+        if not _nonempty(app_version):
+            raise InvalidArgumentError("app_version must be a non-empty string")
+        ids: object = workflow_ids
+        if not isinstance(ids, list | tuple) or not all(_nonempty(i) for i in ids):
+            raise InvalidArgumentError("workflow_ids must be a list of workflow ids")
+        moved = await self.store.move_workflows(list(dict.fromkeys(workflow_ids)), app_version)
+        return [record.workflow_id for record in moved]
+
+    # -- the upgrade check (docs/upgrading.md) --------------------------------------------
+    async def upgrade_check(
+        self, *, app_version: str, adopt: bool = False, workflow_ids: list[str] | None = None
+    ) -> list[ReplayVerdict]:
+        """Replay every unfinished workflow's history (or those of ``workflow_ids``) against
+        this code, executing nothing; with ``adopt``, move the compatible ones of other
+        versions to ``app_version`` (except those a live worker runs now)."""
+        engine = self.engine
+        verdicts: list[ReplayVerdict] = []
+        page = 500
+        offset = 0
+        while True:
+            records = await self.store.list_workflows(
+                WorkflowQuery(
+                    statuses=UNFINISHED,
+                    workflow_ids=workflow_ids,
+                    limit=page,
+                    offset=offset,
+                    ascending=True,
+                )
+            )
+            for record in records:
+                steps = await self.store.load_steps(record.workflow_id)
+                verdicts.append(
+                    await replay_history(
+                        engine.registry.workflows.get(record.name),
+                        record,
+                        steps,
+                        store=self.store,
+                        clock=engine.clock,
+                        saga=engine.saga,
+                    )
+                )
+            if len(records) < page:
+                break
+            offset += page
+        if not adopt:
+            return verdicts
+        movable = [
+            v.workflow_id
+            for v in verdicts
+            if v.compatible and v.app_version != app_version and v.status in RUNNING_STATUSES
+        ]
+        moved = {r.workflow_id for r in await self.store.move_workflows(movable, app_version)}
+        return [
+            dataclasses.replace(v, adopted=True) if v.workflow_id in moved else v for v in verdicts
+        ]

@@ -20,10 +20,11 @@ from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.context import StepContext
-from orchestrator.engine import saga, timers
+from orchestrator.engine import patches, saga, timers
 from orchestrator.engine.core import Engine
 from orchestrator.engine.messaging import DEFAULT_TIMEOUT_SECONDS
 from orchestrator.engine.registry import Registry
+from orchestrator.engine.replay import ReplayVerdict
 from orchestrator.engine.run import require_run
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import (
@@ -45,7 +46,7 @@ from orchestrator.store.base import (
 )
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
+from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
 from orchestrator.webhooks import WebhookDeclaration
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Orchestrator:
             self.registry,
             executor_id=executor,
             lease_seconds=lease_seconds or self.settings.lease_seconds,
+            stranded_check_seconds=self.settings.stranded_check_seconds,
             tracing=self.tracing,
             metrics=self.metrics,
         )
@@ -437,6 +439,33 @@ class Orchestrator:
         outside a workflow, a fresh one. Raises nothing of its own."""
         return await timers.random()
 
+    # -- changing running code (docs/upgrading.md) ------------------------------------------
+    async def patched(self, name: str) -> bool:
+        """Inside a workflow's body, where new code takes a new path: True when this execution
+        takes it (a first run records a durable marker here; its replays find it), False when
+        it replays a history the code before the patch recorded (a workflow started before
+        the deploy: keep to the old path)::
+
+            if await app.patched("fraud-check"):
+                await fraud_check(order)
+
+        Raises:
+            NotInWorkflowError: outside a workflow's body (or inside a step).
+            InvalidArgumentError: an empty name.
+        """
+        return await patches.patched(name)
+
+    async def deprecate_patch(self, name: str) -> None:
+        """Replaces ``if await app.patched(name):`` (keeping only the new path) once every
+        workflow that could take the old path has finished: consumes the marker of histories
+        that have one, records nothing. A later release may drop the call.
+
+        Raises:
+            NotInWorkflowError: outside a workflow's body (or inside a step).
+            InvalidArgumentError: an empty name.
+        """
+        await patches.deprecate_patch(name)
+
     # -- messages, events, streams ---------------------------------------------------------
     async def send(
         self,
@@ -640,15 +669,74 @@ class Orchestrator:
         return await self._admin.resume(workflow_id)
 
     async def fork(
-        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+        self,
+        workflow_id: str,
+        from_step: int = 1,
+        *,
+        new_workflow_id: str | None = None,
+        app_version: str | None = None,
     ) -> WorkflowHandle[Any]:
-        """A new workflow with the same input that reuses steps before ``from_step``.
+        """A new workflow with the same input that reuses steps before ``from_step``. With
+        ``app_version`` (another release's version), a live worker of that version runs it
+        (not this process): fork an old saga onto the new code, or back.
 
         Raises:
-            WorkflowNotFoundError, InvalidArgumentError (from_step < 1),
+            WorkflowNotFoundError, InvalidArgumentError (from_step < 1, an empty version),
             WorkflowConflictError (the new id is taken).
         """
-        return await self._admin.fork(workflow_id, from_step, new_workflow_id=new_workflow_id)
+        return await self._admin.fork(
+            workflow_id, from_step, new_workflow_id=new_workflow_id, app_version=app_version
+        )
+
+    async def list_versions(self) -> list[VersionInfo]:
+        """Every application version that has run (by a worker's launch, or on a workflow),
+        most recently seen first: first and last seen, live workers, unfinished workflows."""
+        return await self._admin.list_versions()
+
+    async def stranded(self) -> dict[str | None, int]:
+        """Unfinished workflows (PENDING, COMPENSATING) of application versions that no live
+        worker serves, by version: nobody runs them until a worker of their version comes
+        back or they are moved (``move_workflows``, ``upgrade_check(adopt=True)``)."""
+        return await self._admin.stranded()
+
+    async def upgrade_check(
+        self, *, adopt: bool = False, workflow_ids: list[str] | None = None
+    ) -> list[ReplayVerdict]:
+        """Replay every unfinished workflow's recorded history (or only ``workflow_ids``')
+        against this application's code, executing nothing, and say for each whether this
+        code can carry it on: ``compatible``, ``needs_patch`` (the step where it diverges, the
+        recorded and the called name) or ``unknown_workflow``. Run it with the new release's
+        code before deploying it (``saga upgrade-check MODULE:ATTR``). Works launched or not
+        (not launched: the database is opened for the check and closed after).
+
+        ``adopt=True`` then moves the compatible workflows of other versions to this
+        application's version (``app_version``), except those a live worker runs now (a
+        rolling deploy's old workers finish theirs): this version's workers take them over.
+
+        Raises:
+            StoreUnavailableError: the database cannot be reached.
+        """
+        opened = not self.engine.launched
+        if opened:
+            await self.store.open()
+        try:
+            return await self._admin.upgrade_check(
+                app_version=self.app_version, adopt=adopt, workflow_ids=workflow_ids
+            )
+        finally:
+            if opened and not self.engine.launched:
+                await self.store.close()
+
+    async def move_workflows(self, workflow_ids: list[str], app_version: str) -> list[str]:
+        """Give unfinished workflows another application version; a live worker of that
+        version takes each over from its last checkpoint. Only move a workflow to code that
+        can replay its history (``upgrade_check`` tells). Workflows that a live worker runs
+        now, finished or unknown ones are left alone. Returns the ids moved.
+
+        Raises:
+            InvalidArgumentError: an empty version, or ids that are not a list of strings.
+        """
+        return await self._admin.move_workflows(workflow_ids, app_version)
 
     async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback.
@@ -679,11 +767,15 @@ class Orchestrator:
         parent_workflow_id: str | None = None,
         created_after: dt.datetime | None = None,
         created_before: dt.datetime | None = None,
+        app_version: str | None = None,
+        stranded: bool = False,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
     ) -> list[WorkflowInfo]:
         """Workflows matching the filters, newest first (unless ``ascending``).
+        ``stranded=True``: only unfinished workflows (PENDING, COMPENSATING) of application
+        versions no live worker serves (see docs/upgrading.md).
 
         Raises:
             InvalidArgumentError: an unknown status, or limit/offset out of range.
@@ -695,6 +787,8 @@ class Orchestrator:
             parent_workflow_id=parent_workflow_id,
             created_after=created_after,
             created_before=created_before,
+            app_version=app_version,
+            stranded=stranded,
             limit=limit,
             offset=offset,
             ascending=ascending,

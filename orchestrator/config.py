@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, gt=0, description="a worker silent this long is dead (taken over)"
     )
+    stranded_check_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often a worker counts the workflows no live worker's version serves",
+    )
 
 
 def resolve_database_url(app_name: str, settings: Settings) -> str:

@@ -43,6 +43,8 @@ class _StoreSnapshot(Collector):
     def __init__(self) -> None:
         self.queues: list[QueueStats] = []
         self.workers: list[WorkerRecord] = []
+        # Unfinished workflows of versions no live worker serves (docs/upgrading.md).
+        self.stranded: dict[str | None, int] = {}
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -64,7 +66,15 @@ class _StoreSnapshot(Collector):
         alive = sum(1 for worker in self.workers if worker.alive)
         leases.add_metric(["alive"], alive)
         leases.add_metric(["expired"], len(self.workers) - alive)
-        return [depth, running, leases]
+        stranded = GaugeMetricFamily(
+            "orchestrator_workflows_stranded",
+            "Unfinished workflows (PENDING, COMPENSATING) of an application version that no "
+            "live worker serves: nobody runs them until one comes or they are moved",
+            labels=["app_version"],
+        )
+        for version, count in sorted(self.stranded.items(), key=lambda item: str(item[0])):
+            stranded.add_metric([version or ""], count)
+        return [depth, running, leases, stranded]
 
 
 class Metrics:
@@ -165,6 +175,7 @@ class Metrics:
         """Read queue depths and worker leases from the store for the next ``render``."""
         self.snapshot.queues = list(await store.queue_stats(None))
         self.snapshot.workers = list(await store.list_workers())
+        self.snapshot.stranded = dict(await store.stranded_counts())
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

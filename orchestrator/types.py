@@ -62,3 +62,4 @@ class StepKind(enum.StrEnum):
     SET_EVENT = "set_event"
     GET_EVENT = "get_event"
     STREAM = "stream"
+    PATCH = "patch"  # app.patched(name): this execution took the patched code's path

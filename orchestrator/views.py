@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.serialization import error_summary
-from orchestrator.store.base import ScheduleRecord, StepRecord, WorkerRecord, WorkflowRecord
+from orchestrator.store.base import (
+    ScheduleRecord,
+    StepRecord,
+    VersionRecord,
+    WorkerRecord,
+    WorkflowRecord,
+)
 from orchestrator.types import StepKind, WorkflowStatus
 
 
@@ -171,4 +177,34 @@ class WorkerInfo:
             heartbeat_at=_time(record.heartbeat_at) or dt.datetime.now(dt.UTC),
             lease_expires_at=_time(record.lease_expires_at) or dt.datetime.now(dt.UTC),
             alive=record.alive,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """An application version that has run: when it was first and last seen (a worker's
+    launch and periodic checks, its workflows' activity), how many live workers serve it and
+    how many of its workflows are unfinished (PENDING or COMPENSATING) and in all."""
+
+    app_version: str
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    live_workers: int
+    unfinished: int
+    total: int
+
+    @property
+    def stranded(self) -> int:
+        """Unfinished workflows nobody will run: no live worker serves this version."""
+        return self.unfinished if self.live_workers == 0 else 0
+
+    @classmethod
+    def from_record(cls, record: VersionRecord) -> VersionInfo:
+        return cls(
+            app_version=record.app_version,
+            first_seen=_time(record.first_seen_ms),
+            last_seen=_time(record.last_seen_ms),
+            live_workers=record.live_workers,
+            unfinished=record.unfinished,
+            total=record.total,
         )

@@ -63,11 +63,11 @@ if [ $# -eq 0 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
     set -- --ignore=tests/http/test_schemathesis.py
 fi
 
-# The full suite runs in PYTEST_WORKERS processes (pytest-xdist; default 4 on this 2-core
+# The full suite runs in PYTEST_WORKERS processes (pytest-xdist; default 3 on this 2-core
 # target: most tests wait on subprocesses, sockets and PostgreSQL, not the CPU). Each worker has
 # its own template database and free ports. With arguments it runs in one process, as given.
-if [ "$full" -eq 1 ] && [ "${PYTEST_WORKERS:-4}" != "0" ]; then
-    set -- "$@" -n "${PYTEST_WORKERS:-4}" --dist worksteal
+if [ "$full" -eq 1 ] && [ "${PYTEST_WORKERS:-3}" != "0" ]; then
+    set -- "$@" -n "${PYTEST_WORKERS:-3}" --dist worksteal
 fi
 
 run ruff-check ruff check .

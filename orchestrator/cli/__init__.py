@@ -23,12 +23,15 @@ from orchestrator.cli.common import (
     run,
 )
 from orchestrator.cli.serve import up, worker
+from orchestrator.cli.versions import upgrade_check, versions
 from orchestrator.cli.workflows import workflows_cli
 
 cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
 cli.add_typer(workflows_cli, name="workflows")
 cli.command()(up)
 cli.command()(worker)
+cli.command()(versions)
+cli.command("upgrade-check")(upgrade_check)
 
 
 @cli.command()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator import WorkflowStatus
 from orchestrator.app import Orchestrator
 from orchestrator.cli.common import (
     ApiKey,
@@ -28,6 +29,9 @@ from orchestrator.cli.common import (
 from orchestrator.cli.serve import load_app
 from orchestrator.errors import OrchestratorError
 
+if TYPE_CHECKING:
+    from orchestrator.http.client import ServiceClient
+
 workflows_cli = typer.Typer(help="Inspect and steer workflows.", no_args_is_help=True)
 
 
@@ -35,6 +39,16 @@ workflows_cli = typer.Typer(help="Inspect and steer workflows.", no_args_is_help
 def list_workflows(
     status: Annotated[str | None, typer.Option(help="e.g. PENDING, ERROR")] = None,
     name: Annotated[str | None, typer.Option(help="workflow name")] = None,
+    app_version: Annotated[
+        str | None, typer.Option("--app-version", help="recorded with this application version")
+    ] = None,
+    stranded: Annotated[
+        bool,
+        typer.Option(
+            "--stranded",
+            help="only unfinished workflows of versions no live worker serves (nobody runs them)",
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     database_url: DatabaseUrl = None,
     app_name: AppName = "orchestrator",
@@ -46,10 +60,16 @@ def list_workflows(
     """List workflows, newest first."""
     rows: list[Any] = ask(
         Where(database_url, app_name, schema, url, api_key),
-        lambda app: app.list_workflows(status=status, name=name, limit=limit),
-        lambda client: client.list_workflows(status=status, name=name, limit=limit),
+        lambda app: app.list_workflows(
+            status=status, name=name, app_version=app_version, stranded=stranded, limit=limit
+        ),
+        lambda client: client.list_workflows(
+            status=status, name=name, app_version=app_version, stranded=stranded, limit=limit
+        ),
     )
     columns = ["workflow_id", "name", "status", "created_at", "error"]
+    if stranded or app_version:
+        columns = ["workflow_id", "name", "status", "app_version", "executor_id", "created_at"]
     print_rows(rows, columns, as_json, "workflows")
 
 
@@ -193,6 +213,12 @@ def fork_workflow(
     app_path: AppPath = None,
     from_step: Annotated[int, typer.Option(min=1, help="re-execute from this step on")] = 1,
     new_id: Annotated[str | None, typer.Option(help="the new workflow's id")] = None,
+    app_version: Annotated[
+        str | None,
+        typer.Option(
+            "--app-version", help="a worker of this application version runs the fork (not here)"
+        ),
+    ] = None,
     wait: Wait = True,
     url: ServiceUrl = None,
     api_key: ApiKey = None,
@@ -202,12 +228,68 @@ def fork_workflow(
     if url:
         _handed_over(
             call_service(
-                url, api_key, lambda c: c.fork(workflow_id, from_step, new_workflow_id=new_id)
+                url,
+                api_key,
+                lambda c: c.fork(
+                    workflow_id, from_step, new_workflow_id=new_id, app_version=app_version
+                ),
             )
         )
         return
     _run_here(
         load_app(target),
-        lambda app: app.fork(workflow_id, from_step, new_workflow_id=new_id),
-        wait,
+        lambda app: app.fork(
+            workflow_id, from_step, new_workflow_id=new_id, app_version=app_version
+        ),
+        wait and app_version is None,
     )
+
+
+@workflows_cli.command("move")
+def move_workflows(
+    workflow_ids: Annotated[list[str] | None, typer.Argument(help="the workflows to move")] = None,
+    to_version: Annotated[
+        str, typer.Option("--to-version", help="the application version to run them")
+    ] = "",
+    from_version: Annotated[
+        str | None,
+        typer.Option("--from-version", help="every unfinished workflow of this version"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = "orchestrator",
+    schema: Schema = "orchestrator",
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Give unfinished workflows another application version: its live workers take them over
+    from their last checkpoint. Check first that its code can replay them (saga upgrade-check).
+    Workflows a live worker runs now are left alone (a rolling deploy's old workers drain)."""
+    if not to_version:
+        raise typer.BadParameter("give --to-version VERSION")
+    if not workflow_ids and from_version is None:
+        raise typer.BadParameter("give workflow ids, or --from-version VERSION")
+    unfinished = ["PENDING", "COMPENSATING", "ENQUEUED"]
+
+    async def local(app: Orchestrator) -> list[str]:
+        ids = list(workflow_ids or [])
+        if from_version is not None:
+            infos = await app.list_workflows(
+                status=[WorkflowStatus(status) for status in unfinished],
+                app_version=from_version,
+                limit=10_000,
+            )
+            ids += [info.workflow_id for info in infos]
+        return await app.move_workflows(ids, to_version)
+
+    async def remote(client: ServiceClient) -> list[str]:
+        ids = list(workflow_ids or [])
+        if from_version is not None:
+            for status in unfinished:
+                rows = await client.list_workflows(
+                    status=status, app_version=from_version, limit=1000
+                )
+                ids += [row["workflow_id"] for row in rows]
+        return await client.move_workflows(ids, to_version) if ids else []
+
+    moved = ask(Where(database_url, app_name, schema, url, api_key), local, remote)
+    console.print(f"moved {len(moved)} workflow(s) to {to_version}: {' '.join(moved)}".rstrip())

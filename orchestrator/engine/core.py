@@ -40,6 +40,7 @@ from orchestrator.store.base import (
     WorkflowQuery,
     WorkflowRecord,
 )
+from orchestrator.stranded import StrandedWatch
 from orchestrator.tracing import Tracing
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
 from orchestrator.views import StepInfo, WorkflowInfo
@@ -62,6 +63,7 @@ class Engine:
         *,
         executor_id: str,
         lease_seconds: float = LEASE_SECONDS,
+        stranded_check_seconds: float = 60.0,
         tracing: Tracing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class Engine:
         self.tracing = tracing or Tracing(executor_id=executor_id)
         self.metrics = metrics or Metrics()
         self.lease_seconds = lease_seconds
+        self.stranded_check_seconds = stranded_check_seconds
         self.runners: dict[str, QueueRunner] = {}
         self.scheduler: Scheduler | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -184,6 +187,15 @@ class Engine:
         await self.recover()
         await lease.take_over()
         loop = asyncio.get_running_loop()
+        if self.registry.workflows:  # a worker (not a client that only reads and steers)
+            watch = StrandedWatch(
+                self.store,
+                self.metrics,
+                app_version=app_version,
+                interval=self.stranded_check_seconds,
+            )
+            await watch.check()
+            self._background.append(loop.create_task(watch.run()))
         self._background.append(loop.create_task(lease.run()))
         for queue in self.registry.queues.values():
             if not queue.dequeue:

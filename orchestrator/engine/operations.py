@@ -4,6 +4,7 @@ COMPENSATION_FAILED actions retry_compensation and skip_compensation."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -292,10 +293,15 @@ class Operations:
         )
 
     async def fork(
-        self, workflow_id: str, from_step: int, new_workflow_id: str | None
+        self,
+        workflow_id: str,
+        from_step: int,
+        new_workflow_id: str | None,
+        app_version: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a new workflow with the same input, reusing the steps recorded before
-        ``from_step`` and executing from there on."""
+        ``from_step`` and executing from there on. With ``app_version`` (another version's
+        code): the fork has no executor, and a live worker of that version takes it over."""
         self.state.require_launched("fork")
         if from_step < 1:
             raise InvalidArgumentError(
@@ -315,7 +321,12 @@ class Operations:
                 workflow_id=new_id,
                 trace_context=started.trace_context,
             )
+            elsewhere = app_version is not None and app_version != self.state.app_version
+            if elsewhere:
+                new = dataclasses.replace(new, app_version=app_version, executor_id=None)
             record = await self.store.fork_workflow(new, workflow_id, from_step)
         self.metrics.workflow_started(workflow.name)
+        if elsewhere:
+            return self.handle(record.workflow_id)  # its version's workers take it over
         self.runs.launch(record, workflow, await self.store.load_steps(record.workflow_id))
         return self.handle(record.workflow_id)

@@ -58,6 +58,15 @@ LeaseCheck = Callable[[str, int], Awaitable[None]]
 USER_CODE = (StepKind.STEP, StepKind.COMPENSATION)  # calls that run the user's functions
 
 
+class ReplayEnd(BaseException):
+    """Raised by a dry run's first call that has no record (see engine/replay.py)."""
+
+    def __init__(self, number: int, name: str) -> None:
+        super().__init__(number, name)
+        self.number = number
+        self.name = name
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """Where a call's work stands: its step number, which attempt, when the call began."""
@@ -158,6 +167,10 @@ class WorkflowRun:
         self._flushing: asyncio.Future[None] | None = None  # that write, while under way
         self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waits: set[asyncio.Future[Any]] = set()
+        # A dry run (engine/replay.py) replays recorded calls and ends at the first call that
+        # has no record (raising replay.ReplayEnd) instead of executing it.
+        self.dry = False
+        self.diverged: NonDeterministicWorkflowError | None = None  # the replay's mismatch
 
     # == the primitive ======================================================================
     async def call(self, spec: Call[T]) -> T:
@@ -170,6 +183,8 @@ class WorkflowRun:
             if inspect.isawaitable(answer):
                 return await answer
             return answer
+        if self.dry:
+            raise ReplayEnd(number, spec.name)
         if self.stop_reason is not None and not (spec.reruns and self._reruns_inflight()):
             raise self.stop_reason
         if spec.guarded and self.guard is not None:
@@ -308,7 +323,7 @@ class WorkflowRun:
             return None
         step = self.recorded.pop(number, None)
         if step is not None and step.name != name:
-            raise NonDeterministicWorkflowError(
+            self.diverged = NonDeterministicWorkflowError(
                 f"workflow {self.workflow.name!r} ({self.workflow_id}) is not deterministic: "
                 f"step {number} was recorded as {step.name!r} but the code now calls {name!r}. "
                 "Do not change the order of durable calls of a running workflow; fork it, or "
@@ -318,6 +333,7 @@ class WorkflowRun:
                 recorded_name=step.name,
                 called_name=name,
             )
+            raise self.diverged
         return step
 
     async def insert_before(self, step: StepRecord) -> int:

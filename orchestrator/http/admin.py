@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from orchestrator.errors import NotRegisteredError
@@ -19,9 +19,12 @@ from orchestrator.http.deps import (
 )
 from orchestrator.http.schemas import (
     Health,
+    MoveRequest,
+    MoveResult,
     QueueStatsOut,
     Readiness,
     ScheduleOut,
+    VersionOut,
     WorkerOut,
     WorkflowOut,
 )
@@ -74,7 +77,11 @@ async def readyz(request: Request) -> JSONResponse:
                 ready=False, pending_migrations=list(state.pending), reason="pending migrations"
             )
         )
-    return JSONResponse(Readiness(ready=True).model_dump(mode="json"))
+    try:
+        stranded = {version or "": count for version, count in (await app.stranded()).items()}
+    except Exception:
+        stranded = {}
+    return JSONResponse(Readiness(ready=True, stranded=stranded).model_dump(mode="json"))
 
 
 def _not_ready(readiness: Readiness) -> JSONResponse:
@@ -143,3 +150,38 @@ async def schedules(app: OrchestratorDep) -> list[ScheduleOut]:
 )
 async def workers(app: OrchestratorDep) -> list[WorkerOut]:
     return [WorkerOut.of(record) for record in await app.list_workers()]
+
+
+@router.get(
+    "/versions",
+    response_model=list[VersionOut],
+    responses=error_responses(401, 503),
+    summary="Application versions that have run: live workers, unfinished and stranded workflows",
+)
+async def versions(app: OrchestratorDep) -> list[VersionOut]:
+    return [VersionOut.of(info) for info in await app.list_versions()]
+
+
+@router.post(
+    "/versions/{app_version}/workflows",
+    response_model=MoveResult,
+    responses=error_responses(400, 401, 413, 422, 503),
+    summary="Move unfinished workflows to an application version (its workers take them over)",
+    description=(
+        "For workflows the code of that version can replay (`saga upgrade-check` tells). "
+        "Workflows a live worker runs now, finished and unknown ones are left alone and listed "
+        "in `not_moved`."
+    ),
+)
+async def move_workflows(
+    app: OrchestratorDep,
+    app_version: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+    body: MoveRequest,
+) -> MoveResult:
+    check_text(app_version, "app_version")
+    for workflow_id in body.workflow_ids:
+        check_text(workflow_id, "workflow id")
+    moved = await app.move_workflows(body.workflow_ids, app_version)
+    done = set(moved)
+    left = [i for i in dict.fromkeys(body.workflow_ids) if i not in done]
+    return MoveResult(app_version=app_version, moved=moved, not_moved=left)

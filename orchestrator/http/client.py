@@ -115,6 +115,8 @@ class ServiceClient:
         status: str | None = None,
         name: str | None = None,
         queue: str | None = None,
+        app_version: str | None = None,
+        stranded: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
@@ -126,6 +128,8 @@ class ServiceClient:
                 "status": status,
                 "name": name,
                 "queue": queue,
+                "app_version": app_version,
+                "stranded": "true" if stranded else None,
                 "limit": limit,
                 "offset": offset,
             },
@@ -150,12 +154,32 @@ class ServiceClient:
         return dict(await self.request("POST", f"/workflows/{_segment(workflow_id)}/resume"))
 
     async def fork(
-        self, workflow_id: str, from_step: int = 1, *, new_workflow_id: str | None = None
+        self,
+        workflow_id: str,
+        from_step: int = 1,
+        *,
+        new_workflow_id: str | None = None,
+        app_version: str | None = None,
     ) -> dict[str, Any]:
-        """A new workflow with the same input, reusing the steps before ``from_step``."""
-        params = {"from_step": from_step, "new_workflow_id": new_workflow_id}
+        """A new workflow with the same input, reusing the steps before ``from_step`` (run by
+        a worker of ``app_version`` when given)."""
+        params = {
+            "from_step": from_step,
+            "new_workflow_id": new_workflow_id,
+            "app_version": app_version,
+        }
         path = f"/workflows/{_segment(workflow_id)}/fork"
         return dict(await self.request("POST", path, params=params))
+
+    async def list_versions(self) -> list[dict[str, Any]]:
+        """Application versions that have run (``GET /admin/versions``)."""
+        return list(await self.request("GET", "/admin/versions"))
+
+    async def move_workflows(self, workflow_ids: list[str], app_version: str) -> list[str]:
+        """Move unfinished workflows to ``app_version``; the ids moved."""
+        path = f"/admin/versions/{_segment(app_version)}/workflows"
+        answer = await self.request("POST", path, json={"workflow_ids": workflow_ids})
+        return list(answer["moved"])
 
     async def queue_stats(self) -> list[dict[str, Any]]:
         """Depth, running count and recent starts per queue."""

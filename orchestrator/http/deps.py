@@ -13,10 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import InvalidArgumentError
+from orchestrator.http import schemas
 from orchestrator.http.errors import MalformedBodyError, NotLaunchedError, UnauthorizedError
 from orchestrator.http.schemas import ErrorResponse, WorkflowLinks
 
-MAX_ID_CHARS = 512  # workflow ids, topics, event and stream keys
+MAX_ID_CHARS = schemas.MAX_ID_CHARS  # (defined with the schemas that bound ids too)
 DEFAULT_WAIT_SECONDS = 30.0
 MAX_QUERY_WAIT_SECONDS = 3600.0  # what the schema accepts; the service clamps to its own max
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import QueueStats, ScheduleInfo, StepInfo, WorkerInfo, WorkflowInfo
+from orchestrator import (
+    QueueStats,
+    ScheduleInfo,
+    StepInfo,
+    VersionInfo,
+    WorkerInfo,
+    WorkflowInfo,
+)
 from orchestrator.types import StepKind, WorkflowStatus
+
+MAX_ID_CHARS = 512  # workflow ids, topics, event and stream keys
 
 
 class FieldError(BaseModel):
@@ -180,11 +189,57 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether this service can serve: database reachable, schema up to date."""
+    """Whether this service can serve: database reachable, schema up to date. ``stranded``
+    (detail, not a reason to be unready): unfinished workflows of application versions no live
+    worker serves, by version ("" for none); see docs/upgrading.md."""
 
     ready: bool
     pending_migrations: list[str] = Field(default_factory=list)
     reason: str | None = None
+    stranded: dict[str, int] = Field(default_factory=dict)
+
+
+class VersionOut(BaseModel):
+    """An application version that has run (see ``saga versions``)."""
+
+    app_version: str
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    live_workers: int
+    unfinished: int
+    stranded: int = Field(description="unfinished workflows while no live worker serves it")
+    total: int
+
+    @classmethod
+    def of(cls, info: VersionInfo) -> VersionOut:
+        return cls(
+            app_version=info.app_version,
+            first_seen=info.first_seen,
+            last_seen=info.last_seen,
+            live_workers=info.live_workers,
+            unfinished=info.unfinished,
+            stranded=info.stranded,
+            total=info.total,
+        )
+
+
+class MoveRequest(BaseModel):
+    """Workflows to give another application version (its workers take them over)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]] = Field(
+        min_length=1, max_length=10_000
+    )
+
+
+class MoveResult(BaseModel):
+    """Which workflows were moved; the others run on a live worker now, have finished, or do
+    not exist (they were left alone)."""
+
+    app_version: str
+    moved: list[str]
+    not_moved: list[str]
 
 
 class QueueStatsOut(BaseModel):

@@ -149,10 +149,18 @@ async def list_workflows(
     queue: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
+    app_version: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    stranded: Annotated[
+        bool,
+        Query(
+            description="only unfinished workflows of application versions no live worker "
+            "serves (docs/upgrading.md)"
+        ),
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> WorkflowPage:
-    for text, what in ((name, "name"), (queue, "queue")):
+    for text, what in ((name, "name"), (queue, "queue"), (app_version, "app_version")):
         if text is not None:
             check_text(text, what)
     infos = await app.list_workflows(
@@ -161,6 +169,8 @@ async def list_workflows(
         queue=queue,
         created_after=_utc(created_after),
         created_before=_utc(created_before),
+        app_version=app_version,
+        stranded=stranded,
         limit=limit,
         offset=offset,
     )
@@ -307,15 +317,25 @@ async def fork_workflow(
     workflow_id: WorkflowId,
     from_step: Annotated[int, Query(ge=1, le=2_147_483_647)] = 1,
     new_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    app_version: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_ID_CHARS,
+            description="run the fork on a worker of this application version",
+        ),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> WorkflowAccepted:
     check_text(workflow_id, "workflow id")
+    if app_version is not None:
+        check_text(app_version, "app_version")
     new_id = new_workflow_id if new_workflow_id is not None else idempotency_key
     if new_id is not None:
         check_text(new_id, "new workflow id")
         if new_id == workflow_id:
             raise InvalidArgumentError("the fork needs a workflow id of its own")
-    handle = await app.fork(workflow_id, from_step, new_workflow_id=new_id)
+    handle = await app.fork(workflow_id, from_step, new_workflow_id=new_id, app_version=app_version)
     return _accepted(request, handle.workflow_id, (await handle.status()).status)
 
 

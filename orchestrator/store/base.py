@@ -132,6 +132,9 @@ class WorkflowQuery:
     created_after_ms: int | None = None
     created_before_ms: int | None = None
     workflow_ids: Sequence[str] | None = None
+    app_version: str | None = None
+    # Only unfinished workflows (PENDING, COMPENSATING) of versions no live worker serves.
+    stranded: bool = False
     limit: int = 100
     offset: int = 0
     ascending: bool = False
@@ -193,6 +196,18 @@ class WorkerRecord:
     heartbeat_at: int
     lease_expires_at: int
     alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """An application version that has run: seen by a worker's launch or on a workflow."""
+
+    app_version: str
+    first_seen_ms: int | None
+    last_seen_ms: int | None
+    live_workers: int
+    unfinished: int  # PENDING or COMPENSATING workflows recorded with this version
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +427,24 @@ class Store(Protocol):
 
     async def list_workers(self) -> list[WorkerRecord]:
         """Registered workers, oldest first."""
+
+    # -- application versions -------------------------------------------------------------
+    async def see_version(self, app_version: str) -> None:
+        """A worker of ``app_version`` runs: remember the version (first and last seen)."""
+
+    async def list_versions(self) -> list[VersionRecord]:
+        """Every version seen, by a worker or on a workflow; most recently seen first."""
+
+    async def stranded_counts(self) -> dict[str | None, int]:
+        """Unfinished workflows (PENDING, COMPENSATING) of versions no live worker serves:
+        app_version -> count."""
+
+    async def move_workflows(
+        self, workflow_ids: Sequence[str], app_version: str
+    ) -> list[WorkflowRecord]:
+        """Give these unfinished workflows ``app_version``, except those a live worker runs:
+        each loses its executor and starts a new epoch, so any live worker of that version
+        takes it over. Returns the rows moved."""
 
     # -- schedules --------------------------------------------------------------------------
     async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:

@@ -23,6 +23,7 @@ from orchestrator.store.base import (
     ScheduleRecord,
     StepRecord,
     StreamEntry,
+    VersionRecord,
     WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
@@ -127,6 +128,8 @@ class SQLStore:
             created_after_ms=query.created_after_ms,
             created_before_ms=query.created_before_ms,
             workflow_ids=None if ids is None else list(ids),
+            app_version=query.app_version,
+            stranded=query.stranded,
             limit=query.limit,
             offset=query.offset,
         )
@@ -403,6 +406,47 @@ class SQLStore:
         """Registered workers, oldest first."""
         rows = await self._run(functools.partial(rows_plan, "list_workers"), transaction=False)
         return [coordination.worker_from_row(row) for row in rows]
+
+    # -- application versions -------------------------------------------------------------
+    async def see_version(self, app_version: str) -> None:
+        await self._run(
+            functools.partial(rowcount_plan, "see_version", app_version=app_version),
+            transaction=False,
+        )
+
+    async def list_versions(self) -> list[VersionRecord]:
+        rows = await self._run(functools.partial(rows_plan, "list_versions"), transaction=False)
+        return [
+            VersionRecord(
+                app_version=row["app_version"],
+                first_seen_ms=None if row["first_seen_ms"] is None else int(row["first_seen_ms"]),
+                last_seen_ms=None if row["last_seen_ms"] is None else int(row["last_seen_ms"]),
+                live_workers=int(row["live_workers"]),
+                unfinished=int(row["unfinished"]),
+                total=int(row["total"]),
+            )
+            for row in rows
+        ]
+
+    async def stranded_counts(self) -> dict[str | None, int]:
+        rows = await self._run(functools.partial(rows_plan, "stranded_counts"), transaction=False)
+        return {row["app_version"]: int(row["count"]) for row in rows}
+
+    async def move_workflows(
+        self, workflow_ids: Sequence[str], app_version: str
+    ) -> list[WorkflowRecord]:
+        if not workflow_ids:
+            return []
+        rows = await self._run(
+            functools.partial(
+                rows_plan,
+                "move_workflows",
+                workflow_ids=list(workflow_ids),
+                app_version=app_version,
+            ),
+            transaction=True,
+        )
+        return [workflow_from_row(row) for row in rows]
 
     # -- schedules --------------------------------------------------------------------------
     async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:

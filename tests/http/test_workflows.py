@@ -17,7 +17,12 @@ async def test_health_and_readiness_are_public(anonymous: httpx.AsyncClient) -> 
     assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
     ready = await anonymous.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "pending_migrations": [], "reason": None}
+    assert ready.json() == {
+        "ready": True,
+        "pending_migrations": [],
+        "reason": None,
+        "stranded": {},
+    }
 
 
 async def test_start_with_arguments_by_name_and_read_the_result(client: httpx.AsyncClient) -> None:

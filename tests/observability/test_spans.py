@@ -195,6 +195,7 @@ async def test_recovered_workflow_is_a_recovery_in_the_same_trace(
     the same executor id recovers it; the spans say so. (tests/observability/test_crash.py
     does the same with SIGKILL.)"""
     gate = asyncio.Event()
+    entered = asyncio.Event()
 
     def build() -> Orchestrator:
         app = make_app(tracer_provider=provider, executor_id="recovering")
@@ -205,6 +206,7 @@ async def test_recovered_workflow_is_a_recovery_in_the_same_trace(
 
         @app.step(name="blocked")
         async def blocked() -> str:
+            entered.set()
             await gate.wait()
             return "b"
 
@@ -218,6 +220,7 @@ async def test_recovered_workflow_is_a_recovery_in_the_same_trace(
     await before.launch()
     await before.start("interrupted", workflow_id="rec-1")
     await spans_until(exporter, has("step first"))
+    await asyncio.wait_for(entered.wait(), 30)  # "blocked" has begun
     await before.shutdown(timeout=0)  # "blocked" is interrupted; the workflow stays PENDING
     gate.set()
     after = build()

@@ -16,6 +16,7 @@ from orchestrator.store.queries import DIALECTS, load_queries, parse_queries
 
 TABLES = {
     "workflows",
+    "app_versions",
     "steps",
     "messages",
     "events",

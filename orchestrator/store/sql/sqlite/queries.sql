@@ -87,6 +87,13 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_after_ms IS NULL OR created_at >= :created_after_ms)
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
+    AND (:app_version IS NULL OR app_version = :app_version)
+    AND (NOT :stranded OR (
+        status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
+        SELECT 1 FROM workers
+        WHERE workers.app_version = workflows.app_version AND lease_expires_at > now_ms()
+    )
+    ))
 ORDER BY created_at DESC, rowid DESC
 LIMIT :limit OFFSET :offset
 
@@ -101,6 +108,13 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_after_ms IS NULL OR created_at >= :created_after_ms)
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
+    AND (:app_version IS NULL OR app_version = :app_version)
+    AND (NOT :stranded OR (
+        status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
+        SELECT 1 FROM workers
+        WHERE workers.app_version = workflows.app_version AND lease_expires_at > now_ms()
+    )
+    ))
 ORDER BY created_at ASC, rowid ASC
 LIMIT :limit OFFSET :offset
 
@@ -334,7 +348,7 @@ RETURNING lease_expires_at
 UPDATE workers SET lease_expires_at = now_ms() - 1 WHERE executor_id = :executor_id
 
 -- take_over --
--- Claim unfinished workflows of dead workers (expired leases), and rollbacks nobody runs (a re-queued workflow cancelled with rollback), of the same app version; each row goes to exactly one taker. Queued PENDING ones go back to their queue (ENQUEUED, steps kept) so its limits apply.
+-- Claim unfinished workflows of dead workers (expired leases), and workflows nobody runs (a re-queued workflow cancelled with rollback, a workflow moved to this version), of the same app version; each row goes to exactly one taker. Queued PENDING ones go back to their queue (ENQUEUED, steps kept) so its limits apply.
 UPDATE workflows
 SET executor_id = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN NULL ELSE :executor_id END,
     status = CASE WHEN queue_name IS NOT NULL AND status = 'PENDING' THEN 'ENQUEUED' ELSE status END,
@@ -348,7 +362,7 @@ WHERE workflow_id IN (
               SELECT executor_id FROM workers
               WHERE lease_expires_at < now_ms() AND executor_id <> :executor_id
           )
-          OR (executor_id IS NULL AND status = 'COMPENSATING')
+          OR (executor_id IS NULL AND status IN ('PENDING', 'COMPENSATING'))
       )
       AND (:app_version IS NULL OR app_version = :app_version)
     ORDER BY created_at
@@ -417,3 +431,64 @@ DELETE FROM schedules WHERE name = :name
 -- Remember the latest tick a schedule ran (for catch-up after downtime).
 UPDATE schedules SET last_tick_ms = max(coalesce(last_tick_ms, 0), :tick_ms)
 WHERE name = :name
+
+-- stranded_counts --
+-- Unfinished workflows (PENDING, COMPENSATING) of application versions no live worker serves, by version: nobody will run them until a worker of their version comes, or they are moved to one.
+SELECT app_version, count(*) AS count FROM workflows
+WHERE status IN ('PENDING', 'COMPENSATING')
+    AND NOT EXISTS (
+        SELECT 1 FROM workers
+        WHERE workers.app_version = workflows.app_version AND lease_expires_at > now_ms()
+    )
+GROUP BY app_version
+ORDER BY count(*) DESC, app_version
+
+-- see_version --
+-- A worker of this application version is running: remember the version, first and last seen.
+INSERT INTO app_versions (app_version, first_seen_ms, last_seen_ms)
+VALUES (:app_version, now_ms(), now_ms())
+ON CONFLICT (app_version) DO UPDATE SET last_seen_ms = max(app_versions.last_seen_ms, excluded.last_seen_ms)
+
+-- list_versions --
+-- Every application version seen (by a worker, or on a workflow): first and last seen, live workers, unfinished and total workflows.
+WITH seen AS (
+    SELECT app_version, first_seen_ms, last_seen_ms FROM app_versions
+), runs AS (
+    SELECT app_version, min(created_at) AS first_ms, max(updated_at) AS last_ms,
+        sum(status IN ('PENDING', 'COMPENSATING')) AS unfinished,
+        count(*) AS total
+    FROM workflows WHERE app_version IS NOT NULL GROUP BY app_version
+), live AS (
+    SELECT app_version, count(*) AS live_workers, max(heartbeat_at) AS heartbeat_ms
+    FROM workers WHERE lease_expires_at > now_ms() AND app_version IS NOT NULL
+    GROUP BY app_version
+), versions AS (
+    SELECT app_version FROM seen UNION SELECT app_version FROM runs UNION SELECT app_version FROM live
+)
+SELECT v.app_version,
+    min(COALESCE(seen.first_seen_ms, runs.first_ms, live.heartbeat_ms),
+        COALESCE(runs.first_ms, seen.first_seen_ms, live.heartbeat_ms),
+        COALESCE(live.heartbeat_ms, seen.first_seen_ms, runs.first_ms)) AS first_seen_ms,
+    max(COALESCE(seen.last_seen_ms, runs.last_ms, live.heartbeat_ms),
+        COALESCE(runs.last_ms, seen.last_seen_ms, live.heartbeat_ms),
+        COALESCE(live.heartbeat_ms, seen.last_seen_ms, runs.last_ms)) AS last_seen_ms,
+    COALESCE(live.live_workers, 0) AS live_workers,
+    COALESCE(runs.unfinished, 0) AS unfinished,
+    COALESCE(runs.total, 0) AS total
+FROM versions v
+LEFT JOIN seen ON seen.app_version = v.app_version
+LEFT JOIN runs ON runs.app_version = v.app_version
+LEFT JOIN live ON live.app_version = v.app_version
+ORDER BY 3 DESC, 1
+
+-- move_workflows --
+-- Give unfinished workflows another application version (an upgrade's adoption, an operator's move), unless a live worker runs them: they lose their executor and start a new epoch (anything still running them is fenced off), and any live worker of the version takes them over (queued ones go back to their queue). Returns the rows moved.
+UPDATE workflows
+SET app_version = :app_version, executor_id = NULL,
+    owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+    AND status IN ('PENDING', 'COMPENSATING', 'ENQUEUED')
+    AND (executor_id IS NULL OR executor_id NOT IN (
+        SELECT executor_id FROM workers WHERE lease_expires_at > now_ms()
+    ))
+RETURNING *

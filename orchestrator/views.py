@@ -191,12 +191,8 @@ class VersionInfo:
     last_seen: dt.datetime | None
     live_workers: int
     unfinished: int
+    stranded: int  # unfinished while no live worker serves this version: nobody runs them
     total: int
-
-    @property
-    def stranded(self) -> int:
-        """Unfinished workflows nobody will run: no live worker serves this version."""
-        return self.unfinished if self.live_workers == 0 else 0
 
     @classmethod
     def from_record(cls, record: VersionRecord) -> VersionInfo:
@@ -206,5 +202,6 @@ class VersionInfo:
             last_seen=_time(record.last_seen_ms),
             live_workers=record.live_workers,
             unfinished=record.unfinished,
+            stranded=record.unfinished if record.live_workers == 0 else 0,
             total=record.total,
         )

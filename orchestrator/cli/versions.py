@@ -89,25 +89,36 @@ def upgrade_check(
 
 def _show(verdicts: list[ReplayVerdict], version: str, adopt: bool) -> None:
     table = Table(title=f"upgrade check against {version}")
-    for column in ("workflow_id", "workflow_name", "app_version", "status", "verdict", "detail"):
-        table.add_column(column)
+    for column in ("workflow_id", "workflow_name", "app_version", "status", "verdict", "step"):
+        table.add_column(column, overflow="fold")
     for v in verdicts:
         colour = {"compatible": "green", "needs_patch": "red"}.get(v.verdict, "yellow")
-        detail = v.reason + (" (adopted)" if v.adopted else "")
         table.add_row(
             v.workflow_id,
             v.workflow_name,
             v.app_version or "",
             str(v.status),
-            f"[{colour}]{v.verdict}[/{colour}]",
-            detail,
+            f"[{colour}]{v.verdict}[/{colour}]" + (" (adopted)" if v.adopted else ""),
+            "" if v.step is None else str(v.step),
         )
     console.print(table)
+    for v in verdicts:  # one unwrapped line each: the reason names the step and the calls
+        if not v.compatible:
+            console.print(f"{v.workflow_id}: {v.verdict}: {v.reason}", soft_wrap=True)
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "none"
-    console.print(f"{len(verdicts)} unfinished workflow(s): {summary}")
+    console.print(f"{len(verdicts)} unfinished workflow(s): {summary}", soft_wrap=True)
     if adopt:
         adopted = sum(v.adopted for v in verdicts)
-        console.print(f"adopted {adopted} workflow(s): this version's workers take them over")
+        console.print(
+            f"adopted {adopted} workflow(s): this version's workers take them over",
+            soft_wrap=True,
+        )
+    if any(not v.compatible for v in verdicts):
+        console.print(
+            "wrap the changed calls in `if await app.patched(name):` (docs/upgrading.md), or "
+            "keep workers of their version until they finish",
+            soft_wrap=True,
+        )

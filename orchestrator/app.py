@@ -74,6 +74,10 @@ class Orchestrator:
         clock: a Clock (tests inject a FakeClock); default: the database clock.
         lease_seconds: a worker silent this long is dead and its workflows are taken over
             (default 30).
+        check_step_arguments: record a hash of each step's arguments with the step, so a
+            replay (a recovery, the upgrade check) that calls the right step with other
+            arguments is named as non-deterministic too (default: off, or
+            ``ORCHESTRATOR_CHECK_STEP_ARGUMENTS``); see docs/upgrading.md.
         tracer_provider: the OpenTelemetry TracerProvider for this app's spans; default: the
             global one the application set (none set: no spans, at almost no cost). The
             library never sets a global provider itself; see ``configure_tracing``.
@@ -94,6 +98,7 @@ class Orchestrator:
         schema: str | None = None,
         clock: Clock | None = None,
         lease_seconds: float | None = None,
+        check_step_arguments: bool | None = None,
         settings: Settings | None = None,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
@@ -120,6 +125,11 @@ class Orchestrator:
             stranded_check_seconds=self.settings.stranded_check_seconds,
             tracing=self.tracing,
             metrics=self.metrics,
+        )
+        self.engine.state.check_step_arguments = (
+            self.settings.check_step_arguments
+            if check_step_arguments is None
+            else check_step_arguments
         )
         self._registrar = Registrar(self.registry, self.engine)
         self._admin = Administration(self.engine, self.store, self._workflow_of)

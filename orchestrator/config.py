@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, gt=0, description="a worker silent this long is dead (taken over)"
     )
+    check_step_arguments: bool = Field(
+        default=False,
+        description="record a hash of each step's arguments; a replay with others is named",
+    )
     stranded_check_seconds: float = Field(
         default=60.0,
         gt=0,

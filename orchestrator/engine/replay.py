@@ -166,10 +166,16 @@ async def replay_history(
     if run.diverged is not None:  # (even if the workflow's code caught it)
         detail = run.diverged.detail
         number = int(detail.get("step_number", 0))
+        reason = (
+            f"step {number} ({detail.get('called_name')!r}) was recorded with other arguments "
+            "than this code passes"
+            if detail.get("arguments")
+            else f"step {number} was recorded as {detail.get('recorded_name')!r} but this code "
+            f"calls {detail.get('called_name')!r} there"
+        )
         return verdict(
             "needs_patch",
-            f"step {number} was recorded as {detail.get('recorded_name')!r} but this code calls "
-            f"{detail.get('called_name')!r} there",
+            reason,
             step=number,
             recorded=detail.get("recorded_name"),
             called=detail.get("called_name"),

@@ -170,6 +170,8 @@ class WorkflowRun:
         # A dry run (engine/replay.py) replays recorded calls and ends at the first call that
         # has no record (raising replay.ReplayEnd) instead of executing it.
         self.dry = False
+        # Record a hash of each step's arguments, compared on replay (check_step_arguments).
+        self.check_arguments = False
         self.diverged: NonDeterministicWorkflowError | None = None  # the replay's mismatch
 
     # == the primitive ======================================================================
@@ -323,18 +325,31 @@ class WorkflowRun:
             return None
         step = self.recorded.pop(number, None)
         if step is not None and step.name != name:
-            self.diverged = NonDeterministicWorkflowError(
-                f"workflow {self.workflow.name!r} ({self.workflow_id}) is not deterministic: "
-                f"step {number} was recorded as {step.name!r} but the code now calls {name!r}. "
-                "Do not change the order of durable calls of a running workflow; fork it, or "
-                "deploy the change under a new application version.",
-                workflow_id=self.workflow_id,
-                step_number=number,
-                recorded_name=step.name,
-                called_name=name,
+            raise self.diverge(
+                number,
+                step.name,
+                name,
+                f"step {number} was recorded as {step.name!r} but the code now calls {name!r}",
             )
-            raise self.diverged
         return step
+
+    def diverge(
+        self, number: int, recorded: str, called: str, what: str, **detail: Any
+    ) -> NonDeterministicWorkflowError:
+        """The error of a replay that does not match the history at ``number`` (kept in
+        ``diverged``: an upgrade check reports it even if the workflow's code catches it)."""
+        self.diverged = NonDeterministicWorkflowError(
+            f"workflow {self.workflow.name!r} ({self.workflow_id}) is not deterministic: {what}. "
+            "Do not change the durable calls of a running workflow: wrap the change in "
+            "app.patched(), fork it, or deploy it under a new application version "
+            "(docs/upgrading.md).",
+            workflow_id=self.workflow_id,
+            step_number=number,
+            recorded_name=recorded,
+            called_name=called,
+            **detail,
+        )
+        return self.diverged
 
     async def insert_before(self, step: StepRecord) -> int:
         """Record ``step`` at the number of the call being made and move that call to the

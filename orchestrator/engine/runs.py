@@ -35,6 +35,7 @@ class EngineState:
     executor_id: str
     app_version: str | None = None  # known at launch
     launched: bool = False
+    check_step_arguments: bool = False  # record a hash of each step's arguments
     closing: bool = False
     lease: Lease | None = None
 
@@ -116,6 +117,7 @@ class Runs:
             guard=None if lease is None else lease.guard,
             confirm=None if lease is None else lease.confirm,
         )
+        run.check_arguments = self.state.check_step_arguments
         if lease is not None:
             lease.trust(run.workflow_id, run.epoch)
         self._runs[record.workflow_id] = run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,11 @@ def step_call(
     in the step's context; its record holds the output or the error, and (for a forward step
     that declared one) what its compensation will need."""
     step_name = name or step.name
+    digest = (
+        arguments_hash(step, args, kwargs)
+        if run.check_arguments and kind is StepKind.STEP
+        else None
+    )
 
     async def perform(attempt: Attempt) -> R:
         token = context.enter(
@@ -135,6 +141,17 @@ def step_call(
             context.leave(token)
 
     def replay(recorded: StepRecord) -> R:
+        if recorded.args_hash is not None and kind is StepKind.STEP:
+            called_with = digest or arguments_hash(step, args, kwargs)
+            if called_with != recorded.args_hash:
+                raise run.diverge(
+                    recorded.step_number,
+                    recorded.name,
+                    step_name,
+                    f"step {recorded.step_number} ({step_name!r}) was recorded with other "
+                    "arguments than the code now passes",
+                    arguments=True,
+                )
         if recorded.error is not None:
             raise decode_error(recorded.error)
         if kind is StepKind.COMPENSATION:
@@ -167,6 +184,7 @@ def step_call(
             compensation=compensation,
             compensation_input=compensation_input,
             compensates_step=compensates_step,
+            args_hash=digest,
             started_at=attempt.started_at,
             finished_at=run.clock.now_ms(),  # the same clock as started_at
         )
@@ -208,3 +226,15 @@ def _compensation_input(
         encoded_input = {"args": [], "kwargs": {}}
     encoded_input["result"] = None if output is None else json.loads(output)
     return json.dumps(encoded_input, separators=(",", ":"))
+
+
+def arguments_hash(
+    step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
+    """A short hash of the step's encoded arguments (what check_step_arguments records and
+    compares); None for arguments that cannot be encoded (nothing to compare)."""
+    try:
+        encoded = step.signature.encode_input(args, kwargs)
+    except OrchestratorError:
+        return None
+    return hashlib.sha256(encoded.encode()).hexdigest()[:16]

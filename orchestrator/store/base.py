@@ -109,6 +109,9 @@ class StepRecord:
     # The writing run's ownership epoch: the step is recorded only while that epoch owns the
     # workflow and the workflow has not finished (see WorkflowRecord.owner_epoch).
     epoch: int | None = None
+    # A hash of the arguments a step was called with (Orchestrator(check_step_arguments=True)),
+    # compared on replay; None: not recorded.
+    args_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,6 +186,7 @@ class PostgresWrites:
             "started_ats": [s.started_at for s in steps],
             "finished_ats": [s.finished_at for s in steps],
             "epochs": [s.epoch for s in steps],
+            "args_hashes": [s.args_hash for s in steps],
         }
 
     async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:

@@ -5,12 +5,14 @@ with real worker processes and the CLI: tests/upgrades."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from orchestrator import (
     InvalidArgumentError,
+    NonDeterministicWorkflowError,
     NotInWorkflowError,
     Orchestrator,
     ReplayVerdict,
@@ -215,3 +217,56 @@ async def test_fork_onto_another_version_is_run_by_that_versions_worker(
     assert info.app_version == "v2" and info.executor_id == "w2"
     assert v1.effects == []  # type: ignore[attr-defined]
     assert v2.effects == [f"charge:{ORDER}"]  # type: ignore[attr-defined]
+
+
+def argued(make_app: AppFactory, version: str, suffix: str, *, check: bool) -> Orchestrator:
+    app = make_app(app_version=version, executor_id=f"a-{version}", check_step_arguments=check)
+
+    @app.step(name="quote")
+    async def quote(order: str) -> str:
+        return f"q-{order}"
+
+    @app.workflow(name="argued")
+    async def argued_workflow(order: str) -> str:
+        price = await quote(order + suffix)
+        await app.recv("go", timeout=3600)
+        return price
+
+    return app
+
+
+async def park_argued(app: Orchestrator) -> None:
+    await app.launch()
+    await app.start("argued", ORDER, workflow_id=ORDER)
+    for _ in range(200):
+        if any(s.name == "recv.deadline" for s in await app.list_steps(ORDER)):
+            break
+        await asyncio.sleep(0.02)
+    await app.shutdown(timeout=0)
+
+
+async def test_the_opt_in_argument_check_names_a_step_called_with_other_arguments(
+    make_app: AppFactory,
+) -> None:
+    await park_argued(argued(make_app, "v1", "", check=True))
+    same = await check(argued(make_app, "v2", "", check=False))
+    assert same.compatible, same.reason
+    other = await check(argued(make_app, "v3", "-changed", check=False))
+    assert (other.verdict, other.step, other.recorded, other.called) == (
+        "needs_patch",
+        1,
+        "quote",
+        "quote",
+    )
+    assert "other arguments" in other.reason
+
+    # Recovered by that code, the workflow fails instead of going on with other arguments.
+    v3 = argued(make_app, "v1", "-changed", check=True)
+    async with v3:
+        with pytest.raises(NonDeterministicWorkflowError, match="other arguments"):
+            await v3.retrieve(ORDER).result(timeout=10)
+
+
+async def test_without_the_argument_check_only_names_are_compared(make_app: AppFactory) -> None:
+    await park_argued(argued(make_app, "v1", "", check=False))
+    assert (await check(argued(make_app, "v2", "-changed", check=True))).compatible

@@ -191,13 +191,15 @@ SELECT * FROM steps WHERE workflow_id = %(workflow_id)s ORDER BY step_number
 -- status (no row: not recorded).
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+    args_hash
 )
 SELECT
     %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
     %(output)s::text, %(error)s::text, %(attempts)s::integer, %(child_workflow_id)s::text,
     %(compensation)s::text, %(compensation_input)s::text, %(compensates_step)s::integer,
-    %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint
+    %(started_at)s::bigint, COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint,
+    %(args_hash)s::text
 ON CONFLICT DO NOTHING
 RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
@@ -209,12 +211,13 @@ DELETE FROM steps WHERE workflow_id = %(workflow_id)s AND step_number >= %(from_
 -- Copy a workflow's steps numbered below a bound to another workflow (fork), in its epoch.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+    args_hash
 )
 SELECT
     %(workflow_id)s::text, step_number, name, kind, output, error, attempts, child_workflow_id,
     compensation, compensation_input, compensates_step, started_at, finished_at,
-    (SELECT owner_epoch FROM workflows WHERE workflow_id = %(workflow_id)s::text)
+    (SELECT owner_epoch FROM workflows WHERE workflow_id = %(workflow_id)s::text), args_hash
 FROM steps
 WHERE workflow_id = %(source_id)s::text AND step_number < %(before_step)s::integer
 ORDER BY seq
@@ -554,11 +557,12 @@ WITH input AS (
         %(kinds)b::text[], %(outputs)b::text[], %(errors)b::text[], %(attempts)b::integer[],
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
-        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[]
+        %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[],
+        %(args_hashes)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
         compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
-        ordinal
+        args_hash, ordinal
     )
 ), firsts AS (  -- one write per step number: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id, step_number) * FROM input
@@ -566,13 +570,14 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+        args_hash
     )
     SELECT
         firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.output,
         firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
-        COALESCE(firsts.finished_at, now_ms()), firsts.epoch
+        COALESCE(firsts.finished_at, now_ms()), firsts.epoch, firsts.args_hash
     FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING
@@ -717,14 +722,15 @@ ORDER BY input.ordinal
 WITH recorded AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+        args_hash
     )
     SELECT
         %(workflow_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
         %(step_output)s::text, %(error)s::text, %(attempts)s::integer,
         %(child_workflow_id)s::text, %(compensation)s::text, %(compensation_input)s::text,
         %(compensates_step)s::integer, %(started_at)s::bigint,
-        COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint
+        COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint, %(args_hash)s::text
     ON CONFLICT DO NOTHING
     RETURNING workflow_id
 ), finished AS (
@@ -747,24 +753,25 @@ WITH input AS (
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
         %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[],
-        %(outputs)b::text[]
+        %(args_hashes)b::text[], %(outputs)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, step_output, error, attempts, child_workflow_id,
         compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
-        output, ordinal
+        args_hash, output, ordinal
     )
 ), firsts AS (  -- one write per workflow: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id) * FROM input ORDER BY workflow_id, ordinal
 ), recorded AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-        compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+        compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+        args_hash
     )
     SELECT
         firsts.workflow_id, firsts.step_number, firsts.name, firsts.kind, firsts.step_output,
         firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
-        COALESCE(firsts.finished_at, now_ms()), firsts.epoch
+        COALESCE(firsts.finished_at, now_ms()), firsts.epoch, firsts.args_hash
     FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING

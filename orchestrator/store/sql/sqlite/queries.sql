@@ -192,12 +192,13 @@ SELECT *, rowid AS seq FROM steps WHERE workflow_id = :workflow_id ORDER BY step
 -- status (no row: not recorded).
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+    args_hash
 )
 SELECT
     :workflow_id, :step_number, :name, :kind, :output, :error, :attempts, :child_workflow_id,
     :compensation, :compensation_input, :compensates_step, :started_at,
-    COALESCE(:finished_at, now_ms()), :epoch
+    COALESCE(:finished_at, now_ms()), :epoch, :args_hash
 ON CONFLICT DO NOTHING
 RETURNING (SELECT status FROM workflows WHERE workflows.workflow_id = steps.workflow_id) AS status
 
@@ -209,12 +210,13 @@ DELETE FROM steps WHERE workflow_id = :workflow_id AND step_number >= :from_step
 -- Copy a workflow's steps numbered below a bound to another workflow (fork), in its epoch.
 INSERT INTO steps (
     workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
-    compensation, compensation_input, compensates_step, started_at, finished_at, epoch
+    compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
+    args_hash
 )
 SELECT
     :workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
     compensation, compensation_input, compensates_step, started_at, finished_at,
-    (SELECT owner_epoch FROM workflows WHERE workflow_id = :workflow_id)
+    (SELECT owner_epoch FROM workflows WHERE workflow_id = :workflow_id), args_hash
 FROM steps
 WHERE workflow_id = :source_id AND step_number < :before_step
 ORDER BY rowid

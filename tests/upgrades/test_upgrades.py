@@ -204,9 +204,17 @@ async def test_a_compatible_release_adopts_the_sagas_in_flight_and_finishes_them
         assert (verdict["workflow_name"], verdict["app_version"]) == ("checkout", "v1")
         assert verdict["adopted"] is False
 
+    # One moved by hand (the operator's command), the others adopted by the check.
+    moved = releases.saga("v1", "workflows", "move", "c-1", "--to-version", "v2-compatible")
+    assert moved.returncode == 0 and "moved 1 workflow(s)" in moved.stdout, moved.stderr
     code, verdicts = releases.upgrade_check("v2-compatible", "--adopt")
     assert code == 0
-    assert all(v["adopted"] for v in verdicts), verdicts
+    adopted = {v["workflow_id"]: (v["app_version"], v["adopted"]) for v in verdicts}
+    assert adopted == {
+        "c-1": ("v2-compatible", False),
+        "c-2": ("v1", True),
+        "c-3": ("v1", True),
+    }
     releases.start("v2-compatible", "w2")
     await pay_and_finish(client, releases, orders)
     for order in orders:

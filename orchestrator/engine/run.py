@@ -56,6 +56,7 @@ STOP_ERRORS = (WorkflowCancelledError, LeaseLostError)
 # not go on with the workflow in this epoch (see lease.Lease).
 LeaseCheck = Callable[[str, int], Awaitable[None]]
 USER_CODE = (StepKind.STEP, StepKind.COMPENSATION)  # calls that run the user's functions
+_NO_SPAN = contextlib.nullcontext()  # (stateless: shared by every untraced attempt)
 
 
 class ReplayEnd(BaseException):
@@ -239,7 +240,10 @@ class WorkflowRun:
                 raise self.stop_reason
             try:
                 with self._span(spec, attempt):
-                    value = await self._timed(spec, attempt)
+                    if spec.timeout is None:  # (the common case: no timer, one frame less)
+                        value = await spec.perform(attempt)
+                    else:
+                        value = await self._timed(spec, attempt)
                 return value, attempt.attempt
             except STOP_ERRORS:
                 raise
@@ -280,7 +284,7 @@ class WorkflowRun:
 
     def _span(self, spec: Call[Any], attempt: Attempt) -> contextlib.AbstractContextManager[Any]:
         if not spec.traced or self.tracer is None or self.trace_parent is None:
-            return contextlib.nullcontext()
+            return _NO_SPAN
         return self.tracing.durable(
             self.tracer,
             self.trace_parent,

@@ -168,6 +168,7 @@ class OursDriver:
                 "started_at": 0,
                 "finished_at": None,
                 "epoch": probe_row.owner_epoch,
+                "args_hash": None,
             }
             began = time.perf_counter()
             cursor = await connection.execute(statement, params)

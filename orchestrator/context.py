@@ -39,7 +39,7 @@ class StepContext:
         return f"{self.workflow_id}:{self.step_number}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: one is built per step attempt, on the hot path)
 class ExecutionContext:
     """The running workflow execution, and the step being executed inside it, if any."""
 

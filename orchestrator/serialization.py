@@ -187,6 +187,21 @@ class Signature:
             for name in self.signature.parameters
         }
         self.output = adapter_for(hints.get("return", inspect.Parameter.empty))
+        # How decode_input reads stored arguments: the adapters of the positional places, of
+        # the named ones, of *args' and **kwargs' elements (computed once, not per decode).
+        positional: list[TypeAdapter[Any]] = []
+        named: dict[str, TypeAdapter[Any]] = {}
+        rest = extra = _ANY_ADAPTER
+        for name, p in self.signature.parameters.items():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                positional.append(self.parameters[name])
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                named[name] = self.parameters[name]
+            elif p.kind is p.VAR_POSITIONAL:
+                rest = self.parameters[name]
+            elif p.kind is p.VAR_KEYWORD:
+                extra = self.parameters[name]
+        self._positional, self._named, self._rest, self._extra = positional, named, rest, extra
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         """Check the arguments against the signature (InvalidArgumentError-style message)."""
@@ -294,18 +309,7 @@ class Signature:
             raise SerializationError(f"stored input of {self.qualname} is malformed") from exc
         if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
             raise SerializationError(f"stored input of {self.qualname} is malformed")
-        positional: list[TypeAdapter[Any]] = []
-        named: dict[str, TypeAdapter[Any]] = {}
-        rest = extra = _ANY_ADAPTER  # *args' and **kwargs' element adapters
-        for name, p in self.signature.parameters.items():
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                positional.append(self.parameters[name])
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                named[name] = self.parameters[name]
-            elif p.kind is p.VAR_POSITIONAL:
-                rest = self.parameters[name]
-            elif p.kind is p.VAR_KEYWORD:
-                extra = self.parameters[name]
+        positional, named, rest, extra = self._positional, self._named, self._rest, self._extra
         try:
             args = tuple(
                 (positional[i] if i < len(positional) else rest).validate_python(v)

@@ -68,7 +68,7 @@ class ReplayEnd(BaseException):
         self.name = name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ is several times slower)
 class Attempt:
     """Where a call's work stands: its step number, which attempt, when the call began."""
 
@@ -77,7 +77,7 @@ class Attempt:
     started_at: int  # clock ms
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: one is built per durable call, on the hot path)
 class Call(Generic[T]):
     """One durable call, as the module that makes it describes it to ``WorkflowRun.call``.
 
@@ -151,7 +151,10 @@ class WorkflowRun:
         self.tracer: Tracer | None = None
         self.recorded: dict[int, StepRecord] = {step.step_number: step for step in recorded}
         self.counter = 0
-        self.inflight: set[asyncio.Future[None]] = set()  # calls a rollback waits for
+        # Calls a rollback waits for (steps running, in parallel branches too): a count, and a
+        # future made only when someone waits for it to reach zero (settled()).
+        self.inflight = 0
+        self._settled: asyncio.Future[None] | None = None
         self.compensating = False  # rolling back: compensations take the next numbers
         self.pivot_step: int | None = None
         # Recovering a rollback that was asked for (cancel with rollback, deadline) but had not
@@ -194,10 +197,8 @@ class WorkflowRun:
             await self.guard(self.workflow_id, self.epoch)
         started = time.perf_counter()
         first = Attempt(number, 1, self.clock.now_ms())
-        settled: asyncio.Future[None] | None = None
         if spec.settles:
-            settled = asyncio.get_running_loop().create_future()
-            self.inflight.add(settled)  # a rollback waits for parallel branches' records
+            self.inflight += 1  # a rollback waits for parallel branches' records (settled())
         value: T | None = None
         error: BaseException | None = None
         attempts = 1
@@ -216,9 +217,11 @@ class WorkflowRun:
                 return value  # type: ignore[return-value]
             return await spec.finish(first, value, error, attempts)
         finally:
-            if settled is not None:
-                self.inflight.discard(settled)
-                settled.set_result(None)
+            if spec.settles:
+                self.inflight -= 1
+                if not self.inflight and self._settled is not None:
+                    self._settled.set_result(None)
+                    self._settled = None
             if spec.kind in USER_CODE:
                 self.metrics.step_finished(
                     spec.name,
@@ -300,6 +303,13 @@ class WorkflowRun:
 
     def _reruns_inflight(self) -> bool:
         return self.rerun_inflight and self.stop_rolls_back()
+
+    async def settled(self) -> None:
+        """Until no call that settles (a step) is in flight in this run."""
+        while self.inflight:
+            if self._settled is None:
+                self._settled = asyncio.get_running_loop().create_future()
+            await self._settled
 
     # == step numbers and replay =============================================================
     async def begin(self) -> int:
@@ -428,7 +438,7 @@ class WorkflowRun:
         """Whether a step that just succeeded may leave its checkpoint to what comes next:
         nothing else of this run is executing, being written or stopping it."""
         return (
-            len(self.inflight) <= 1  # only the calling step
+            self.inflight <= 1  # only the calling step
             and self.deferred is None
             and self._flushing is None
             and self.stop_reason is None

@@ -103,8 +103,7 @@ class Saga:
     async def wait_for_parallel_steps(run: WorkflowRun) -> None:
         """Wait for the steps still running in parallel branches: they finish and are
         recorded (so they are compensated too) before a rollback is planned."""
-        while run.inflight:
-            await next(iter(run.inflight))
+        await run.settled()
 
     async def rollback(self, run: WorkflowRun, plan: list[Compensation]) -> BaseException | None:
         """Run ``plan`` as durable compensation steps; return the error that stopped it."""

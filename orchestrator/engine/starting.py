@@ -24,7 +24,6 @@ from orchestrator.serialization import check_key
 from orchestrator.store.base import NewWorkflow, StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import STEP_NUMBER, Tracing
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.views import WorkflowInfo
 
 
 class Starter:
@@ -145,7 +144,7 @@ class Starter:
         if record.status is WorkflowStatus.PENDING:
             self.runs.launch(record, workflow, [])
         handle = self.handle(record.workflow_id)
-        handle.info = WorkflowInfo.from_record(record)  # as stored: no need to read it back
+        handle.created(record)  # as stored: no need to read it back
         return handle
 
     async def _start_child(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from orchestrator.serialization import Signature
+from orchestrator.store.base import WorkflowRecord
 from orchestrator.views import WorkflowInfo
 
 P = ParamSpec("P")
@@ -50,14 +51,25 @@ class WorkflowStarter(Protocol):
 class WorkflowHandle(Generic[R_co]):
     """A reference to a started workflow: wait for its result or read its status."""
 
-    __slots__ = ("_engine", "info", "workflow_id")
+    __slots__ = ("_created", "_engine", "_info", "workflow_id")
 
     def __init__(self, engine: WorkflowStarter, workflow_id: str) -> None:
         self._engine = engine
         self.workflow_id = workflow_id
-        # The workflow as stored when this handle's start created it (None otherwise): what
-        # the start answered, without reading it back. ``status()`` reads the current one.
-        self.info: WorkflowInfo | None = None
+        self._created: WorkflowRecord | None = None
+        self._info: WorkflowInfo | None = None
+
+    @property
+    def info(self) -> WorkflowInfo | None:
+        """The workflow as stored when this handle's start created it (None otherwise): what
+        the start answered, without reading it back. ``status()`` reads the current one."""
+        if self._info is None and self._created is not None:
+            self._info = WorkflowInfo.from_record(self._created)  # built when asked: a start
+        return self._info  # that nobody asks about decodes nothing
+
+    def created(self, record: WorkflowRecord) -> None:
+        """Remember the row this handle's start inserted (``info``)."""
+        self._created = record
 
     async def result(self, timeout: float | None = None) -> R_co:
         """Wait for the workflow to finish and return its output, or raise its error.

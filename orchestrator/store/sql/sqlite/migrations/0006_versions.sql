@@ -1,5 +1,5 @@
 -- 0006_versions: SQLite mirror of sql/postgres/migrations/0006_versions.sql (app_versions,
--- steps.args_hash, the index of unfinished workflows by version).
+-- steps.args_hash).
 
 CREATE TABLE app_versions (
     app_version    TEXT PRIMARY KEY,
@@ -8,6 +8,3 @@ CREATE TABLE app_versions (
 );
 
 ALTER TABLE steps ADD COLUMN args_hash TEXT;
-
-CREATE INDEX workflows_app_version ON workflows (app_version, status)
-    WHERE status IN ('PENDING', 'COMPENSATING');

@@ -204,8 +204,21 @@ class WorkflowRun:
         attempts = 1
         try:
             try:
-                outcome = await self._attempts(spec, first)
-                value, attempts = outcome
+                if spec.timeout is None:
+                    # The first attempt is awaited right here (no coroutine in between: every
+                    # suspension and resumption of a step walks the chain of them).
+                    try:
+                        with self._span(spec, first):
+                            value = await spec.perform(first)
+                    except STOP_ERRORS:
+                        raise
+                    except Exception as failed:
+                        retry = await self._retry(spec, first, failed)
+                        retried, attempts = await self._retries(spec, retry)
+                        value = retried
+                else:
+                    timed, attempts = await self._retries(spec, first)
+                    value = timed
             except STOP_ERRORS:
                 raise
             except Exception as exc:
@@ -231,19 +244,18 @@ class WorkflowRun:
                     error is not None,
                 )
 
-    async def _attempts(self, spec: Call[T], first: Attempt) -> tuple[T, int]:
-        """Run ``spec.perform`` until it succeeds or its retry policy gives up; between
-        attempts wait the backoff (with jitter, or the error's Retry-After) on the clock. A
-        cancel with rollback lets the attempts go on (an attempt that failed may have applied
-        its effect: it must be recorded to be compensated); any other stop ends them."""
-        policy = spec.retry
-        attempt = first
+    async def _retries(self, spec: Call[T], attempt: Attempt) -> tuple[T, int]:
+        """Run ``spec.perform`` from ``attempt`` on until it succeeds or its retry policy gives
+        up; between attempts wait the backoff (with jitter, or the error's Retry-After) on the
+        clock. A cancel with rollback lets the attempts go on (an attempt that failed may have
+        applied its effect: it must be recorded to be compensated); any other stop ends
+        them. (The first attempt without a timeout is made by ``call`` itself.)"""
         while True:
             if attempt.attempt > 1 and self.stop_reason is not None and not self.stop_rolls_back():
                 raise self.stop_reason
             try:
                 with self._span(spec, attempt):
-                    if spec.timeout is None:  # (the common case: no timer, one frame less)
+                    if spec.timeout is None:
                         value = await spec.perform(attempt)
                     else:
                         value = await self._timed(spec, attempt)
@@ -251,17 +263,23 @@ class WorkflowRun:
             except STOP_ERRORS:
                 raise
             except Exception as exc:
-                if policy is None or not policy.should_retry(exc, attempt.attempt):
-                    with contextlib.suppress(AttributeError):
-                        exc.__orchestrator_attempts__ = attempt.attempt  # type: ignore[attr-defined]
-                    raise
-                delay = retry_after(exc)
-                if delay is None:
-                    delay = policy.interval(attempt.attempt) * (
-                        1 + policy.jitter * (2 * random.random() - 1)
-                    )
-                await self._backoff(delay)
-            attempt = Attempt(attempt.number, attempt.attempt + 1, attempt.started_at)
+                attempt = await self._retry(spec, attempt, exc)
+
+    async def _retry(self, spec: Call[Any], attempt: Attempt, error: Exception) -> Attempt:
+        """After a failed attempt: raise ``error`` if the policy gives up (noting how many
+        attempts it took), else wait the backoff and return the next attempt."""
+        policy = spec.retry
+        if policy is None or not policy.should_retry(error, attempt.attempt):
+            with contextlib.suppress(AttributeError):
+                error.__orchestrator_attempts__ = attempt.attempt  # type: ignore[attr-defined]
+            raise error
+        delay = retry_after(error)
+        if delay is None:
+            delay = policy.interval(attempt.attempt) * (
+                1 + policy.jitter * (2 * random.random() - 1)
+            )
+        await self._backoff(delay)
+        return Attempt(attempt.number, attempt.attempt + 1, attempt.started_at)
 
     async def _timed(self, spec: Call[T], attempt: Attempt) -> T:
         if spec.timeout is None:

@@ -93,19 +93,21 @@ class StepFunction(Generic[P, R]):
         return f"<step {self.name}>"
 
 
-async def call_step(
+def call_step(
     step: StepFunction[Any, R],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
     name: str | None = None,
     retry: Retry | None = None,
-) -> R:
-    """Run ``step``: durably inside a workflow, plainly outside one or inside another step."""
+) -> Awaitable[R]:
+    """Run ``step``: durably inside a workflow, plainly outside one or inside another step.
+    (Returns the awaitable rather than awaiting it: one coroutine less between a workflow and
+    its step, which every suspension and resumption of the step would walk through.)"""
     run = durable_run()
     if run is None:
-        return await step.invoke(args, kwargs)
-    return await run.call(step_call(run, step, args, kwargs, name=name, retry=retry))
+        return step.invoke(args, kwargs)
+    return run.call(step_call(run, step, args, kwargs, name=name, retry=retry))
 
 
 def step_call(
@@ -136,6 +138,9 @@ def step_call(
             )
         )
         try:
+            if step.is_async:  # (awaited here: no invoke() coroutine in between)
+                result: R = await step.fn(*args, **kwargs)  # type: ignore[misc]
+                return result
             return await step.invoke(args, kwargs)
         finally:
             context.leave(token)

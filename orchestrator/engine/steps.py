@@ -124,88 +124,21 @@ def step_call(
     """The durable call of ``step(*args, **kwargs)`` in ``run``: its attempts run the function
     in the step's context; its record holds the output or the error, and (for a forward step
     that declared one) what its compensation will need."""
-    step_name = name or step.name
-    digest = (
-        arguments_hash(step, args, kwargs)
-        if run.check_arguments and kind is StepKind.STEP
-        else None
-    )
-
-    async def perform(attempt: Attempt) -> R:
-        token = context.enter(
-            ExecutionContext(
-                run, StepContext(run.workflow_id, attempt.number, step_name, attempt.attempt)
-            )
-        )
-        try:
-            if step.is_async:  # (awaited here: no invoke() coroutine in between)
-                result: R = await step.fn(*args, **kwargs)  # type: ignore[misc]
-                return result
-            return await step.invoke(args, kwargs)
-        finally:
-            context.leave(token)
-
-    def replay(recorded: StepRecord) -> R:
-        if recorded.args_hash is not None and kind is StepKind.STEP:
-            called_with = digest or arguments_hash(step, args, kwargs)
-            if called_with != recorded.args_hash:
-                raise run.diverge(
-                    recorded.step_number,
-                    recorded.name,
-                    step_name,
-                    f"step {recorded.step_number} ({step_name!r}) was recorded with other "
-                    "arguments than the code now passes",
-                    arguments=True,
-                )
-        if recorded.error is not None:
-            raise decode_error(recorded.error)
-        if kind is StepKind.COMPENSATION:
-            return None  # type: ignore[return-value]  # a rollback ignores its output
-        if step.pivot:
-            run.on_pivot(recorded.step_number)
-        value: R = step.signature.decode_output(recorded.output)
-        return value
-
-    async def finish(
-        attempt: Attempt, result: R | None, error: BaseException | None, attempts: int
-    ) -> R:
-        output: str | None = None
-        if error is None:
-            try:
-                output = step.signature.encode_output(result)
-            except SerializationError as exc:
-                error = exc
-        compensation = compensation_input = None
-        if error is None and step.compensation_step is not None:
-            compensation = step.compensation_step.name
-            compensation_input = _compensation_input(step, args, kwargs, output)
-        record = run.step_record(
-            attempt.number,
-            step_name,
-            kind,
-            output=output,
-            error=None if error is None else encode_error(error),
-            attempts=attempts,
-            compensation=compensation,
-            compensation_input=compensation_input,
-            compensates_step=compensates_step,
-            args_hash=digest,
-            started_at=attempt.started_at,
-            finished_at=run.clock.now_ms(),  # the same clock as started_at
-        )
-        if error is None and step.pivot:
-            run.on_pivot(attempt.number)  # before the checkpoint, which may stop the run
-        await run.record_step(record, defer=error is None and kind is StepKind.STEP)
-        if error is not None:
-            raise error
-        return result  # type: ignore[return-value]
-
-    return Call(
-        name=step_name,
+    this = _StepCall(
+        run,
+        step,
+        args,
+        kwargs,
+        name=name or step.name,
         kind=kind,
-        perform=perform,
-        replay=replay,
-        finish=finish,
+        compensates_step=compensates_step,
+    )
+    return Call(
+        name=this.name,
+        kind=kind,
+        perform=this.perform,
+        replay=this.replay,
+        finish=this.finish,
         retry=retry or step.retry,
         timeout=step.timeout,
         traced=True,
@@ -219,6 +152,110 @@ def step_call(
         reruns=kind is StepKind.STEP and (step.compensation_step is not None or step.pivot),
         settles=True,
     )
+
+
+class _StepCall(Generic[R]):
+    """What one step call's perform / replay / finish share (one object, not a closure each
+    with its cells: a step's call lives across its awaits, and with hundreds of workflows in
+    flight every object it holds is work for the garbage collector)."""
+
+    __slots__ = ("args", "compensates_step", "digest", "kind", "kwargs", "name", "run", "step")
+
+    def __init__(
+        self,
+        run: WorkflowRun,
+        step: StepFunction[Any, R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str,
+        kind: StepKind,
+        compensates_step: int | None,
+    ) -> None:
+        self.run = run
+        self.step = step
+        self.args = args
+        self.kwargs = kwargs
+        self.name = name
+        self.kind = kind
+        self.compensates_step = compensates_step
+        self.digest = (
+            arguments_hash(step, args, kwargs)
+            if run.check_arguments and kind is StepKind.STEP
+            else None
+        )
+
+    async def perform(self, attempt: Attempt) -> R:
+        run, step = self.run, self.step
+        token = context.enter(
+            ExecutionContext(
+                run, StepContext(run.workflow_id, attempt.number, self.name, attempt.attempt)
+            )
+        )
+        try:
+            if step.is_async:  # (awaited here: no invoke() coroutine in between)
+                result: R = await step.fn(*self.args, **self.kwargs)  # type: ignore[misc]
+                return result
+            return await step.invoke(self.args, self.kwargs)
+        finally:
+            context.leave(token)
+
+    def replay(self, recorded: StepRecord) -> R:
+        run, step = self.run, self.step
+        if recorded.args_hash is not None and self.kind is StepKind.STEP:
+            called_with = self.digest or arguments_hash(step, self.args, self.kwargs)
+            if called_with != recorded.args_hash:
+                raise run.diverge(
+                    recorded.step_number,
+                    recorded.name,
+                    self.name,
+                    f"step {recorded.step_number} ({self.name!r}) was recorded with other "
+                    "arguments than the code now passes",
+                    arguments=True,
+                )
+        if recorded.error is not None:
+            raise decode_error(recorded.error)
+        if self.kind is StepKind.COMPENSATION:
+            return None  # type: ignore[return-value]  # a rollback ignores its output
+        if step.pivot:
+            run.on_pivot(recorded.step_number)
+        value: R = step.signature.decode_output(recorded.output)
+        return value
+
+    async def finish(
+        self, attempt: Attempt, result: R | None, error: BaseException | None, attempts: int
+    ) -> R:
+        run, step = self.run, self.step
+        output: str | None = None
+        if error is None:
+            try:
+                output = step.signature.encode_output(result)
+            except SerializationError as exc:
+                error = exc
+        compensation = compensation_input = None
+        if error is None and step.compensation_step is not None:
+            compensation = step.compensation_step.name
+            compensation_input = _compensation_input(step, self.args, self.kwargs, output)
+        record = run.step_record(
+            attempt.number,
+            self.name,
+            self.kind,
+            output=output,
+            error=None if error is None else encode_error(error),
+            attempts=attempts,
+            compensation=compensation,
+            compensation_input=compensation_input,
+            compensates_step=self.compensates_step,
+            args_hash=self.digest,
+            started_at=attempt.started_at,
+            finished_at=run.clock.now_ms(),  # the same clock as started_at
+        )
+        if error is None and step.pivot:
+            run.on_pivot(attempt.number)  # before the checkpoint, which may stop the run
+        await run.record_step(record, defer=error is None and self.kind is StepKind.STEP)
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
 
 
 def _compensation_input(

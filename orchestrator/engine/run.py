@@ -258,7 +258,7 @@ class WorkflowRun:
                     if spec.timeout is None:
                         value = await spec.perform(attempt)
                     else:
-                        value = await self._timed(spec, attempt)
+                        value = await self._timed(spec, attempt, spec.timeout)
                 return value, attempt.attempt
             except STOP_ERRORS:
                 raise
@@ -281,15 +281,14 @@ class WorkflowRun:
         await self._backoff(delay)
         return Attempt(attempt.number, attempt.attempt + 1, attempt.started_at)
 
-    async def _timed(self, spec: Call[T], attempt: Attempt) -> T:
-        if spec.timeout is None:
-            return await spec.perform(attempt)
-        deadline = self.clock.now_ms() + int(spec.timeout * 1000)
+    async def _timed(self, spec: Call[T], attempt: Attempt, timeout: float) -> T:
+        """One attempt that fails with TimeoutError after ``timeout`` seconds (on the clock)."""
+        deadline = self.clock.now_ms() + int(timeout * 1000)
         done, value = await self.clock.wait_until(spec.perform(attempt), deadline)
         if not done:
             raise TimeoutError(
                 f"{spec.kind.value} {spec.name!r} of workflow {self.workflow_id} did not finish"
-                f" within its timeout of {spec.timeout:g} s (attempt {attempt.attempt})"
+                f" within its timeout of {timeout:g} s (attempt {attempt.attempt})"
             )
         return value  # type: ignore[return-value]
 

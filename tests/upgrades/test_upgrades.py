@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from orchestrator import Orchestrator, WorkflowStatus
+from tests import clocks
 from tests.processes import ROOT
 from tests.recovery.ledger import Ledger
 
@@ -132,17 +132,13 @@ async def client(database_url: str, releases: Releases) -> AsyncIterator[Orchest
 
 
 async def until(predicate: Any, what: str, releases: Releases, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        held = predicate()
-        if not isinstance(held, bool):
-            held = await held
-        if held:
-            return
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {e}\n{releases.log(e)[-3000:]}" for e in releases.processes)
-            raise AssertionError(f"not reached within {timeout} s: {what}\n{logs}")
-        await asyncio.sleep(0.1)
+    """tests/clocks.until, failing with ``what`` and the workers' logs."""
+
+    def explain() -> str:
+        logs = "\n".join(f"--- {e}\n{releases.log(e)[-3000:]}" for e in releases.processes)
+        return f": {what}\n{logs}"
+
+    await clocks.until(predicate, within=timeout, what=explain)
 
 
 async def waiting_for_payment(client: Orchestrator, orders: list[str]) -> bool:

@@ -58,6 +58,9 @@ RECONNECT_TIMEOUT_SECONDS = 60.0  # give up (StoreUnavailableError) after this l
 RETRY_MAX_WAIT_SECONDS = 5.0  # cap between two retries of an operation
 LISTEN_MAX_WAIT_SECONDS = 1.0  # cap between two reconnection tries of the LISTEN connection
 CONNECT_TIMEOUT_SECONDS = 10  # libpq connect_timeout
+# Our transactions are a few statements sent back to back: idle inside one for this long means
+# the process stopped (see the pool's options).
+IDLE_IN_TRANSACTION_MS = 5000
 POOL_TIMEOUT_SECONDS = 10.0  # wait for a pooled connection before counting a failed try
 # Connections kept checked out, most recently used first, in front of the (FIFO) pool: a hot
 # path that always reuses the last connection talks to a backend that is awake and cached. On
@@ -235,7 +238,11 @@ class PostgresDriver:
             kwargs={
                 "autocommit": True,
                 "row_factory": dict_row,
-                "options": f"-c search_path={self.schema}",
+                # A pool session left idle inside a transaction (its process paused by SIGSTOP
+                # or a long GC between two statements) is aborted by PostgreSQL, so the locks
+                # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
+                "options": f"-c search_path={self.schema}"
+                f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
                 "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             },
             connection_class=psycopg.AsyncConnection[DictRow],

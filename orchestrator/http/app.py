@@ -11,7 +11,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
-from orchestrator.http import admin, events, messages, workflows
+from orchestrator.http import admin, console, events, messages, workflows
 from orchestrator.http.deps import ServiceConfig, require_api_key
 from orchestrator.http.errors import install_error_handlers
 from orchestrator.http.limits import BODY_CHUNK_TIMEOUT_SECONDS, BodyLimitMiddleware
@@ -128,6 +128,8 @@ def create_app(
     api.include_router(events.router, dependencies=protected)
     api.include_router(admin.router, dependencies=protected)
     api.include_router(admin.metrics_router, dependencies=protected)
+    api.include_router(console.router)  # static pages; their data comes from the API above
+    api.add_api_route("/", console.root_redirect, include_in_schema=False)
     sources = [*webhooks, *declared_sources(app)]
     if sources:
         api.include_router(webhook_router(sources))

@@ -1,0 +1,75 @@
+// The workflow filters shared by the list, the inbox and bulk actions: a form <-> an object
+// with the API's query names. Times are typed and shown in UTC, like every date in the console.
+import { h, STATUSES } from "./dom.js";
+
+export const FIELDS = [
+  ["id_prefix", "id prefix"],
+  ["name", "name"],
+  ["queue", "queue"],
+  ["app_version", "version"],
+  ["parent_workflow_id", "parent"],
+];
+
+export function fromQuery(params) {
+  const filter = {};
+  const statuses = params.getAll("status").filter(Boolean);
+  if (statuses.length) filter.status = statuses;
+  for (const [key] of FIELDS) if (params.get(key)) filter[key] = params.get(key);
+  for (const key of ["created_after", "created_before"]) if (params.get(key)) filter[key] = params.get(key);
+  return filter;
+}
+
+export function toQuery(filter) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(filter)) {
+    if (Array.isArray(value)) value.forEach((v) => params.append(key, v));
+    else if (value) params.append(key, value);
+  }
+  return params.toString();
+}
+
+const toInput = (iso) => (iso ? iso.replace(/Z$/, "").slice(0, 19) : "");
+const fromInput = (value) => (value ? `${value.length === 16 ? `${value}:00` : value}Z` : "");
+
+// The filter form; onSubmit(filter) when applied.
+export function filterForm(filter, onSubmit, { statusChoice = true, id = "filters" } = {}) {
+  const status = h(
+    "select",
+    { name: "status", id: `${id}-status`, "data-testid": "filter-status" },
+    h("option", { value: "", text: "any status" }),
+    STATUSES.map((s) => h("option", { value: s, text: s, selected: (filter.status || [])[0] === s })),
+  );
+  const inputs = FIELDS.map(([key, label]) =>
+    h("input", { name: key, id: `${id}-${key}`, placeholder: label, value: filter[key] || "", "data-testid": `filter-${key}` }),
+  );
+  const after = h("input", { type: "datetime-local", step: 1, name: "created_after", id: `${id}-after`, value: toInput(filter.created_after), title: "created after (UTC)" });
+  const before = h("input", { type: "datetime-local", step: 1, name: "created_before", id: `${id}-before`, value: toInput(filter.created_before), title: "created before (UTC)" });
+  const form = h(
+    "form",
+    { class: "filters", id, "data-testid": id },
+    statusChoice ? status : null,
+    inputs,
+    h("label", { class: "time" }, "from ", after),
+    h("label", { class: "time" }, "to ", before, " UTC"),
+    h("button", { type: "submit", class: "primary", id: `${id}-apply`, text: "Apply" }),
+    h("button", { type: "reset", id: `${id}-clear`, text: "Clear" }),
+  );
+  const read = () => {
+    const next = {};
+    if (statusChoice && status.value) next.status = [status.value];
+    for (const input of inputs) if (input.value.trim()) next[input.name] = input.value.trim();
+    if (after.value) next.created_after = fromInput(after.value);
+    if (before.value) next.created_before = fromInput(before.value);
+    return next;
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    onSubmit(read());
+  });
+  form.addEventListener("reset", (event) => {
+    event.preventDefault();
+    onSubmit({});
+  });
+  form.read = read;
+  return form;
+}

@@ -1,0 +1,150 @@
+// #/workflows/<id>: one saga: summary, timeline, children tree, rollback plan, events, audit,
+// and the operator's actions. Refreshed live while it runs.
+import { actionButtons } from "./actions.js";
+import * as api from "./api.js";
+import { auditTable } from "./audit.js";
+import { empty, errorBox, FINAL, fmtDuration, fmtTime, h, jsonBlock, section, statusBadge, workflowLink } from "./dom.js";
+import { timeline } from "./timeline.js";
+
+const CHILD_DEPTH = 3; // levels of the children tree fetched
+const CHILD_LIMIT = 50; // children listed per workflow
+
+function traceUrl(w, me) {
+  if (w.trace_url) return w.trace_url;
+  if (w.trace_id && me.trace_url) return me.trace_url.replace("{trace_id}", w.trace_id);
+  return null;
+}
+
+function summary(w, ctx) {
+  const began = w.started_at || w.created_at;
+  const end = w.finished_at ? new Date(w.finished_at) : null;
+  const trace = traceUrl(w, ctx.me);
+  const row = (label, value, id) => [h("dt", { text: label }), h("dd", { id }, value)];
+  return h("dl", { class: "facts", id: "summary" },
+    row("status", statusBadge(w.status, { "data-status": w.status }), "status"),
+    row("name", w.name, "name"),
+    row("version", w.app_version || "—", "app-version"),
+    row("executor", w.executor_id || "—", "executor"),
+    row("queue", w.queue_name || "—", "queue"),
+    row("created", fmtTime(w.created_at), "created-at"),
+    row("started", fmtTime(w.started_at), "started-at"),
+    row("finished", fmtTime(w.finished_at), "finished-at"),
+    row("duration", end && began ? fmtDuration(end - new Date(began)) : began ? `${fmtDuration(Date.now() - new Date(began))} so far` : "—", "duration"),
+    row("recoveries", String(w.recovery_attempts ?? 0), "recoveries"),
+    w.deadline ? row("deadline", fmtTime(w.deadline), "deadline") : null,
+    w.parent_workflow_id ? row("parent", workflowLink(w.parent_workflow_id, { id: "parent-link" }), "parent") : null,
+    row("trace", trace ? h("a", { href: trace, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: trace }) : h("span", { class: "muted", text: "no trace recorded" }), "trace"),
+  );
+}
+
+function values(w) {
+  return h("div", { class: "values" },
+    h("div", {}, h("h3", { text: "input" }), jsonBlock(w.input, { id: "input" })),
+    w.error
+      ? h("div", {}, h("h3", { text: "error" }), h("pre", { class: "json error", id: "error", text: `${w.error_type || "Error"}: ${w.error}` }))
+      : h("div", {}, h("h3", { text: "result" }), jsonBlock(w.output, { id: "output" })),
+  );
+}
+
+async function childTree(id, depth) {
+  const page = await api.get("/workflows", { parent_workflow_id: id, limit: CHILD_LIMIT });
+  const mine = page.items.filter((c) => c.parent_workflow_id === id); // (a service ignoring the filter)
+  const items = await Promise.all(mine.map(async (c) => ({
+    workflow: c,
+    children: depth > 1 ? await childTree(c.workflow_id, depth - 1).catch(() => []) : [],
+  })));
+  return items;
+}
+
+function treeList(nodes) {
+  return h("ul", { class: "tree" }, nodes.map(({ workflow: c, children }) =>
+    h("li", { "data-child-id": c.workflow_id },
+      statusBadge(c.status), " ", workflowLink(c.workflow_id), h("span", { class: "muted", text: ` ${c.name}` }),
+      children.length ? treeList(children) : null)));
+}
+
+function rollbackPlan(plan, w) {
+  if (!plan) return empty("The rollback plan is not available on this service.");
+  if (!plan.applies || FINAL.has(w.status)) {
+    return h("p", { class: "muted", id: "rollback-plan-ended", text: `The saga has ended (${w.status}): no rollback would run.` });
+  }
+  if (!plan.compensations.length) {
+    return h("p", { class: "muted", id: "rollback-plan-empty", text: "No completed step has a compensation: failing now would undo nothing." });
+  }
+  return h("div", {},
+    h("p", { class: "muted", text: "If this saga failed now, these compensations would run, in this order, each given the recorded result of the step it undoes:" }),
+    plan.past_pivot ? h("p", { class: "warn", text: "Past the pivot: this saga would no longer roll back on failure." }) : null,
+    h("ol", { class: "plan" }, plan.compensations.map((c) =>
+      h("li", { "data-order": c.order, "data-plan-step": c.step_number },
+        h("div", {}, h("b", { text: c.compensation }), h("span", { class: "muted", text: ` undoes step #${c.step_number} ${c.step_name}` })),
+        jsonBlock(c.input, { class: "json small" })))),
+  );
+}
+
+export async function mount(root, { id }, ctx) {
+  const head = h("div", { class: "page-head" });
+  const actionsHolder = h("div", { id: "saga-actions" });
+  const problem = h("div");
+  const facts = h("div", { class: "panel summary-panel" });
+  const valuesHolder = h("div");
+  const timelineHolder = h("div");
+  const childrenHolder = h("div", { id: "children" });
+  const planHolder = h("div", { id: "rollback-plan", "data-testid": "rollback-plan" });
+  const eventsHolder = h("div", { id: "events" });
+  const auditHolder = h("div", { id: "saga-audit" });
+  root.append(
+    head, problem,
+    h("div", { class: "saga-top" }, facts, section("Rollback plan", { class: "panel plan-panel" }, planHolder)),
+    valuesHolder,
+    section("Timeline", {}, timelineHolder),
+    h("div", { class: "two" }, section("Children", {}, childrenHolder), section("Events", {}, eventsHolder)),
+    section("Audit", {}, auditHolder),
+  );
+  let last = null;
+  let steps = [];
+
+  async function load() {
+    let w;
+    try {
+      w = await api.get(api.wf(id));
+    } catch (error) {
+      problem.replaceChildren(errorBox(error, { id: "load-error" }));
+      return;
+    }
+    problem.replaceChildren();
+    steps = await api.get(`${api.wf(id)}/steps`);
+    head.replaceChildren(
+      h("h1", {}, h("span", { class: "muted", text: "Saga " }), h("span", { class: "mono", id: "workflow-id", text: w.workflow_id })),
+      statusBadge(w.status, { class: `badge big status-${w.status}` }),
+    );
+    facts.replaceChildren(summary(w, ctx));
+    valuesHolder.replaceChildren(values(w));
+    timelineHolder.replaceChildren(timeline(w, steps));
+    const [plan, children, events, audit] = await Promise.all([
+      FINAL.has(w.status) ? Promise.resolve({ applies: false, compensations: [] }) : api.get(`${api.wf(id)}/rollback-plan`).catch(() => null),
+      childTree(id, CHILD_DEPTH).catch(() => []),
+      api.get(`${api.wf(id)}/events`).catch(() => null),
+      api.get(`${api.wf(id)}/audit`).catch(() => null),
+    ]);
+    planHolder.replaceChildren(rollbackPlan(plan, w));
+    childrenHolder.replaceChildren(children.length ? treeList(children) : empty("No child workflows."));
+    const eventEntries = events ? Object.entries(events.events || {}) : [];
+    eventsHolder.replaceChildren(eventEntries.length
+      ? h("dl", { class: "facts" }, eventEntries.map(([k, v]) => [h("dt", { text: k }), h("dd", {}, jsonBlock(v))]))
+      : empty("No events published."));
+    const entries = Array.isArray(audit) ? audit : audit && audit.items;
+    auditHolder.replaceChildren(entries ? auditTable(entries, { workflowColumn: false }) : empty("The audit log is not available on this service."));
+    const key = `${w.status}|${steps.length}`;
+    if (key !== last) {
+      actionsHolder.replaceChildren(actionButtons(w, steps, ctx, (result, name) => {
+        if (name === "fork" && result.workflow_id && result.workflow_id !== id) location.hash = `#/workflows/${encodeURIComponent(result.workflow_id)}`;
+        else load();
+      }) || "");
+      last = key;
+    }
+    head.append(actionsHolder);
+  }
+
+  await load();
+  return { refresh: load };
+}

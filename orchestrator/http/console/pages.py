@@ -6,7 +6,6 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-
 from starlette.exceptions import HTTPException
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.app import Orchestrator
+from orchestrator.audit import Actor, acting_as
 from orchestrator.clock import Clock, DatabaseClock, FakeClock
 from orchestrator.context import StepContext
 from orchestrator.engine.replay import ReplayVerdict
@@ -41,9 +42,26 @@ from orchestrator.retry import Retry
 from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
 from orchestrator.tracing import Tracing, configure_tracing
 from orchestrator.types import StepKind, WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
+from orchestrator.views import (
+    AuditEntry,
+    BulkFailure,
+    BulkResult,
+    PlannedCompensation,
+    RollbackPlan,
+    ScheduleInfo,
+    StepInfo,
+    VersionInfo,
+    WorkerInfo,
+    WorkflowFilter,
+    WorkflowInfo,
+    WorkflowPage,
+)
 
 __all__ = [
+    "Actor",
+    "AuditEntry",
+    "BulkFailure",
+    "BulkResult",
     "Clock",
     "ConfigurationError",
     "DatabaseClock",
@@ -59,11 +77,13 @@ __all__ = [
     "NotRegisteredError",
     "Orchestrator",
     "OrchestratorError",
+    "PlannedCompensation",
     "Queue",
     "QueueStats",
     "ReplayVerdict",
     "Retry",
     "RetryLaterError",
+    "RollbackPlan",
     "ScheduleInfo",
     "ScheduleRecord",
     "SerializationError",
@@ -83,15 +103,18 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowConflictError",
     "WorkflowFailedError",
+    "WorkflowFilter",
     "WorkflowFinishedError",
     "WorkflowFunction",
     "WorkflowHandle",
     "WorkflowInfo",
     "WorkflowLogFilter",
     "WorkflowNotFoundError",
+    "WorkflowPage",
     "WorkflowStateError",
     "WorkflowStatus",
     "WorkflowTimeoutError",
+    "acting_as",
     "configure_logging",
     "configure_tracing",
     "http_client",

@@ -5,32 +5,72 @@ replay does not repeat it)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import dataclasses
 import datetime as dt
-import getpass
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from orchestrator.audit import MAX_REASON_CHARS, current_actor
 from orchestrator.engine.core import Engine
 from orchestrator.engine.replay import ReplayVerdict, replay_history
+from orchestrator.engine.run import durable_run
 from orchestrator.engine.steps import StepFunction, call_step
-from orchestrator.engine.workflows import WorkflowFunction, WorkflowHandle
-from orchestrator.errors import InvalidArgumentError, NotRegisteredError
-from orchestrator.scheduler import check_cron, schedule_input
+from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
+from orchestrator.errors import (
+    InvalidArgumentError,
+    NotRegisteredError,
+    OrchestratorError,
+    WorkflowFinishedError,
+    WorkflowStateError,
+)
+from orchestrator.scheduler import check_cron, next_tick, schedule_input, tick_id
 from orchestrator.store.base import (
+    NewAudit,
     QueueStats,
     ScheduleRecord,
     Store,
     WorkflowQuery,
 )
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
+from orchestrator.views import (
+    AuditEntry,
+    BulkFailure,
+    BulkResult,
+    PlannedCompensation,
+    RollbackPlan,
+    ScheduleInfo,
+    StepInfo,
+    VersionInfo,
+    WorkerInfo,
+    WorkflowFilter,
+    WorkflowInfo,
+    WorkflowPage,
+)
 
 T = TypeVar("T")
 
 # What an upgrade check replays: workflows that will run again (queued ones may have steps:
 # a queued workflow taken over from a dead worker goes back to its queue with its history).
 UNFINISHED = (WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING, WorkflowStatus.ENQUEUED)
+
+# What each bulk action acts on: the filter's statuses are narrowed to these.
+BULK_STATUSES: dict[str, tuple[WorkflowStatus, ...]] = {
+    "cancel": (WorkflowStatus.PENDING, WorkflowStatus.ENQUEUED),
+    "resume": (
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.ERROR,
+        WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    ),
+    "retry_compensation": (WorkflowStatus.COMPENSATION_FAILED,),
+}
+BULK_SAMPLE = 100  # ids a bulk result lists
+BULK_MAX = 100_000  # workflows one bulk action acts on at most
+BULK_PARALLEL = 8  # actions of a bulk run at once
+CHILD_STATUSES = (WorkflowStatus.PENDING, WorkflowStatus.ENQUEUED)
 
 
 async def _call(thunk: Callable[[], Awaitable[Any]]) -> Any:
@@ -45,6 +85,79 @@ async def _call_infos(thunk: Callable[[], Awaitable[Any]]) -> list[WorkflowInfo]
 async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
     result: list[StepInfo] = await thunk()
     return result
+
+
+def _reason(reason: object, *, required: bool = False) -> str | None:
+    """An operator's reason: None (when allowed) or a non-empty string, bounded."""
+    if reason is None and not required:
+        return None
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgumentError("a reason is required: say why (it goes to the audit log)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidArgumentError(f"a reason is at most {MAX_REASON_CHARS} characters")
+    return reason.strip()
+
+
+def encode_cursor(position: tuple[int, int]) -> str:
+    """The opaque cursor of a listing's position (created_at, seq)."""
+    return base64.urlsafe_b64encode(f"{position[0]}.{position[1]}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, seq = text.split(".")
+        return int(created), int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgumentError(
+            "invalid cursor: pass the next_cursor of the previous page unchanged", cursor=cursor
+        ) from None
+
+
+def _ms(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _statuses(status: object) -> list[WorkflowStatus] | None:
+    if status is None:
+        return None
+    raw: list[Any] = list(status) if isinstance(status, list | tuple) else [status]
+    try:
+        return [WorkflowStatus(s) for s in raw]
+    except ValueError:
+        raise InvalidArgumentError(
+            f"unknown status {status!r}; use one of {', '.join(WorkflowStatus)}"
+        ) from None
+
+
+def filter_query(
+    filters: WorkflowFilter, *, limit: int = 100, after: tuple[int, int] | None = None
+) -> WorkflowQuery:
+    """The store query of a filter (validated)."""
+    if not isinstance(filters, WorkflowFilter):
+        raise InvalidArgumentError("filter must be a WorkflowFilter")
+    for text, what in (
+        (filters.name, "name"),
+        (filters.queue, "queue"),
+        (filters.app_version, "app_version"),
+        (filters.id_prefix, "id_prefix"),
+        (filters.parent_workflow_id, "parent_workflow_id"),
+    ):
+        if text is not None and not _nonempty(text):
+            raise InvalidArgumentError(f"{what} must be a non-empty string (or None)")
+    return WorkflowQuery(
+        statuses=_statuses(filters.status),
+        name=filters.name,
+        queue_name=filters.queue,
+        parent_workflow_id=filters.parent_workflow_id,
+        created_after_ms=_ms(filters.created_after),
+        created_before_ms=_ms(filters.created_before),
+        app_version=filters.app_version,
+        stranded=filters.stranded,
+        id_prefix=filters.id_prefix,
+        after=after,
+        limit=limit,
+    )
 
 
 def _nonempty(value: object) -> bool:
@@ -76,20 +189,96 @@ class Administration:
         result: T = await call_step(_OPERATIONS[op], (thunk,), {}, name=thunk.__name__)
         return result
 
-    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
+    async def _audit(
+        self,
+        action: str,
+        *,
+        workflow_id: str | None = None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+        by: str | None = None,
+    ) -> None:
+        """Append an operator action to the audit log, as whoever acts now."""
+        run = durable_run()
+        actor = current_actor(by, workflow_id=None if run is None else run.workflow_id)
+        await self.store.record_audit(
+            NewAudit(
+                actor=actor.name,
+                role=actor.role,
+                surface=actor.surface,
+                action=action,
+                workflow_id=workflow_id,
+                reason=reason,
+                detail=json.dumps(detail, default=str) if detail else None,
+            )
+        )
+
+    async def cancel(
+        self,
+        workflow_id: str,
+        *,
+        compensate: bool = False,
+        children: bool = True,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> None:
         """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
-        ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED)."""
+        ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED).
+        Its running child workflows are cancelled too (the same way), unless ``children``
+        is False."""
+        why = _reason(reason)
 
         async def cancel() -> None:
             await self.engine.operations.cancel(workflow_id, compensate=compensate)
+            stopped = await self._cancel_children(workflow_id, compensate) if children else []
+            detail: dict[str, Any] = {"compensate": compensate}
+            if stopped:
+                detail["children"] = stopped[:BULK_SAMPLE]
+            await self._audit("cancel", workflow_id=workflow_id, reason=why, detail=detail, by=by)
 
         await self._op(cancel)
 
-    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+    async def _cancel_children(self, workflow_id: str, compensate: bool) -> list[str]:
+        """Cancel the running descendants of ``workflow_id``; returns the ids cancelled."""
+        cancelled: list[str] = []
+        parents = [workflow_id]
+        seen = {workflow_id}
+        while parents:
+            parent = parents.pop()
+            after: tuple[int, int] | None = None
+            while True:
+                page = await self.store.list_workflows_keyed(
+                    WorkflowQuery(parent_workflow_id=parent, after=after, limit=500)
+                )
+                for record, position in page:
+                    after = position
+                    if record.workflow_id in seen:
+                        continue
+                    seen.add(record.workflow_id)
+                    parents.append(record.workflow_id)  # its own children, at any status
+                    if record.status not in CHILD_STATUSES:
+                        continue
+                    try:
+                        await self.engine.operations.cancel(
+                            record.workflow_id, compensate=compensate
+                        )
+                    except (WorkflowFinishedError, WorkflowStateError):
+                        continue  # it ended (or began rolling back) meanwhile
+                    cancelled.append(record.workflow_id)
+                if len(page) < 500:
+                    break
+        return cancelled
+
+    async def retry_compensation(
+        self, workflow_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
         """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback."""
+        why = _reason(reason)
 
         async def retry_compensation() -> str:
-            return (await self.engine.operations.retry_compensation(workflow_id)).workflow_id
+            handle = await self.engine.operations.retry_compensation(workflow_id)
+            await self._audit("retry_compensation", workflow_id=workflow_id, reason=why, by=by)
+            return handle.workflow_id
 
         return WorkflowHandle(self.engine, await self._op(retry_compensation))
 
@@ -98,20 +287,34 @@ class Administration:
     ) -> WorkflowHandle[Any]:
         """Give up undoing forward step ``step`` of a COMPENSATION_FAILED saga (the person
         ``by`` and the ``reason`` are recorded in its history) and finish the rollback."""
-        who = by or getpass.getuser()
+        why = _reason(reason, required=True)
+        assert why is not None
+        who = current_actor(by).name
 
         async def skip_compensation() -> str:
-            handle = await self.engine.operations.skip_compensation(workflow_id, step, reason, who)
+            handle = await self.engine.operations.skip_compensation(workflow_id, step, why, who)
+            await self._audit(
+                "skip_compensation",
+                workflow_id=workflow_id,
+                reason=why,
+                detail={"step": step},
+                by=by,
+            )
             return handle.workflow_id
 
         return WorkflowHandle(self.engine, await self._op(skip_compensation))
 
-    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+    async def resume(
+        self, workflow_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
         """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
         checkpoint (failed steps at the end of its history are retried)."""
+        why = _reason(reason)
 
         async def resume() -> str:
-            return (await self.engine.operations.resume(workflow_id)).workflow_id
+            handle = await self.engine.operations.resume(workflow_id)
+            await self._audit("resume", workflow_id=workflow_id, reason=why, by=by)
+            return handle.workflow_id
 
         return WorkflowHandle(self.engine, await self._op(resume))
 
@@ -122,18 +325,27 @@ class Administration:
         *,
         new_workflow_id: str | None = None,
         app_version: str | None = None,
+        reason: str | None = None,
+        by: str | None = None,
     ) -> WorkflowHandle[Any]:
         """A new workflow with the same input that reuses steps before ``from_step`` (run by
         a worker of ``app_version`` when given)."""
         if app_version is not None and not _nonempty(app_version):
             raise InvalidArgumentError("app_version must be a non-empty string")
+        why = _reason(reason)
 
         async def fork() -> str:
-            return (
-                await self.engine.operations.fork(
-                    workflow_id, from_step, new_workflow_id, app_version
-                )
-            ).workflow_id
+            forked = await self.engine.operations.fork(
+                workflow_id, from_step, new_workflow_id, app_version
+            )
+            await self._audit(
+                "fork",
+                workflow_id=workflow_id,
+                reason=why,
+                detail={"from_step": from_step, "new_workflow_id": forked.workflow_id},
+                by=by,
+            )
+            return forked.workflow_id
 
         return WorkflowHandle(self.engine, await self._op(fork))
 
@@ -148,6 +360,7 @@ class Administration:
         created_before: dt.datetime | None = None,
         app_version: str | None = None,
         stranded: bool = False,
+        id_prefix: str | None = None,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
@@ -155,37 +368,179 @@ class Administration:
         """Workflows matching the filters, newest first (unless ``ascending``)."""
         if limit < 1 or limit > 10_000 or offset < 0:
             raise InvalidArgumentError("limit must be 1..10000 and offset >= 0")
-        statuses = None
-        if status is not None:
-            raw = status if isinstance(status, list) else [status]
-            try:
-                statuses = [WorkflowStatus(s) for s in raw]
-            except ValueError as exc:
-                raise InvalidArgumentError(
-                    f"unknown status {status!r}; use one of {', '.join(WorkflowStatus)}"
-                ) from exc
-        query = WorkflowQuery(
-            statuses=statuses,
+        filters = WorkflowFilter(
+            status=status,
             name=name,
-            queue_name=queue,
-            parent_workflow_id=parent_workflow_id,
-            created_after_ms=None
-            if created_after is None
-            else int(created_after.timestamp() * 1000),
-            created_before_ms=None
-            if created_before is None
-            else int(created_before.timestamp() * 1000),
+            queue=queue,
             app_version=app_version,
+            created_after=created_after,
+            created_before=created_before,
+            id_prefix=id_prefix,
+            parent_workflow_id=parent_workflow_id,
             stranded=stranded,
-            limit=limit,
-            offset=offset,
-            ascending=ascending,
+        )
+        query = dataclasses.replace(
+            filter_query(filters, limit=limit), offset=offset, ascending=ascending
         )
 
         async def list_workflows() -> list[WorkflowInfo]:
             return await self.engine.list_workflows(query)
 
         return await self._op(list_workflows, _call_infos)
+
+    async def list_workflows_page(
+        self, filters: WorkflowFilter, *, cursor: str | None = None, limit: int = 50
+    ) -> WorkflowPage:
+        """One page of the workflows matching ``filters``, newest first; pass the page's
+        ``next_cursor`` back as ``cursor`` for the next one (keyset pagination: each page
+        costs the same, however deep)."""
+        self.engine.require_launched("list_workflows_page")
+        if limit < 1 or limit > 10_000:
+            raise InvalidArgumentError("limit must be 1..10000")
+        after = None if cursor is None else decode_cursor(cursor)
+        rows = await self.store.list_workflows_keyed(
+            filter_query(filters, limit=limit, after=after)
+        )
+        items = [WorkflowInfo.from_record(record) for record, _ in rows]
+        more = len(rows) == limit
+        return WorkflowPage(items=items, next_cursor=encode_cursor(rows[-1][1]) if more else None)
+
+    async def count_workflows(self, filters: WorkflowFilter) -> dict[WorkflowStatus, int]:
+        """How many workflows match ``filters``, per status (every status, zeros included)."""
+        self.engine.require_launched("count_workflows")
+        counts = await self.store.count_workflows(filter_query(filters))
+        return {status: counts.get(status, 0) for status in WorkflowStatus}
+
+    async def rollback_plan(self, workflow_id: str) -> RollbackPlan:
+        """The compensations a rollback of this saga would run if it failed now, in order,
+        with the recorded inputs they would receive (reads only)."""
+        self.engine.require_launched("rollback_plan")
+        record = await self.engine.operations.get_record(workflow_id)
+        plan, pivot = await self.engine.saga.preview(workflow_id)
+        running = record.status in UNFINISHED
+        rolling_back = record.status is WorkflowStatus.COMPENSATING
+        return RollbackPlan(
+            workflow_id=workflow_id,
+            status=record.status,
+            applies=running and (pivot is None or rolling_back),
+            past_pivot=pivot is not None,
+            pivot_step=pivot,
+            compensations=[
+                PlannedCompensation(
+                    order=order,
+                    step_number=compensation.forward.step_number,
+                    step_name=compensation.forward.name,
+                    compensation=compensation.name,
+                    input=_json_value(compensation.input),
+                    child_workflow_id=child,
+                )
+                for order, (compensation, child) in enumerate(plan, start=1)
+            ],
+        )
+
+    async def list_audit(
+        self,
+        *,
+        workflow_id: str | None = None,
+        action: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[AuditEntry], str | None]:
+        """Operator actions, newest first, and the cursor of the next page (None: no more)."""
+        self.engine.require_launched("list_audit")
+        if limit < 1 or limit > 1000:
+            raise InvalidArgumentError("limit must be 1..1000")
+        before = None
+        if cursor is not None:
+            try:
+                before = int(cursor)
+            except ValueError:
+                raise InvalidArgumentError("invalid cursor", cursor=cursor) from None
+        records = await self.store.list_audit(
+            workflow_id=workflow_id, action=action, before_id=before, limit=limit
+        )
+        entries = [AuditEntry.from_record(record) for record in records]
+        return entries, str(records[-1].id) if len(records) == limit else None
+
+    # -- bulk actions ------------------------------------------------------------------------
+    async def bulk(
+        self,
+        action: str,
+        filters: WorkflowFilter,
+        *,
+        dry_run: bool = False,
+        compensate: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+        limit: int = BULK_MAX,
+    ) -> BulkResult:
+        """Cancel, resume or retry the compensation of every workflow ``filters`` matches
+        (narrowed to the statuses the action applies to). A dry run counts and acts on
+        nothing."""
+        self.engine.require_launched(f"bulk_{action}")
+        if durable_run() is not None:
+            raise InvalidArgumentError("bulk actions are operator calls, not for a workflow body")
+        eligible = BULK_STATUSES.get(action)
+        if eligible is None:
+            raise InvalidArgumentError(
+                f"unknown bulk action {action!r}; use one of {', '.join(BULK_STATUSES)}"
+            )
+        if not 1 <= limit <= BULK_MAX:
+            raise InvalidArgumentError(f"limit must be 1..{BULK_MAX}")
+        why = _reason(reason)
+        query = filter_query(filters, limit=BULK_SAMPLE)
+        wanted = [s for s in (query.statuses or eligible) if s in eligible]
+        if not wanted:
+            return BulkResult(action, dry_run, 0, [], [], [])
+        query = dataclasses.replace(query, statuses=wanted)
+        if dry_run:
+            counts = await self.store.count_workflows(query)
+            sample = await self.store.list_workflows(query)
+            total = min(sum(counts.values()), limit)
+            return BulkResult(action, True, total, [r.workflow_id for r in sample][:total], [], [])
+        ids: list[str] = []
+        after: tuple[int, int] | None = None
+        while len(ids) < limit:
+            size = min(1000, limit - len(ids))
+            page = await self.store.list_workflows_keyed(
+                dataclasses.replace(query, after=after, limit=size)
+            )
+            ids.extend(record.workflow_id for record, _ in page)
+            if len(page) < size:
+                break
+            after = page[-1][1]
+        done: list[str] = []
+        failed: list[BulkFailure] = []
+        gate = asyncio.Semaphore(BULK_PARALLEL)
+
+        async def act(workflow_id: str) -> None:
+            async with gate:
+                try:
+                    if action == "cancel":
+                        await self.cancel(workflow_id, compensate=compensate, reason=why, by=by)
+                    elif action == "resume":
+                        await self.resume(workflow_id, reason=why, by=by)
+                    else:
+                        await self.retry_compensation(workflow_id, reason=why, by=by)
+                except OrchestratorError as exc:
+                    failed.append(BulkFailure(workflow_id, exc.code, str(exc)))
+                else:
+                    done.append(workflow_id)
+
+        await asyncio.gather(*(act(workflow_id) for workflow_id in ids))
+        await self._audit(
+            f"bulk_{action}",
+            reason=why,
+            detail={
+                "filter": _filter_detail(filters),
+                "compensate": compensate,
+                "matched": len(ids),
+                "done": len(done),
+                "failed": len(failed),
+            },
+            by=by,
+        )
+        return BulkResult(action, False, len(ids), ids[:BULK_SAMPLE], done, failed)
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
         """Every recorded step (forward steps and compensations) of a workflow, in order."""
@@ -238,28 +593,87 @@ class Administration:
             input=schedule_input(tuple(args), kwargs or {}),
             catch_up=catch_up,
         )
-        return ScheduleInfo.from_record(await self.store.save_schedule(record, replace=replace))
+        saved = await self.store.save_schedule(record, replace=replace)
+        await self._audit(
+            "schedule_create",
+            detail={"schedule": name, "workflow": function.name, "cron": cron},
+        )
+        return ScheduleInfo.from_record(saved)
 
-    async def pause_schedule(self, name: str) -> ScheduleInfo:
+    async def pause_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> ScheduleInfo:
         """Stop starting ticks of a schedule until resumed."""
-        return await self._set_paused(name, True)
+        return await self._set_paused(name, True, _reason(reason), by)
 
-    async def resume_schedule(self, name: str) -> ScheduleInfo:
+    async def resume_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> ScheduleInfo:
         """Start ticking a paused schedule again (from now on)."""
-        return await self._set_paused(name, False)
+        return await self._set_paused(name, False, _reason(reason), by)
 
-    async def _set_paused(self, name: str, paused: bool) -> ScheduleInfo:
-        self.engine.require_launched("pause_schedule" if paused else "resume_schedule")
+    async def _set_paused(
+        self, name: str, paused: bool, reason: str | None, by: str | None
+    ) -> ScheduleInfo:
+        action = "schedule_pause" if paused else "schedule_resume"
+        self.engine.require_launched(action)
         record = await self.store.set_schedule_paused(name, paused)
         if record is None:
             raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+        await self._audit(action, reason=reason, detail={"schedule": name}, by=by)
         return ScheduleInfo.from_record(record)
 
-    async def delete_schedule(self, name: str) -> None:
+    async def trigger_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Start one run of a schedule now (its time: now), besides its ticks."""
+        self.engine.require_launched("trigger_schedule")
+        why = _reason(reason)
+        schedule = next((s for s in await self.store.list_schedules() if s.name == name), None)
+        if schedule is None:
+            raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+        function = self._workflow_of(schedule.workflow_name)
+        now = dt.datetime.fromtimestamp(self.engine.clock.now_ms() / 1000, tz=dt.UTC)
+        data = json.loads(schedule.input)
+        handle = await self.engine.start_workflow(
+            function,
+            (now, *data.get("args", [])),
+            dict(data.get("kwargs", {})),
+            StartOptions(workflow_id=f"{tick_id(name, now)}~manual"),
+        )
+        await self._audit(
+            "schedule_trigger",
+            workflow_id=handle.workflow_id,
+            reason=why,
+            detail={"schedule": name},
+            by=by,
+        )
+        return handle
+
+    def next_ticks(self, schedule: ScheduleInfo, count: int = 5) -> list[dt.datetime]:
+        """A schedule's next ``count`` ticks from now (none while paused)."""
+        if schedule.paused:
+            return []
+        ticks: list[dt.datetime] = []
+        after = self.engine.clock.now_ms()
+        try:
+            for _ in range(count):
+                tick = next_tick(schedule.cron, after)
+                ticks.append(tick)
+                after = int(tick.timestamp() * 1000)
+        except Exception:  # a stored cron this croniter cannot read: no forecast
+            return ticks
+        return ticks
+
+    async def delete_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> None:
         """Delete a schedule; the workflows it started stay."""
         self.engine.require_launched("delete_schedule")
+        why = _reason(reason)
         if not await self.store.delete_schedule(name):
             raise NotRegisteredError(f"no schedule named {name!r}", name=name)
+        await self._audit("schedule_delete", reason=why, detail={"schedule": name}, by=by)
 
     async def list_schedules(self) -> list[ScheduleInfo]:
         """Every stored schedule (declared and created)."""
@@ -293,6 +707,10 @@ class Administration:
         if not isinstance(ids, list | tuple) or not all(_nonempty(i) for i in ids):
             raise InvalidArgumentError("workflow_ids must be a list of workflow ids")
         moved = await self.store.move_workflows(list(dict.fromkeys(workflow_ids)), app_version)
+        for record in moved:
+            await self._audit(
+                "move", workflow_id=record.workflow_id, detail={"app_version": app_version}
+            )
         return [record.workflow_id for record in moved]
 
     # -- the upgrade check (docs/upgrading.md) --------------------------------------------
@@ -339,6 +757,24 @@ class Administration:
             if v.compatible and v.app_version != app_version and v.status in RUNNING_STATUSES
         ]
         moved = {r.workflow_id for r in await self.store.move_workflows(movable, app_version)}
+        for workflow_id in moved:
+            await self._audit("adopt", workflow_id=workflow_id, detail={"app_version": app_version})
         return [
             dataclasses.replace(v, adopted=True) if v.workflow_id in moved else v for v in verdicts
         ]
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _filter_detail(filters: WorkflowFilter) -> dict[str, Any]:
+    """A filter as the audit records it: the fields set."""
+    return {
+        field.name: value
+        for field in dataclasses.fields(filters)
+        if (value := getattr(filters, field.name)) not in (None, False)
+    }

@@ -46,7 +46,18 @@ from orchestrator.store.base import (
 )
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
-from orchestrator.views import ScheduleInfo, StepInfo, VersionInfo, WorkerInfo, WorkflowInfo
+from orchestrator.views import (
+    AuditEntry,
+    BulkResult,
+    RollbackPlan,
+    ScheduleInfo,
+    StepInfo,
+    VersionInfo,
+    WorkerInfo,
+    WorkflowFilter,
+    WorkflowInfo,
+    WorkflowPage,
+)
 from orchestrator.webhooks import WebhookDeclaration
 
 if TYPE_CHECKING:
@@ -658,25 +669,40 @@ class Orchestrator:
         return WorkflowHandle(self.engine, workflow_id)
 
     # -- the operator's calls (recorded as steps when made inside a workflow) ----------------
-    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> None:
+    async def cancel(
+        self,
+        workflow_id: str,
+        *,
+        compensate: bool = False,
+        children: bool = True,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> None:
         """Cancel a workflow: it stops at its next durable call and ends CANCELLED. With
         ``compensate=True`` a saga first rolls back its completed steps (then COMPENSATED).
+        Its running child workflows (and theirs) are cancelled the same way, unless
+        ``children=False``. Audited (``list_audit``) as ``by`` (default: who acts, see
+        ``orchestrator.audit``) with the ``reason``.
 
         Raises:
             WorkflowNotFoundError: no such workflow.
             WorkflowFinishedError: it has finished.
             WorkflowStateError: it is rolling back (a rollback is not cancelled).
         """
-        await self._admin.cancel(workflow_id, compensate=compensate)
+        await self._admin.cancel(
+            workflow_id, compensate=compensate, children=children, reason=reason, by=by
+        )
 
-    async def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+    async def resume(
+        self, workflow_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
         """Run a CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
         checkpoint (failed steps at the end of its history are retried).
 
         Raises:
             WorkflowNotFoundError, WorkflowFinishedError (not resumable), NotRegisteredError.
         """
-        return await self._admin.resume(workflow_id)
+        return await self._admin.resume(workflow_id, reason=reason, by=by)
 
     async def fork(
         self,
@@ -685,6 +711,8 @@ class Orchestrator:
         *,
         new_workflow_id: str | None = None,
         app_version: str | None = None,
+        reason: str | None = None,
+        by: str | None = None,
     ) -> WorkflowHandle[Any]:
         """A new workflow with the same input that reuses steps before ``from_step``. With
         ``app_version`` (another release's version), a live worker of that version runs it
@@ -695,7 +723,12 @@ class Orchestrator:
             WorkflowConflictError (the new id is taken).
         """
         return await self._admin.fork(
-            workflow_id, from_step, new_workflow_id=new_workflow_id, app_version=app_version
+            workflow_id,
+            from_step,
+            new_workflow_id=new_workflow_id,
+            app_version=app_version,
+            reason=reason,
+            by=by,
         )
 
     async def list_versions(self) -> list[VersionInfo]:
@@ -748,13 +781,15 @@ class Orchestrator:
         """
         return await self._admin.move_workflows(workflow_ids, app_version)
 
-    async def retry_compensation(self, workflow_id: str) -> WorkflowHandle[Any]:
+    async def retry_compensation(
+        self, workflow_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
         """Retry the failed compensation of a COMPENSATION_FAILED saga and finish its rollback.
 
         Raises:
             WorkflowStateError: it is not COMPENSATION_FAILED.
         """
-        return await self._admin.retry_compensation(workflow_id)
+        return await self._admin.retry_compensation(workflow_id, reason=reason, by=by)
 
     async def skip_compensation(
         self, workflow_id: str, *, step: int, reason: str, by: str | None = None
@@ -779,13 +814,15 @@ class Orchestrator:
         created_before: dt.datetime | None = None,
         app_version: str | None = None,
         stranded: bool = False,
+        id_prefix: str | None = None,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
     ) -> list[WorkflowInfo]:
         """Workflows matching the filters, newest first (unless ``ascending``).
         ``stranded=True``: only unfinished workflows (PENDING, COMPENSATING) of application
-        versions no live worker serves (see docs/upgrading.md).
+        versions no live worker serves (see docs/upgrading.md). ``id_prefix``: ids starting
+        with it. For deep listings use ``list_workflows_page`` (an offset costs its depth).
 
         Raises:
             InvalidArgumentError: an unknown status, or limit/offset out of range.
@@ -799,9 +836,102 @@ class Orchestrator:
             created_before=created_before,
             app_version=app_version,
             stranded=stranded,
+            id_prefix=id_prefix,
             limit=limit,
             offset=offset,
             ascending=ascending,
+        )
+
+    async def list_workflows_page(
+        self,
+        filters: WorkflowFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> WorkflowPage:
+        """One page of the workflows matching ``filters``, newest first; its
+        ``next_cursor``, passed back as ``cursor``, gives the next page (None: no more).
+        Every page costs the same however deep (keyset pagination).
+
+        Raises:
+            InvalidArgumentError: a bad filter, limit or cursor.
+        """
+        return await self._admin.list_workflows_page(
+            filters or WorkflowFilter(), cursor=cursor, limit=limit
+        )
+
+    async def count_workflows(
+        self, filters: WorkflowFilter | None = None
+    ) -> dict[WorkflowStatus, int]:
+        """How many workflows match ``filters``, per status (every status; zeros too)."""
+        return await self._admin.count_workflows(filters or WorkflowFilter())
+
+    async def rollback_plan(self, workflow_id: str) -> RollbackPlan:
+        """What this saga would undo if it failed now: the compensations a rollback would
+        run, in order, each with the forward step it undoes and the recorded input (the
+        step's arguments and result) it would receive. ``applies`` is False once the saga has
+        ended or passed its pivot. Reads only.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        return await self._admin.rollback_plan(workflow_id)
+
+    async def list_audit(
+        self,
+        *,
+        workflow_id: str | None = None,
+        action: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[AuditEntry], str | None]:
+        """The operator audit log, newest first: every cancel, resume, retry or skip of a
+        compensation, fork, bulk action, move and schedule change, from Python, HTTP, the
+        console or the CLI, with who, when, what and why. Returns a page and the cursor of
+        the next one (None: no more)."""
+        return await self._admin.list_audit(
+            workflow_id=workflow_id, action=action, cursor=cursor, limit=limit
+        )
+
+    async def bulk_cancel(
+        self,
+        filters: WorkflowFilter,
+        *,
+        dry_run: bool = False,
+        compensate: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> BulkResult:
+        """Cancel every PENDING or ENQUEUED workflow ``filters`` matches (with their
+        children; ``compensate``: roll sagas back). ``dry_run=True`` only counts them."""
+        return await self._admin.bulk(
+            "cancel", filters, dry_run=dry_run, compensate=compensate, reason=reason, by=by
+        )
+
+    async def bulk_resume(
+        self,
+        filters: WorkflowFilter,
+        *,
+        dry_run: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> BulkResult:
+        """Resume every CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow
+        ``filters`` matches. ``dry_run=True`` only counts them."""
+        return await self._admin.bulk("resume", filters, dry_run=dry_run, reason=reason, by=by)
+
+    async def bulk_retry_compensation(
+        self,
+        filters: WorkflowFilter,
+        *,
+        dry_run: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> BulkResult:
+        """Retry the compensation of every COMPENSATION_FAILED saga ``filters`` matches.
+        ``dry_run=True`` only counts them."""
+        return await self._admin.bulk(
+            "retry_compensation", filters, dry_run=dry_run, reason=reason, by=by
         )
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
@@ -848,30 +978,50 @@ class Orchestrator:
             name, workflow, cron, args, kwargs, catch_up=catch_up, replace=replace
         )
 
-    async def pause_schedule(self, name: str) -> ScheduleInfo:
+    async def pause_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> ScheduleInfo:
         """Stop starting ticks of a schedule until resumed.
 
         Raises:
             NotRegisteredError: no schedule of that name.
         """
-        return await self._admin.pause_schedule(name)
+        return await self._admin.pause_schedule(name, reason=reason, by=by)
 
-    async def resume_schedule(self, name: str) -> ScheduleInfo:
+    async def resume_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> ScheduleInfo:
         """Start ticking a paused schedule again, from now on (missed ticks are skipped unless
         the schedule catches up).
 
         Raises:
             NotRegisteredError: no schedule of that name.
         """
-        return await self._admin.resume_schedule(name)
+        return await self._admin.resume_schedule(name, reason=reason, by=by)
 
-    async def delete_schedule(self, name: str) -> None:
+    async def delete_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> None:
         """Delete a schedule; the workflows it started stay.
 
         Raises:
             NotRegisteredError: no schedule of that name.
         """
-        await self._admin.delete_schedule(name)
+        await self._admin.delete_schedule(name, reason=reason, by=by)
+
+    async def trigger_schedule(
+        self, name: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Start one run of a schedule now, besides its ticks (its time argument: now).
+
+        Raises:
+            NotRegisteredError: no schedule of that name, or its workflow is not this app's.
+        """
+        return await self._admin.trigger_schedule(name, reason=reason, by=by)
+
+    def next_ticks(self, schedule: ScheduleInfo, count: int = 5) -> list[dt.datetime]:
+        """A schedule's next ``count`` ticks from now (none while it is paused)."""
+        return self._admin.next_ticks(schedule, count)
 
     async def list_schedules(self) -> list[ScheduleInfo]:
         """Every stored schedule (declared and created)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.serialization import error_summary
 from orchestrator.store.base import (
+    AuditRecord,
     ScheduleRecord,
     StepRecord,
     VersionRecord,
@@ -30,6 +31,16 @@ def _json(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``)."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,7 @@ class WorkflowInfo:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     deadline: dt.datetime | None
+    trace_id: str | None = None  # the W3C trace id of its spans (None: not traced)
 
     @classmethod
     def from_record(cls, record: WorkflowRecord) -> WorkflowInfo:
@@ -75,6 +87,7 @@ class WorkflowInfo:
             started_at=_time(record.started_at),
             finished_at=_time(record.finished_at),
             deadline=_time(record.deadline_ms),
+            trace_id=trace_id_of(record.trace_context),
         )
 
 
@@ -205,3 +218,109 @@ class VersionInfo:
             stranded=record.unfinished if record.live_workers == 0 else 0,
             total=record.total,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    """Which workflows a listing, a count or a bulk action takes (None: any). ``status`` is
+    one status or a list; ``id_prefix`` matches the start of the workflow id; the time bounds
+    are inclusive; ``stranded``: only unfinished workflows of versions no live worker serves."""
+
+    status: WorkflowStatus | str | list[WorkflowStatus] | list[str] | None = None
+    name: str | None = None
+    queue: str | None = None
+    app_version: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    id_prefix: str | None = None
+    parent_workflow_id: str | None = None
+    stranded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPage:
+    """One page of a workflow listing; ``next_cursor`` continues it (None: the last page)."""
+
+    items: list[WorkflowInfo]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One operator action: who (``actor``, ``role``), from where (``surface``), when,
+    what (``action`` on ``workflow_id``; ``detail``: its arguments) and why (``reason``)."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    role: str | None
+    surface: str
+    action: str
+    workflow_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, record: AuditRecord) -> AuditEntry:
+        detail = _json(record.detail)
+        return cls(
+            id=record.id,
+            at=_time(record.at_ms) or dt.datetime.now(dt.UTC),
+            actor=record.actor,
+            role=record.role,
+            surface=record.surface,
+            action=record.action,
+            workflow_id=record.workflow_id,
+            reason=record.reason,
+            detail=detail if isinstance(detail, dict) else {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCompensation:
+    """One compensation a rollback would run now, in order: the forward step it undoes
+    (``step_number``; a child's step when ``child_workflow_id`` is set) and the recorded
+    ``input`` it would receive (its arguments and the step's result)."""
+
+    order: int
+    step_number: int
+    step_name: str
+    compensation: str
+    input: Any
+    child_workflow_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a saga would undo if it failed now. ``applies`` is False once it ended (or,
+    with ``past_pivot``, once its pivot step completed: a failure then ends it ERROR and
+    undoes nothing)."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    applies: bool
+    past_pivot: bool
+    pivot_step: int | None
+    compensations: list[PlannedCompensation]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkFailure:
+    """A workflow a bulk action could not act on, and why (an ``orchestrator.errors`` code)."""
+
+    workflow_id: str
+    error: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What a bulk action matched and did. A dry run acts on nothing: ``matched`` is how many
+    it would act on (``workflow_ids``: the first of them, at most ``sample``)."""
+
+    action: str
+    dry_run: bool
+    matched: int
+    workflow_ids: list[str]
+    done: list[str]
+    failed: list[BulkFailure]

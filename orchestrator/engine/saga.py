@@ -25,6 +25,9 @@ from orchestrator.types import StepKind, WorkflowStatus
 logger = logging.getLogger("orchestrator.saga")
 
 
+RUNNING = (WorkflowStatus.PENDING, WorkflowStatus.ENQUEUED, WorkflowStatus.COMPENSATING)
+
+
 def wants_rollback(error: BaseException) -> bool:
     """True for a cancel that asked for compensation (``cancel(id, compensate=True)`` or a
     passed deadline): the saga rolls back instead of just stopping."""
@@ -98,6 +101,59 @@ class Saga:
             Compensation(c.name, c.input, c.forward, step.step_number)
             for c in await self.plan(step.child_workflow_id, child=True)
         ]
+
+    async def preview(
+        self, workflow_id: str
+    ) -> tuple[list[tuple[Compensation, str | None]], int | None]:
+        """What a rollback of ``workflow_id`` would run if it began now, in order, each with
+        the child workflow it belongs to (None: this one's own step), and the pivot step that
+        has completed (None: none). Reads only: unlike ``plan`` it stops no running child (a
+        running child would roll itself back; its compensations are listed as its own)."""
+        steps = await self.store.load_steps(workflow_id)
+        pivot = next(
+            (
+                s.step_number
+                for s in steps
+                if s.kind is StepKind.STEP and s.error is None and self._is_pivot(s.name)
+            ),
+            None,
+        )
+        return await self._preview(steps, child_id=None), pivot
+
+    async def _preview(
+        self, steps: list[StepRecord], *, child_id: str | None
+    ) -> list[tuple[Compensation, str | None]]:
+        undone = {  # compensations that already ran (a rollback under way, a child's own)
+            s.compensates_step for s in steps if s.kind is StepKind.COMPENSATION and not s.error
+        }
+        plan: list[tuple[Compensation, str | None]] = []
+        for step in sorted(steps, key=lambda s: (s.seq or 0, s.step_number), reverse=True):
+            if step.error is not None or step.step_number in undone:
+                continue
+            if step.compensation is not None and step.compensation_input is not None:
+                plan.append(
+                    (
+                        Compensation(
+                            step.compensation, step.compensation_input, step, step.step_number
+                        ),
+                        child_id,
+                    )
+                )
+            elif step.kind is StepKind.CHILD and step.child_workflow_id is not None:
+                record = await self.store.get_workflow(step.child_workflow_id)
+                if record is None or record.status not in (
+                    WorkflowStatus.SUCCESS,
+                    WorkflowStatus.COMPENSATED,
+                    *RUNNING,
+                ):
+                    continue
+                child_steps = await self.store.load_steps(record.workflow_id)
+                plan.extend(await self._preview(child_steps, child_id=record.workflow_id))
+        return plan
+
+    def _is_pivot(self, name: str) -> bool:
+        function = self.find_step(name)
+        return bool(function is not None and function.pivot)
 
     @staticmethod
     async def wait_for_parallel_steps(run: WorkflowRun) -> None:

@@ -138,9 +138,42 @@ class WorkflowQuery:
     app_version: str | None = None
     # Only unfinished workflows (PENDING, COMPENSATING) of versions no live worker serves.
     stranded: bool = False
+    # Only workflows whose id starts with this text.
+    id_prefix: str | None = None
+    # Keyset pagination: only workflows after this (created_at, seq) in the list's order
+    # (``WorkflowPageCursor`` of the previous page's last row); ``offset`` is then usually 0.
+    after: tuple[int, int] | None = None
     limit: int = 100
     offset: int = 0
     ascending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One row of ``audit_log``: an operator action (``detail`` is a JSON object)."""
+
+    id: int
+    at_ms: int
+    actor: str
+    role: str | None
+    surface: str
+    action: str
+    workflow_id: str | None
+    reason: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAudit:
+    """What ``record_audit`` inserts (the store stamps the id and the time)."""
+
+    actor: str
+    role: str | None
+    surface: str
+    action: str
+    workflow_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +304,15 @@ class Store(Protocol):
 
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
+
+    async def list_workflows_keyed(
+        self, query: WorkflowQuery
+    ) -> list[tuple[WorkflowRecord, tuple[int, int]]]:
+        """Like list_workflows, each row with its keyset position (created_at, seq): the
+        last one's is the ``after`` of the next page."""
+
+    async def count_workflows(self, query: WorkflowQuery) -> dict[WorkflowStatus, int]:
+        """How many workflows match ``query``'s filters (not its page), per status."""
 
     async def finish_workflow(
         self,
@@ -450,6 +492,20 @@ class Store(Protocol):
         takes it over. Returns the rows moved."""
 
     # -- schedules --------------------------------------------------------------------------
+    # -- the operator audit (migration 0007) ------------------------------------------------
+    async def record_audit(self, entry: NewAudit) -> AuditRecord:
+        """Append one operator action to the audit log."""
+
+    async def list_audit(
+        self,
+        *,
+        workflow_id: str | None = None,
+        action: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Operator actions, newest first (of one workflow / action; ids below ``before_id``)."""
+
     async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:
         """Create a schedule; with ``replace`` update an existing one's definition (keeping its
         paused flag and last tick). Without it a taken name raises WorkflowConflictError."""

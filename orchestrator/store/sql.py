@@ -5,6 +5,7 @@ commits its hot-path writes (postgres_writes.py); nothing else differs by dialec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, TypeVar
@@ -14,9 +15,11 @@ from orchestrator.errors import (
 )
 from orchestrator.store import coordination, plans
 from orchestrator.store.base import (
+    AuditRecord,
     DequeueRequest,
     DequeueResult,
     MigrationState,
+    NewAudit,
     NewWorkflow,
     NotificationHandler,
     QueueStats,
@@ -114,26 +117,67 @@ class SQLStore:
 
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
+        return [record for record, _ in await self.list_workflows_keyed(query)]
+
+    async def list_workflows_keyed(
+        self, query: WorkflowQuery
+    ) -> list[tuple[WorkflowRecord, tuple[int, int]]]:
+        """Rows matching ``query`` with their keyset positions (created_at, seq)."""
         if query.limit < 0 or query.offset < 0:
             raise InvalidArgumentError("limit and offset must not be negative")
-        ids = query.workflow_ids
+        after = query.after
         plan = functools.partial(
             rows_plan,
             "list_workflows_ascending" if query.ascending else "list_workflows",
-            statuses=plans.statuses(query.statuses),
-            name=query.name,
-            queue_name=query.queue_name,
-            executor_id=query.executor_id,
-            parent_workflow_id=query.parent_workflow_id,
-            created_after_ms=query.created_after_ms,
-            created_before_ms=query.created_before_ms,
-            workflow_ids=None if ids is None else list(ids),
-            app_version=query.app_version,
-            stranded=query.stranded,
+            **_filters(query),
+            cursor_created=None if after is None else after[0],
+            cursor_seq=None if after is None else after[1],
             limit=query.limit,
             offset=query.offset,
         )
-        return [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
+        rows = await self._run(plan, transaction=False)
+        return [(workflow_from_row(row), (row["created_at"], row["cursor_seq"])) for row in rows]
+
+    async def count_workflows(self, query: WorkflowQuery) -> dict[WorkflowStatus, int]:
+        """How many workflows match ``query``'s filters, per status (absent: none)."""
+        plan = functools.partial(rows_plan, "count_workflows", **_filters(query))
+        rows = await self._run(plan, transaction=False)
+        return {WorkflowStatus(row["status"]): int(row["n"]) for row in rows}
+
+    async def record_audit(self, entry: NewAudit) -> AuditRecord:
+        """Append one operator action to the audit log."""
+        plan = functools.partial(
+            rows_plan,
+            "record_audit",
+            actor=entry.actor,
+            role=entry.role,
+            surface=entry.surface,
+            action=entry.action,
+            workflow_id=entry.workflow_id,
+            reason=entry.reason,
+            detail=entry.detail,
+        )
+        rows = await self._run(plan, transaction=True)
+        return _audit_from_row(rows[0])
+
+    async def list_audit(
+        self,
+        *,
+        workflow_id: str | None = None,
+        action: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Operator actions, newest first."""
+        plan = functools.partial(
+            rows_plan,
+            "list_audit",
+            workflow_id=workflow_id,
+            action=action,
+            before_id=before_id,
+            limit=limit,
+        )
+        return [_audit_from_row(row) for row in await self._run(plan, transaction=False)]
 
     async def finish_workflow(
         self,
@@ -481,3 +525,28 @@ class SQLStore:
             functools.partial(rowcount_plan, "mark_schedule_tick", name=name, tick_ms=tick_ms),
             transaction=False,
         )
+
+
+def _filters(query: WorkflowQuery) -> dict[str, object]:
+    """The filter parameters of list_workflows and count_workflows."""
+    ids = query.workflow_ids
+    return {
+        "statuses": plans.statuses(query.statuses),
+        "name": query.name,
+        "queue_name": query.queue_name,
+        "executor_id": query.executor_id,
+        "parent_workflow_id": query.parent_workflow_id,
+        "created_after_ms": query.created_after_ms,
+        "created_before_ms": query.created_before_ms,
+        "workflow_ids": None if ids is None else list(ids),
+        "app_version": query.app_version,
+        "id_prefix": query.id_prefix,
+        "stranded": query.stranded,
+    }
+
+
+def _audit_from_row(row: dict[str, object]) -> AuditRecord:
+    return AuditRecord(**{name: row[name] for name in _AUDIT_FIELDS})  # type: ignore[arg-type]
+
+
+_AUDIT_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))

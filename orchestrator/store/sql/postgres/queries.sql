@@ -77,7 +77,7 @@ WHERE queue_name = %(queue_name)s AND dedup_id = %(dedup_id)s
 
 -- list_workflows --
 -- Workflows matching the filters (NULL: any), newest first; created_* bounds are inclusive.
-SELECT * FROM workflows
+SELECT *, seq AS cursor_seq FROM workflows
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(name)s::text IS NULL OR name = %(name)s::text)
     AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
@@ -87,6 +87,9 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+    AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (%(cursor_created)s::bigint IS NULL
+        OR (created_at, seq) < (%(cursor_created)s::bigint, %(cursor_seq)s::bigint))
     AND (NOT %(stranded)s::boolean OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -98,7 +101,7 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 -- list_workflows_ascending --
 -- Same filters as list_workflows, oldest first.
-SELECT * FROM workflows
+SELECT *, seq AS cursor_seq FROM workflows
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(name)s::text IS NULL OR name = %(name)s::text)
     AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
@@ -108,6 +111,9 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+    AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (%(cursor_created)s::bigint IS NULL
+        OR (created_at, seq) > (%(cursor_created)s::bigint, %(cursor_seq)s::bigint))
     AND (NOT %(stranded)s::boolean OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -116,6 +122,27 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     ))
 ORDER BY created_at ASC, seq ASC
 LIMIT %(limit)s OFFSET %(offset)s
+
+-- count_workflows --
+-- How many workflows match the filters (those of list_workflows; no cursor), per status.
+SELECT status, count(*) AS n FROM workflows
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+    AND (%(name)s::text IS NULL OR name = %(name)s::text)
+    AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+    AND (%(executor_id)s::text IS NULL OR executor_id = %(executor_id)s::text)
+    AND (%(parent_workflow_id)s::text IS NULL OR parent_workflow_id = %(parent_workflow_id)s::text)
+    AND (%(created_after_ms)s::bigint IS NULL OR created_at >= %(created_after_ms)s::bigint)
+    AND (%(created_before_ms)s::bigint IS NULL OR created_at <= %(created_before_ms)s::bigint)
+    AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
+    AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+    AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (NOT %(stranded)s::boolean OR (
+        status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
+        SELECT 1 FROM workers
+        WHERE workers.app_version = workflows.app_version AND lease_expires_at > now_ms()
+    )
+    ))
+GROUP BY status
 
 -- finish_workflow --
 -- Write a final status with its output or error, only while the workflow is running (and, from a run, only while its epoch owns it).
@@ -852,3 +879,19 @@ WHERE workflow_id = ANY(%(workflow_ids)s::text[])
         SELECT executor_id FROM workers WHERE lease_expires_at > now_ms()
     ))
 RETURNING *
+
+-- record_audit --
+-- One operator action, as it happened (never updated). Returns the row.
+INSERT INTO audit_log (at_ms, actor, role, surface, action, workflow_id, reason, detail)
+VALUES (now_ms(), %(actor)s, %(role)s, %(surface)s, %(action)s, %(workflow_id)s, %(reason)s,
+    %(detail)s)
+RETURNING *
+
+-- list_audit --
+-- Operator actions, newest first, optionally of one workflow or one action, before a cursor (an id).
+SELECT * FROM audit_log
+WHERE (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
+    AND (%(action)s::text IS NULL OR action = %(action)s::text)
+    AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s

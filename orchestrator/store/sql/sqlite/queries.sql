@@ -78,7 +78,7 @@ WHERE queue_name = :queue_name AND dedup_id = :dedup_id
 
 -- list_workflows --
 -- Workflows matching the filters (NULL: any), newest first; created_* bounds are inclusive.
-SELECT * FROM workflows
+SELECT *, rowid AS cursor_seq FROM workflows
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:name IS NULL OR name = :name)
     AND (:queue_name IS NULL OR queue_name = :queue_name)
@@ -88,6 +88,8 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
     AND (:app_version IS NULL OR app_version = :app_version)
+    AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (:cursor_created IS NULL OR (created_at, rowid) < (:cursor_created, :cursor_seq))
     AND (NOT :stranded OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -99,7 +101,7 @@ LIMIT :limit OFFSET :offset
 
 -- list_workflows_ascending --
 -- Same filters as list_workflows, oldest first.
-SELECT * FROM workflows
+SELECT *, rowid AS cursor_seq FROM workflows
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:name IS NULL OR name = :name)
     AND (:queue_name IS NULL OR queue_name = :queue_name)
@@ -109,6 +111,8 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
     AND (:app_version IS NULL OR app_version = :app_version)
+    AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (:cursor_created IS NULL OR (created_at, rowid) > (:cursor_created, :cursor_seq))
     AND (NOT :stranded OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -117,6 +121,27 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     ))
 ORDER BY created_at ASC, rowid ASC
 LIMIT :limit OFFSET :offset
+
+-- count_workflows --
+-- How many workflows match the filters (those of list_workflows; no cursor), per status.
+SELECT status, count(*) AS n FROM workflows
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+    AND (:name IS NULL OR name = :name)
+    AND (:queue_name IS NULL OR queue_name = :queue_name)
+    AND (:executor_id IS NULL OR executor_id = :executor_id)
+    AND (:parent_workflow_id IS NULL OR parent_workflow_id = :parent_workflow_id)
+    AND (:created_after_ms IS NULL OR created_at >= :created_after_ms)
+    AND (:created_before_ms IS NULL OR created_at <= :created_before_ms)
+    AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
+    AND (:app_version IS NULL OR app_version = :app_version)
+    AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (NOT :stranded OR (
+        status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
+        SELECT 1 FROM workers
+        WHERE workers.app_version = workflows.app_version AND lease_expires_at > now_ms()
+    )
+    ))
+GROUP BY status
 
 -- finish_workflow --
 -- Write a final status with its output or error, only while the workflow is running (and, from a run, only while its epoch owns it).
@@ -494,3 +519,18 @@ WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
         SELECT executor_id FROM workers WHERE lease_expires_at > now_ms()
     ))
 RETURNING *
+
+-- record_audit --
+-- One operator action, as it happened (never updated). Returns the row.
+INSERT INTO audit_log (at_ms, actor, role, surface, action, workflow_id, reason, detail)
+VALUES (now_ms(), :actor, :role, :surface, :action, :workflow_id, :reason, :detail)
+RETURNING *
+
+-- list_audit --
+-- Operator actions, newest first, optionally of one workflow or one action, before a cursor (an id).
+SELECT * FROM audit_log
+WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
+    AND (:action IS NULL OR action = :action)
+    AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit

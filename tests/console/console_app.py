@@ -3,10 +3,9 @@ children, or wait forever (for bulk cancel), on a real Orchestrator served by uv
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,6 @@ import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 from orchestrator import Orchestrator, Retry
-from orchestrator.cli.stack import free_port
 from orchestrator.http import create_app
 
 ONE_TRY = Retry(max_attempts=1)
@@ -96,27 +94,24 @@ def build(database_url: str, switches: Switches) -> Orchestrator:
     @app.workflow(name="await_payment")
     async def await_payment(order_id: str) -> Any:
         """Waits for a payment message that never comes (bulk cancel's targets)."""
-        await reserve_stock(order_id)
+        await notify(order_id, "payment link")
         return await app.recv("payment", timeout=3600)
+
+    @app.workflow(name="nightly_report", schedule="0 0 3 * * *")
+    async def nightly_report(scheduled: dt.datetime) -> str:
+        return "reported"
 
     return app
 
 
 @dataclass
 class Service:
-    """The HTTP service on a loopback port, in a thread with its own event loop."""
+    """The HTTP service on a loopback port, in a thread (uvicorn runs the lifespan: the
+    Orchestrator launches and shuts down with it)."""
 
-    app: Orchestrator
     server: uvicorn.Server
     thread: threading.Thread
     url: str
-
-    def call(self, factory: Callable[[], Any]) -> Any:
-        """Run a coroutine (made by ``factory``) on the service's loop; its result."""
-        loop = self.server_loop
-        return asyncio.run_coroutine_threadsafe(factory(), loop).result(timeout=60)
-
-    server_loop: asyncio.AbstractEventLoop = field(init=False)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -125,25 +120,16 @@ class Service:
 
 def serve(app: Orchestrator, **create_kwargs: Any) -> Service:
     """Start uvicorn with ``create_app(app, **create_kwargs)``; return once it answers."""
-    port = free_port()
-    api = create_app(app, **create_kwargs)
-    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(app, **create_kwargs), host="127.0.0.1", port=0, log_level="warning"
+    )
     server = uvicorn.Server(config)
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        loops.append(loop)
-        loop.run_until_complete(server.serve())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="console-uvicorn", daemon=True)
+    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the console test service did not start")
         time.sleep(0.05)
-    service = Service(app=app, server=server, thread=thread, url=f"http://127.0.0.1:{port}")
-    service.server_loop = loops[0]
-    return service
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return Service(server=server, thread=thread, url=f"http://127.0.0.1:{port}")

@@ -1,5 +1,5 @@
-// DOM helpers. Every value reaches the page through textContent or attributes, never
-// innerHTML: workflow inputs and outputs are user data.
+// DOM helpers. Every value reaches the page through textContent or attributes, never parsed
+// as markup: workflow inputs and outputs are user data.
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);

@@ -25,7 +25,7 @@ export async function mount(root, _params, ctx) {
   const titles = GROUPS.map(([, title]) => h("span", { text: title }));
   root.append(
     h("div", { class: "page-head" }, h("h1", { text: "Inbox" }), h("p", { class: "muted", text: "Sagas that need a person. Every action asks for confirmation and is recorded in the audit log." })),
-    GROUPS.map((group, i) => section(titles[i], { "data-group": group[0] }, holders[i])),
+    ...GROUPS.map((group, i) => section(titles[i], { "data-group": group[0] }, holders[i])),
   );
   async function load() {
     await Promise.all(GROUPS.map(async ([, title, statuses, only], i) => {

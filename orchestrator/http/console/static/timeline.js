@@ -66,7 +66,9 @@ export function timeline(workflow, steps, { now = Date.now() } = {}) {
       ),
       h("div", { class: "tl-track", title: tooltip },
         h("div", { class: `tl-bar ${width < 0.4 ? "instant" : ""}`, style: { left: pct(startAt), width: `${width.toFixed(3)}%` } }),
-        h("span", { class: "tl-dur", style: { left: pct(Math.max(finish, startAt)) }, text: fmtDuration(took) }),
+        ((finish - t0) / span > 0.88
+          ? h("span", { class: "tl-dur before", style: { left: pct(startAt) }, text: fmtDuration(took) })
+          : h("span", { class: "tl-dur", style: { left: pct(finish) }, text: fmtDuration(took) })),
       ),
     );
   });

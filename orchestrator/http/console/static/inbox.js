@@ -28,10 +28,14 @@ export async function mount(root, _params, ctx) {
     ...GROUPS.map((group, i) => section(titles[i], { "data-group": group[0] }, holders[i])),
   );
   async function load() {
+    const tally = await api.get("/workflows/counts").catch(() => null);
     await Promise.all(GROUPS.map(async ([, title, statuses, only], i) => {
       try {
         const page = await api.get("/workflows", { status: statuses, limit: LIMIT });
-        titles[i].textContent = `${title} · ${page.items.length}${page.next || page.next_cursor ? "+" : ""}`;
+        const total = tally ? statuses.reduce((n, s) => n + (tally.counts[s] || 0), 0) : null;
+        const more = page.next || page.next_cursor ? "+" : "";
+        titles[i].textContent = `${title} · ${total ?? `${page.items.length}${more}`}`;
+        if (total !== null && total > page.items.length) titles[i].textContent += ` (the ${page.items.length} newest shown; see Bulk to act on all)`;
         holders[i].replaceChildren(page.items.length
           ? h("table", { class: "grid" },
               h("thead", {}, h("tr", {}, ["status", "workflow id", "name", "updated (UTC)", "error", ""].map((x) => h("th", { text: x })))),

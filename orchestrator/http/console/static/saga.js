@@ -8,6 +8,7 @@ import { timeline } from "./timeline.js";
 
 const CHILD_DEPTH = 3; // levels of the children tree fetched
 const CHILD_LIMIT = 50; // children listed per workflow
+const CHILD_REQUESTS = 12; // list calls per refresh for the whole tree
 
 function traceUrl(w, me) {
   if (w.trace_url) return w.trace_url;
@@ -46,14 +47,19 @@ function values(w) {
   );
 }
 
-async function childTree(id, depth) {
+// Children, grandchildren...: at most CHILD_DEPTH levels and CHILD_REQUESTS list calls per
+// refresh, so a saga with thousands of descendants costs a bounded number of queries.
+async function childTree(id, depth, budget = { left: CHILD_REQUESTS }) {
+  if (budget.left <= 0) return [];
+  budget.left -= 1;
   const page = await api.get("/workflows", { parent_workflow_id: id, limit: CHILD_LIMIT });
   const mine = page.items.filter((c) => c.parent_workflow_id === id); // (a service ignoring the filter)
-  const items = await Promise.all(mine.map(async (c) => ({
-    workflow: c,
-    children: depth > 1 ? await childTree(c.workflow_id, depth - 1).catch(() => []) : [],
-  })));
-  return items;
+  const nodes = [];
+  for (const c of mine) {
+    const children = depth > 1 ? await childTree(c.workflow_id, depth - 1, budget).catch(() => []) : [];
+    nodes.push({ workflow: c, children });
+  }
+  return nodes;
 }
 
 function treeList(nodes) {

@@ -16,6 +16,7 @@ from orchestrator.store.queries import DIALECTS, load_queries, parse_queries
 
 TABLES = {
     "workflows",
+    "audit_log",
     "app_versions",
     "steps",
     "messages",

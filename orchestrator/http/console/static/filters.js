@@ -67,7 +67,8 @@ export function filterForm(filter, onSubmit, { statusChoice = true, id = "filter
     onSubmit(read());
   });
   form.addEventListener("reset", (event) => {
-    event.preventDefault();
+    event.preventDefault(); // (a native reset restores the initial values, not empty ones)
+    for (const input of [status, ...inputs, after, before]) input.value = "";
     onSubmit({});
   });
   form.read = read;

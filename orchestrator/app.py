@@ -146,6 +146,9 @@ class Orchestrator:
         self._admin = Administration(self.engine, self.store, self._workflow_of)
         self._app_version = app_version or self.settings.app_version
         self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
+        # How the HTTP service and console show stored values to people:
+        # redact(value, context) -> value (orchestrator.http.redaction; None: its default).
+        self.redact: Callable[[Any, Any], Any] | None = None
 
     # -- declaring (before launch) ------------------------------------------------------------
     def queue(

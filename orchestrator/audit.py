@@ -48,6 +48,12 @@ def acting_as(actor: Actor) -> Iterator[Actor]:
         _acting.reset(token)
 
 
+def set_actor(actor: Actor) -> None:
+    """Make ``actor`` the one audited from here to the end of the current task's context
+    (a request's: the HTTP service sets it per request, whose context ends with it)."""
+    _acting.set(actor)
+
+
 def current_actor(by: str | None = None, *, workflow_id: str | None = None) -> Actor:
     """Who an operator call made now is audited as (``by`` renames the person)."""
     actor = _acting.get()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from orchestrator import QueueStats
 from orchestrator.errors import NotRegisteredError
 from orchestrator.http.deps import (
     MAX_ID_CHARS,
@@ -16,19 +18,29 @@ from orchestrator.http.deps import (
     error_responses,
     links_for,
     service_config,
+    view_of,
 )
 from orchestrator.http.schemas import (
+    AuditOut,
+    AuditPage,
+    BulkRequest,
+    BulkResultOut,
     Health,
     MoveRequest,
     MoveResult,
     QueueStatsOut,
     Readiness,
+    ReasonRequest,
     ScheduleOut,
     VersionOut,
     WorkerOut,
+    WorkflowAccepted,
+    WorkflowCounts,
     WorkflowOut,
 )
+from orchestrator.http.workflows import optional_body, workflow_filter
 from orchestrator.metrics import CONTENT_TYPE
+from orchestrator.types import WorkflowStatus
 
 logger = logging.getLogger("orchestrator.http.admin")
 
@@ -95,7 +107,10 @@ def _not_ready(readiness: Readiness) -> JSONResponse:
     summary="Depth, running count and recent starts per queue",
 )
 async def queue_stats(app: OrchestratorDep) -> list[QueueStatsOut]:
-    return [QueueStatsOut.of(stats) for stats in await app.queue_stats()]
+    stats = {s.queue_name: s for s in await app.queue_stats()}
+    for name in app.queues:  # declared here and idle: listed too, with their limits
+        stats.setdefault(name, QueueStats(name, 0, 0, 0))
+    return [QueueStatsOut.of(s, app.queues.get(s.queue_name)) for s in stats.values()]
 
 
 @router.get(
@@ -108,9 +123,9 @@ async def one_queue_stats(app: OrchestratorDep, queue: str) -> QueueStatsOut:
     check_text(queue, "queue")
     stats = await app.queue_stats(queue)
     if stats:
-        return QueueStatsOut.of(stats[0])
+        return QueueStatsOut.of(stats[0], app.queues.get(queue))
     if queue in app.queues:  # declared here, idle
-        return QueueStatsOut(queue_name=queue, depth=0, running=0, started_last_minute=0)
+        return QueueStatsOut.of(QueueStats(queue, 0, 0, 0), app.queues[queue])
     raise NotRegisteredError(f"no queue named {queue!r} is declared or in use", queue=queue)
 
 
@@ -129,7 +144,8 @@ async def queued(
     if queue is not None:
         check_text(queue, "queue")
     infos = await app.list_queued(queue, limit=limit)
-    return [WorkflowOut.of(info, links_for(request, info.workflow_id)) for info in infos]
+    view = view_of(request)
+    return [WorkflowOut.of(info, links_for(request, info.workflow_id), view) for info in infos]
 
 
 @router.get(
@@ -139,7 +155,154 @@ async def queued(
     summary="Every stored cron schedule",
 )
 async def schedules(app: OrchestratorDep) -> list[ScheduleOut]:
-    return [ScheduleOut.of(record) for record in await app.list_schedules()]
+    return [ScheduleOut.of(info, app.next_ticks(info)) for info in await app.list_schedules()]
+
+
+ScheduleName = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+@router.post(
+    "/schedules/{name}/pause",
+    response_model=ScheduleOut,
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+    summary="Stop starting a schedule's ticks until resumed",
+)
+async def pause_schedule(request: Request, app: OrchestratorDep, name: ScheduleName) -> ScheduleOut:
+    reason = (await optional_body(request, ReasonRequest)).reason
+    info = await app.pause_schedule(check_text(name, "schedule name"), reason=reason)
+    return ScheduleOut.of(info, app.next_ticks(info))
+
+
+@router.post(
+    "/schedules/{name}/resume",
+    response_model=ScheduleOut,
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+    summary="Start ticking a paused schedule again, from now on",
+)
+async def resume_schedule(
+    request: Request, app: OrchestratorDep, name: ScheduleName
+) -> ScheduleOut:
+    reason = (await optional_body(request, ReasonRequest)).reason
+    info = await app.resume_schedule(check_text(name, "schedule name"), reason=reason)
+    return ScheduleOut.of(info, app.next_ticks(info))
+
+
+@router.post(
+    "/schedules/{name}/trigger",
+    status_code=202,
+    response_model=WorkflowAccepted,
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+    summary="Start one run of a schedule now, besides its ticks",
+)
+async def trigger_schedule(
+    request: Request, app: OrchestratorDep, name: ScheduleName
+) -> WorkflowAccepted:
+    reason = (await optional_body(request, ReasonRequest)).reason
+    handle = await app.trigger_schedule(check_text(name, "schedule name"), reason=reason)
+    info = await handle.status()
+    return WorkflowAccepted(
+        workflow_id=handle.workflow_id,
+        status=info.status,
+        links=links_for(request, handle.workflow_id),
+    )
+
+
+@router.get(
+    "/workflow-counts",
+    response_model=WorkflowCounts,
+    responses=error_responses(400, 401, 422, 503),
+    summary="How many workflows match the filters, per status",
+)
+async def workflow_counts(
+    *,
+    app: OrchestratorDep,
+    status: Annotated[list[WorkflowStatus] | None, Query()] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    queue: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    app_version: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    id_prefix: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    parent_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+) -> WorkflowCounts:
+    filters = workflow_filter(
+        status=status,
+        name=name,
+        queue=queue,
+        app_version=app_version,
+        created_after=created_after,
+        created_before=created_before,
+        id_prefix=id_prefix,
+        parent_workflow_id=parent_workflow_id,
+    )
+    counts = await app.count_workflows(filters)
+    return WorkflowCounts(
+        counts={status.value: n for status, n in counts.items()}, total=sum(counts.values())
+    )
+
+
+@router.post(
+    "/bulk/{action}",
+    response_model=BulkResultOut,
+    responses=error_responses(400, 401, 403, 404, 413, 422, 503),
+    summary="Cancel, resume or retry the compensation of every workflow a filter matches",
+    description=(
+        "`action`: `cancel` (PENDING and ENQUEUED ones; `compensate` rolls sagas back), `resume` "
+        "(CANCELLED, ERROR, MAX_RECOVERY_ATTEMPTS_EXCEEDED) or `retry-compensation` "
+        "(COMPENSATION_FAILED): the filter's statuses are narrowed to those. `dry_run` counts "
+        "and acts on nothing: run it first. Each workflow acted on is audited."
+    ),
+)
+async def bulk(
+    app: OrchestratorDep,
+    action: Annotated[str, Path(pattern="^(cancel|resume|retry-compensation)$")],
+    body: BulkRequest,
+) -> BulkResultOut:
+    given = body.filter
+    filters = workflow_filter(
+        status=given.status,
+        name=given.name,
+        queue=given.queue,
+        app_version=given.app_version,
+        created_after=given.created_after,
+        created_before=given.created_before,
+        id_prefix=given.id_prefix,
+        parent_workflow_id=given.parent_workflow_id,
+    )
+    if action == "cancel":
+        result = await app.bulk_cancel(
+            filters, dry_run=body.dry_run, compensate=body.compensate, reason=body.reason
+        )
+    elif action == "resume":
+        result = await app.bulk_resume(filters, dry_run=body.dry_run, reason=body.reason)
+    else:
+        result = await app.bulk_retry_compensation(
+            filters, dry_run=body.dry_run, reason=body.reason
+        )
+    return BulkResultOut.of(result)
+
+
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    responses=error_responses(400, 401, 422, 503),
+    summary="The operator audit log, newest first (every surface: Python, HTTP, console, CLI)",
+)
+async def audit(
+    app: OrchestratorDep,
+    workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    if workflow_id is not None:
+        check_text(workflow_id, "workflow id")
+    if action is not None:
+        check_text(action, "action")
+    entries, next_cursor = await app.list_audit(
+        workflow_id=workflow_id, action=action, cursor=cursor, limit=limit
+    )
+    return AuditPage(items=[AuditOut.of(e) for e in entries], next_cursor=next_cursor)
 
 
 @router.get(

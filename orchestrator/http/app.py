@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -11,12 +12,14 @@ from fastapi.telemetry import TelemetryConfig
 
 from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
-from orchestrator.http import admin, console, events, messages, workflows
+from orchestrator.http import admin, console, events, messages, session, workflows
 from orchestrator.http.deps import ServiceConfig, require_api_key
 from orchestrator.http.errors import install_error_handlers
 from orchestrator.http.limits import BODY_CHUNK_TIMEOUT_SECONDS, BodyLimitMiddleware
 from orchestrator.http.openapi import add_workflow_operations
 from orchestrator.http.origins import LocalOriginMiddleware
+from orchestrator.http.redaction import DEFAULT_TRACE_URL, Redactor, View, redact_secrets
+from orchestrator.http.session import Keys
 from orchestrator.http.webhooks import declared_sources, webhook_router
 
 if TYPE_CHECKING:
@@ -28,10 +31,13 @@ DEFAULT_MAX_WAIT_SECONDS = 60.0  # the longest a long poll (result, event) is he
 DESCRIPTION = """\
 Start and manage durable workflows, send them messages, read their events.
 
-**Security.** With an `api_key`, every endpoint needs `Authorization: Bearer <api_key>`
-(401 otherwise) except: `/healthz`, `/readyz`, `/webhooks/*` (they verify their own
-signatures) and `GET /workflows/{id}/events/{key}` (the event link handed to callers, e.g. a
-payment page polling for its URL), plus these docs.
+**Security.** With an `api_key`, every endpoint needs `Authorization: Bearer <key>` (401
+otherwise) except: `/healthz`, `/readyz`, `/webhooks/*` (they verify their own signatures),
+`GET /workflows/{id}/events/{key}` (the event link handed to callers, e.g. a payment page
+polling for its URL), the console's login page and these docs. Two roles: the `api_key` acts
+(operator), a `read_only_api_key` only reads (any other method: 403). `X-Actor: <name>` names
+who acts in the audit log (`GET /admin/audit`). The console at `/console` logs in with a key
+and sets an HttpOnly session cookie; a POST with that cookie needs the `X-CSRF-Token` header.
 
 **Errors** are always JSON `{error, message, detail}`: 400 malformed JSON, 401, 404 unknown
 workflow, 408 timed-out event poll, 409 state conflict, 413 body too large, 422 field errors
@@ -52,6 +58,9 @@ def create_app(
     allowed_hosts: Sequence[str] = (),
     stream_heartbeat_seconds: float = 15.0,
     body_timeout_seconds: float = BODY_CHUNK_TIMEOUT_SECONDS,
+    read_only_api_key: str | None = None,
+    trace_url: str | None = None,
+    redact: Redactor | None = None,
 ) -> FastAPI:
     """The HTTP service for ``app``.
 
@@ -64,7 +73,9 @@ def create_app(
 
     Args:
         app: the Orchestrator whose workflows this serves.
-        api_key: when set, management endpoints need ``Authorization: Bearer <api_key>``.
+        api_key: when set, management endpoints need ``Authorization: Bearer <api_key>`` (or
+            the console's login); it grants the ``operator`` role (read and act).
+        read_only_api_key: a second key, for the ``reader`` role: GET only (403 otherwise).
         max_body_bytes: larger request bodies are refused with 413 before being read.
         max_wait_seconds: the longest a long poll (``timeout=``) is held.
         webhooks: verified webhook sources, served at ``POST /webhooks/{source}``, besides
@@ -77,6 +88,12 @@ def create_app(
         stream_heartbeat_seconds: an event stream (SSE) that has sent nothing for this long
             sends a comment line, so proxies keep it open and clients see it is alive.
         body_timeout_seconds: a request whose body stops arriving for this long gets 408.
+        trace_url: the trace link of the console and of ``trace_url`` fields, with
+            ``{trace_id}`` (default: ``ORCHESTRATOR_TRACE_URL``, else Jaeger's
+            ``http://localhost:16686/trace/{trace_id}``).
+        redact: how stored inputs and outputs are shown to people (listings, a workflow, its
+            steps, its rollback plan): ``redact(value, context) -> value`` (default:
+            ``app.redact`` when set, else ``redact_secrets``: secret-named keys masked).
     """
     if max_body_bytes < 1:
         raise ConfigurationError("max_body_bytes must be >= 1")
@@ -84,8 +101,14 @@ def create_app(
         raise ConfigurationError("max_wait_seconds must be >= 0")
     if stream_heartbeat_seconds <= 0:
         raise ConfigurationError("stream_heartbeat_seconds must be > 0")
-    if api_key is not None and not api_key.strip():
-        raise ConfigurationError("api_key must be a non-empty string (or None)")
+    for key, what in ((api_key, "api_key"), (read_only_api_key, "read_only_api_key")):
+        if key is not None and not key.strip():
+            raise ConfigurationError(f"{what} must be a non-empty string (or None)")
+    if api_key is not None and api_key == read_only_api_key:
+        raise ConfigurationError("read_only_api_key must differ from api_key")
+    template = trace_url or os.environ.get("ORCHESTRATOR_TRACE_URL") or DEFAULT_TRACE_URL
+    if "{trace_id}" not in template:
+        raise ConfigurationError("trace_url must contain {trace_id}", trace_url=template)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,7 +141,10 @@ def create_app(
         max_body_bytes=max_body_bytes,
         max_wait_seconds=max_wait_seconds,
         stream_heartbeat_seconds=stream_heartbeat_seconds,
+        read_only_api_key=read_only_api_key,
+        view=View(redact=redact or app.redact or redact_secrets, trace_url=template),
     )
+    api.state.keys = Keys(operator=api_key, reader=read_only_api_key)
     install_error_handlers(api)
     protected = [Depends(require_api_key)]
     api.include_router(admin.health_router)
@@ -128,6 +154,7 @@ def create_app(
     api.include_router(events.router, dependencies=protected)
     api.include_router(admin.router, dependencies=protected)
     api.include_router(admin.metrics_router, dependencies=protected)
+    api.include_router(session.router)
     api.include_router(console.router)  # static pages; their data comes from the API above
     api.add_api_route("/", console.root_redirect, include_in_schema=False)
     sources = [*webhooks, *declared_sources(app)]
@@ -136,7 +163,7 @@ def create_app(
     api.add_middleware(
         BodyLimitMiddleware, max_body_bytes=max_body_bytes, chunk_timeout=body_timeout_seconds
     )
-    if api_key is None:
+    if api_key is None and read_only_api_key is None:
         api.add_middleware(LocalOriginMiddleware, allowed_hosts=allowed_hosts)
 
     def openapi() -> dict[str, Any]:

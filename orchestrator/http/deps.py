@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,8 +13,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from orchestrator.app import Orchestrator
 from orchestrator.errors import InvalidArgumentError
 from orchestrator.http import schemas
-from orchestrator.http.errors import MalformedBodyError, NotLaunchedError, UnauthorizedError
+from orchestrator.http.errors import MalformedBodyError, NotLaunchedError
+from orchestrator.http.redaction import View
 from orchestrator.http.schemas import ErrorResponse, WorkflowLinks
+from orchestrator.http.session import Principal, authorized
 
 MAX_ID_CHARS = schemas.MAX_ID_CHARS  # (defined with the schemas that bound ids too)
 DEFAULT_WAIT_SECONDS = 30.0
@@ -31,9 +32,14 @@ class ServiceConfig:
     max_body_bytes: int
     max_wait_seconds: float
     stream_heartbeat_seconds: float = 15.0
+    read_only_api_key: str | None = None
+    view: View = field(default_factory=View)  # the redactor and the trace link template
 
-    def __repr__(self) -> str:  # never show the key
-        return f"ServiceConfig(api_key={'set' if self.api_key else 'unset'})"
+    def __repr__(self) -> str:  # never show the keys
+        return (
+            f"ServiceConfig(api_key={'set' if self.api_key else 'unset'}, "
+            f"read_only_api_key={'set' if self.read_only_api_key else 'unset'})"
+        )
 
 
 def service_config(request: Request) -> ServiceConfig:
@@ -57,19 +63,19 @@ OrchestratorDep = Annotated[Orchestrator, Depends(orchestrator)]
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api_key>`")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Deny by default: when an api_key is configured, protected endpoints need it."""
-    expected = service_config(request).api_key
-    if expected is None:
-        return
-    if credentials is None:
-        raise UnauthorizedError("this endpoint needs `Authorization: Bearer <api_key>`")
-    given = credentials.credentials.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, expected.encode()):
-        raise UnauthorizedError("the bearer token is not valid for this service")
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Deny by default: when a key is configured, protected endpoints need one (bearer or
+    the console's session); a read-only key may only read. The caller is who the audit log
+    records for the actions the endpoint takes (see session.py)."""
+    return await authorized(request)
+
+
+def view_of(request: Request) -> View:
+    """How this service shows stored values (redaction, trace links)."""
+    return service_config(request).view
 
 
 def clamp_wait(request: Request, timeout: float | None) -> float:

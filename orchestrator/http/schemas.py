@@ -8,13 +8,18 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import (
+    AuditEntry,
+    BulkResult,
+    Queue,
     QueueStats,
+    RollbackPlan,
     ScheduleInfo,
     StepInfo,
     VersionInfo,
     WorkerInfo,
     WorkflowInfo,
 )
+from orchestrator.http.redaction import RedactionContext, View
 from orchestrator.types import StepKind, WorkflowStatus
 
 MAX_ID_CHARS = 512  # workflow ids, topics, event and stream keys
@@ -84,9 +89,17 @@ class WorkflowOut(BaseModel):
     finished_at: dt.datetime | None
     deadline: dt.datetime | None
     links: WorkflowLinks
+    trace_id: str | None = Field(default=None, description="the W3C trace id of its spans")
+    trace_url: str | None = Field(default=None, description="its trace in the tracing UI")
 
     @classmethod
-    def of(cls, info: WorkflowInfo, links: WorkflowLinks) -> WorkflowOut:
+    def of(cls, info: WorkflowInfo, links: WorkflowLinks, view: View | None = None) -> WorkflowOut:
+        """``view``: show input and output through the redactor, link the trace."""
+        shown_input, shown_output = info.input, info.output
+        if view is not None:
+            context = RedactionContext("input", info.workflow_id, info.name)
+            shown_input = view.value(info.input, context)
+            shown_output = view.value(info.output, context.with_what("output"))
         return cls(
             workflow_id=info.workflow_id,
             name=info.name,
@@ -95,8 +108,8 @@ class WorkflowOut(BaseModel):
             updated_at=info.updated_at,
             error=info.error,
             error_type=info.error_type,
-            input=info.input,
-            output=info.output,
+            input=shown_input,
+            output=shown_output,
             executor_id=info.executor_id,
             app_version=info.app_version,
             queue_name=info.queue_name,
@@ -106,6 +119,8 @@ class WorkflowOut(BaseModel):
             finished_at=info.finished_at,
             deadline=info.deadline,
             links=links,
+            trace_id=info.trace_id,
+            trace_url=None if view is None else view.trace(info.trace_id),
         )
 
 
@@ -114,6 +129,9 @@ class WorkflowPage(BaseModel):
 
     items: list[WorkflowOut]
     next: str | None
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor=` for the next page (keyset: any depth)"
+    )
 
 
 class StepOut(BaseModel):
@@ -133,16 +151,27 @@ class StepOut(BaseModel):
     compensates_step: int | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    trace_url: str | None = Field(default=None, description="the step in the workflow's trace")
 
     @classmethod
-    def of(cls, info: StepInfo) -> StepOut:
+    def of(
+        cls,
+        info: StepInfo,
+        view: View | None = None,
+        trace_id: str | None = None,
+        workflow_name: str | None = None,
+    ) -> StepOut:
+        output = info.output
+        if view is not None:
+            context = RedactionContext("step_output", info.workflow_id, workflow_name, info.name)
+            output = view.value(info.output, context)
         return cls(
             workflow_id=info.workflow_id,
             step_number=info.step_number,
             name=info.name,
             kind=info.kind,
             status=info.status,
-            output=info.output,
+            output=output,
             error=info.error,
             error_type=info.error_type,
             attempts=info.attempts,
@@ -151,6 +180,7 @@ class StepOut(BaseModel):
             compensates_step=info.compensates_step,
             started_at=info.started_at,
             finished_at=info.finished_at,
+            trace_url=None if view is None else view.trace(trace_id, info.name),
         )
 
 
@@ -161,12 +191,179 @@ class WorkflowResult(BaseModel):
     output: Any = None
 
 
+Reason = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
 class CancelRequest(BaseModel):
-    """Options of a cancel; ``compensate`` rolls a saga back before it ends."""
+    """Options of a cancel; ``compensate`` rolls a saga back before it ends; ``children``
+    (default true) cancels its running child workflows too."""
 
     model_config = ConfigDict(extra="forbid")
 
     compensate: bool = False
+    children: bool = True
+    reason: Reason | None = None
+
+
+class ReasonRequest(BaseModel):
+    """Why an operator acts (recorded in the audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason | None = None
+
+
+class SkipCompensationRequest(BaseModel):
+    """Give up undoing forward step ``step``; the reason is required (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(ge=1, le=2_147_483_647)
+    reason: Reason
+
+
+class WorkflowFilterIn(BaseModel):
+    """Which workflows a bulk action takes (unset: any)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[WorkflowStatus] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    queue: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    app_version: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    id_prefix: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    parent_workflow_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+
+
+class BulkRequest(BaseModel):
+    """A bulk action: its filter, a dry run (count only), and for cancel whether to roll
+    sagas back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: WorkflowFilterIn = Field(default_factory=WorkflowFilterIn)
+    dry_run: bool = False
+    compensate: bool = False
+    reason: Reason | None = None
+
+
+class BulkFailureOut(BaseModel):
+    workflow_id: str
+    error: str
+    message: str
+
+
+class BulkResultOut(BaseModel):
+    """What a bulk action matched (``workflow_ids``: the first 100) and did."""
+
+    action: str
+    dry_run: bool
+    matched: int
+    workflow_ids: list[str]
+    done: list[str]
+    failed: list[BulkFailureOut]
+
+    @classmethod
+    def of(cls, result: BulkResult) -> BulkResultOut:
+        return cls(
+            action=result.action.replace("_", "-"),
+            dry_run=result.dry_run,
+            matched=result.matched,
+            workflow_ids=result.workflow_ids,
+            done=result.done,
+            failed=[
+                BulkFailureOut(workflow_id=f.workflow_id, error=f.error, message=f.message)
+                for f in result.failed
+            ],
+        )
+
+
+class WorkflowCounts(BaseModel):
+    """How many workflows match, per status (every status listed)."""
+
+    counts: dict[str, int]
+    total: int
+
+
+class PlannedCompensationOut(BaseModel):
+    order: int
+    step_number: int
+    step_name: str
+    compensation: str
+    input: Any = Field(description="the recorded arguments and result it would receive")
+    child_workflow_id: str | None
+
+
+class RollbackPlanOut(BaseModel):
+    """The compensations a rollback would run if the saga failed now, in order."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    applies: bool = Field(description="false once the saga ended, or passed its pivot")
+    past_pivot: bool
+    pivot_step: int | None
+    compensations: list[PlannedCompensationOut]
+
+    @classmethod
+    def of(cls, plan: RollbackPlan, view: View, workflow_name: str | None) -> RollbackPlanOut:
+        return cls(
+            workflow_id=plan.workflow_id,
+            status=plan.status,
+            applies=plan.applies,
+            past_pivot=plan.past_pivot,
+            pivot_step=plan.pivot_step,
+            compensations=[
+                PlannedCompensationOut(
+                    order=c.order,
+                    step_number=c.step_number,
+                    step_name=c.step_name,
+                    compensation=c.compensation,
+                    input=view.value(
+                        c.input,
+                        RedactionContext(
+                            "compensation_input", plan.workflow_id, workflow_name, c.step_name
+                        ),
+                    ),
+                    child_workflow_id=c.child_workflow_id,
+                )
+                for c in plan.compensations
+            ],
+        )
+
+
+class AuditOut(BaseModel):
+    """One operator action: who, from where, when, what, why."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    role: str | None
+    surface: str
+    action: str
+    workflow_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditOut:
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            actor=entry.actor,
+            role=entry.role,
+            surface=entry.surface,
+            action=entry.action,
+            workflow_id=entry.workflow_id,
+            reason=entry.reason,
+            detail=entry.detail,
+        )
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None
 
 
 class MessageAccepted(BaseModel):
@@ -247,14 +444,24 @@ class QueueStatsOut(BaseModel):
     depth: int = Field(description="workflows waiting (ENQUEUED)")
     running: int = Field(description="workflows running (PENDING or COMPENSATING)")
     started_last_minute: int
+    concurrency: int | None = Field(default=None, description="declared limit, all workers")
+    worker_concurrency: int | None = Field(default=None, description="declared, per worker")
+    limit_per_period: int | None = None
+    period_seconds: float | None = None
 
     @classmethod
-    def of(cls, stats: QueueStats) -> QueueStatsOut:
+    def of(cls, stats: QueueStats, queue: Queue | None = None) -> QueueStatsOut:
+        """``queue``: its declaration here, for the limits (None: not declared here)."""
+        rate = queue.rate_limit if queue is not None else None
         return cls(
             queue_name=stats.queue_name,
             depth=stats.depth,
             running=stats.running,
             started_last_minute=stats.started_last_minute,
+            concurrency=queue.concurrency if queue is not None else None,
+            worker_concurrency=queue.worker_concurrency if queue is not None else None,
+            limit_per_period=rate[0] if rate else None,
+            period_seconds=rate[1] if rate else None,
         )
 
 
@@ -268,9 +475,10 @@ class ScheduleOut(BaseModel):
     last_tick: dt.datetime | None
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
+    next_ticks: list[dt.datetime] = Field(default_factory=list, description="none while paused")
 
     @classmethod
-    def of(cls, info: ScheduleInfo) -> ScheduleOut:
+    def of(cls, info: ScheduleInfo, next_ticks: list[dt.datetime] | None = None) -> ScheduleOut:
         return cls(
             name=info.name,
             workflow_name=info.workflow_name,
@@ -281,6 +489,7 @@ class ScheduleOut(BaseModel):
             last_tick=info.last_tick,
             created_at=info.created_at,
             updated_at=info.updated_at,
+            next_ticks=next_ticks or [],
         )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from orchestrator import StartOptions
+from orchestrator import StartOptions, WorkflowFilter
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,
@@ -25,13 +25,18 @@ from orchestrator.http.deps import (
     error_responses,
     links_for,
     parse_json,
+    view_of,
 )
 from orchestrator.http.errors import RequestInvalidError, error_body, field_errors
 from orchestrator.http.inputs import bind_body
 from orchestrator.http.schemas import (
+    AuditOut,
     CancelRequest,
     ErrorResponse,
     EventValue,
+    ReasonRequest,
+    RollbackPlanOut,
+    SkipCompensationRequest,
     StepOut,
     WorkflowAccepted,
     WorkflowOut,
@@ -41,6 +46,7 @@ from orchestrator.http.schemas import (
 from orchestrator.types import WorkflowStatus
 
 router = APIRouter(tags=["workflows"])
+M = TypeVar("M", bound=BaseModel)
 
 WorkflowId = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_CHARS, description="the workflow id")
@@ -157,30 +163,104 @@ async def list_workflows(
             "serves (docs/upgrading.md)"
         ),
     ] = False,
+    id_prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_ID_CHARS, description="ids starting with this"),
+    ] = None,
+    parent_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="the `next_cursor` of the previous page (keyset: any depth at one cost)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="prefer `cursor`: an offset costs its depth")
+    ] = 0,
 ) -> WorkflowPage:
-    for text, what in ((name, "name"), (queue, "queue"), (app_version, "app_version")):
+    filters = workflow_filter(
+        status=status,
+        name=name,
+        queue=queue,
+        app_version=app_version,
+        created_after=created_after,
+        created_before=created_before,
+        id_prefix=id_prefix,
+        parent_workflow_id=parent_workflow_id,
+        stranded=stranded,
+    )
+    view = view_of(request)
+    if offset:
+        if cursor is not None:
+            raise InvalidArgumentError("give cursor or offset, not both")
+        infos = await app.list_workflows(
+            status=filters.status,  # type: ignore[arg-type]
+            name=name,
+            queue=queue,
+            created_after=filters.created_after,
+            created_before=filters.created_before,
+            app_version=app_version,
+            stranded=stranded,
+            id_prefix=id_prefix,
+            parent_workflow_id=parent_workflow_id,
+            limit=limit,
+            offset=offset,
+        )
+        next_link = None
+        if len(infos) == limit:
+            url = request.url.include_query_params(offset=offset + limit)
+            next_link = f"{url.path}?{url.query}"
+        items = [WorkflowOut.of(i, links_for(request, i.workflow_id), view) for i in infos]
+        return WorkflowPage(items=items, next=next_link)
+    page = await app.list_workflows_page(filters, cursor=cursor, limit=limit)
+    next_link = None
+    if page.next_cursor is not None:
+        url = request.url.remove_query_params("offset").include_query_params(
+            cursor=page.next_cursor
+        )
+        next_link = f"{url.path}?{url.query}"
+    return WorkflowPage(
+        items=[WorkflowOut.of(i, links_for(request, i.workflow_id), view) for i in page.items],
+        next=next_link,
+        next_cursor=page.next_cursor,
+    )
+
+
+def workflow_filter(
+    *,
+    status: list[WorkflowStatus] | None,
+    name: str | None,
+    queue: str | None,
+    app_version: str | None,
+    created_after: dt.datetime | None,
+    created_before: dt.datetime | None,
+    id_prefix: str | None,
+    parent_workflow_id: str | None,
+    stranded: bool = False,
+) -> WorkflowFilter:
+    """A listing's query parameters as a WorkflowFilter (texts checked)."""
+    for text, what in (
+        (name, "name"),
+        (queue, "queue"),
+        (app_version, "app_version"),
+        (id_prefix, "id_prefix"),
+        (parent_workflow_id, "parent_workflow_id"),
+    ):
         if text is not None:
             check_text(text, what)
-    infos = await app.list_workflows(
+    return WorkflowFilter(
         status=list(status) if status else None,
         name=name,
         queue=queue,
+        app_version=app_version,
         created_after=_utc(created_after),
         created_before=_utc(created_before),
-        app_version=app_version,
+        id_prefix=id_prefix,
+        parent_workflow_id=parent_workflow_id,
         stranded=stranded,
-        limit=limit,
-        offset=offset,
-    )
-    next_link = None
-    if len(infos) == limit:
-        url = request.url.include_query_params(offset=offset + limit)
-        next_link = f"{url.path}?{url.query}"
-    return WorkflowPage(
-        items=[WorkflowOut.of(info, links_for(request, info.workflow_id)) for info in infos],
-        next=next_link,
     )
 
 
@@ -201,7 +281,7 @@ async def get_workflow(
     request: Request, app: OrchestratorDep, workflow_id: WorkflowId
 ) -> WorkflowOut:
     info = await app.retrieve(check_text(workflow_id, "workflow id")).status()
-    return WorkflowOut.of(info, links_for(request, info.workflow_id))
+    return WorkflowOut.of(info, links_for(request, info.workflow_id), view_of(request))
 
 
 @router.get(
@@ -211,9 +291,50 @@ async def get_workflow(
     responses=error_responses(400, 401, 404, 422, 503),
     summary="Every recorded step of a workflow, in order",
 )
-async def list_steps(app: OrchestratorDep, workflow_id: WorkflowId) -> list[StepOut]:
-    steps = await app.list_steps(check_text(workflow_id, "workflow id"))
-    return [StepOut.of(step) for step in steps]
+async def list_steps(
+    request: Request, app: OrchestratorDep, workflow_id: WorkflowId
+) -> list[StepOut]:
+    info = await app.retrieve(check_text(workflow_id, "workflow id")).status()
+    steps = await app.list_steps(workflow_id)
+    view = view_of(request)
+    return [StepOut.of(step, view, info.trace_id, info.name) for step in steps]
+
+
+@router.get(
+    "/workflows/{workflow_id}/rollback-plan",
+    name="rollback_plan",
+    response_model=RollbackPlanOut,
+    responses=error_responses(400, 401, 404, 422, 503),
+    summary="The compensations a rollback would run if the saga failed now, in order",
+    description=(
+        "Each with the forward step it undoes and the recorded input (arguments and result) it "
+        "would receive. `applies` is false once the saga ended or passed its pivot. Reads only."
+    ),
+)
+async def rollback_plan(
+    request: Request, app: OrchestratorDep, workflow_id: WorkflowId
+) -> RollbackPlanOut:
+    info = await app.retrieve(check_text(workflow_id, "workflow id")).status()
+    plan = await app.rollback_plan(workflow_id)
+    return RollbackPlanOut.of(plan, view_of(request), info.name)
+
+
+@router.get(
+    "/workflows/{workflow_id}/audit",
+    name="workflow_audit",
+    response_model=list[AuditOut],
+    responses=error_responses(400, 401, 422, 503),
+    summary="The operator actions taken on a workflow, newest first",
+)
+async def workflow_audit(
+    app: OrchestratorDep,
+    workflow_id: WorkflowId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    entries, _ = await app.list_audit(
+        workflow_id=check_text(workflow_id, "workflow id"), limit=limit
+    )
+    return [AuditOut.of(entry) for entry in entries]
 
 
 @router.get(
@@ -282,7 +403,14 @@ async def cancel_workflow(
             ) from None
         if compensate is None:
             compensate = options.compensate
-    await app.cancel(workflow_id, compensate=bool(compensate))
+    else:
+        options = CancelRequest()
+    await app.cancel(
+        workflow_id,
+        compensate=bool(compensate),
+        children=options.children,
+        reason=options.reason,
+    )
     info = await app.retrieve(workflow_id).status()
     return _accepted(request, workflow_id, info.status)
 
@@ -298,7 +426,8 @@ async def cancel_workflow(
 async def resume_workflow(
     request: Request, app: OrchestratorDep, workflow_id: WorkflowId
 ) -> WorkflowAccepted:
-    handle = await app.resume(check_text(workflow_id, "workflow id"))
+    reason = (await optional_body(request, ReasonRequest)).reason
+    handle = await app.resume(check_text(workflow_id, "workflow id"), reason=reason)
     return _accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
@@ -335,7 +464,10 @@ async def fork_workflow(
         check_text(new_id, "new workflow id")
         if new_id == workflow_id:
             raise InvalidArgumentError("the fork needs a workflow id of its own")
-    handle = await app.fork(workflow_id, from_step, new_workflow_id=new_id, app_version=app_version)
+    reason = (await optional_body(request, ReasonRequest)).reason
+    handle = await app.fork(
+        workflow_id, from_step, new_workflow_id=new_id, app_version=app_version, reason=reason
+    )
     return _accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
@@ -350,5 +482,42 @@ async def fork_workflow(
 async def retry_compensation(
     request: Request, app: OrchestratorDep, workflow_id: WorkflowId
 ) -> WorkflowAccepted:
-    handle = await app.retry_compensation(check_text(workflow_id, "workflow id"))
+    reason = (await optional_body(request, ReasonRequest)).reason
+    handle = await app.retry_compensation(check_text(workflow_id, "workflow id"), reason=reason)
     return _accepted(request, handle.workflow_id, (await handle.status()).status)
+
+
+@router.post(
+    "/workflows/{workflow_id}/skip-compensation",
+    name="skip_compensation",
+    status_code=202,
+    response_model=WorkflowAccepted,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    summary="Give up undoing one step of a COMPENSATION_FAILED saga and finish its rollback",
+    description=(
+        "For a compensation that cannot succeed (the effect was undone by hand, or cannot be): "
+        "`step` is the forward step whose compensation failed, `reason` is required. Both, and "
+        "who did it, go to the saga's history and the audit log."
+    ),
+)
+async def skip_compensation(
+    request: Request, app: OrchestratorDep, workflow_id: WorkflowId, body: SkipCompensationRequest
+) -> WorkflowAccepted:
+    handle = await app.skip_compensation(
+        check_text(workflow_id, "workflow id"), step=body.step, reason=body.reason
+    )
+    return _accepted(request, handle.workflow_id, (await handle.status()).status)
+
+
+async def optional_body(request: Request, model: type[M]) -> M:
+    """An optional JSON body of ``model`` (empty: its defaults); 422 when it does not fit."""
+    body = parse_json(await request.body(), empty=None)
+    if body is None:
+        return model()
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ["body", *e.get("loc", ())]} for e in exc.errors(include_url=False)]
+        raise RequestInvalidError(
+            "the body does not fit the schema", errors=field_errors(errors)
+        ) from None

@@ -58,7 +58,10 @@ async def test_public_endpoints(anonymous: httpx.AsyncClient) -> None:
 
 
 async def test_admin_read_endpoints(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/admin/queues")).json() == []
+    queues = (await client.get("/admin/queues")).json()  # declared ones, idle, with limits
+    assert [(q["queue_name"], q["depth"], q["running"]) for q in queues] == [
+        ("http-tests-queue", 0, 0)
+    ]
     unknown = await client.get("/admin/queues/nope")
     assert unknown.status_code == 404
     assert (await client.get("/admin/queued", params={"queue": "nope"})).json() == []

@@ -216,7 +216,8 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200
     first = page.json()
     assert len(first["items"]) == 2
-    assert first["next"] is not None and "offset=2" in first["next"]
+    assert first["next"] is not None and "cursor=" in first["next"]  # keyset pages
+    assert first["next_cursor"] in first["next"]
     rest = (await client.get(first["next"])).json()
     listed = [w["workflow_id"] for w in first["items"] + rest["items"]]
     assert set(ids) <= set(listed)
@@ -224,7 +225,12 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient) -> None:
     assert (await client.get("/workflows", params={"created_after": future})).json() == {
         "items": [],
         "next": None,
+        "next_cursor": None,
     }
+    by_offset = (await client.get("/workflows", params={**params, "offset": 1})).json()
+    assert by_offset["items"] and "offset=3" in (by_offset["next"] or "offset=3")
+    bad = await client.get("/workflows", params={"cursor": "%%%"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_argument"
     naive = await client.get("/workflows", params={"created_before": "2000-01-01T00:00:00"})
     assert naive.json()["items"] == []
     parent = (await client.post("/workflows/enqueue_add", json={"a": 2})).json()["workflow_id"]

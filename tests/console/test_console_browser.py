@@ -229,7 +229,7 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
         start(api, "await_payment", workflow_id, order_id=workflow_id)
     until(
         lambda: (
-            api.get("/workflows/counts", params={"id_prefix": "bulk-"}).json()["counts"]["PENDING"]
+            api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"]["PENDING"]
             == 50
         ),
         "50 waiting sagas",
@@ -244,14 +244,14 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
     expect(page.locator("#bulk-matched")).to_have_text("50")
     shot(page, "bulk")
     assert (
-        api.get("/workflows/counts", params={"id_prefix": "bulk-"}).json()["counts"]["PENDING"]
+        api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"]["PENDING"]
         == 50
     )
     page.click("#bulk-run")
     page.click("#dialog-ok")
     expect(page.locator("#bulk-done")).to_have_text("50", timeout=30_000)
     expect(page.locator("#bulk-failed")).to_have_text("0")
-    counts = api.get("/workflows/counts", params={"id_prefix": "bulk-"}).json()["counts"]
+    counts = api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"]
     assert counts["PENDING"] == 0 and counts["ENQUEUED"] == 0
 
 

@@ -81,7 +81,7 @@ async function tick() {
 
 async function inboxCount() {
   try {
-    const { counts } = await api.get("/workflows/counts");
+    const { counts } = await api.get("/admin/workflow-counts");
     const n = (counts.COMPENSATION_FAILED || 0) + (counts.ERROR || 0) + (counts.MAX_RECOVERY_ATTEMPTS_EXCEEDED || 0);
     const badge = document.getElementById("inbox-count");
     badge.textContent = String(n);

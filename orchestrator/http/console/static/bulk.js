@@ -52,7 +52,7 @@ export async function mount(root, { query }, ctx) {
     const label = ACTIONS.find(([v]) => v === name)[1];
     let plan;
     try {
-      plan = await api.post(`/workflows/bulk/${name}`, body(true));
+      plan = await api.post(`/admin/bulk/${name}`, body(true));
     } catch (error) {
       result.replaceChildren(errorBox(error));
       return;
@@ -68,7 +68,7 @@ export async function mount(root, { query }, ctx) {
     run.addEventListener("click", async () => {
       const outcome = await confirmAndRun(
         { title: `${label} ${plan.matched} workflows?`, lines: ["This acts on every workflow the filter matches now (it may differ slightly from the dry run's count)."], ok: `${label} them`, danger: name === "cancel" },
-        () => api.post(`/workflows/bulk/${name}`, body(false)),
+        () => api.post(`/admin/bulk/${name}`, body(false)),
       );
       if (outcome) {
         showDone(outcome);

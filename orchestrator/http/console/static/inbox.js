@@ -28,7 +28,7 @@ export async function mount(root, _params, ctx) {
     ...GROUPS.map((group, i) => section(titles[i], { "data-group": group[0] }, holders[i])),
   );
   async function load() {
-    const tally = await api.get("/workflows/counts").catch(() => null);
+    const tally = await api.get("/admin/workflow-counts").catch(() => null);
     await Promise.all(GROUPS.map(async ([, title, statuses, only], i) => {
       try {
         const page = await api.get("/workflows", { status: statuses, limit: LIMIT });

@@ -71,18 +71,23 @@ function treeList(nodes) {
 
 function rollbackPlan(plan, w) {
   if (!plan) return empty("The rollback plan is not available on this service.");
-  if (!plan.applies || FINAL.has(w.status)) {
+  if (FINAL.has(w.status)) {
     return h("p", { class: "muted", id: "rollback-plan-ended", text: `The saga has ended (${w.status}): no rollback would run.` });
+  }
+  if (plan.past_pivot) {
+    return h("p", { class: "warn", id: "rollback-plan-past-pivot", text: `Past its pivot (step #${plan.pivot_step ?? "?"}): a failure now would not roll back; the saga would end ERROR with its effects in place.` });
   }
   if (!plan.compensations.length) {
     return h("p", { class: "muted", id: "rollback-plan-empty", text: "No completed step has a compensation: failing now would undo nothing." });
   }
   return h("div", {},
-    h("p", { class: "muted", text: "If this saga failed now, these compensations would run, in this order, each given the recorded result of the step it undoes:" }),
-    plan.past_pivot ? h("p", { class: "warn", text: "Past the pivot: this saga would no longer roll back on failure." }) : null,
+    h("p", { class: "muted", text: "If this saga failed now, these compensations would run, in this order, each given what the step it undoes recorded:" }),
     h("ol", { class: "plan" }, plan.compensations.map((c) =>
       h("li", { "data-order": c.order, "data-plan-step": c.step_number },
-        h("div", {}, h("b", { text: c.compensation }), h("span", { class: "muted", text: ` undoes step #${c.step_number} ${c.step_name}` })),
+        h("div", {},
+          h("b", { text: c.compensation }),
+          h("span", { class: "muted", text: ` undoes step #${c.step_number} ${c.step_name}` }),
+          c.child_workflow_id ? [" (child ", workflowLink(c.child_workflow_id), ")"] : null),
         jsonBlock(c.input, { class: "json small" })))),
   );
 }

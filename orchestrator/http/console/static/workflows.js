@@ -70,7 +70,7 @@ export async function mount(root, { query }, ctx) {
     delete countFilter.status;
     const [list, tally] = await Promise.all([
       api.get("/workflows", params),
-      api.get("/workflows/counts", countFilter).catch(() => null),
+      api.get("/admin/workflow-counts", countFilter).catch(() => null),
     ]);
     error.replaceChildren();
     body.replaceChildren(...(list.items.length ? list.items.map(workflowRow) : [

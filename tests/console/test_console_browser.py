@@ -211,6 +211,8 @@ def test_the_timeline_grows_while_the_saga_runs(
     expect(page.locator("#status")).to_have_text("SUCCESS", timeout=30_000)
     expect(page.locator('.tl-row[data-kind="recv"]')).to_have_count(1)
     expect(page.locator('.tl-row[data-kind="set_event"]')).to_have_count(1)
+    page.click('[data-step="4"] .name')  # unfolds the step's recorded result (redacted)
+    expect(page.locator('[data-step-detail="4"]')).to_contain_text("ch-slow-1")
     expect(page.locator('.tl-row[data-kind="sleep"]')).to_have_count(3)
     expect(page.locator("#rollback-plan-ended")).to_be_visible()
     assert page.evaluate("window.__notReloaded") is True  # live: no page reload
@@ -229,7 +231,9 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
         start(api, "await_payment", workflow_id, order_id=workflow_id)
     until(
         lambda: (
-            api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"]["PENDING"]
+            api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"][
+                "PENDING"
+            ]
             == 50
         ),
         "50 waiting sagas",

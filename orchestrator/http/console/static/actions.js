@@ -29,7 +29,7 @@ export function confirmAndRun({ title, lines = [], fields = [], ok, danger = fal
   const problem = h("div", { class: "error-box", id: "dialog-error", role: "alert", hidden: true });
   const okButton = h("button", { type: "submit", id: "dialog-ok", class: danger ? "danger" : "primary", text: ok });
   const cancel = h("button", { type: "button", id: "dialog-cancel", text: "Cancel" });
-  const form = h("form", { method: "dialog", class: "dialog-form" },
+  const form = h("form", { method: "dialog", class: "dialog-form", novalidate: true },
     h("h2", { text: title }),
     lines.map((line) => (line instanceof Node ? line : h("p", { text: line }))),
     fields.map(field),

@@ -95,7 +95,10 @@ export function errorBox(error, attrs = {}) {
 
 export function errorText(error) {
   if (!error) return "";
-  if (error.status) return `${error.status} ${error.code || ""}: ${error.message}`.replace("  ", " ");
+  if (error.status) {
+    const fields = Array.isArray(error.detail) ? error.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`) : [];
+    return [`${error.status} ${error.code || "error"}: ${error.message}`, ...fields].join("\n");
+  }
   return String(error.message || error);
 }
 

@@ -113,6 +113,7 @@ export async function mount(root, { id }, ctx) {
   );
   let last = null;
   let steps = [];
+  const openSteps = new Set(); // steps whose recorded result is unfolded (kept across refreshes)
 
   async function load() {
     let w;
@@ -130,7 +131,7 @@ export async function mount(root, { id }, ctx) {
     );
     facts.replaceChildren(summary(w, ctx));
     valuesHolder.replaceChildren(values(w));
-    timelineHolder.replaceChildren(timeline(w, steps));
+    timelineHolder.replaceChildren(timeline(w, steps, { open: openSteps }));
     const [plan, children, events, audit] = await Promise.all([
       FINAL.has(w.status) ? Promise.resolve({ applies: false, compensations: [] }) : api.get(`${api.wf(id)}/rollback-plan`).catch(() => null),
       childTree(id, CHILD_DEPTH).catch(() => []),
@@ -140,8 +141,13 @@ export async function mount(root, { id }, ctx) {
     planHolder.replaceChildren(rollbackPlan(plan, w));
     childrenHolder.replaceChildren(children.length ? treeList(children) : empty("No child workflows."));
     const eventEntries = events ? Object.entries(events.events || {}) : [];
+    // Keys only: the events endpoint serves programs, unredacted; the value is shown (through
+    // the redaction hook) on the set_event step of the timeline.
     eventsHolder.replaceChildren(eventEntries.length
-      ? h("dl", { class: "facts" }, eventEntries.map(([k, v]) => [h("dt", { text: k }), h("dd", {}, jsonBlock(v))]))
+      ? h("ul", { class: "event-keys" }, eventEntries.map(([k]) => {
+          const step = steps.find((x) => x.kind === "set_event" && x.name.includes(k)) || steps.find((x) => x.kind === "set_event");
+          return h("li", { "data-event": k }, h("span", { class: "mono", text: k }), step ? h("span", { class: "muted", text: ` — value on step #${step.step_number}` }) : null);
+        }))
       : empty("No events published."));
     const entries = Array.isArray(audit) ? audit : audit && audit.items;
     auditHolder.replaceChildren(entries ? auditTable(entries, { workflowColumn: false }) : empty("The audit log is not available on this service."));

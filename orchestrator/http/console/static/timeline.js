@@ -1,6 +1,6 @@
 // A saga's steps on a time axis: one row per recorded step (compensations, sleeps, messages,
 // events and child workflows included), bars positioned in % of the saga's run so far.
-import { fmtDuration, fmtTime, h, workflowLink } from "./dom.js";
+import { fmtDuration, fmtTime, h, jsonBlock, workflowLink } from "./dom.js";
 
 const HIDDEN_KINDS = new Set(["register_compensation"]); // shown on the step they belong to
 const KIND_LABEL = {
@@ -24,7 +24,7 @@ function traceLink(url, attrs) {
   return h("a", { href: url, target: "_blank", rel: "noopener noreferrer", class: "trace", ...attrs, text: "trace" });
 }
 
-export function timeline(workflow, steps, { now = Date.now() } = {}) {
+export function timeline(workflow, steps, { now = Date.now(), open = new Set() } = {}) {
   const shown = steps.filter((s) => !HIDDEN_KINDS.has(s.kind));
   const running = !workflow.finished_at && ["PENDING", "COMPENSATING", "ENQUEUED"].includes(workflow.status);
   const t0 = ms(workflow.started_at) || ms(workflow.created_at) || now;
@@ -51,9 +51,17 @@ export function timeline(workflow, steps, { now = Date.now() } = {}) {
       s.compensation ? `compensation: ${s.compensation}` : "",
       s.error ? `error: ${s.error_type || ""} ${s.error}` : "",
     ].filter(Boolean).join("\n");
-    return h(
+    const detail = h("div", { class: "tl-detail", "data-step-detail": s.step_number, hidden: !open.has(s.step_number) },
+      h("div", { class: "muted", text: `${fmtTime(s.started_at)} → ${fmtTime(s.finished_at)} · ${s.attempts} attempt(s)` }),
+      s.error ? h("pre", { class: "json error", text: `${s.error_type || "Error"}: ${s.error}` }) : jsonBlock(s.output, { class: "json small" }));
+    const toggle = () => {
+      detail.hidden = !detail.hidden;
+      if (detail.hidden) open.delete(s.step_number);
+      else open.add(s.step_number);
+    };
+    return [h(
       "div",
-      { class: `tl-row kind-${s.kind} ${s.status === "ERROR" ? "failed" : ""}`, "data-step": s.step_number, "data-kind": s.kind, "data-status": s.status },
+      { class: `tl-row kind-${s.kind} ${s.status === "ERROR" ? "failed" : ""}`, "data-step": s.step_number, "data-kind": s.kind, "data-status": s.status, title: "click: recorded result", onclick: (event) => event.target.closest("a") || toggle() },
       h("div", { class: "tl-label" },
         h("span", { class: "num", text: `#${s.step_number}` }),
         h("span", { class: `kind kind-${s.kind}`, text: KIND_LABEL[s.kind] || s.kind }),
@@ -70,7 +78,7 @@ export function timeline(workflow, steps, { now = Date.now() } = {}) {
           ? h("span", { class: "tl-dur before", style: { left: pct(startAt) }, text: fmtDuration(took) })
           : h("span", { class: "tl-dur", style: { left: pct(finish) }, text: fmtDuration(took) })),
       ),
-    );
+    ), detail];
   });
   if (running) {
     const last = shown.reduce((t, s) => Math.max(t, ms(s.finished_at) || 0), t0);

@@ -1,3 +1,11 @@
 // The login form posts itself (no script needed); this only shows why we are back here.
-const params = new URLSearchParams(location.search);
-if (params.has("error")) document.getElementById("login-error").hidden = false;
+const REASONS = {
+  key: "That key is not valid for this service.",
+  name: "Give your name: it is recorded with every action you take.",
+};
+const reason = new URLSearchParams(location.search).get("error");
+if (reason !== null) {
+  const box = document.getElementById("login-error");
+  box.textContent = REASONS[reason] || REASONS.key;
+  box.hidden = false;
+}

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from orchestrator.app import Orchestrator
+from orchestrator.cli import actions as _actions  # noqa: F401  (registers its commands)
 from orchestrator.cli.common import (
     ApiKey,
     AppName,

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.app import Orchestrator
+from orchestrator.audit import Actor, acting_as, current_actor
 from orchestrator.config import Settings, resolve_database_url
 from orchestrator.errors import OrchestratorError
 
@@ -99,7 +101,9 @@ def call_service(url: str, api_key: str | None, call: Callable[[ServiceClient], 
     from orchestrator.http.client import ServiceClient  # FastAPI loads only for --url
 
     async def work() -> T:
-        async with ServiceClient(url, api_key=api_key) as client:
+        async with ServiceClient(
+            url, api_key=api_key, actor=cli_actor().name, surface="cli"
+        ) as client:
             return await call(client)
 
     return run(work)
@@ -129,9 +133,16 @@ def ask(
 
     async def work() -> T:
         async with inspector(where.database_url, where.app_name, where.schema) as app:
-            return await local(app)
+            with acting_as(cli_actor()):  # the audit log says who, from the CLI
+                return await local(app)
 
     return run(work)
+
+
+def cli_actor() -> Actor:
+    """Who acts from the CLI: ``ORCHESTRATOR_ACTOR`` if set, else the login user."""
+    name = os.environ.get("ORCHESTRATOR_ACTOR") or current_actor().name
+    return Actor(name, surface="cli")
 
 
 def inspector(database_url: str | None, app_name: str, schema: str) -> Orchestrator:

@@ -123,17 +123,25 @@ def list_steps(
 def cancel_workflow(
     workflow_id: str,
     compensate: Annotated[bool, typer.Option(help="roll back completed steps")] = False,
+    children: Annotated[
+        bool, typer.Option(help="cancel its running child workflows too (--no-children: leave)")
+    ] = True,
+    reason: Annotated[str | None, typer.Option(help="why (recorded in the audit log)")] = None,
     database_url: DatabaseUrl = None,
     app_name: AppName = "orchestrator",
     schema: Schema = "orchestrator",
     url: ServiceUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Cancel a workflow (it stops at its next durable call)."""
+    """Cancel a workflow (it stops at its next durable call), and its running children."""
     ask(
         Where(database_url, app_name, schema, url, api_key),
-        lambda app: app.cancel(workflow_id, compensate=compensate),
-        lambda client: client.cancel(workflow_id, compensate=compensate),
+        lambda app: app.cancel(
+            workflow_id, compensate=compensate, children=children, reason=reason
+        ),
+        lambda client: client.cancel(
+            workflow_id, compensate=compensate, children=children, reason=reason
+        ),
     )
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
 

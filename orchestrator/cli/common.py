@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.app import Orchestrator
@@ -57,8 +58,13 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except OrchestratorError as exc:
-        errors.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        fail(exc)
         raise typer.Exit(1) from None
+
+
+def fail(exc: OrchestratorError) -> None:
+    """Print ``exc`` as one line on stderr (never wrapped: scripts grep it)."""
+    errors.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", soft_wrap=True)
 
 
 def database_url_of(database_url: str | None, app_name: str) -> str:

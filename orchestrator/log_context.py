@@ -45,9 +45,10 @@ class WorkflowLogFilter(logging.Filter):
             )
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
-            record.trace_id = format(span.trace_id, "032x")
+            trace_id = format(span.trace_id, "032x")
+            record.trace_id = trace_id
             record.span_id = format(span.span_id, "016x")
-            record.trace = f" trace={record.trace_id}"
+            record.trace = f" trace={trace_id}"
         else:
             record.trace_id = record.span_id = record.trace = ""
         return True

@@ -19,8 +19,10 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: demo test bench load chaos fuzz fmt lint bootstrap lock clean
 
-# The sample shop: orchestrator + inventory, payments, shipping; serves until Ctrl-C.
-demo: bootstrap
+# The sample shop: orchestrator + inventory, payments, shipping; serves until Ctrl-C. Needs
+# the demo extra only (no test toolchain); a .venv built for `make test` already has it.
+demo:
+	scripts/bootstrap.sh demo
 	$(VENV)/bin/saga up $(ARGS)
 
 test:

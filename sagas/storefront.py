@@ -4,6 +4,8 @@
 the checkout saga (workflow id = order id), waits for its ``payment_url`` event and redirects
 the browser there. The payment page sends the customer back to ``/shop/orders/{id}``, which
 polls ``/shop/orders/{id}/status`` until the saga ends: ``completed`` or ``compensated``.
+While the order awaits payment, that page shows the payment link the saga published; it links
+the order to its saga in the orchestrator's console (``/console/#/workflows/{id}``).
 """
 
 from __future__ import annotations
@@ -128,19 +130,27 @@ async def order_status(order_id: OrderId) -> JSONResponse:
 
 
 @router.get("/orders/{order_id}", response_class=HTMLResponse, summary="An order's page")
-async def order_page(order_id: OrderId) -> HTMLResponse:
+async def order_page(order_id: OrderId, request: Request) -> HTMLResponse:
     oid = html.escape(order_id)
+    # This page is served by the orchestrator's service: its console is under the same base.
+    console = html.escape(f"{str(request.base_url).rstrip('/')}/console/#/workflows/{order_id}")
     body = f"""<div class="card"><p>Order <code>{oid}</code></p>
 <p>Status: <span id="status">loading…</span></p><p id="detail"></p>
+<p id="payment" hidden><a id="payment-link" href="">Pay for this order</a></p>
 <form method="post" action="/shop/orders/{oid}/refund" id="refund-form" hidden>
 <button id="refund" type="submit">Refund this order</button></form>
 <p>Refund: <span id="refund-status">none</span></p></div>
-<p><a href="/shop">Back to the shop</a> · <a href="/docs">API</a></p>"""
+<p><a href="/shop">Back to the shop</a> · <a id="console-link" href="{console}">This order's
+saga in the console</a> · <a href="/docs">API</a></p>"""
     script = f"""const final=new Set(["completed","compensated","failed","needs attention"]);
 async function poll(){{
   const r=await fetch("/shop/orders/{oid}/status"); const s=await r.json();
   const el=document.getElementById("status"); el.textContent=s.state; el.className=s.state;
   document.getElementById("detail").textContent=s.error?("why: "+s.error):"";
+  const pay=s.events.payment_url, waiting=s.events.status==="awaiting_payment"&&!final.has(s.state)
+    &&typeof pay==="string"&&(pay.startsWith("http://")||pay.startsWith("https://"));
+  document.getElementById("payment").hidden=!waiting;
+  if(waiting) document.getElementById("payment-link").href=pay;
   document.getElementById("refund-form").hidden=!(s.state==="completed"&&!s.refund);
   if(s.refund) document.getElementById("refund-status").textContent=s.refund.state;
   if(!final.has(s.state)||(s.refund&&!final.has(s.refund.state))) setTimeout(poll,500);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the project's environment: a pinned uv in .tools/, then .venv/ synced from uv.lock.
 #
-# Usage: scripts/bootstrap.sh [EXTRA...]     (default extra: dev; `make bench` adds bench)
+# Usage: scripts/bootstrap.sh [EXTRA...]     (default extra: dev; `make demo` asks for demo
+#                                            only, `make bench` adds bench)
 #
 # Needs only python3 >= 3.11 on PATH. Idempotent: a stamp in .venv/ records the hash of
 # uv.lock, pyproject.toml, this script and the extras synced, so a second run returns at once.
+# Extras accumulate: a sync keeps the extras synced before, so `make demo` after `make test`
+# leaves the dev tools in place and `make test` after `make demo` adds them.
 set -euo pipefail
 
 UV_VERSION="0.13.9"   # keep in step with [tool.uv] required-version in pyproject.toml
@@ -40,16 +43,22 @@ fi
 
 # 2. Skip the sync when nothing it depends on changed and the extras are already there.
 hash="$(cat uv.lock pyproject.toml "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+stamp_hash=""
+stamp_extras=""
 if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
     read -r stamp_hash stamp_extras < "$STAMP" || true
-    if [ "${stamp_hash:-}" = "$hash" ]; then
-        missing=0
-        for e in "${extras[@]}"; do
-            case ",${stamp_extras:-}," in *",$e,"*) ;; *) missing=1 ;; esac
-        done
-        [ $missing -eq 0 ] && exit 0
-    fi
 fi
+missing=0
+for e in "${extras[@]}"; do
+    case ",${stamp_extras}," in *",$e,"*) ;; *) missing=1 ;; esac
+done
+[ "$stamp_hash" = "$hash" ] && [ $missing -eq 0 ] && exit 0
+
+# The extras synced before stay (uv sync removes what it is not asked for).
+IFS=, read -r -a kept <<< "$stamp_extras"
+for e in "${kept[@]}"; do
+    case " ${extras[*]} " in *" $e "*) ;; *) [ -n "$e" ] && extras+=("$e") ;; esac
+done
 
 # 3. Sync .venv exactly to the lock (--locked: fail if uv.lock is stale against pyproject.toml).
 extra_args=()

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from orchestrator.app import Orchestrator
+from orchestrator.cli import actions as _actions  # noqa: F401  (registers its commands)
 from orchestrator.cli.common import (
     ApiKey,
     AppName,
@@ -16,6 +17,7 @@ from orchestrator.cli.common import (
     Schema,
     ServiceUrl,
     Where,
+    app_name_of,
     ask,
     console,
     database_url_of,
@@ -37,13 +39,14 @@ cli.command("upgrade-check")(upgrade_check)
 @cli.command()
 def migrate(
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
 ) -> None:
     """Apply pending schema migrations (also done at every launch)."""
 
     async def work() -> list[str]:
-        app = Orchestrator(app_name, database_url_of(database_url, app_name), schema=schema)
+        name = app_name_of(database_url, app_name, existing=False)
+        app = Orchestrator(name, database_url_of(database_url, name), schema=schema)
         return await app.migrate()  # under the migration lock every process shares
 
     applied = run(work)
@@ -53,7 +56,7 @@ def migrate(
 @cli.command()
 def queues(
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,
@@ -72,7 +75,7 @@ def queues(
 @cli.command()
 def schedules(
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.app import Orchestrator
-from orchestrator.cli.common import console, errors, run
+from orchestrator.cli.common import console, fail, run
 from orchestrator.errors import OrchestratorError
 from orchestrator.log_context import configure_logging
 from orchestrator.tracing import configure_tracing, flush_tracing, tracing_requested
@@ -141,12 +141,15 @@ def up(
     """Serve an application's HTTP API (workflows, messages, events, webhooks) and run it;
     with no argument, run the sample shop (orchestrator, inventory, payments, shipping)."""
     _exit_quietly_on_early_signals()
-    from orchestrator.cli.stack import Stack, UpContext, free_port
+    from orchestrator.cli.ports import check_port, free_port
+    from orchestrator.cli.stack import Stack, UpContext
     from orchestrator.cli.supervisor import run_stack
     from orchestrator.http import check_bind, serve
 
     try:
         check_bind(host, api_key)
+        if port:
+            check_port(host, port)  # before anything starts: one line, not a traceback
         loaded = load_target(target)
         if isinstance(loaded, Orchestrator):
             _observe(loaded, otlp_endpoint)
@@ -161,6 +164,6 @@ def up(
             run_stack(stack, context, api_key=api_key, echo=lambda line: print(line, flush=True))
         )
     except OrchestratorError as exc:
-        errors.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        fail(exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

@@ -7,7 +7,6 @@ beside the service (e.g. the microservices its steps call), each stopped with it
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 
 from orchestrator.app import Orchestrator
-from orchestrator.errors import ConfigurationError
+from orchestrator.cli.ports import free_port
 
 if TYPE_CHECKING:
     from orchestrator.http.webhooks import WebhookSource
@@ -59,18 +58,6 @@ class Stack:
     links: Mapping[str, str] = field(default_factory=dict)
 
 
-def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
-    """``preferred`` if it can be bound on ``host`` now, else a port the OS picks."""
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            return int(probe.getsockname()[1])
-    raise ConfigurationError(f"no free port on {host}")
-
-
 @dataclass(frozen=True)
 class UpContext:
     """Where the service will listen, handed to a stack factory before anything starts."""
@@ -96,3 +83,5 @@ class UpContext:
 
 
 StackFactory = Callable[[UpContext], Stack]
+
+__all__ = ["ChildProcess", "Stack", "StackFactory", "UpContext", "free_port"]

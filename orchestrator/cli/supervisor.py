@@ -142,6 +142,7 @@ async def run_stack(
 def _announce(stack: Stack, context: UpContext, echo: Callable[[str], None]) -> None:
     rows = [(name, url) for name, url in stack.links.items()]
     rows.append(("orchestrator", f"{context.url}  (API docs: {context.url}/docs)"))
+    rows.append(("console", f"{context.url}/console"))  # the operator console: workflows
     rows += [(child.name, child.url) for child in stack.processes if child.url]
     width = max(len(name) for name, _ in rows)
     for name, url in rows:

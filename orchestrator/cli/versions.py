@@ -28,7 +28,7 @@ from orchestrator.cli.serve import load_app
 
 def versions(
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,

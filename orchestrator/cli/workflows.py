@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator import WorkflowStatus
 from orchestrator.app import Orchestrator
@@ -25,6 +26,7 @@ from orchestrator.cli.common import (
     plain,
     print_rows,
     run,
+    text_of,
 )
 from orchestrator.cli.serve import load_app
 from orchestrator.errors import OrchestratorError
@@ -51,15 +53,16 @@ def list_workflows(
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """List workflows, newest first."""
+    where = Where(database_url, app_name, schema, url, api_key)
     rows: list[Any] = ask(
-        Where(database_url, app_name, schema, url, api_key),
+        where,
         lambda app: app.list_workflows(
             status=status, name=name, app_version=app_version, stranded=stranded, limit=limit
         ),
@@ -70,20 +73,20 @@ def list_workflows(
     columns = ["workflow_id", "name", "status", "created_at", "error"]
     if stranded or app_version:
         columns = ["workflow_id", "name", "status", "app_version", "executor_id", "created_at"]
-    print_rows(rows, columns, as_json, "workflows")
+    print_rows(rows, columns, as_json, "workflows", source=where.describe())
 
 
 @workflows_cli.command("get")
 def get_workflow(
     workflow_id: str,
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Show one workflow's status, input, output and error."""
+    """Show one workflow's status, input, output and error (input and output as JSON)."""
     info: dict[str, Any] = plain(
         ask(
             Where(database_url, app_name, schema, url, api_key),
@@ -96,14 +99,15 @@ def get_workflow(
         console.print_json(json.dumps(info))
         return
     for key, value in info.items():
-        console.print(f"[bold]{key:>20}[/bold]  {value}")
+        shown = json.dumps(value, ensure_ascii=False) if key in ("input", "output") else value
+        console.print(f"[bold]{key:>20}[/bold]  {escape(text_of(shown))}", highlight=False)
 
 
 @workflows_cli.command("steps")
 def list_steps(
     workflow_id: str,
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     as_json: AsJson = False,
     url: ServiceUrl = None,
@@ -123,17 +127,25 @@ def list_steps(
 def cancel_workflow(
     workflow_id: str,
     compensate: Annotated[bool, typer.Option(help="roll back completed steps")] = False,
+    children: Annotated[
+        bool, typer.Option(help="cancel its running child workflows too (--no-children: leave)")
+    ] = True,
+    reason: Annotated[str | None, typer.Option(help="why (recorded in the audit log)")] = None,
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     url: ServiceUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Cancel a workflow (it stops at its next durable call)."""
+    """Cancel a workflow (it stops at its next durable call), and its running children."""
     ask(
         Where(database_url, app_name, schema, url, api_key),
-        lambda app: app.cancel(workflow_id, compensate=compensate),
-        lambda client: client.cancel(workflow_id, compensate=compensate),
+        lambda app: app.cancel(
+            workflow_id, compensate=compensate, children=children, reason=reason
+        ),
+        lambda client: client.cancel(
+            workflow_id, compensate=compensate, children=children, reason=reason
+        ),
     )
     console.print(f"cancelled {workflow_id}" + (" with rollback" if compensate else ""))
 
@@ -256,7 +268,7 @@ def move_workflows(
         typer.Option("--from-version", help="every unfinished workflow of this version"),
     ] = None,
     database_url: DatabaseUrl = None,
-    app_name: AppName = "orchestrator",
+    app_name: AppName = None,
     schema: Schema = "orchestrator",
     url: ServiceUrl = None,
     api_key: ApiKey = None,

@@ -19,6 +19,7 @@ from orchestrator.engine.saga import Saga
 from orchestrator.engine.workflows import WorkflowFunction
 from orchestrator.errors import ConfigurationError, WorkflowCancelledError
 from orchestrator.lease import Lease
+from orchestrator.log_context import log_finished
 from orchestrator.metrics import Metrics
 from orchestrator.serialization import encode_error
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
@@ -144,6 +145,8 @@ class Runs:
         finally:
             if run.final_status is not None:
                 self.metrics.workflow_completed(run.workflow.name, run.final_status.value)
+                duration_ms = self.clock.now_ms() - run.record.created_at
+                log_finished(run.workflow_id, run.workflow.name, run.final_status, duration_ms)
             if run.span is not None:
                 error = run.outcome.exception() if run.outcome.done() else None
                 self.tracing.end_execution(run.span, run.final_status, error)

@@ -14,6 +14,7 @@ from orchestrator.app import Orchestrator
 from orchestrator.errors import ConfigurationError
 from orchestrator.http import admin, console, events, messages, session, workflows
 from orchestrator.http.deps import ServiceConfig, require_api_key
+from orchestrator.http.docs import install_docs
 from orchestrator.http.errors import install_error_handlers
 from orchestrator.http.limits import BODY_CHUNK_TIMEOUT_SECONDS, BodyLimitMiddleware
 from orchestrator.http.openapi import add_workflow_operations
@@ -134,6 +135,8 @@ def create_app(
         version="1",
         lifespan=lifespan,
         telemetry=telemetry,
+        docs_url=None,  # served from the package by install_docs (no CDN), and no /redoc
+        redoc_url=None,
     )
     api.state.config = ServiceConfig(
         orchestrator=app,
@@ -146,6 +149,7 @@ def create_app(
     )
     api.state.keys = Keys(operator=api_key, reader=read_only_api_key)
     install_error_handlers(api)
+    install_docs(api)
     protected = [Depends(require_api_key)]
     api.include_router(admin.health_router)
     api.include_router(events.public_router)

@@ -55,12 +55,18 @@ class ServiceClient:
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
+        actor: str | None = None,
+        surface: str | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise errors.InvalidArgumentError(
                 f"the service URL must start with http:// or https://, got {base_url!r}"
             )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if actor:  # who the audit log records for the actions taken (X-Actor)
+            headers["X-Actor"] = actor
+        if surface:
+            headers["X-Orchestrator-Surface"] = surface
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
@@ -144,14 +150,62 @@ class ServiceClient:
         """A workflow's steps (``GET /workflows/{id}/steps``)."""
         return list(await self.request("GET", f"/workflows/{_segment(workflow_id)}/steps"))
 
-    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> dict[str, Any]:
-        """Cancel (and optionally roll back) a workflow."""
+    async def cancel(
+        self,
+        workflow_id: str,
+        *,
+        compensate: bool = False,
+        children: bool = True,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Cancel (and optionally roll back) a workflow, and its running children."""
         path = f"/workflows/{_segment(workflow_id)}/cancel"
-        return dict(await self.request("POST", path, json={"compensate": compensate}))
+        body = {"compensate": compensate, "children": children, "reason": reason}
+        return dict(await self.request("POST", path, json=body))
 
-    async def resume(self, workflow_id: str) -> dict[str, Any]:
+    async def resume(self, workflow_id: str, *, reason: str | None = None) -> dict[str, Any]:
         """Run a cancelled or failed workflow again, in the service's process."""
-        return dict(await self.request("POST", f"/workflows/{_segment(workflow_id)}/resume"))
+        path = f"/workflows/{_segment(workflow_id)}/resume"
+        return dict(await self.request("POST", path, json={"reason": reason}))
+
+    async def retry_compensation(
+        self, workflow_id: str, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Retry the failed compensation of a COMPENSATION_FAILED saga."""
+        path = f"/workflows/{_segment(workflow_id)}/retry-compensation"
+        return dict(await self.request("POST", path, json={"reason": reason}))
+
+    async def skip_compensation(
+        self, workflow_id: str, *, step: int, reason: str
+    ) -> dict[str, Any]:
+        """Give up undoing forward step ``step`` of a COMPENSATION_FAILED saga."""
+        path = f"/workflows/{_segment(workflow_id)}/skip-compensation"
+        return dict(await self.request("POST", path, json={"step": step, "reason": reason}))
+
+    async def bulk(
+        self,
+        action: str,
+        filters: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        compensate: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """A bulk action (``cancel``, ``resume``, ``retry-compensation``) by filter."""
+        body = {
+            "filter": {k: v for k, v in filters.items() if v is not None},
+            "dry_run": dry_run,
+            "compensate": compensate,
+            "reason": reason,
+        }
+        return dict(await self.request("POST", f"/admin/bulk/{_segment(action)}", json=body))
+
+    async def list_audit(
+        self, *, workflow_id: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The operator audit log, newest first."""
+        params = {"workflow_id": workflow_id, "action": action, "limit": limit}
+        return list((await self.request("GET", "/admin/audit", params=params))["items"])
 
     async def fork(
         self,

@@ -66,9 +66,11 @@ def _mismatch() -> SignatureError:
 class StandardWebhooks:
     """standardwebhooks.com: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``
     (space-separated ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``); secrets are
-    ``whsec_<base64 key>``."""
+    ``whsec_<base64 key>``. Svix, the reference sender, names the same three headers
+    ``svix-id``, ``svix-timestamp`` and ``svix-signature``: a delivery carrying no
+    ``webhook-id`` is read from those."""
 
-    signature_headers: frozenset[str] = frozenset({"webhook-signature"})
+    signature_headers: frozenset[str] = frozenset({"webhook-signature", "svix-signature"})
 
     @staticmethod
     def key(secret: str) -> bytes:
@@ -89,9 +91,10 @@ class StandardWebhooks:
         now: float,
         tolerance: float,
     ) -> None:
-        delivery = _header(headers, "webhook-id")
-        timestamp = _header(headers, "webhook-timestamp")
-        signatures = _header(headers, "webhook-signature")
+        prefix = _prefix(headers)
+        delivery = _header(headers, f"{prefix}-id")
+        timestamp = _header(headers, f"{prefix}-timestamp")
+        signatures = _header(headers, f"{prefix}-signature")
         _check_time(timestamp, now, tolerance)
         content = f"{delivery}.{timestamp}.".encode() + body
         expected = [base64.b64encode(_hmac(self.key(s), content)) for s in secrets]
@@ -102,7 +105,12 @@ class StandardWebhooks:
             raise _mismatch()
 
     def delivery_id(self, headers: Mapping[str, str], payload: Any) -> str | None:
-        return headers.get("webhook-id")
+        return headers.get(f"{_prefix(headers)}-id")
+
+
+def _prefix(headers: Mapping[str, str]) -> str:
+    """``webhook`` (Standard Webhooks' names), or ``svix`` when only Svix's are there."""
+    return "svix" if "webhook-id" not in headers and "svix-id" in headers else "webhook"
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,3 +63,36 @@ def test_order_and_pay_or_cancel_in_the_browser(
             expect(page.locator("#refund-status")).to_have_text("completed", timeout=20_000)
     finally:
         page.close()
+
+
+def test_a_pending_order_shows_its_payment_link_and_its_saga_in_the_console(
+    shop_up: SagaUp, browser: object
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    orchestrator = shop_up.urls["orchestrator"]
+    assert shop_up.urls["console"] == f"{orchestrator}/console"  # saga up prints it
+    page = browser.new_page()
+    try:
+        page.goto(shop_up.urls["shop"])
+        page.click("#order")
+        page.wait_for_url(f"{shop_up.urls['payments']}/pay/*")
+        payment_url = page.url
+        order_id = page.locator("p b").first.inner_text()  # "Order <b>order-…</b>"
+        # The customer leaves the payment page and looks at the order: still pending.
+        page.goto(f"{shop_up.urls['shop']}/orders/{order_id}")
+        expect(page.locator("#status")).to_have_text("awaiting_payment", timeout=20_000)
+        expect(page.locator("#payment-link")).to_be_visible()
+        expect(page.locator("#payment-link")).to_have_attribute("href", payment_url)
+        console = page.locator("#console-link")
+        expect(console).to_have_attribute("href", f"{orchestrator}/console/#/workflows/{order_id}")
+        page.click("#payment-link")
+        page.wait_for_url(payment_url)
+        page.click("#pay")
+        page.wait_for_url(f"{shop_up.urls['shop']}/orders/{order_id}")
+        expect(page.locator("#status")).to_have_text("completed", timeout=20_000)
+        expect(page.locator("#payment-link")).to_be_hidden()  # paid: no link any more
+        expect(console).to_be_visible()
+    finally:
+        page.close()

@@ -237,3 +237,49 @@ def test_an_unreachable_database_is_retried_without_printing_its_password() -> N
     output = "".join(lines)
     assert "retrying" in output, output  # it is waiting for the database to come back
     assert "hunter2secret" not in output, output
+
+
+async def test_operator_actions_from_the_cli(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = tmp_path / "refund-down"
+    down.touch()
+    monkeypatch.setenv("REFUND_DOWN", str(down))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ORCHESTRATOR_ACTOR", "erin")
+    from tests.cli.ops_app import define
+
+    app = Orchestrator("cli-ops", database_url, executor_id="cli-ops-test", app_version="ops")
+    order = define(app)
+    where = ("--database-url", database_url, "--app-name", "cli-ops")
+    async with app:
+        failed = await app.start(order, 10, workflow_id="ops-1")
+        with pytest.raises(Exception, match="COMPENSATION_FAILED"):
+            await failed.result()
+        for i in range(3):
+            await app.start(order, i, False, workflow_id=f"ops-run-{i}")
+    no_reason = saga("workflows", "skip-compensation", "ops-1", "--step", "1", "--app", "x:y")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    skipped = saga(
+        "workflows", "skip-compensation", "ops-1", "--step", "1",
+        "--reason", "refunded by hand", "--app", "tests.cli.ops_app:app",
+    )  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr + skipped.stdout
+    assert "COMPENSATED" in skipped.stdout
+    dry = saga("workflows", "bulk-cancel", "--id-prefix", "ops-run-", "--dry-run", *where)
+    assert dry.returncode == 0, dry.stderr
+    assert "would act on 3 workflows" in dry.stdout
+    acted = saga("workflows", "bulk-cancel", "--id-prefix", "ops-run-", "--reason", "drill", *where)
+    assert acted.returncode == 0 and "3 done, 0 failed" in acted.stdout, acted.stdout
+    needs_code = saga("workflows", "bulk-resume", "--id-prefix", "ops-run-", *where)
+    assert needs_code.returncode == 2 and "--app" in needs_code.stderr
+    audit = saga("workflows", "audit", "--json", *where)
+    entries = json.loads(audit.stdout)
+    assert {(e["action"], e["actor"], e["surface"]) for e in entries} >= {
+        ("skip_compensation", "erin", "cli"),
+        ("bulk_cancel", "erin", "cli"),
+        ("cancel", "erin", "cli"),
+    }
+    assert next(e for e in entries if e["action"] == "skip_compensation")["reason"] == (
+        "refunded by hand"
+    )

@@ -15,7 +15,14 @@ pytestmark = pytest.mark.slow
 def test_saga_up_serves_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     up = saga_up(tmp_path, "--port", "0")
     try:
-        assert set(up.urls) == {"shop", "orchestrator", "inventory", "payments", "shipping"}
+        assert set(up.urls) == {
+            "shop",
+            "orchestrator",
+            "console",
+            "inventory",
+            "payments",
+            "shipping",
+        }
         with httpx.Client(timeout=30) as http:
             page = http.get(up.urls["shop"])
             assert page.status_code == 200

@@ -91,6 +91,32 @@ async def test_standard_webhooks_valid_rotated_and_deduplicated(
     assert await _result(client, workflow_id) == ["a", "b", "c"]  # "a" delivered once
 
 
+async def test_standard_webhooks_under_svix_header_names(
+    anonymous: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """Svix sends the same scheme as svix-id / svix-timestamp / svix-signature."""
+    workflow_id = await _collector(client, 2)
+    body = json.dumps({"workflow_id": workflow_id, "item": "svix"})
+    standard = _std_headers(body, NEW_STD_SECRET)
+    svix = {k.replace("webhook-", "svix-"): v for k, v in standard.items()}
+    assert set(svix) == {"svix-id", "svix-timestamp", "svix-signature", "content-type"}
+    first = await anonymous.post("/webhooks/std", content=body, headers=svix)
+    assert first.status_code == 202, first.text
+    assert first.json()["delivery_id"] == standard["webhook-id"]
+    again = await anonymous.post("/webhooks/std", content=body, headers=svix)
+    assert again.json() == first.json()  # deduplicated by svix-id
+    tampered = {**svix, "svix-signature": _std_headers("{}", NEW_STD_SECRET)["webhook-signature"]}
+    refused = await anonymous.post("/webhooks/std", content=body, headers=tampered)
+    assert refused.status_code == 401 and refused.json()["detail"]["reason"] == "mismatch"
+    no_id = {k: v for k, v in svix.items() if k != "svix-id"}
+    missing = await anonymous.post("/webhooks/std", content=body, headers=no_id)
+    assert missing.status_code == 401 and missing.json()["detail"]["reason"] == "missing_header"
+    body_b = json.dumps({"workflow_id": workflow_id, "item": "standard"})
+    standard_b = _std_headers(body_b, NEW_STD_SECRET)
+    assert (await anonymous.post("/webhooks/std", content=body_b, headers=standard_b)).is_success
+    assert await _result(client, workflow_id) == ["svix", "standard"]
+
+
 async def test_standard_webhooks_rejections(anonymous: httpx.AsyncClient) -> None:
     body = json.dumps({"workflow_id": "w", "item": 1})
     good = _std_headers(body, NEW_STD_SECRET)

@@ -258,6 +258,18 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
     counts = api.get("/admin/workflow-counts", params={"id_prefix": "bulk-"}).json()["counts"]
     assert counts["PENDING"] == 0 and counts["ENQUEUED"] == 0
 
+    # more than a page of workflows now: "Older" follows the keyset cursor
+    total = api.get("/admin/workflow-counts").json()["total"]
+    assert total > 50
+    page.goto(f"{service.url}/console/#/workflows")
+    rows = page.locator("#workflows tbody tr[data-workflow-id]")
+    expect(rows).to_have_count(50)
+    first = set(rows.evaluate_all("rows => rows.map(r => r.dataset.workflowId)"))
+    page.click("#older")
+    expect(rows).to_have_count(min(total - 50, 50))
+    second = set(rows.evaluate_all("rows => rows.map(r => r.dataset.workflowId)"))
+    assert not first & second
+
 
 def test_queues_schedules_and_workers(service: Service, api: httpx.Client, operator: Any) -> None:
     from playwright.sync_api import expect

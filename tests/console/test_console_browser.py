@@ -141,7 +141,6 @@ def test_skip_a_failed_compensation_from_the_list(
     page.goto(f"{service.url}/console/#/workflows")
     expect(page.locator('#workflows tr[data-workflow-id="gift-1"]')).to_be_visible()
     expect(page.locator('#counts [data-count="COMPENSATION_FAILED"]')).to_have_text("3")
-    shot(page, "workflows")
 
     page.select_option("#filters-status", "COMPENSATION_FAILED")
     page.fill("#filters-id_prefix", "order-")
@@ -149,6 +148,12 @@ def test_skip_a_failed_compensation_from_the_list(
     rows = page.locator("#workflows tbody tr[data-workflow-id]")
     expect(rows).to_have_count(3)
     expect(page.locator('#workflows tr[data-workflow-id="gift-1"]')).to_have_count(0)
+    page.fill("#filters-after", "2999-01-01 00:00")
+    page.click("#filters-apply")
+    expect(page.locator("#workflows td.empty")).to_have_text("No workflows match.")
+    page.fill("#filters-after", "")
+    page.click("#filters-apply")
+    expect(rows).to_have_count(3)
 
     page.goto(f"{service.url}/console/#/inbox")
     expect(
@@ -264,6 +269,7 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
     page.goto(f"{service.url}/console/#/workflows")
     rows = page.locator("#workflows tbody tr[data-workflow-id]")
     expect(rows).to_have_count(50)
+    shot(page, "workflows")
     first = set(rows.evaluate_all("rows => rows.map(r => r.dataset.workflowId)"))
     page.click("#older")
     expect(rows).to_have_count(min(total - 50, 50))

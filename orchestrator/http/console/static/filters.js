@@ -28,8 +28,14 @@ export function toQuery(filter) {
   return params.toString();
 }
 
-const toInput = (iso) => (iso ? iso.replace(/Z$/, "").slice(0, 19) : "");
-const fromInput = (value) => (value ? `${value.length === 16 ? `${value}:00` : value}Z` : "");
+// Times are typed as the console shows them ("2026-06-01 12:00[:00]", UTC) and sent as ISO.
+const toInput = (iso) => (iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, "") : "");
+function fromInput(text) {
+  const value = text.trim().replace(" ", "T").replace(/Z$/i, "");
+  if (!value) return "";
+  const date = new Date(`${value}${value.length <= 10 ? "T00:00" : ""}Z`);
+  return Number.isNaN(date.getTime()) ? "" : date.toISOString();
+}
 
 // The filter form; onSubmit(filter) when applied.
 export function filterForm(filter, onSubmit, { statusChoice = true, id = "filters" } = {}) {
@@ -42,15 +48,15 @@ export function filterForm(filter, onSubmit, { statusChoice = true, id = "filter
   const inputs = FIELDS.map(([key, label]) =>
     h("input", { name: key, id: `${id}-${key}`, placeholder: label, value: filter[key] || "", "data-testid": `filter-${key}` }),
   );
-  const after = h("input", { type: "datetime-local", step: 1, name: "created_after", id: `${id}-after`, value: toInput(filter.created_after), title: "created after (UTC)" });
-  const before = h("input", { type: "datetime-local", step: 1, name: "created_before", id: `${id}-before`, value: toInput(filter.created_before), title: "created before (UTC)" });
+  const after = h("input", { class: "time-input", name: "created_after", id: `${id}-after`, value: toInput(filter.created_after), placeholder: "YYYY-MM-DD HH:MM", title: "created after (UTC)" });
+  const before = h("input", { class: "time-input", name: "created_before", id: `${id}-before`, value: toInput(filter.created_before), placeholder: "YYYY-MM-DD HH:MM", title: "created before (UTC)" });
   const form = h(
     "form",
     { class: "filters", id, "data-testid": id },
     statusChoice ? status : null,
     inputs,
-    h("label", { class: "time" }, "from ", after),
-    h("label", { class: "time" }, "to ", before, " UTC"),
+    h("label", { class: "time" }, "created ", after),
+    h("label", { class: "time" }, "– ", before, " UTC"),
     h("button", { type: "submit", class: "primary", id: `${id}-apply`, text: "Apply" }),
     h("button", { type: "reset", id: `${id}-clear`, text: "Clear" }),
   );

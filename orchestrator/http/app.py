@@ -76,7 +76,8 @@ def create_app(
         app: the Orchestrator whose workflows this serves.
         api_key: when set, management endpoints need ``Authorization: Bearer <api_key>`` (or
             the console's login); it grants the ``operator`` role (read and act).
-        read_only_api_key: a second key, for the ``reader`` role: GET only (403 otherwise).
+        read_only_api_key: a second key, for the ``reader`` role: GET only (403 otherwise);
+            default: ``ORCHESTRATOR_READ_ONLY_API_KEY``.
         max_body_bytes: larger request bodies are refused with 413 before being read.
         max_wait_seconds: the longest a long poll (``timeout=``) is held.
         webhooks: verified webhook sources, served at ``POST /webhooks/{source}``, besides
@@ -102,6 +103,8 @@ def create_app(
         raise ConfigurationError("max_wait_seconds must be >= 0")
     if stream_heartbeat_seconds <= 0:
         raise ConfigurationError("stream_heartbeat_seconds must be > 0")
+    if read_only_api_key is None:  # `saga up` and containers set it in the environment
+        read_only_api_key = os.environ.get("ORCHESTRATOR_READ_ONLY_API_KEY") or None
     for key, what in ((api_key, "api_key"), (read_only_api_key, "read_only_api_key")):
         if key is not None and not key.strip():
             raise ConfigurationError(f"{what} must be a non-empty string (or None)")

@@ -125,9 +125,13 @@ def operator(browser: Any, service: Service) -> Iterator[Any]:
     page.context.close()
 
 
-def shot(page: Any, name: str, *, full_page: bool = False) -> None:
+def shot(page: Any, name: str, *, full_page: bool = False, height: int | None = None) -> None:
+    """A PNG for docs/console.md (``height``: only the top, to keep a dense page small)."""
     page.wait_for_timeout(150)  # let the last paint settle
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+    clip = (
+        None if height is None else {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
+    )
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page, clip=clip)
 
 
 def test_skip_a_failed_compensation_from_the_list(
@@ -231,6 +235,8 @@ def test_the_timeline_grows_while_the_saga_runs(
 def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operator: Any) -> None:
     from playwright.sync_api import expect
 
+    for n in range(3):  # with the 50 below: more than a page of workflows
+        start(api, "gift_wrap", f"extra-{n}", order_id=f"extra-{n}")
     ids = [f"bulk-{n:02d}" for n in range(50)]
     for workflow_id in ids:
         start(api, "await_payment", workflow_id, order_id=workflow_id)
@@ -269,7 +275,7 @@ def test_bulk_cancel_after_a_dry_run(service: Service, api: httpx.Client, operat
     page.goto(f"{service.url}/console/#/workflows")
     rows = page.locator("#workflows tbody tr[data-workflow-id]")
     expect(rows).to_have_count(50)
-    shot(page, "workflows")
+    shot(page, "workflows", height=420)
     first = set(rows.evaluate_all("rows => rows.map(r => r.dataset.workflowId)"))
     page.click("#older")
     expect(rows).to_have_count(min(total - 50, 50))

@@ -1,0 +1,9 @@
+"""Testing users' sagas (#19): a ledger of the effects fakes apply (``Ledger``), crash and
+failure exploration (``explore``), automatic time skipping, replay of saved histories, and
+a pytest plugin with fixtures (docs/testing.md)."""
+
+from __future__ import annotations
+
+from orchestrator.testing.ledger import Application, Ledger
+
+__all__ = ["Application", "Ledger"]

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     WorkflowFinishedError,
     WorkflowStateError,
 )
+from orchestrator.history import history_document
 from orchestrator.scheduler import check_cron, next_tick, schedule_input, tick_id
 from orchestrator.store.base import (
     NewAudit,
@@ -549,6 +550,12 @@ class Administration:
             return await self.engine.list_steps(workflow_id)
 
         return await self._op(list_steps, _call_steps)
+
+    async def export_history(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow's record and step records as a JSON-able document (orchestrator/history.py)."""
+        record = await self.engine.operations.get_record(workflow_id)
+        steps = await self.store.load_steps(workflow_id)
+        return history_document(record, steps, exported_at_ms=self.engine.clock.now_ms())
 
     # -- queues, schedules, workers ---------------------------------------------------------
     async def list_queued(

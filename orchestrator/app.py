@@ -945,6 +945,25 @@ class Orchestrator:
         """
         return await self._admin.list_steps(workflow_id)
 
+    async def export_history(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow's history as a JSON-able document: its record and every step record,
+        as stored (``saga workflows export ID``), for ``orchestrator.testing.replay`` to
+        replay against other code. The values are the application's data, not redacted.
+        Works launched or not (not launched: the database is opened for it and closed after).
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            StoreUnavailableError: the database cannot be reached.
+        """
+        opened = not self.engine.launched
+        if opened:
+            await self.store.open()
+        try:
+            return await self._admin.export_history(workflow_id)
+        finally:
+            if opened and not self.engine.launched:
+                await self.store.close()
+
     async def list_queued(
         self, queue: str | None = None, *, limit: int = 100
     ) -> list[WorkflowInfo]:

@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.app import Orchestrator
 from orchestrator.cli import actions as _actions  # noqa: F401  (registers its commands)
+from orchestrator.cli import history as _history  # noqa: F401  (registers its commands)
 from orchestrator.cli.common import (
     ApiKey,
     AppName,

@@ -139,7 +139,7 @@ async def replay_history(
     if workflow is None:
         return verdict("unknown_workflow", f"this code registers no workflow named {record.name!r}")
     if record.status is WorkflowStatus.COMPENSATING and record.rollback_after_step is not None:
-        return await _rollback_verdict(record, saga, verdict)
+        return await _rollback_verdict(record, steps, saga, verdict)
     run = WorkflowRun(
         record,
         workflow,
@@ -203,11 +203,14 @@ async def replay_history(
 
 
 async def _rollback_verdict(
-    record: WorkflowRecord, saga: Saga, verdict: Callable[..., ReplayVerdict]
+    record: WorkflowRecord,
+    steps: list[StepRecord],
+    saga: Saga,
+    verdict: Callable[..., ReplayVerdict],
 ) -> ReplayVerdict:
     """A rollback that has begun resumes from its records: every compensation it has still
     to run must be found in this code."""
-    for compensation in await saga.plan(record.workflow_id):
+    for compensation in await saga.plan(record.workflow_id, steps=steps):
         if saga.find_compensation(compensation.name) is None:
             return verdict(
                 "needs_patch",

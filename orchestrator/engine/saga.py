@@ -59,14 +59,17 @@ class Saga:
         self.find_step = find_step
         self.stop_child = stop_child
 
-    async def plan(self, workflow_id: str, *, child: bool = False) -> list[Compensation]:
+    async def plan(
+        self, workflow_id: str, *, child: bool = False, steps: list[StepRecord] | None = None
+    ) -> list[Compensation]:
         """Every compensation of ``workflow_id``'s completed steps, newest completion first.
 
         The plan is the same however often it is computed, so compensations keep their step
         numbers and the ones already run replay from their records. Only a child that rolled
         itself back (its own compensation records) leaves nothing for its parent to undo.
         """
-        steps = await self.store.load_steps(workflow_id)
+        if steps is None:  # (a replay of an exported history passes its steps)
+            steps = await self.store.load_steps(workflow_id)
         undone = (
             {s.compensates_step for s in steps if s.kind is StepKind.COMPENSATION}
             if child

@@ -150,6 +150,10 @@ class ServiceClient:
         """A workflow's steps (``GET /workflows/{id}/steps``)."""
         return list(await self.request("GET", f"/workflows/{_segment(workflow_id)}/steps"))
 
+    async def export_history(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow's history document (``GET /workflows/{id}/history``)."""
+        return dict(await self.request("GET", f"/workflows/{_segment(workflow_id)}/history"))
+
     async def cancel(
         self,
         workflow_id: str,

@@ -184,6 +184,71 @@ class StepOut(BaseModel):
         )
 
 
+class HistoryWorkflow(BaseModel):
+    """A workflow's record as stored (values are the stored JSON text; times in ms)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    workflow_id: str
+    name: str
+    status: WorkflowStatus
+    input: str
+    output: str | None
+    error: str | None
+    executor_id: str | None
+    app_version: str | None
+    queue_name: str | None
+    priority: int
+    dedup_id: str | None
+    partition_key: str | None
+    parent_workflow_id: str | None
+    recovery_attempts: int
+    max_recovery_attempts: int | None
+    timeout_ms: int | None
+    deadline_ms: int | None
+    not_before_ms: int | None
+    trace_context: str | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    finished_at: int | None
+    owner_epoch: int
+    rollback_after_step: int | None
+
+
+class HistoryStep(BaseModel):
+    """One step record as stored (values are the stored JSON text; times in ms)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    workflow_id: str
+    step_number: int
+    name: str
+    kind: StepKind
+    output: str | None
+    error: str | None
+    attempts: int
+    child_workflow_id: str | None
+    compensation: str | None
+    compensation_input: str | None
+    compensates_step: int | None
+    started_at: int | None
+    finished_at: int | None
+    seq: int | None
+    epoch: int | None
+    args_hash: str | None
+
+
+class HistoryOut(BaseModel):
+    """A workflow's history (``saga workflows export``), for ``orchestrator.testing.replay``."""
+
+    format: str = Field(examples=["saga-orchestrator/history"])
+    version: int
+    exported_at: str
+    workflow: HistoryWorkflow
+    steps: list[HistoryStep]
+
+
 class WorkflowResult(BaseModel):
     """A workflow's outcome: ``output`` once it succeeded; just ``status`` while running."""
 

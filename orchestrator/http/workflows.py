@@ -34,6 +34,7 @@ from orchestrator.http.schemas import (
     CancelRequest,
     ErrorResponse,
     EventValue,
+    HistoryOut,
     ReasonRequest,
     RollbackPlanOut,
     SkipCompensationRequest,
@@ -298,6 +299,21 @@ async def list_steps(
     steps = await app.list_steps(workflow_id)
     view = view_of(request)
     return [StepOut.of(step, view, info.trace_id, info.name) for step in steps]
+
+
+@router.get(
+    "/workflows/{workflow_id}/history",
+    name="export_history",
+    response_model=HistoryOut,
+    responses=error_responses(400, 401, 404, 422, 503),
+    summary="A workflow's history as stored, to replay in tests (saga workflows export)",
+    description=(
+        "Its record and every step record, values as the stored JSON text: the document "
+        "`orchestrator.testing.replay` reads. Not redacted: it is the application's data."
+    ),
+)
+async def export_history(app: OrchestratorDep, workflow_id: WorkflowId) -> dict[str, Any]:
+    return await app.export_history(check_text(workflow_id, "workflow id"))
 
 
 @router.get(

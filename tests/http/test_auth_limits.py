@@ -19,6 +19,7 @@ PROTECTED = [
     ("GET", "/workflows"),
     ("GET", "/workflows/x"),
     ("GET", "/workflows/x/steps"),
+    ("GET", "/workflows/x/history"),
     ("GET", "/workflows/x/result"),
     ("GET", "/workflows/x/events"),
     ("GET", "/workflows/x/streams/k"),

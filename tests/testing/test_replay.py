@@ -4,6 +4,7 @@ that inserted one; malformed documents are refused clearly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,19 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from orchestrator import Orchestrator, WorkflowStatus
-from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError
+from orchestrator.errors import InvalidArgumentError
 from orchestrator.http import create_app
-from orchestrator.http.client import ServiceClient
 from orchestrator.testing import assert_replays, replay
+from tests.http.conftest import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def build(database_url: str, *, inserted: bool = False) -> Orchestrator:
+def build(database_url: str, *, inserted: bool = False, compensation: bool = True) -> Orchestrator:
     """The checkout saga of release 1 (or of a release 2 that inserted a fraud check)."""
     app = Orchestrator("replay", database_url, app_version="v2" if inserted else "v1")
 
@@ -31,9 +31,11 @@ def build(database_url: str, *, inserted: bool = False) -> Orchestrator:
     async def reserve(sku: str) -> str:
         return f"res-{sku}"
 
-    @reserve.compensation
-    async def release(sku: str, reservation: str) -> None:
-        return None
+    if compensation:
+
+        @reserve.compensation
+        async def release(sku: str, reservation: str) -> None:
+            return None
 
     @app.step(name="fraud_check")
     async def fraud_check(sku: str) -> bool:
@@ -145,20 +147,39 @@ async def test_the_cli_exports_a_waiting_workflow_that_replays(
     assert "workflow_not_found" in missing.stderr
 
 
+async def test_a_history_mid_rollback_needs_its_compensations(
+    database_url: str, tmp_path: Path
+) -> None:
+    await run_checkout(database_url, "order-4")
+    history = await build(database_url).export_history("order-4")
+    last = max(s["step_number"] for s in history["steps"])
+    history["workflow"].update(status="COMPENSATING", rollback_after_step=last)
+
+    # Replayed on another database: the rollback plan comes from the document's steps.
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
+    assert (await replay(history, build(elsewhere))).compatible
+    verdict = await replay(history, build(elsewhere, compensation=False))
+    assert verdict.verdict == "needs_patch"
+    assert (verdict.step, verdict.recorded) == (1, "reserve.compensation")
+
+
 @pytest.mark.sqlite
-async def test_the_service_exports_the_same_history(tmp_path: Path) -> None:
+def test_the_cli_exports_through_the_service_with_url(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path}/orch.db"
-    await run_checkout(database_url, "order-3")
-    app = build(database_url)
-    async with app:
-        expected = await app.export_history("order-3")
-        transport = httpx.ASGITransport(app=create_app(app))
-        async with ServiceClient("http://127.0.0.1", transport=transport) as client:
-            exported = await client.export_history("order-3")
-            with pytest.raises(WorkflowNotFoundError):
-                await client.export_history("no-such")
-    assert exported.pop("exported_at") and expected.pop("exported_at")
-    assert exported == expected
+    asyncio.run(run_checkout(database_url, "order-3"))
+    expected = asyncio.run(build(database_url).export_history("order-3"))
+    server = start_server(create_app(build(database_url)))
+    try:
+        exported = saga("workflows", "export", "order-3", "--url", server.base_url)
+        missing = saga("workflows", "export", "no-such", "--url", server.base_url)
+    finally:
+        server.stop()
+    assert exported.returncode == 0, exported.stderr
+    history = json.loads(exported.stdout)
+    assert history.pop("exported_at") and expected.pop("exported_at")
+    assert history == expected
+    assert missing.returncode == 1
+    assert "workflow_not_found" in missing.stderr and "the service at" in missing.stderr
 
 
 def _history(**changes: Any) -> dict[str, Any]:

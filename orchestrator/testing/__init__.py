@@ -4,6 +4,29 @@ a pytest plugin with fixtures (docs/testing.md)."""
 
 from __future__ import annotations
 
+from orchestrator.testing.explore import (
+    Boundary,
+    CompensationCoverage,
+    ExplorationReport,
+    ForcedFailure,
+    Scenario,
+    Violation,
+    explore,
+)
 from orchestrator.testing.ledger import Application, Ledger
+from orchestrator.testing.timeskip import TimeSkippingClock, skip_time, time_skipping_app
 
-__all__ = ["Application", "Ledger"]
+__all__ = [
+    "Application",
+    "Boundary",
+    "CompensationCoverage",
+    "ExplorationReport",
+    "ForcedFailure",
+    "Ledger",
+    "Scenario",
+    "TimeSkippingClock",
+    "Violation",
+    "explore",
+    "skip_time",
+    "time_skipping_app",
+]

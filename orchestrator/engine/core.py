@@ -48,6 +48,9 @@ from orchestrator.views import StepInfo, WorkflowInfo
 logger = logging.getLogger("orchestrator.engine")
 
 
+LEASE_TASK = "orchestrator-lease"  # the lease's renewals (a time-skipping test clock skips them)
+
+
 class Engine:
     """Owns the workflows running in this process; everything durable goes through ``store``.
 
@@ -170,6 +173,7 @@ class Engine:
         """Listen, take a lease, recover this executor's work and dead workers' work, then
         start the queue runners and the scheduler."""
         self.state.app_version = app_version
+        self.state.closing = False  # (launched again after a shutdown: a test's restart)
         await self.store.listen(self.on_notification)
         lease = Lease(
             self.store,
@@ -196,7 +200,7 @@ class Engine:
             )
             await watch.check()
             self._background.append(loop.create_task(watch.run()))
-        self._background.append(loop.create_task(lease.run()))
+        self._background.append(loop.create_task(lease.run(), name=LEASE_TASK))
         for queue in self.registry.queues.values():
             if not queue.dequeue:
                 continue

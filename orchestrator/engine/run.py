@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from orchestrator import context
 from orchestrator.clock import Clock
@@ -117,6 +117,22 @@ class Call(Generic[T]):
     settles: bool = False
 
 
+class RunProbe(Protocol):
+    """What a test may attach to every run (``EngineState.probe``): told of each durable
+    call that executes (not of replayed ones), it can replace the call (a forced failure),
+    or end the run where it stands as a killed process would (by raising
+    ``asyncio.CancelledError``: nothing more is written). See orchestrator/testing."""
+
+    def enter(self, run: WorkflowRun, number: int, spec: Call[Any]) -> Call[Any]:
+        """Before the call executes; returns the call to make (``spec`` or another)."""
+
+    def performed(self, run: WorkflowRun, number: int, spec: Call[Any]) -> None:
+        """The call's work succeeded and its record is not written yet (for steps)."""
+
+    def exit(self, run: WorkflowRun, number: int, spec: Call[Any]) -> None:
+        """The call ended, however."""
+
+
 class WorkflowRun:
     """One execution of one workflow in this process: its step counter, the steps recorded by
     earlier executions (replayed instead of re-run), whether it has been told to stop, and its
@@ -177,6 +193,7 @@ class WorkflowRun:
         # Record a hash of each step's arguments, compared on replay (check_step_arguments).
         self.check_arguments = False
         self.diverged: NonDeterministicWorkflowError | None = None  # the replay's mismatch
+        self.probe: RunProbe | None = None  # a test's observer (EngineState.probe)
 
     # == the primitive ======================================================================
     async def call(self, spec: Call[T]) -> T:
@@ -193,6 +210,9 @@ class WorkflowRun:
             raise ReplayEnd(number, spec.name)
         if self.stop_reason is not None and not (spec.reruns and self._reruns_inflight()):
             raise self.stop_reason
+        probe = self.probe
+        if probe is not None:
+            spec = probe.enter(self, number, spec)
         if spec.guarded and self.guard is not None:
             await self.guard(self.workflow_id, self.epoch)
         started = time.perf_counter()
@@ -226,10 +246,14 @@ class WorkflowRun:
                 if spec.finish is None:
                     raise
                 error = exc
+            if probe is not None and error is None:
+                probe.performed(self, number, spec)
             if spec.finish is None:
                 return value  # type: ignore[return-value]
             return await spec.finish(first, value, error, attempts)
         finally:
+            if probe is not None:
+                probe.exit(self, number, spec)
             if spec.settles:
                 self.inflight -= 1
                 if not self.inflight and self._settled is not None:

@@ -14,7 +14,7 @@ from opentelemetry import trace
 
 from orchestrator.clock import Clock
 from orchestrator.engine.executor import Executor
-from orchestrator.engine.run import WorkflowRun
+from orchestrator.engine.run import RunProbe, WorkflowRun
 from orchestrator.engine.saga import Saga
 from orchestrator.engine.workflows import WorkflowFunction
 from orchestrator.errors import ConfigurationError, WorkflowCancelledError
@@ -39,6 +39,9 @@ class EngineState:
     check_step_arguments: bool = False  # record a hash of each step's arguments
     closing: bool = False
     lease: Lease | None = None
+    # A test's observer of every durable call (orchestrator.testing: crash and failure
+    # injection, time skipping); None in production.
+    probe: RunProbe | None = None
 
     def require_launched(self, operation: str) -> None:
         """Raise ConfigurationError unless the engine is launched."""
@@ -119,6 +122,7 @@ class Runs:
             confirm=None if lease is None else lease.confirm,
         )
         run.check_arguments = self.state.check_step_arguments
+        run.probe = self.state.probe
         if lease is not None:
             lease.trust(run.workflow_id, run.epoch)
         self._runs[record.workflow_id] = run

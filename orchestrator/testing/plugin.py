@@ -133,10 +133,17 @@ async def orchestrator_app(
     orchestrator_build: Build, orchestrator_app_factory: AppFactory
 ) -> AsyncIterator[Orchestrator]:
     """Your application (``orchestrator_build``) on a fresh database, launched for the test
-    and shut down after it."""
+    and shut down after it. Built with ``time_skipping_app`` (a ``TimeSkippingClock``), its
+    waits skip time automatically during the test."""
+    from orchestrator.testing.timeskip import TimeSkippingClock, skip_time
+
     app = orchestrator_app_factory(orchestrator_build)
     await app.launch()
-    yield app
+    if isinstance(app.clock, TimeSkippingClock):
+        async with skip_time(app):
+            yield app
+    else:
+        yield app
 
 
 @pytest.fixture

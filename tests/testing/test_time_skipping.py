@@ -34,3 +34,37 @@ async def test_three_days_of_sleep_and_a_day_of_recv_timeout_take_no_time(
     assert app.clock.jumps >= 2  # type: ignore[attr-defined]  # the sleep, then the timeout
     print(f"4 days of waits in {took * 1000:.0f} ms of real time (launch included)")
     assert took < 60  # without skipping: 4 days
+
+
+async def test_backoff_and_a_deadline_skip_too(database_url: str) -> None:
+    from orchestrator import Retry, WorkflowFailedError
+
+    app = time_skipping_app("skip-more", database_url)
+    attempts: list[int] = []
+
+    @app.step(retry=Retry(max_attempts=3, base_interval=3600, jitter=False))
+    async def flaky() -> int:
+        attempts.append(app.clock.now_ms())
+        if len(attempts) < 3:
+            raise ConnectionError("try again in an hour")
+        return len(attempts)
+
+    @app.workflow(name="patient")
+    async def patient() -> int:
+        return await flaky()
+
+    @app.workflow(name="too_slow", timeout=2 * 24 * 3600)
+    async def too_slow() -> str:
+        await app.sleep(3 * 24 * 3600)
+        return "never"
+
+    async with app, skip_time(app):
+        assert await (await app.start(patient)).result() == 3
+        gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+        assert all(gap >= 3_600_000 for gap in gaps), gaps  # an hour of backoff, skipped
+        slow = await app.start(too_slow)
+        try:
+            await slow.result()
+        except WorkflowFailedError:
+            pass
+        assert (await slow.status()).status.value in ("CANCELLED", "ERROR", "COMPENSATED")

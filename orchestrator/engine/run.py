@@ -132,6 +132,9 @@ class RunProbe(Protocol):
     def exit(self, run: WorkflowRun, number: int, spec: Call[Any]) -> None:
         """The call ended, however."""
 
+    def backoff(self, run: WorkflowRun, waiting: bool) -> None:
+        """A step begins (True) or ends (False) its wait between two attempts."""
+
 
 class WorkflowRun:
     """One execution of one workflow in this process: its step counter, the steps recorded by
@@ -321,10 +324,17 @@ class WorkflowRun:
         if seconds <= 0:
             return
         wake = self.clock.now_ms() + int(seconds * 1000)
-        if self.stop_rolls_back():
-            await self.clock.sleep_until(wake)
-        else:
-            await self.wait(self.clock.sleep_until(wake))
+        probe = self.probe
+        if probe is not None:
+            probe.backoff(self, True)  # a step between attempts waits only on time
+        try:
+            if self.stop_rolls_back():
+                await self.clock.sleep_until(wake)
+            else:
+                await self.wait(self.clock.sleep_until(wake))
+        finally:
+            if probe is not None:
+                probe.backoff(self, False)
 
     def _span(self, spec: Call[Any], attempt: Attempt) -> contextlib.AbstractContextManager[Any]:
         if not spec.traced or self.tracer is None or self.trace_parent is None:

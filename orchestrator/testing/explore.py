@@ -186,6 +186,9 @@ class _Plan:
     def exit(self, run: WorkflowRun, number: int, spec: Call[Any]) -> None:
         return None
 
+    def backoff(self, run: WorkflowRun, waiting: bool) -> None:
+        return None
+
     def _die(self) -> None:
         self.crash = None
         self.crashed.set()

@@ -71,6 +71,12 @@ class ActivityProbe:
         if self.inner is not None:
             self.inner.exit(run, number, spec)
 
+    def backoff(self, run: WorkflowRun, waiting: bool) -> None:
+        self.events += 1
+        self.working += -1 if waiting else 1  # between attempts the step waits on time
+        if self.inner is not None:
+            self.inner.backoff(run, waiting)
+
 
 class TimeSkippingClock(FakeClock):
     """A FakeClock that moves itself while ``skipping()`` runs (see the module docstring);

@@ -72,6 +72,25 @@ _INTERRUPTIONS = (WorkflowCancelledError, LeaseLostError, GeneratorExit)
 _QUIET_STATUSES = (WorkflowStatus.SUCCESS, WorkflowStatus.CANCELLED)
 
 
+# Whether the environment names a provider class for OpenTelemetry to load on first use: read
+# once (``trace.get_tracer_provider`` reads os.environ at each call until a global provider is
+# set, which cost microseconds on every workflow start while tracing was off).
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+_PROXY: trace.TracerProvider | None = getattr(trace, "_PROXY_TRACER_PROVIDER", None)
+
+
+def _global_provider() -> trace.TracerProvider:
+    """``trace.get_tracer_provider()``, without its os.environ lookup while none is set."""
+    provider: trace.TracerProvider | None = getattr(trace, "_TRACER_PROVIDER", None)
+    if provider is not None:  # set once, by set_tracer_provider
+        return provider
+    if _ENV_PROVIDER or _PROXY is None:
+        return trace.get_tracer_provider()
+    return _PROXY
+
+
 def _has_sdk(provider: trace.TracerProvider) -> bool:
     """False for the API's stand-ins (nothing configured): then no span work is done at all."""
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
@@ -162,7 +181,7 @@ class Tracing:
 
     def tracer(self) -> trace.Tracer | None:
         """The tracer, or None when no SDK provider is configured (tracing is off)."""
-        provider = self._provider or trace.get_tracer_provider()
+        provider = self._provider or _global_provider()
         if provider is not self._seen:
             self._seen = provider
             self._tracer = provider.get_tracer(INSTRUMENTATION_NAME) if _has_sdk(provider) else None
@@ -339,7 +358,9 @@ class Tracing:
     def incoming(self, headers: Mapping[str, str]) -> AbstractContextManager[Any]:
         """Make an HTTP request's ``traceparent`` the current context (unless an instrumented
         server already made its span current), so a workflow it starts joins its trace."""
-        if self.tracer() is None or trace.get_current_span().get_span_context().is_valid:
+        if not headers or self.tracer() is None:
+            return self._noop
+        if trace.get_current_span().get_span_context().is_valid:
             return self._noop
         return _Attached(propagate.extract(dict(headers)))
 

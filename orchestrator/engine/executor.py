@@ -102,7 +102,7 @@ class Executor:
         run.finishing = True
         if run.flushing:
             await run.flush_quietly()  # a parallel branch's durable call is writing it
-        if run.confirm is not None:
+        if run.confirm is not None and not run.trusts(run.workflow_id, run.epoch, False):
             try:
                 await run.confirm(run.workflow_id, run.epoch)
             except LeaseLostError as lost:  # taken over while paused: its new owner finishes it

@@ -120,6 +120,7 @@ class Runs:
             metrics=self.metrics,
             guard=None if lease is None else lease.guard,
             confirm=None if lease is None else lease.confirm,
+            trusts=None if lease is None else lease.trusts,
         )
         run.check_arguments = self.state.check_step_arguments
         run.probe = self.state.probe

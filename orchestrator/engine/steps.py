@@ -252,7 +252,8 @@ class _StepCall(Generic[R]):
         )
         if error is None and step.pivot:
             run.on_pivot(attempt.number)  # before the checkpoint, which may stop the run
-        await run.record_step(record, defer=error is None and self.kind is StepKind.STEP)
+        if not (error is None and self.kind is StepKind.STEP and run.defer(record)):
+            await run.checkpoint(record)  # (deferred: no coroutine made for the record)
         if error is not None:
             raise error
         return result  # type: ignore[return-value]

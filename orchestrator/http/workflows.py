@@ -406,24 +406,10 @@ async def cancel_workflow(
     compensate: bool | None = None,
 ) -> WorkflowAccepted:
     check_text(workflow_id, "workflow id")
-    body = parse_json(await request.body(), empty=None)
-    if body is not None:
-        try:
-            options = CancelRequest.model_validate(body)
-        except ValidationError as exc:
-            errors = [
-                {**e, "loc": ["body", *e.get("loc", ())]} for e in exc.errors(include_url=False)
-            ]
-            raise RequestInvalidError(
-                "the body does not fit the schema", errors=field_errors(errors)
-            ) from None
-        if compensate is None:
-            compensate = options.compensate
-    else:
-        options = CancelRequest()
+    options = await optional_body(request, CancelRequest)
     await app.cancel(
         workflow_id,
-        compensate=bool(compensate),
+        compensate=options.compensate if compensate is None else compensate,
         children=options.children,
         reason=options.reason,
     )

@@ -5,6 +5,7 @@ value at the limit passes; an error longer than the limit is recorded cut to fit
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -168,11 +169,12 @@ async def test_messages_events_and_stream_items_over_the_limit_are_refused(
 
     @app.workflow(name="publisher")
     async def publisher() -> dict[str, str]:
-        for kind, call in (
+        calls: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("send", lambda: app.send("elsewhere", BIG, topic="t")),
             ("event", lambda: app.set_event("url", BIG)),
             ("stream", lambda: app.write_stream("items", BIG)),
-        ):
+        ]
+        for kind, call in calls:
             try:
                 await call()
             except PayloadTooLargeError as exc:

@@ -22,7 +22,7 @@ from orchestrator import (
     WorkflowStatus,
 )
 from orchestrator.http import create_app
-from orchestrator.serialization import decode_error
+from orchestrator.serialization import decode_error, encode_error
 from tests.conftest import AppFactory
 from tests.http.conftest import start_server
 
@@ -290,3 +290,15 @@ async def test_http_start_and_send_over_the_limit_answer_413(make_app: AppFactor
             assert result.json() == {"status": "SUCCESS", "output": "ok"}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("limit", [1, 150, 400, 5000])
+@pytest.mark.parametrize("text", ["boom " * 2000, "é" * 3000, '"\\' * 3000])
+def test_encode_error_always_fits_or_keeps_only_its_type(limit: int, text: str) -> None:
+    encoded = encode_error(PayloadTooLargeError(text, what="x" * 3000), limit)
+    stored = json.loads(encoded)
+    assert stored["type"] == "orchestrator.errors.PayloadTooLargeError"
+    skeleton = len(json.dumps({**stored, "message": "", "args": None, "detail": None}))
+    assert len(encoded) <= limit or stored["message"].startswith("... [truncated")
+    assert len(encoded) <= max(limit, skeleton + 200)
+    assert isinstance(decode_error(encoded), PayloadTooLargeError)

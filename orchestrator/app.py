@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from orchestrator import context
 from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
-from orchestrator.config import Settings, resolve_database_url
+from orchestrator.config import Settings, load_settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import patches, saga, timers
 from orchestrator.engine.core import Engine
@@ -33,7 +33,7 @@ from orchestrator.engine.workflows import (
     WorkflowFunction,
     WorkflowHandle,
 )
-from orchestrator.errors import InvalidArgumentError, StoreError
+from orchestrator.errors import ConfigurationError, InvalidArgumentError, StoreError
 from orchestrator.metrics import Metrics
 from orchestrator.queues import Queue
 from orchestrator.registration import Registrar, _StepDecorator
@@ -89,6 +89,10 @@ class Orchestrator:
             replay (a recovery, the upgrade check) that calls the right step with other
             arguments is named as non-deterministic too (default: off, or
             ``ORCHESTRATOR_CHECK_STEP_ARGUMENTS``); see docs/upgrading.md.
+        max_payload_bytes: the largest value stored, in bytes of its JSON encoding: a
+            workflow's input and output, a step's output, a message, an event, a stream item
+            (default 2 MiB, or ``ORCHESTRATOR_MAX_PAYLOAD_BYTES``). The call that would store a
+            larger one raises PayloadTooLargeError; an error is cut to fit instead.
         tracer_provider: the OpenTelemetry TracerProvider for this app's spans; default: the
             global one the application set (none set: no spans, at almost no cost). The
             library never sets a global provider itself; see ``configure_tracing``.
@@ -110,11 +114,22 @@ class Orchestrator:
         clock: Clock | None = None,
         lease_seconds: float | None = None,
         check_step_arguments: bool | None = None,
+        max_payload_bytes: int | None = None,
         settings: Settings | None = None,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
     ) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings or load_settings()
+        if max_payload_bytes is None:
+            max_payload_bytes = self.settings.max_payload_bytes
+        elif isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int):
+            raise ConfigurationError(
+                f"max_payload_bytes must be an int (bytes), got {type(max_payload_bytes).__name__}"
+            )
+        if max_payload_bytes <= 0:
+            raise ConfigurationError(
+                f"max_payload_bytes must be greater than 0, got {max_payload_bytes}"
+            )
         self.app_name = app_name
         url = database_url or resolve_database_url(app_name, self.settings)
         self.store: Store = create_store(
@@ -134,6 +149,7 @@ class Orchestrator:
             executor_id=executor,
             lease_seconds=lease_seconds or self.settings.lease_seconds,
             stranded_check_seconds=self.settings.stranded_check_seconds,
+            max_payload_bytes=max_payload_bytes,
             tracing=self.tracing,
             metrics=self.metrics,
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigurationError
+from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 
 _APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -35,11 +36,29 @@ class Settings(BaseSettings):
         default=False,
         description="record a hash of each step's arguments; a replay with others is named",
     )
+    max_payload_bytes: int = Field(
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        gt=0,
+        description="the largest stored value (input, output, message, event...) in bytes of JSON",
+    )
     stranded_check_seconds: float = Field(
         default=60.0,
         gt=0,
         description="how often a worker counts the workflows no live worker's version serves",
     )
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; ConfigurationError naming the variables that do not
+    parse or are out of range (``ORCHESTRATOR_MAX_PAYLOAD_BYTES=0``)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORCHESTRATOR_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings in the environment: {problems}") from exc
 
 
 def resolve_database_url(app_name: str, settings: Settings) -> str:

@@ -5,6 +5,7 @@ OrchestratorError                      base of everything raised by this library
 │   └── NotRegisteredError             a workflow/step/queue name that is not registered
 ├── InvalidArgumentError               a public call got a value it cannot use (400)
 │   └── SerializationError             a value that cannot be stored as JSON, or read back
+│       └── PayloadTooLargeError       a stored value (or a request body) over its size limit (413)
 ├── NotInWorkflowError                 a workflow-only call made outside a workflow
 ├── WorkflowNotFoundError              no workflow with that id (404)
 ├── WorkflowConflictError              same workflow id, different workflow or input (409)
@@ -77,6 +78,16 @@ class SerializationError(InvalidArgumentError):
     """A value cannot be encoded as JSON, or a stored value cannot be decoded."""
 
     code = "serialization_error"
+
+
+class PayloadTooLargeError(SerializationError):
+    """A value whose encoded form is larger than ``max_payload_bytes`` (a workflow's input or
+    output, a step's output, a message, an event, a stream item), refused at the call that
+    would store it; or an HTTP request body larger than the service accepts. ``detail`` holds
+    ``what``, ``size`` and ``limit`` (bytes)."""
+
+    http_status = 413
+    code = "payload_too_large"
 
 
 class NotInWorkflowError(OrchestratorError):

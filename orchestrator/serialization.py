@@ -4,6 +4,12 @@ Values are encoded with pydantic (so models, dataclasses, datetimes, UUIDs… wo
 with the annotation of the parameter or return value they belong to, so a value round-trips to
 the same type. Exceptions are stored as ``{"type", "message", "args", "detail"}`` and rebuilt as
 the original class when that class is importable (already imported) and constructible.
+
+Every stored value is held to a size limit (``max_payload_bytes``) here, where it is encoded:
+``encode``, ``Signature.encode_input`` and ``Signature.encode_output`` raise
+PayloadTooLargeError when given a ``limit`` the encoded text exceeds (its length is already
+known: nothing is measured twice), and ``encode_error`` truncates the message to fit instead,
+since a failure must always be recordable.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pydantic_core import PydanticSerializationError
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,
+    PayloadTooLargeError,
     SerializationError,
     WorkflowFailedError,
 )
@@ -60,6 +67,7 @@ def _dump_revealed(adapter: TypeAdapter[Any], value: Any) -> Any:
     return json.loads(pydantic_core.to_json(_reveal(python)))
 
 
+DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024  # 2 MiB: the default of max_payload_bytes
 MAX_KEY_CHARS = 512  # workflow ids, topics, event and stream keys, idempotency and dedup keys
 
 
@@ -94,6 +102,23 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def too_large(what: str, size: int, limit: int) -> PayloadTooLargeError:
+    """The error for ``what`` (its encoded form ``size`` bytes long) over ``limit`` bytes."""
+    return PayloadTooLargeError(
+        f"{what} is {size} bytes once encoded as JSON, more than the limit of {limit} bytes."
+        " Store large data elsewhere and pass a reference to it (an id, a URL), or raise the"
+        " limit: Orchestrator(max_payload_bytes=...) or ORCHESTRATOR_MAX_PAYLOAD_BYTES.",
+        what=what,
+        size=size,
+        limit=limit,
+    )
+
+
+def renamed(error: PayloadTooLargeError, what: str) -> PayloadTooLargeError:
+    """``error`` again, naming ``what`` (a call site's own words: "the message to ...")."""
+    return too_large(what, int(error.detail["size"]), int(error.detail["limit"]))
+
+
 def check_readable(text: str, what: str) -> str:
     """Return ``text`` if it can be read back once stored, else raise SerializationError: a
     value that cannot be read back must be refused at the call that stores it, not break
@@ -126,12 +151,22 @@ def adapter_for(annotation: Any) -> TypeAdapter[Any]:
         return _ANY_ADAPTER
 
 
-def encode(value: Any, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = "value") -> str:
-    """Encode ``value`` as JSON text, or raise SerializationError naming ``what``."""
+def encode(
+    value: Any,
+    adapter: TypeAdapter[Any] = _ANY_ADAPTER,
+    *,
+    what: str = "value",
+    limit: int | None = None,
+) -> str:
+    """Encode ``value`` as JSON text, or raise SerializationError naming ``what``
+    (PayloadTooLargeError if the text is longer than ``limit`` bytes)."""
     try:
-        text = adapter.dump_json(value, warnings=False).decode()
+        raw = adapter.dump_json(value, warnings=False)
+        size = len(raw)  # UTF-8 bytes, as stored
+        text = raw.decode()
         if _SECRET_MASK in text:
             text = json.dumps(_dump_revealed(adapter, value), separators=(",", ":"))
+            size = len(text)  # (ASCII: json.dumps escapes the rest)
         if "null" in text:  # pydantic writes inf and NaN as null: refuse them instead
             check_finite(adapter.dump_python(value, mode="python", warnings=False), what)
     except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
@@ -141,6 +176,8 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = 
             what=what,
             type=type(value).__name__,
         ) from exc
+    if limit is not None and size > limit:
+        raise too_large(what, size, limit)
     return check_readable(text, what)
 
 
@@ -187,6 +224,8 @@ class Signature:
             for name in self.signature.parameters
         }
         self.output = adapter_for(hints.get("return", inspect.Parameter.empty))
+        self.output_what = f"return value of {self.qualname}"
+        self.input_what = f"the arguments of {self.qualname}"
         # How decode_input reads stored arguments: the adapters of the positional places, of
         # the named ones, of *args' and **kwargs' elements (computed once, not per decode).
         positional: list[TypeAdapter[Any]] = []
@@ -211,9 +250,16 @@ class Signature:
             raise InvalidArgumentError(f"{self.qualname}(): {exc}", what="arguments") from exc
 
     def encode_input(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, reveal_secrets: bool = False
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        reveal_secrets: bool = False,
+        limit: int | None = None,
+        what: str | None = None,
     ) -> str:
-        """Encode arguments as ``{"args": [...], "kwargs": {...}}`` after checking them.
+        """Encode arguments as ``{"args": [...], "kwargs": {...}}`` after checking them;
+        PayloadTooLargeError naming ``what`` if the text is longer than ``limit`` bytes.
 
         Positional parameters go in ``args`` in order; one left out (its default used) before a
         later one that was given is filled with its default, so the later value keeps its
@@ -254,7 +300,7 @@ class Signature:
                     encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
                 else:
                     encoded_args.append(self._to_json(value, adapter, name, reveal_secrets))
-        what = f"the arguments of {self.qualname}"
+        what = what or self.input_what
         try:
             text = json.dumps(
                 {"args": encoded_args, "kwargs": encoded_kwargs},
@@ -266,7 +312,9 @@ class Signature:
         except ValueError as exc:
             raise SerializationError(f"cannot serialize {what}: {exc}", what=what) from exc
         if _SECRET_MASK in text and not reveal_secrets:  # secrets were masked: store their values
-            return self.encode_input(args, kwargs, reveal_secrets=True)
+            return self.encode_input(args, kwargs, reveal_secrets=True, limit=limit, what=what)
+        if limit is not None and len(text) > limit:  # (ASCII: len() is its size in bytes)
+            raise too_large(what, len(text), limit)
         return check_readable(text, what)
 
     def _defaults(self, gap: list[inspect.Parameter], reveal: bool) -> list[Any] | None:
@@ -322,15 +370,18 @@ class Signature:
             ) from exc
         return args, kwargs
 
-    def encode_output(self, value: Any) -> str:
-        return encode(value, self.output, what=f"return value of {self.qualname}")
+    def encode_output(self, value: Any, *, limit: int | None = None, what: str = "") -> str:
+        """Encode a return value (``what`` names it in errors; default: its function's)."""
+        return encode(value, self.output, what=what or self.output_what, limit=limit)
 
     def decode_output(self, text: str | None) -> Any:
         return decode(text, self.output, what=f"return value of {self.qualname}")
 
 
-def encode_error(exc: BaseException) -> str:
-    """Encode an exception so that ``decode_error`` can rebuild it (or describe it)."""
+def encode_error(exc: BaseException, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
+    """Encode an exception so that ``decode_error`` can rebuild it (or describe it), at most
+    ``limit`` bytes long: an error is always recordable, so a longer one loses its ``args``,
+    then its ``detail``, then the end of its message (never its type)."""
     cls = type(exc)
     if isinstance(exc, WorkflowFailedError) and exc.error_type:
         type_name = exc.error_type
@@ -349,16 +400,37 @@ def encode_error(exc: BaseException) -> str:
     message = _valid_unicode(exc.message if isinstance(exc, OrchestratorError) else str(exc))
     if args is not None and "\\ud" in json.dumps(args).lower():
         args = None  # lone surrogates: unreadable once stored; the message says enough
-    return json.dumps(
-        {
-            "type": type_name,
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "message": message,
-            "args": args,
-            "detail": detail,
-        },
-        separators=(",", ":"),
-    )
+    data = {
+        "type": type_name,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "message": message,
+        "args": args,
+        "detail": detail,
+    }
+    text = json.dumps(data, separators=(",", ":"))  # ASCII: len() is its size in bytes
+    if len(text) <= limit:
+        return text
+    return _truncated_error(data, limit)
+
+
+def _truncated_error(data: dict[str, Any], limit: int) -> str:
+    """An encoded error cut down to ``limit`` bytes (or to its type and class, if even those
+    do not fit): without args, without detail if need be, the message shortened and marked."""
+    data["args"] = None
+    text = json.dumps(data, separators=(",", ":"))
+    if len(text) > limit:
+        data["detail"] = None
+        text = json.dumps(data, separators=(",", ":"))
+    message: str = data["message"]
+    keep = len(message)
+    while len(text) > limit and keep > 0:
+        keep = max(0, keep - (len(text) - limit) - 80)  # 80: room for the marker
+        data["message"] = (
+            f"{message[:keep]}... [truncated: {len(message) - keep} more characters; stored"
+            f" errors are cut to max_payload_bytes ({limit})]"
+        )
+        text = json.dumps(data, separators=(",", ":"))
+    return text
 
 
 def _valid_unicode(text: str) -> str:

@@ -31,7 +31,7 @@ from orchestrator.lease import LEASE_SECONDS, Lease
 from orchestrator.metrics import Metrics
 from orchestrator.queues import QueueRunner
 from orchestrator.scheduler import Scheduler, schedule_input, tick_id
-from orchestrator.serialization import encode_error
+from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, encode_error
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
     NOTIFY_WORKFLOW,
@@ -67,13 +67,14 @@ class Engine:
         executor_id: str,
         lease_seconds: float = LEASE_SECONDS,
         stranded_check_seconds: float = 60.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         tracing: Tracing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.registry = registry
-        self.state = EngineState(executor_id)
+        self.state = EngineState(executor_id, max_payload_bytes=max_payload_bytes)
         self.waiters = Waiters()
         self.tracing = tracing or Tracing(executor_id=executor_id)
         self.metrics = metrics or Metrics()
@@ -128,7 +129,7 @@ class Engine:
             results=self.results,
             handle=self.handle,
         )
-        self.messaging = Messaging(store, clock, self.waiters)
+        self.messaging = Messaging(store, clock, self.waiters, max_payload_bytes)
 
     # -- what handles and workflow functions use (the Engine protocol of workflows.py) -------
     async def start_workflow(

@@ -67,7 +67,11 @@ class Executor:
         try:
             args, kwargs = run.workflow.signature.decode_input(run.record.input)
             result = await run.workflow.fn(*args, **kwargs)
-            output = run.workflow.signature.encode_output(result)
+            # Too large (or not serializable): the workflow fails with that error, like a
+            # raise at its end (rolled back if a saga), never retried.
+            output = run.workflow.signature.encode_output(
+                result, limit=run.max_payload_bytes, what=run.workflow.output_what
+            )
         except STOP_ERRORS as exc:
             run.rerun_inflight = False  # the stop was honoured: nothing more starts
             await run.flush_quietly()
@@ -176,11 +180,11 @@ class Executor:
                     run.pivot_step,
                 )
             status = WorkflowStatus.CANCELLED if cancelled else WorkflowStatus.ERROR
-            await self._finish_failed(status, error, encode_error(error))
+            await self._finish_failed(status, error, encode_error(error, run.max_payload_bytes))
             return
         logger.info("workflow %s rolls back %d steps: %r", run.workflow_id, len(plan), error)
         run.tracing.rolling_back(run.span, error, len(plan))
-        original = encode_error(error)
+        original = encode_error(error, run.max_payload_bytes)
         moved = await self.store.transition_workflow(
             run.workflow_id,
             WorkflowStatus.COMPENSATING,

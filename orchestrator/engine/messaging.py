@@ -22,8 +22,14 @@ from opentelemetry import trace
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Subscription, Waiters
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run, require_run
-from orchestrator.errors import InvalidArgumentError, WorkflowNotFoundError
-from orchestrator.serialization import check_key, decode, encode
+from orchestrator.errors import InvalidArgumentError, PayloadTooLargeError, WorkflowNotFoundError
+from orchestrator.serialization import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    check_key,
+    decode,
+    encode,
+    renamed,
+)
 from orchestrator.store.base import (
     NOTIFY_EVENT,
     NOTIFY_MESSAGE,
@@ -61,10 +67,17 @@ def _deadline(clock: Clock, timeout: float | None) -> int | None:
 class Messaging:
     """The messaging half of the engine; given the store, clock and waiters it uses."""
 
-    def __init__(self, store: Store, clock: Clock, waiters: Waiters) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        waiters: Waiters,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.waiters = waiters
+        self.max_payload_bytes = max_payload_bytes  # the largest message, event, stream item
 
     async def _next(self, subscription: Subscription, deadline_ms: int | None) -> bool:
         """The next notification, or the deadline (on the clock), or a re-read."""
@@ -87,7 +100,12 @@ class Messaging:
         check_key(destination_id, "destination workflow id")
         if idempotency_key is not None:
             check_key(idempotency_key, "idempotency key")
-        payload = encode(message, what="message")
+        try:
+            payload = encode(message, what="message", limit=self.max_payload_bytes)
+        except PayloadTooLargeError as exc:  # (named here: no string made per send)
+            raise renamed(
+                exc, f"the message to workflow {destination_id!r} on topic {topic_name!r}"
+            ) from None
         run = durable_run()
         if run is None:
             if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
@@ -212,7 +230,10 @@ class Messaging:
         """Publish (or overwrite) an event of the running workflow."""
         run = require_run("app.set_event()")
         check_key(key, "event key")
-        encoded = encode(value, what="event value")
+        try:
+            encoded = encode(value, what="event value", limit=self.max_payload_bytes)
+        except PayloadTooLargeError as exc:
+            raise renamed(exc, f"the value of event {key!r}") from None
 
         async def perform(attempt: Attempt) -> None:
             step = run.step_record(
@@ -302,7 +323,12 @@ class Messaging:
         run = require_run("app.write_stream()" if not close else "app.close_stream()")
         check_key(key, "stream key")
         name = "close_stream" if close else "write_stream"
-        encoded = None if close else encode(value, what="stream value")
+        try:
+            encoded = (
+                None if close else encode(value, what="stream value", limit=self.max_payload_bytes)
+            )
+        except PayloadTooLargeError as exc:
+            raise renamed(exc, f"an item of stream {key!r}") from None
 
         async def perform(attempt: Attempt) -> None:
             step = run.step_record(

@@ -35,7 +35,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.retry import Retry, retry_after
-from orchestrator.serialization import error_summary
+from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, error_summary
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import Tracing
 from orchestrator.types import StepKind, WorkflowStatus
@@ -198,6 +198,7 @@ class WorkflowRun:
         self.dry = False
         # Record a hash of each step's arguments, compared on replay (check_step_arguments).
         self.check_arguments = False
+        self.max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES  # EngineState.max_payload_bytes
         self.diverged: NonDeterministicWorkflowError | None = None  # the replay's mismatch
         self.probe: RunProbe | None = None  # a test's observer (EngineState.probe)
 

@@ -21,7 +21,7 @@ from orchestrator.errors import ConfigurationError, WorkflowCancelledError
 from orchestrator.lease import Lease
 from orchestrator.log_context import log_finished
 from orchestrator.metrics import Metrics
-from orchestrator.serialization import encode_error
+from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, encode_error
 from orchestrator.store.base import StepRecord, Store, WorkflowRecord
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
@@ -37,6 +37,7 @@ class EngineState:
     app_version: str | None = None  # known at launch
     launched: bool = False
     check_step_arguments: bool = False  # record a hash of each step's arguments
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # the largest value stored
     closing: bool = False
     lease: Lease | None = None
     # A test's observer of every durable call (orchestrator.testing: crash and failure
@@ -123,6 +124,7 @@ class Runs:
             trusts=None if lease is None else lease.trusts,
         )
         run.check_arguments = self.state.check_step_arguments
+        run.max_payload_bytes = self.state.max_payload_bytes
         run.probe = self.state.probe
         if lease is not None:
             lease.trust(run.workflow_id, run.epoch)

@@ -236,7 +236,12 @@ async def register(
 ) -> None:
     """``app.compensate(fn, *args)``: record, as the next step, a compensation to run with
     these arguments if the workflow rolls back (durable from this point on)."""
-    compensation_input = function.signature.encode_input(args, kwargs)
+    compensation_input = function.signature.encode_input(
+        args,
+        kwargs,
+        limit=run.max_payload_bytes,
+        what=f"the input of compensation {function.name!r}",
+    )
     name = f"compensate:{function.name}"
 
     async def perform(attempt: Attempt) -> None:

@@ -115,7 +115,9 @@ class Starter:
             return await self._start_child(run, workflow, args, kwargs, options)
         current = context.current()  # inside a step: a workflow of its own, not a child
         self._check_queue_options(options)
-        input_text = workflow.signature.encode_input(args, kwargs)
+        input_text = workflow.signature.encode_input(
+            args, kwargs, limit=self.state.max_payload_bytes, what=workflow.input_what
+        )
         workflow_id = options.workflow_id or str(uuid.uuid4())
         # Started from inside a step: fire-and-forget (no durable parent), linked, not a child.
         with self.tracing.starting(
@@ -155,7 +157,9 @@ class Starter:
         kwargs: dict[str, Any],
         options: StartOptions,
     ) -> WorkflowHandle[Any]:
-        input_text = workflow.signature.encode_input(args, kwargs)
+        input_text = workflow.signature.encode_input(
+            args, kwargs, limit=self.state.max_payload_bytes, what=workflow.input_what
+        )
 
         async def perform(attempt: Attempt) -> WorkflowHandle[Any]:
             child_id = options.workflow_id or f"{run.workflow_id}-{attempt.number}"

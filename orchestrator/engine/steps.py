@@ -16,7 +16,7 @@ from orchestrator.context import ExecutionContext, StepContext
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
 from orchestrator.errors import InvalidArgumentError, OrchestratorError, SerializationError
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, Retry
-from orchestrator.serialization import Signature, decode_error, encode_error
+from orchestrator.serialization import Signature, decode_error, encode_error, too_large
 from orchestrator.store.base import StepRecord
 from orchestrator.types import StepKind
 
@@ -50,6 +50,7 @@ class StepFunction(Generic[P, R]):
         self.pivot = pivot
         self.timeout = timeout
         self.signature = Signature(fn)
+        self.output_what = f"the output of step {name!r}"  # (what a size error names)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.compensation_step: StepFunction[Any, Any] | None = None
         self._register_compensation = register_compensation
@@ -229,19 +230,28 @@ class _StepCall(Generic[R]):
         output: str | None = None
         if error is None:
             try:
-                output = step.signature.encode_output(result)
-            except SerializationError as exc:
+                output = step.signature.encode_output(
+                    result, limit=run.max_payload_bytes, what=step.output_what
+                )
+            except SerializationError as exc:  # a non-retryable failure of the step
                 error = exc
         compensation = compensation_input = None
         if error is None and step.compensation_step is not None:
             compensation = step.compensation_step.name
             compensation_input = _compensation_input(step, self.args, self.kwargs, output)
+            if len(compensation_input) > run.max_payload_bytes:  # (ASCII: len() is bytes)
+                error = too_large(
+                    f"the compensation input of step {self.name!r} (its arguments and output)",
+                    len(compensation_input),
+                    run.max_payload_bytes,
+                )
+                output = compensation = compensation_input = None
         record = run.step_record(
             attempt.number,
             self.name,
             self.kind,
             output=output,
-            error=None if error is None else encode_error(error),
+            error=None if error is None else encode_error(error, run.max_payload_bytes),
             attempts=attempts,
             compensation=compensation,
             compensation_input=compensation_input,

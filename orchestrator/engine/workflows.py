@@ -108,6 +108,8 @@ class WorkflowFunction(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.signature = Signature(fn)
+        self.input_what = f"the input of workflow {name!r}"  # (what a size error names)
+        self.output_what = f"the output of workflow {name!r}"
         self.max_recovery_attempts = max_recovery_attempts
         self.timeout = timeout
         self.schedule = schedule

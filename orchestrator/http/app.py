@@ -41,8 +41,9 @@ who acts in the audit log (`GET /admin/audit`). The console at `/console` logs i
 and sets an HttpOnly session cookie; a POST with that cookie needs the `X-CSRF-Token` header.
 
 **Errors** are always JSON `{error, message, detail}`: 400 malformed JSON, 401, 404 unknown
-workflow, 408 timed-out event poll, 409 state conflict, 413 body too large, 422 field errors
-(`detail` lists `{loc, msg, type}`), 503 database unavailable.
+workflow, 408 timed-out event poll, 409 state conflict, 413 body too large (or a value in it
+over max_payload_bytes), 422 field errors (`detail` lists `{loc, msg, type}`), 503 database
+unavailable.
 
 **Long polls** (`timeout=` seconds) are clamped to the service's maximum.
 """

@@ -124,7 +124,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such workflow (or workflow name)",
         408: "timed out waiting",
         409: "the workflow's state does not allow this",
-        413: "request body too large",
+        413: "request body too large, or a value to store over max_payload_bytes",
         422: "the request does not fit the schema",
         503: "the database or the orchestrator is unavailable",
     }

@@ -1,4 +1,5 @@
-"""HTTP-only errors and the exception handlers that turn every error into one JSON shape."""
+"""HTTP-only errors and the exception handlers that turn every error into one JSON shape (a body
+over the limit is orchestrator.errors.PayloadTooLargeError, as is a value over its size limit)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,6 @@ class UnauthorizedError(OrchestratorError):
 
     http_status = 401
     code = "unauthorized"
-
-
-class PayloadTooLargeError(OrchestratorError):
-    """The request body is larger than the service accepts."""
-
-    http_status = 413
-    code = "payload_too_large"
 
 
 class RequestTimeoutError(OrchestratorError):

@@ -9,7 +9,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.http.errors import PayloadTooLargeError, RequestTimeoutError, error_body
+from orchestrator.errors import PayloadTooLargeError
+from orchestrator.http.errors import RequestTimeoutError, error_body
+
+# A request body over max_body_bytes and a stored value over max_payload_bytes are the one
+# PayloadTooLargeError (413, ``payload_too_large``); ``detail["what"]`` tells them apart
+# ("request body", "the input of workflow 'checkout'", ...).
 
 BODY_CHUNK_TIMEOUT_SECONDS = 30.0  # the longest the service waits for the next body bytes
 
@@ -90,6 +95,7 @@ class BodyLimitMiddleware:
     def _error(self, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"the request body is larger than {self.max_body_bytes} bytes",
+            what="request body",
             limit=self.max_body_bytes,
             size=size,
         )

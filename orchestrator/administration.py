@@ -314,11 +314,13 @@ class Administration:
                     workflow_id=workflow_id,
                 )
             self.engine.metrics.workflows_deleted.labels("operator").inc(len(deleted))
+            gone = set(deleted)
+            kids = [m.workflow_id for m in tree[1:] if m.workflow_id in gone]
             detail: dict[str, Any] = {"status": record.status.value}
-            if len(deleted) > 1:
-                detail["children"] = deleted[1 : BULK_SAMPLE + 1]
+            if kids:
+                detail["children"] = kids[:BULK_SAMPLE]
             await self._audit("delete", workflow_id=workflow_id, reason=why, detail=detail, by=by)
-            return [workflow_id, *(i for i in deleted if i != workflow_id)]
+            return [workflow_id, *kids]
 
         ids: list[str] = await self._op(delete_workflow)
         return ids

@@ -25,6 +25,7 @@ from orchestrator.errors import (
     NotRegisteredError,
     OrchestratorError,
     WorkflowFinishedError,
+    WorkflowNotFoundError,
     WorkflowStateError,
 )
 from orchestrator.history import history_document
@@ -35,6 +36,7 @@ from orchestrator.store.base import (
     ScheduleRecord,
     Store,
     WorkflowQuery,
+    WorkflowRecord,
 )
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
 from orchestrator.views import (
@@ -67,6 +69,7 @@ BULK_STATUSES: dict[str, tuple[WorkflowStatus, ...]] = {
         WorkflowStatus.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
     ),
     "retry_compensation": (WorkflowStatus.COMPENSATION_FAILED,),
+    "delete": tuple(s for s in WorkflowStatus if s.is_terminal),
 }
 BULK_SAMPLE = 100  # ids a bulk result lists
 BULK_MAX = 100_000  # workflows one bulk action acts on at most
@@ -269,6 +272,80 @@ class Administration:
                 if len(page) < 500:
                     break
         return cancelled
+
+    async def delete(
+        self,
+        workflow_id: str,
+        *,
+        children: bool = True,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> list[str]:
+        """Delete a finished workflow (and its descendants) in one transaction; the ids."""
+        self.engine.require_launched("delete_workflow")
+        if not _nonempty(workflow_id):
+            raise InvalidArgumentError("workflow_id must be a non-empty string")
+        why = _reason(reason)
+
+        async def delete_workflow() -> list[str]:
+            record = await self.store.get_workflow(workflow_id)
+            if record is None:
+                raise WorkflowNotFoundError(f"no workflow {workflow_id!r}", workflow_id=workflow_id)
+            tree = [record, *(await self._descendants(workflow_id) if children else [])]
+            for member in tree:
+                if not member.status.is_terminal:
+                    which = (
+                        f"workflow {workflow_id!r} is {member.status}"
+                        if member.workflow_id == workflow_id
+                        else f"child workflow {member.workflow_id!r} of {workflow_id!r} "
+                        f"is {member.status}"
+                    )
+                    raise WorkflowStateError(
+                        f"{which}: only finished workflows are deleted; cancel it first "
+                        f"(`saga workflows cancel {workflow_id}` cancels its children too), "
+                        "then delete it",
+                        workflow_id=member.workflow_id,
+                        status=member.status.value,
+                    )
+            deleted = await self.store.delete_workflows([m.workflow_id for m in tree])
+            if workflow_id not in deleted:  # it changed meanwhile (resumed, or deleted)
+                raise WorkflowStateError(
+                    f"workflow {workflow_id!r} changed while being deleted; try again",
+                    workflow_id=workflow_id,
+                )
+            self.engine.metrics.workflows_deleted.labels("operator").inc(len(deleted))
+            gone = set(deleted)
+            kids = [m.workflow_id for m in tree[1:] if m.workflow_id in gone]
+            detail: dict[str, Any] = {"status": record.status.value}
+            if kids:
+                detail["children"] = kids[:BULK_SAMPLE]
+            await self._audit("delete", workflow_id=workflow_id, reason=why, detail=detail, by=by)
+            return [workflow_id, *kids]
+
+        ids: list[str] = await self._op(delete_workflow)
+        return ids
+
+    async def _descendants(self, workflow_id: str) -> list[WorkflowRecord]:
+        """Every descendant of ``workflow_id`` (children, theirs, ...), parents first."""
+        found: list[WorkflowRecord] = []
+        parents = [workflow_id]
+        seen = {workflow_id}
+        while parents:
+            parent = parents.pop(0)
+            after: tuple[int, int] | None = None
+            while True:
+                page = await self.store.list_workflows_keyed(
+                    WorkflowQuery(parent_workflow_id=parent, after=after, limit=500)
+                )
+                for record, position in page:
+                    after = position
+                    if record.workflow_id not in seen:
+                        seen.add(record.workflow_id)
+                        found.append(record)
+                        parents.append(record.workflow_id)
+                if len(page) < 500:
+                    break
+        return found
 
     async def retry_compensation(
         self, workflow_id: str, *, reason: str | None = None, by: str | None = None
@@ -475,7 +552,7 @@ class Administration:
         by: str | None = None,
         limit: int = BULK_MAX,
     ) -> BulkResult:
-        """Cancel, resume or retry the compensation of every workflow ``filters`` matches
+        """Cancel, resume, retry the compensation of or delete every workflow ``filters`` matches
         (narrowed to the statuses the action applies to). A dry run counts and acts on
         nothing."""
         self.engine.require_launched(f"bulk_{action}")
@@ -519,10 +596,17 @@ class Administration:
                 try:
                     if action == "cancel":
                         await self.cancel(workflow_id, compensate=compensate, reason=why, by=by)
+                    elif action == "delete":
+                        await self.delete(workflow_id, reason=why, by=by)
                     elif action == "resume":
                         await self.resume(workflow_id, reason=why, by=by)
                     else:
                         await self.retry_compensation(workflow_id, reason=why, by=by)
+                except WorkflowNotFoundError as exc:
+                    if action != "delete":
+                        failed.append(BulkFailure(workflow_id, exc.code, str(exc)))
+                    else:  # deleted meanwhile, as a child of another one matched
+                        done.append(workflow_id)
                 except OrchestratorError as exc:
                     failed.append(BulkFailure(workflow_id, exc.code, str(exc)))
                 else:

@@ -37,6 +37,7 @@ from orchestrator.errors import ConfigurationError, InvalidArgumentError, StoreE
 from orchestrator.metrics import Metrics
 from orchestrator.queues import Queue
 from orchestrator.registration import Registrar, _StepDecorator
+from orchestrator.retention import RetentionPolicy, RetentionSpec
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
 from orchestrator.store import create_store
 from orchestrator.store.base import (
@@ -96,6 +97,11 @@ class Orchestrator:
         tracer_provider: the OpenTelemetry TracerProvider for this app's spans; default: the
             global one the application set (none set: no spans, at almost no cost). The
             library never sets a global provider itself; see ``configure_tracing``.
+        retention: how long finished workflows are kept per final status, then deleted by a
+            background sweep of every worker (once across them): ``"SUCCESS=7d,
+            COMPENSATED=30d"`` or a mapping of status -> timedelta/seconds/"7d"; unlisted
+            statuses are kept for ever (default: ``ORCHESTRATOR_RETENTION``, else none).
+            See docs/operations.md.
         metrics_registry: the Prometheus registry for this app's metrics; default: a registry
             of its own (served by the HTTP service at ``/metrics``).
 
@@ -118,6 +124,7 @@ class Orchestrator:
         settings: Settings | None = None,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        retention: RetentionSpec | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         if max_payload_bytes is None:
@@ -130,6 +137,7 @@ class Orchestrator:
             raise ConfigurationError(
                 f"max_payload_bytes must be greater than 0, got {max_payload_bytes}"
             )
+        policy = RetentionPolicy.parse(self.settings.retention if retention is None else retention)
         self.app_name = app_name
         url = database_url or resolve_database_url(app_name, self.settings)
         self.store: Store = create_store(
@@ -150,6 +158,9 @@ class Orchestrator:
             lease_seconds=lease_seconds or self.settings.lease_seconds,
             stranded_check_seconds=self.settings.stranded_check_seconds,
             max_payload_bytes=max_payload_bytes,
+            retention=policy,
+            retention_sweep_seconds=self.settings.retention_sweep_seconds,
+            retention_batch=self.settings.retention_batch,
             tracing=self.tracing,
             metrics=self.metrics,
         )
@@ -952,6 +963,43 @@ class Orchestrator:
         return await self._admin.bulk(
             "retry_compensation", filters, dry_run=dry_run, reason=reason, by=by
         )
+
+    async def delete_workflow(
+        self,
+        workflow_id: str,
+        *,
+        children: bool = True,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> list[str]:
+        """Delete a finished workflow and (unless ``children=False``) its child workflows
+        at any depth: their rows, steps, messages, events and streams, in one transaction.
+        The id can then start a new workflow. Audited (``delete``); the audit log keeps its
+        entries about them. Returns the ids deleted (the workflow's first).
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowStateError: it (or a child) is still running or queued: cancel it first.
+        """
+        return await self._admin.delete(workflow_id, children=children, reason=reason, by=by)
+
+    async def bulk_delete(
+        self,
+        filters: WorkflowFilter,
+        *,
+        dry_run: bool = False,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> BulkResult:
+        """Delete every finished workflow ``filters`` matches (statuses narrowed to final
+        ones), each with its finished children. ``dry_run=True`` only counts them."""
+        return await self._admin.bulk("delete", filters, dry_run=dry_run, reason=reason, by=by)
+
+    async def sweep_retention(self) -> dict[WorkflowStatus, int]:
+        """Run one retention sweep now (workers also run it on an interval): delete the
+        finished workflows older than their status's retention; how many, per status."""
+        self.engine.require_launched("sweep_retention")
+        return await self.engine.retention.sweep()
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
         """Every recorded step (forward steps and compensations) of a workflow, in order.

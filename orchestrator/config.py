@@ -46,6 +46,17 @@ class Settings(BaseSettings):
         gt=0,
         description="how often a worker counts the workflows no live worker's version serves",
     )
+    retention: str | None = Field(
+        default=None,
+        description="how long finished workflows are kept per final status, e.g. "
+        "'SUCCESS=7d,COMPENSATED=30d,CANCELLED=30d' (s, m, h, d); unlisted: for ever",
+    )
+    retention_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="how often a worker deletes expired workflows"
+    )
+    retention_batch: int = Field(
+        default=500, ge=1, le=10_000, description="workflows deleted per transaction"
+    )
 
 
 def load_settings() -> Settings:

@@ -33,6 +33,8 @@ STEP_BUCKETS = (
     30,
     60,
 )
+# Seconds. A retention sweep: one batch is ~10-100 ms; a backlog takes minutes.
+SWEEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300)
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
@@ -142,6 +144,18 @@ class Metrics:
         self.takeovers = Counter(
             "orchestrator_workflows_taken_over",
             "Workflows this worker took over from workers whose lease expired",
+            registry=r,
+        )
+        self.workflows_deleted = Counter(
+            "orchestrator_workflows_deleted",
+            "Finished workflows this process deleted, by why: an operator's delete, or retention",
+            ["reason"],
+            registry=r,
+        )
+        self.retention_sweep_seconds = Histogram(
+            "orchestrator_retention_sweep_seconds",
+            "One retention sweep of this process, all its batches",
+            buckets=SWEEP_BUCKETS,
             registry=r,
         )
         self.snapshot = _StoreSnapshot()

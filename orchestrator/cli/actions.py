@@ -129,7 +129,7 @@ def _bulk(
         id_prefix=id_prefix,
         parent_workflow_id=parent,
     )
-    method = {"cancel": "bulk_cancel", "resume": "bulk_resume"}.get(
+    method = {"cancel": "bulk_cancel", "resume": "bulk_resume", "delete": "bulk_delete"}.get(
         action, "bulk_retry_compensation"
     )
     extra: dict[str, Any] = {"compensate": compensate} if action == "cancel" else {}
@@ -150,7 +150,8 @@ def _bulk(
         )
         return call
 
-    runs_code = action != "cancel" and not dry_run  # resumed workflows run: the code is needed
+    # resumed workflows run: the code is needed (cancel and delete only write)
+    runs_code = action not in ("cancel", "delete") and not dry_run
     if runs_code and where.url is None:
         if app_path is None:
             raise typer.BadParameter(
@@ -263,6 +264,35 @@ _bulk_command("resume", "Resume every CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_
 _bulk_command(
     "retry_compensation", "Retry the compensation of every COMPENSATION_FAILED saga matched."
 )
+_bulk_command("delete", "Delete every finished workflow the filter matches, with its children.")
+
+
+@workflows_cli.command("delete")
+def delete_workflow(
+    workflow_id: str,
+    children: Annotated[
+        bool, typer.Option(help="delete its child workflows too (--no-children: keep them)")
+    ] = True,
+    reason: Reason = None,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = None,
+    schema: Schema = "orchestrator",
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Delete a finished workflow with its steps, messages, events and streams (and its
+    children's); a running one must be cancelled first. Its id can be used again."""
+
+    async def local(app: Orchestrator) -> int:
+        return len(await app.delete_workflow(workflow_id, children=children, reason=reason))
+
+    async def remote(client: Any) -> int:
+        await client.delete_workflow(workflow_id, children=children, reason=reason)
+        return 0
+
+    deleted = ask(Where(database_url, app_name, schema, url, api_key), local, remote)
+    extra = f" and {deleted - 1} child workflows" if deleted > 1 else ""
+    console.print(f"deleted {workflow_id}{extra}")
 
 
 @workflows_cli.command("audit")

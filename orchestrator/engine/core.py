@@ -30,6 +30,7 @@ from orchestrator.errors import (
 from orchestrator.lease import LEASE_SECONDS, Lease
 from orchestrator.metrics import Metrics
 from orchestrator.queues import QueueRunner
+from orchestrator.retention import RetentionPolicy, RetentionSweep
 from orchestrator.scheduler import Scheduler, schedule_input, tick_id
 from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, encode_error
 from orchestrator.store.base import (
@@ -68,6 +69,9 @@ class Engine:
         lease_seconds: float = LEASE_SECONDS,
         stranded_check_seconds: float = 60.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        retention: RetentionPolicy | None = None,
+        retention_sweep_seconds: float = 60.0,
+        retention_batch: int = 500,
         tracing: Tracing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -80,6 +84,13 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.lease_seconds = lease_seconds
         self.stranded_check_seconds = stranded_check_seconds
+        self.retention = RetentionSweep(
+            store,
+            self.metrics,
+            retention or RetentionPolicy({}),
+            interval=retention_sweep_seconds,
+            batch=retention_batch,
+        )
         self.runners: dict[str, QueueRunner] = {}
         self.scheduler: Scheduler | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -201,6 +212,8 @@ class Engine:
             )
             await watch.check()
             self._background.append(loop.create_task(watch.run()))
+            if self.retention.policy:  # deletes expired finished workflows, once across workers
+                self._background.append(loop.create_task(self.retention.run()))
         self._background.append(loop.create_task(lease.run(), name=LEASE_TASK))
         for queue in self.registry.queues.values():
             if not queue.dequeue:

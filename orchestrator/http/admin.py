@@ -245,17 +245,18 @@ async def workflow_counts(
     "/bulk/{action}",
     response_model=BulkResultOut,
     responses=error_responses(400, 401, 403, 404, 413, 422, 503),
-    summary="Cancel, resume or retry the compensation of every workflow a filter matches",
+    summary="Cancel, resume, retry the compensation of or delete every workflow a filter matches",
     description=(
         "`action`: `cancel` (PENDING and ENQUEUED ones; `compensate` rolls sagas back), `resume` "
-        "(CANCELLED, ERROR, MAX_RECOVERY_ATTEMPTS_EXCEEDED) or `retry-compensation` "
-        "(COMPENSATION_FAILED): the filter's statuses are narrowed to those. `dry_run` counts "
-        "and acts on nothing: run it first. Each workflow acted on is audited."
+        "(CANCELLED, ERROR, MAX_RECOVERY_ATTEMPTS_EXCEEDED), `retry-compensation` "
+        "(COMPENSATION_FAILED) or `delete` (finished ones, with their children): the filter's "
+        "statuses are narrowed to those. `dry_run` counts and acts on nothing: run it first. "
+        "Each workflow acted on is audited."
     ),
 )
 async def bulk(
     app: OrchestratorDep,
-    action: Annotated[str, Path(pattern="^(cancel|resume|retry-compensation)$")],
+    action: Annotated[str, Path(pattern="^(cancel|resume|retry-compensation|delete)$")],
     body: BulkRequest,
 ) -> BulkResultOut:
     given = body.filter
@@ -275,6 +276,8 @@ async def bulk(
         )
     elif action == "resume":
         result = await app.bulk_resume(filters, dry_run=body.dry_run, reason=body.reason)
+    elif action == "delete":
+        result = await app.bulk_delete(filters, dry_run=body.dry_run, reason=body.reason)
     else:
         result = await app.bulk_retry_compensation(
             filters, dry_run=body.dry_run, reason=body.reason

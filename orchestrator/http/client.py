@@ -167,6 +167,14 @@ class ServiceClient:
         body = {"compensate": compensate, "children": children, "reason": reason}
         return dict(await self.request("POST", path, json=body))
 
+    async def delete_workflow(
+        self, workflow_id: str, *, children: bool = True, reason: str | None = None
+    ) -> None:
+        """Delete a finished workflow (and its children unless ``children=False``)."""
+        path = f"/workflows/{_segment(workflow_id)}"
+        params = {"children": "true" if children else "false", "reason": reason}
+        await self.request("DELETE", path, params=params)
+
     async def resume(self, workflow_id: str, *, reason: str | None = None) -> dict[str, Any]:
         """Run a cancelled or failed workflow again, in the service's process."""
         path = f"/workflows/{_segment(workflow_id)}/resume"
@@ -195,7 +203,8 @@ class ServiceClient:
         compensate: bool = False,
         reason: str | None = None,
     ) -> dict[str, Any]:
-        """A bulk action (``cancel``, ``resume``, ``retry-compensation``) by filter."""
+        """A bulk action (``cancel``, ``resume``, ``retry-compensation``, ``delete``) by
+        filter."""
         body = {
             "filter": {k: v for k, v in filters.items() if v is not None},
             "dry_run": dry_run,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from orchestrator import StartOptions, WorkflowFilter
+from orchestrator.audit import MAX_REASON_CHARS
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,
@@ -415,6 +416,31 @@ async def cancel_workflow(
     )
     info = await app.retrieve(workflow_id).status()
     return _accepted(request, workflow_id, info.status)
+
+
+@router.delete(
+    "/workflows/{workflow_id}",
+    name="delete_workflow",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
+    summary="Delete a finished workflow (with its child workflows unless children=false)",
+    description=(
+        "Deletes the workflow's row, steps, messages, events and streams (and its children's) "
+        "in one transaction; the id can then start a new workflow. A workflow (or child) "
+        "still running or queued is refused with 409: cancel it first. Audited (`delete`)."
+    ),
+)
+async def delete_workflow(
+    app: OrchestratorDep,
+    workflow_id: WorkflowId,
+    children: bool = True,
+    reason: Annotated[str | None, Query(min_length=1, max_length=MAX_REASON_CHARS)] = None,
+) -> Response:
+    await app.delete_workflow(
+        check_text(workflow_id, "workflow id"), children=children, reason=reason
+    )
+    return Response(status_code=204)
 
 
 @router.post(

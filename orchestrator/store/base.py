@@ -493,6 +493,19 @@ class Store(Protocol):
 
     # -- schedules --------------------------------------------------------------------------
     # -- the operator audit (migration 0007) ------------------------------------------------
+    async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Delete the finished ones of these workflows (a final status) with their steps,
+        messages addressed to them, events and streams, all in one transaction; returns the
+        ids deleted. Unknown and unfinished ids are skipped; audit_log rows stay."""
+
+    async def delete_expired(
+        self, status: WorkflowStatus, retention_ms: int, limit: int
+    ) -> list[str]:
+        """The retention sweep's batch: delete (as ``delete_workflows``) up to ``limit``
+        workflows of the final ``status`` that finished more than ``retention_ms`` ago on the
+        database clock, in one transaction; rows a concurrent batch holds are skipped, so two
+        workers neither wait on each other nor delete the same rows. Returns the ids deleted."""
+
     async def record_audit(self, entry: NewAudit) -> AuditRecord:
         """Append one operator action to the audit log."""
 

@@ -247,3 +247,40 @@ def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:
 
 def rowcount_plan(query: str, /, **params: Any) -> Plan[int]:
     return (yield Statement(query, params)).rowcount
+
+
+# -- deletion -------------------------------------------------------------------------------
+
+_DELETIONS = (
+    "delete_workflow_steps",
+    "delete_workflow_messages",
+    "delete_workflow_events",
+    "delete_workflow_streams",
+)
+
+
+def _delete_rows(ids: list[str]) -> Plan[list[str]]:
+    """Delete every row of these (locked, finished) workflows; the ids deleted."""
+    if not ids:
+        return []
+    for query in _DELETIONS:
+        yield Statement(query, {"workflow_ids": ids})
+    deleted = yield Statement("delete_workflow_rows", {"workflow_ids": ids})
+    return [row["workflow_id"] for row in deleted.rows]
+
+
+def delete_workflows(workflow_ids: list[str]) -> Plan[list[str]]:
+    """Delete the finished ones of these workflows with their steps, messages, events and
+    streams (one transaction); the ids deleted. Unknown or unfinished ids are left alone."""
+    locked = yield Statement("lock_finished_workflows", {"workflow_ids": workflow_ids})
+    return (yield from _delete_rows([row["workflow_id"] for row in locked.rows]))
+
+
+def delete_expired(status: WorkflowStatus, retention_ms: int, limit: int) -> Plan[list[str]]:
+    """Delete up to ``limit`` workflows of ``status`` finished more than ``retention_ms`` ago
+    (rows a concurrent sweep holds are skipped); the ids deleted."""
+    expired = yield Statement(
+        "expired_workflows",
+        {"status": status.value, "retention_ms": retention_ms, "limit": limit},
+    )
+    return (yield from _delete_rows([row["workflow_id"] for row in expired.rows]))

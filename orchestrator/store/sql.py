@@ -492,6 +492,27 @@ class SQLStore:
         )
         return [workflow_from_row(row) for row in rows]
 
+    # -- deletion ---------------------------------------------------------------------------
+    async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Delete the finished ones of these workflows, each with its steps, messages, events
+        and streams, in one transaction; the ids deleted (unknown and unfinished ids are not)."""
+        ids = list(dict.fromkeys(workflow_ids))
+        if not ids:
+            return []
+        return await self._run(functools.partial(plans.delete_workflows, ids), transaction=True)
+
+    async def delete_expired(
+        self, status: WorkflowStatus, retention_ms: int, limit: int
+    ) -> list[str]:
+        """Delete up to ``limit`` workflows of final status ``status`` that finished more than
+        ``retention_ms`` ago (database clock), in one transaction; the ids deleted."""
+        if not WorkflowStatus(status).is_terminal:
+            raise InvalidArgumentError(f"{status} is not a final status")
+        if retention_ms < 0 or limit < 1:
+            raise InvalidArgumentError("retention_ms must be >= 0 and limit >= 1")
+        plan = functools.partial(plans.delete_expired, WorkflowStatus(status), retention_ms, limit)
+        return await self._run(plan, transaction=True)
+
     # -- schedules --------------------------------------------------------------------------
     async def save_schedule(self, schedule: ScheduleRecord, *, replace: bool) -> ScheduleRecord:
         """Create (or with ``replace`` update) a schedule."""

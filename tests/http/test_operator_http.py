@@ -203,7 +203,7 @@ async def test_bulk_dry_run_then_cancel_and_counts(operator: httpx.AsyncClient) 
     assert sorted(acted.json()["done"]) == [f"{prefix}{i}" for i in range(6)]
     counts = (await operator.get("/admin/workflow-counts", params={"id_prefix": prefix})).json()
     assert counts["counts"]["CANCELLED"] == 6
-    unknown = await operator.post("/admin/bulk/delete", json=request)
+    unknown = await operator.post("/admin/bulk/archive", json=request)
     assert unknown.status_code == 422
     summary = (await operator.get("/admin/audit", params={"action": "bulk_cancel"})).json()
     assert summary["items"][0]["detail"]["filter"] == {"id_prefix": prefix}

@@ -895,3 +895,42 @@ WHERE (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
     AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s
+
+-- lock_finished_workflows --
+-- Of these workflows, the finished ones (any final status), locked for their deletion in this transaction; in id order, so two deletions never deadlock.
+SELECT workflow_id FROM workflows
+WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+    AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+        'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+ORDER BY workflow_id
+FOR UPDATE
+
+-- expired_workflows --
+-- Up to a batch of workflows of one final status that finished before now minus a retention (database clock), oldest first, locked; rows another sweep holds are skipped, so two workers never wait on nor delete the same rows.
+SELECT workflow_id FROM workflows
+WHERE status = %(status)s::text AND finished_at IS NOT NULL
+    AND finished_at < now_ms() - %(retention_ms)s::bigint
+ORDER BY finished_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- delete_workflow_steps --
+-- Delete the steps of these workflows (part of deleting them).
+DELETE FROM steps WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
+-- delete_workflow_messages --
+-- Delete the messages addressed to these workflows (part of deleting them).
+DELETE FROM messages WHERE destination_id = ANY(%(workflow_ids)s::text[])
+
+-- delete_workflow_events --
+-- Delete the events of these workflows (part of deleting them).
+DELETE FROM events WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
+-- delete_workflow_streams --
+-- Delete the streams of these workflows (part of deleting them).
+DELETE FROM streams WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
+-- delete_workflow_rows --
+-- Delete these workflows' rows (their steps, messages, events and streams went first); returns the ids deleted.
+DELETE FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+RETURNING workflow_id

@@ -534,3 +534,40 @@ WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
     AND (:before_id IS NULL OR id < :before_id)
 ORDER BY id DESC
 LIMIT :limit
+
+-- lock_finished_workflows --
+-- Of these workflows, the finished ones (any final status), for their deletion in this transaction (BEGIN IMMEDIATE already holds the write lock); in id order.
+SELECT workflow_id FROM workflows
+WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+    AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+        'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+ORDER BY workflow_id
+
+-- expired_workflows --
+-- Up to a batch of workflows of one final status that finished before now minus a retention (database clock), oldest first; the database's write lock serializes sweeps.
+SELECT workflow_id FROM workflows
+WHERE status = :status AND finished_at IS NOT NULL
+    AND finished_at < now_ms() - :retention_ms
+ORDER BY finished_at
+LIMIT :limit
+
+-- delete_workflow_steps --
+-- Delete the steps of these workflows (part of deleting them).
+DELETE FROM steps WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+
+-- delete_workflow_messages --
+-- Delete the messages addressed to these workflows (part of deleting them).
+DELETE FROM messages WHERE destination_id IN (SELECT value FROM json_each(:workflow_ids))
+
+-- delete_workflow_events --
+-- Delete the events of these workflows (part of deleting them).
+DELETE FROM events WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+
+-- delete_workflow_streams --
+-- Delete the streams of these workflows (part of deleting them).
+DELETE FROM streams WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+
+-- delete_workflow_rows --
+-- Delete these workflows' rows (their steps, messages, events and streams went first); returns the ids deleted.
+DELETE FROM workflows WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+RETURNING workflow_id

@@ -815,11 +815,54 @@ def plan_functions() -> Iterator[str]:
                 yield f"{module.__name__.rsplit('.', 1)[1]}.{name}"
 
 
+# -- deletion and retention (migration 0008) --------------------------------------------------
+
+DELETED_ROWS = (
+    ("delete_workflow_steps", changed(3)),
+    ("delete_workflow_messages", changed(1)),
+    ("delete_workflow_events", changed(1)),
+    ("delete_workflow_streams", NOTHING),
+)
+
+
+def test_deleting_workflows_locks_the_finished_ones_then_deletes_all_their_rows() -> None:
+    script = Script(
+        ("lock_finished_workflows", rows({"workflow_id": "a"})),  # "b" is running: left alone
+        *DELETED_ROWS,
+        ("delete_workflow_rows", rows({"workflow_id": "a"})),
+    )
+    assert script.run(plans.delete_workflows(["a", "b"])) == ["a"]
+    assert all(s.params["workflow_ids"] == ["a"] for s in script.issued[1:])
+
+
+def test_deleting_nothing_finished_issues_no_delete() -> None:
+    script = Script(("lock_finished_workflows", NOTHING))
+    assert script.run(plans.delete_workflows(["running"])) == []
+
+
+def test_a_retention_batch_deletes_what_it_selected() -> None:
+    script = Script(
+        ("expired_workflows", rows({"workflow_id": "old-1"}, {"workflow_id": "old-2"})),
+        *DELETED_ROWS,
+        ("delete_workflow_rows", rows({"workflow_id": "old-1"}, {"workflow_id": "old-2"})),
+    )
+    deleted = script.run(plans.delete_expired(WorkflowStatus.SUCCESS, 7 * 86_400_000, 500))
+    assert deleted == ["old-1", "old-2"]
+    assert script.issued[0].params == {
+        "status": "SUCCESS",
+        "retention_ms": 7 * 86_400_000,
+        "limit": 500,
+    }
+
+
 def test_every_plan_is_covered_here() -> None:
     """A new plan fails this test until it is driven by tests here."""
     assert sorted(plan_functions()) == [
         "coordination.dequeue",
         "coordination.save_schedule",
+        "plans._delete_rows",
+        "plans.delete_expired",
+        "plans.delete_workflows",
         "plans.finish_after_step",
         "plans.fork_workflow",
         "plans.get_workflow",

@@ -537,6 +537,32 @@ class Orchestrator:
         self.engine.require_launched("send")
         await self.engine.messaging.send(workflow_id, message, topic, idempotency_key)
 
+    async def send_in(
+        self,
+        connection: Any,
+        workflow_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """``send`` inside the caller's own transaction on ``connection`` (a
+        ``psycopg.AsyncConnection`` or ``psycopg.Connection`` to the app's PostgreSQL
+        database): the message is delivered, and its waiter woken, when that transaction
+        commits, and never if it rolls back. Not committed here (in autocommit it is a plain
+        send on that connection). Outside workflows only (a step may). See docs/messaging.md.
+
+        Raises:
+            ConfigurationError: the SQLite store, or a connection to another database.
+            WorkflowNotFoundError: no such workflow (as the transaction sees it).
+            WorkflowFinishedError: it finished: it can never read the message.
+            StoreError: the caller's transaction had failed already (or another database
+                error); the orchestrator's own writes are undone, a savepoint's worth.
+        """
+        self.engine.require_launched("send_in")
+        await self.engine.messaging.send(
+            workflow_id, message, topic, idempotency_key, connection=connection
+        )
+
     async def recv(
         self, topic: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
     ) -> Any:
@@ -673,6 +699,51 @@ class Orchestrator:
         )
         return await self.start_with(self._workflow_of(workflow), args, kwargs, options)
 
+    async def start_in(
+        self,
+        connection: Any,
+        workflow: WorkflowFunction[P, R] | str,
+        *args: Any,
+        workflow_id: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        dedup_id: str | None = None,
+        partition_key: str | None = None,
+        delay: float | None = None,
+        timeout: float | None = None,
+        if_duplicate: str = "raise",
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]:
+        """``start`` inside the caller's own transaction on ``connection`` (a
+        ``psycopg.AsyncConnection`` or ``psycopg.Connection`` to the app's PostgreSQL
+        database): the workflow exists when that transaction commits, with the caller's
+        business writes, and never if it rolls back (the outbox pattern without an outbox).
+
+        Nothing is committed here (in autocommit it is a plain start on that connection).
+        The workflow is not run in this process at once: it is written PENDING with no
+        executor, and on the commit's notification a worker of this app version claims and
+        runs it (``queue=``: ENQUEUED, dequeued as any queued workflow). The handle's
+        ``result()`` waits for it once committed. Outside workflows only (a step may).
+        Options as in ``start``; see docs/queues-and-workers.md.
+
+        Raises:
+            ConfigurationError: the SQLite store, or a connection to another database.
+            StoreError: the caller's transaction had failed already (or another database
+                error); the orchestrator's own writes are undone, a savepoint's worth.
+            And as ``start``.
+        """
+        options = StartOptions(
+            workflow_id=workflow_id,
+            queue=queue,
+            priority=priority,
+            dedup_id=dedup_id,
+            partition_key=partition_key,
+            delay=delay,
+            timeout=timeout,
+            if_duplicate=if_duplicate,
+        )
+        return await self.start_with(workflow, args, kwargs, options, connection=connection)
+
     async def start_with(
         self,
         workflow: WorkflowFunction[P, R] | str,
@@ -681,16 +752,18 @@ class Orchestrator:
         options: StartOptions,
         *,
         trace_headers: Mapping[str, str] | None = None,
+        connection: Any = None,
     ) -> WorkflowHandle[R]:
         """``start`` with the workflow's arguments and the start options kept apart (a
         workflow may have a parameter named ``queue``). ``trace_headers``: an incoming
         request's headers, whose ``traceparent`` becomes the workflow's parent (unless a
-        server span is current already). ``handle.info`` is the workflow as stored by this
-        start (None when it existed already)."""
+        server span is current already). ``connection``: start in the caller's transaction,
+        as ``start_in``. ``handle.info`` is the workflow as stored by this start (None when
+        it existed already; with ``connection``, as written, before the caller's commit)."""
         resolved = self._workflow_of(workflow)
         with self.tracing.incoming(trace_headers or {}):
             handle: WorkflowHandle[R] = await self.engine.start_workflow(
-                resolved, tuple(args), kwargs, options
+                resolved, tuple(args), kwargs, options, connection
             )
         return handle
 

@@ -35,7 +35,9 @@ from orchestrator.scheduler import Scheduler, schedule_input, tick_id
 from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, encode_error
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
+    NOTIFY_UNCLAIMED,
     NOTIFY_WORKFLOW,
+    SEPARATOR,
     ScheduleRecord,
     Store,
     WorkflowQuery,
@@ -149,8 +151,9 @@ class Engine:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: StartOptions,
+        connection: object | None = None,
     ) -> WorkflowHandle[Any]:
-        return await self.starter.start_workflow(workflow, args, kwargs, options)
+        return await self.starter.start_workflow(workflow, args, kwargs, options, connection)
 
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
         return await self.results.wait_result(workflow_id, timeout)
@@ -327,9 +330,26 @@ class Engine:
             run = self.runs.get(payload)
             if run is not None and not run.finishing:  # its own final write notified too
                 self.runs.spawn(self._check_still_running(payload))
+        elif kind == NOTIFY_UNCLAIMED:
+            workflow_id, _, name = payload.partition(SEPARATOR)
+            if name in self.registry.workflows and not self.state.closing:
+                self.runs.spawn(self._claim(workflow_id))
         elif kind == NOTIFY_RECONNECTED:
             for workflow_id in self.runs:
                 self.runs.spawn(self._check_still_running(workflow_id))
+
+    async def _claim(self, workflow_id: str) -> None:
+        """Run a workflow started in a transaction that just committed, if this worker is
+        the first to claim it (a missed notification leaves it to the lease's take_over)."""
+        if workflow_id in self.runs:
+            return
+        record = await self.store.claim_workflow(
+            workflow_id, self.executor_id, self.state.app_version
+        )
+        if record is None:
+            return  # another worker claimed it, or it is of another version
+        # Registered (checked when notified; names are never unregistered).
+        self.runs.launch(record, self.registry.workflows[record.name], [])
 
     async def _check_still_running(self, workflow_id: str) -> None:
         run = self.runs.get(workflow_id)

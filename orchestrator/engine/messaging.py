@@ -93,9 +93,15 @@ class Messaging:
 
     # -- messages ---------------------------------------------------------------------------
     async def send(
-        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None,
+        idempotency_key: str | None,
+        connection: object | None = None,
     ) -> None:
-        """Deliver ``message`` to a workflow's mailbox; durable, deduplicated by key."""
+        """Deliver ``message`` to a workflow's mailbox; durable, deduplicated by key. With
+        ``connection``, in the caller's transaction: delivered when (if) it commits."""
         topic_name = _topic(topic)
         check_key(destination_id, "destination workflow id")
         if idempotency_key is not None:
@@ -107,6 +113,17 @@ class Messaging:
                 exc, f"the message to workflow {destination_id!r} on topic {topic_name!r}"
             ) from None
         run = durable_run()
+        if connection is not None:
+            if run is not None:
+                raise InvalidArgumentError(
+                    "a workflow cannot send in a transaction of its own: a workflow's body"
+                    " writes only through durable calls (use app.send, or send in a step)"
+                )
+            # No wake here: the commit's notification wakes the waiters, this process's too.
+            await self.store.send_message_in(
+                connection, destination_id, topic_name, payload, idempotency_key
+            )
+            return
         if run is None:
             if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -97,9 +98,14 @@ class Starter:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: StartOptions,
+        connection: object | None = None,
     ) -> WorkflowHandle[Any]:
         """Start ``workflow`` (a child workflow when called inside one); idempotent by id.
-        Returns its handle; ``handle.record`` is the stored row when this call created it."""
+        Returns its handle; ``handle.record`` is the stored row when this call created it.
+
+        With ``connection`` (a psycopg connection with the caller's transaction open) the
+        workflow is written in that transaction and exists once the caller commits: PENDING
+        with no executor (a worker claims it on the commit's notification) or ENQUEUED."""
         self.state.require_launched(f"starting workflow {workflow.name!r}")
         if options.workflow_id is not None:
             check_key(options.workflow_id, "workflow_id")
@@ -111,6 +117,12 @@ class Starter:
             if value is not None:
                 check_key(value, what)
         run = durable_run()
+        if run is not None and connection is not None:
+            raise InvalidArgumentError(
+                f"a workflow cannot start {workflow.name!r} in a transaction of its own: a"
+                " workflow's body writes only through durable calls (start a child with"
+                " app.start, or run the transaction in a step)"
+            )
         if run is not None:
             return await self._start_child(run, workflow, args, kwargs, options)
         current = context.current()  # inside a step: a workflow of its own, not a child
@@ -130,8 +142,14 @@ class Starter:
                 workflow_id=workflow_id,
                 trace_context=started.trace_context,
             )
+            if connection is not None and new.status is WorkflowStatus.PENDING:
+                # The row may yet roll back: nobody runs it until the caller's commit.
+                new = dataclasses.replace(new, executor_id=None)
             try:
-                record, created = await self.store.create_workflow(new)
+                if connection is None:
+                    record, created = await self.store.create_workflow(new)
+                else:
+                    record, created = await self.store.create_workflow_in(connection, new)
             except DuplicateWorkflowError as exc:
                 holder = exc.detail.get("workflow_id")
                 if options.if_duplicate == "return" and holder:
@@ -143,7 +161,7 @@ class Starter:
             self._check_same(record, workflow, input_text)
             return self.handle(record.workflow_id)
         self.metrics.workflow_started(workflow.name)
-        if record.status is WorkflowStatus.PENDING:
+        if record.status is WorkflowStatus.PENDING and record.executor_id is not None:
             self.runs.launch(record, workflow, [])
         handle = self.handle(record.workflow_id)
         handle.created(record)  # as stored: no need to read it back

@@ -27,6 +27,9 @@ NOTIFY_WORKFLOW = "workflow"  # payload: workflow_id (its status changed)
 NOTIFY_QUEUE = "queue"  # payload: queue name (enqueued, or a queued workflow changed status)
 NOTIFY_SCHEDULES = "schedules"  # payload: "" (schedules were created, changed or deleted)
 NOTIFY_RECONNECTED = "reconnected"  # payload: "" (notifications may have been lost: re-check)
+# payload: f"{workflow_id}\x1f{name}": started PENDING with no executor inside a caller's
+# transaction, now committed; a worker registering ``name`` claims it (claim_workflow).
+NOTIFY_UNCLAIMED = "unclaimed"
 SEPARATOR = "\x1f"
 
 NotificationHandler = Callable[[str, str], None]
@@ -299,6 +302,20 @@ class Store(Protocol):
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
 
+    async def create_workflow_in(
+        self, connection: object, new: NewWorkflow
+    ) -> tuple[WorkflowRecord, bool]:
+        """``create_workflow`` on the caller's ``connection`` (a psycopg connection to this
+        store's database), inside its transaction, never committed here: the row exists once
+        the caller commits. A PENDING ``new`` must have no executor: its NOTIFY_UNCLAIMED goes
+        out on that commit. Raises ConfigurationError on a store or connection that cannot."""
+
+    async def claim_workflow(
+        self, workflow_id: str, executor_id: str, app_version: str | None
+    ) -> WorkflowRecord | None:
+        """Take a PENDING workflow with no executor (of ``app_version``, if given) to run on
+        ``executor_id``, in a new epoch; None if it is gone, taken or of another version."""
+
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow's row, or None."""
 
@@ -413,6 +430,17 @@ class Store(Protocol):
         destination (no message written; the sender's step is still recorded). Raises
         WorkflowNotFoundError / WorkflowFinishedError, or WorkflowStateError (nothing
         written) if the sender's step is refused."""
+
+    async def send_message_in(
+        self,
+        connection: object,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+    ) -> bool:
+        """``send_message`` (no step) on the caller's ``connection``, inside its transaction:
+        delivered (and notified) once the caller commits. See ``create_workflow_in``."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)

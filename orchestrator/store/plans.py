@@ -120,6 +120,18 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
     )
 
 
+def insert_workflow_in_transaction(new: NewWorkflow) -> Plan[tuple[WorkflowRecord, bool]]:
+    """``insert_workflow`` inside a caller's transaction: a PENDING workflow nobody runs yet
+    also notifies the workers, which the database delivers only if that transaction commits
+    (an ENQUEUED one is notified by its insert trigger)."""
+    record, created = yield from insert_workflow(new, conflict=False)
+    if created and record.status is WorkflowStatus.PENDING and record.executor_id is None:
+        yield Statement(
+            "notify_unclaimed", {"workflow_id": record.workflow_id, "name": record.name}
+        )
+    return record, created
+
+
 def refused(step: StepRecord) -> WorkflowStateError:
     """The error of a step the store would not record (and of everything written with it)."""
     return WorkflowStateError(

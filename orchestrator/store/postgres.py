@@ -42,6 +42,7 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.plans import Plan, Result
+from orchestrator.store.postgres_transactions import CallerTransactions
 from orchestrator.store.postgres_writes import PostgresWrites
 from orchestrator.store.queries import load_queries
 from orchestrator.store.sql import SQLStore
@@ -223,6 +224,14 @@ class PostgresDriver:
         self._listen_lock = asyncio.Lock()  # one LISTEN connection even if listen() races
         # (connection, when it left the pool): reused last-in first-out, see WARM_CONNECTIONS.
         self._warm: list[tuple[psycopg.AsyncConnection[DictRow], float]] = []
+        self._database: str | None = None  # current_database() of the pool, once asked
+        self._callers = CallerTransactions(
+            schema=schema,
+            queries=self.queries,
+            database=self.database,
+            translate=self._translate,
+            clock_ms=clock_ms,
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -309,6 +318,18 @@ class PostgresDriver:
                     return await self._execute(conn, plan())
 
         return await self._attempt(run)
+
+    async def run_in(self, connection: object, plan: Callable[[], Plan[T]]) -> T:
+        """Drive ``plan()`` on the caller's connection, in its transaction (see
+        postgres_transactions.py): never retried, never committed here."""
+        return await self._callers.run(connection, plan)
+
+    async def database(self) -> str:
+        """The name of the database the store's pool connects to."""
+        if self._database is None:
+            row = await self.one("connection_target", {"workflows_table": None})
+            self._database = str(row["database"])
+        return self._database
 
     async def all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one named statement in autocommit and return all its rows."""

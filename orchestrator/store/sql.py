@@ -55,6 +55,10 @@ class Driver(Protocol):
     async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         """Drive a fresh ``plan()`` to its end; in one transaction when ``transaction``."""
 
+    async def run_in(self, connection: object, plan: Callable[[], Plan[T]]) -> T:
+        """Drive ``plan()`` on the caller's ``connection`` inside its transaction, without
+        committing; ConfigurationError where the database cannot."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -108,6 +112,27 @@ class SQLStore:
         """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
         plan = functools.partial(plans.insert_workflow, new, conflict=False)
         return await self._run(plan, transaction=False)
+
+    async def create_workflow_in(
+        self, connection: object, new: NewWorkflow
+    ) -> tuple[WorkflowRecord, bool]:
+        """Insert ``new`` in the caller's transaction on ``connection`` (see Store)."""
+        plan = functools.partial(plans.insert_workflow_in_transaction, new)
+        return await self.driver.run_in(connection, plan)
+
+    async def claim_workflow(
+        self, workflow_id: str, executor_id: str, app_version: str | None
+    ) -> WorkflowRecord | None:
+        """Take a PENDING workflow nobody runs to run it on ``executor_id`` (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "claim_workflow",
+            workflow_id=workflow_id,
+            executor_id=executor_id,
+            app_version=app_version,
+        )
+        rows = await self._run(plan, transaction=False)
+        return workflow_from_row(rows[0]) if rows else None
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow's row, or None."""
@@ -315,6 +340,20 @@ class SQLStore:
             plans.send_message, destination_id, topic, payload, idempotency_key, step
         )
         return await self._run(plan, transaction=True)
+
+    async def send_message_in(
+        self,
+        connection: object,
+        destination_id: str,
+        topic: str,
+        payload: str,
+        idempotency_key: str | None,
+    ) -> bool:
+        """Add a message in the caller's transaction on ``connection`` (see Store)."""
+        plan = functools.partial(
+            plans.send_message, destination_id, topic, payload, idempotency_key, None
+        )
+        return await self.driver.run_in(connection, plan)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """Consume the oldest message on (workflow_id, topic) and record ``step``."""

@@ -159,6 +159,14 @@ class SQLiteDriver:
         del transaction
         return await self._call(self._drive, plan)
 
+    async def run_in(self, connection: object, plan: Callable[[], Plan[T]]) -> T:
+        """Refused: SQLite has no connection an application could share with the store."""
+        raise ConfigurationError(
+            "a transactional start or send (start_in, send_in) needs PostgreSQL: the SQLite"
+            " store cannot join the caller's transaction; use start/send, or a postgresql://"
+            " database"
+        )
+
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise StoreError("the SQLite store is not open: call open() first")

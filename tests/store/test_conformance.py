@@ -95,6 +95,18 @@ async def test_create_workflow_is_idempotent(store: Store) -> None:
     assert await store.get_workflow("missing") is None
 
 
+async def test_claim_workflow_takes_an_unclaimed_pending_workflow_once(store: Store) -> None:
+    await store.create_workflow(new_workflow("free", executor_id=None))
+    await store.create_workflow(new_workflow("owned"))
+    assert await store.claim_workflow("free", "exec-2", "v2") is None  # another version's
+    claimed = await store.claim_workflow("free", "exec-2", "v1")
+    assert claimed is not None and claimed.executor_id == "exec-2"
+    assert (claimed.owner_epoch, claimed.recovery_attempts) == (1, 0)
+    assert await store.claim_workflow("free", "exec-3", "v1") is None  # taken
+    assert await store.claim_workflow("owned", "exec-3", None) is None
+    assert await store.claim_workflow("missing", "exec-3", None) is None
+
+
 async def test_enqueued_workflow_waits(store: Store) -> None:
     record = await created(store, "q", status=ENQUEUED, queue_name="orders", timeout_ms=500)
     assert record.started_at is None and record.deadline_ms is None

@@ -318,6 +318,22 @@ def test_inserting_a_taken_id_with_conflict_raises() -> None:
     assert script.names == ["insert_workflow", "get_workflow"]
 
 
+def test_a_start_in_a_transaction_notifies_only_a_new_unclaimed_workflow() -> None:
+    unclaimed = dataclasses.replace(NEW, executor_id=None)
+    script = Script(
+        ("insert_workflow", rows(workflow_row(executor_id=None))), ("notify_unclaimed", NOTHING)
+    )
+    record, created = script.run(plans.insert_workflow_in_transaction(unclaimed))
+    assert created is True and record.executor_id is None
+    assert script.issued[1] == Statement(
+        "notify_unclaimed", {"workflow_id": "wf", "name": "checkout"}
+    )
+    queued = Script(("insert_workflow", rows(workflow_row(status="ENQUEUED", executor_id=None))))
+    queued.run(plans.insert_workflow_in_transaction(QUEUED))  # its insert trigger notifies
+    taken = Script(("insert_workflow", NOTHING), ("get_workflow", rows(workflow_row())))
+    assert taken.run(plans.insert_workflow_in_transaction(unclaimed))[1] is False
+
+
 def test_inserting_an_active_dedup_id_names_the_holder() -> None:
     script = Script(
         ("insert_workflow", NOTHING),
@@ -867,6 +883,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans.fork_workflow",
         "plans.get_workflow",
         "plans.insert_workflow",
+        "plans.insert_workflow_in_transaction",
         "plans.record_step",
         "plans.recv_message",
         "plans.rowcount_plan",

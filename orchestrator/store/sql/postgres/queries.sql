@@ -934,3 +934,35 @@ DELETE FROM streams WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 -- Delete these workflows' rows (their steps, messages, events and streams went first); returns the ids deleted.
 DELETE FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 RETURNING workflow_id
+
+-- connection_target --
+-- Where a caller's connection points: its database, and whether the store's tables are there (a transactional start checks it before writing).
+SELECT current_database() AS database, to_regclass(%(workflows_table)s::text) IS NOT NULL AS has_store
+
+-- enter_schema --
+-- Inside a caller's transaction: point search_path at the store's schema (and set the test clock) until leave_schema; returns the settings to restore.
+WITH previous AS MATERIALIZED (
+    SELECT current_setting('search_path') AS search_path,
+        coalesce(current_setting('orchestrator.now_ms', true), '') AS now_ms
+)
+SELECT previous.search_path, previous.now_ms,
+    set_config('search_path', %(schema)s::text, true) AS entered,
+    set_config('orchestrator.now_ms', coalesce(%(now_ms)s::text, previous.now_ms), true) AS clock
+FROM previous
+
+-- leave_schema --
+-- Give a caller's transaction back its own search_path (and clock setting).
+SELECT set_config('search_path', %(search_path)s::text, true) AS search_path,
+    set_config('orchestrator.now_ms', %(now_ms)s::text, true) AS now_ms
+
+-- notify_unclaimed --
+-- A workflow started inside a caller's transaction waits, PENDING with no executor, for a worker: wake the workers when (if) that transaction commits.
+SELECT pg_notify(current_schema() || '_orchestrator', 'unclaimed:' || %(workflow_id)s::text || chr(31) || %(name)s::text)
+
+-- claim_workflow --
+-- Take a PENDING workflow nobody runs (started inside a caller's transaction) to run it here; the first claimer wins, the others get no row.
+UPDATE workflows
+SET executor_id = %(executor_id)s::text, owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id = %(workflow_id)s::text AND status = 'PENDING' AND executor_id IS NULL
+    AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+RETURNING *

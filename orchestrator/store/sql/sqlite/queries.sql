@@ -571,3 +571,27 @@ DELETE FROM streams WHERE workflow_id IN (SELECT value FROM json_each(:workflow_
 -- Delete these workflows' rows (their steps, messages, events and streams went first); returns the ids deleted.
 DELETE FROM workflows WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
 RETURNING workflow_id
+
+-- connection_target --
+-- Unused: a transactional start needs PostgreSQL (the store refuses a caller's connection).
+SELECT NULL AS database, 0 AS has_store
+
+-- enter_schema --
+-- Unused: see connection_target.
+SELECT NULL
+
+-- leave_schema --
+-- Unused: see connection_target.
+SELECT NULL
+
+-- notify_unclaimed --
+-- Unused: see connection_target.
+SELECT NULL
+
+-- claim_workflow --
+-- Take a PENDING workflow nobody runs to run it here; the first claimer wins, the others get no row.
+UPDATE workflows
+SET executor_id = :executor_id, owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id IS NULL
+    AND (:app_version IS NULL OR app_version = :app_version)
+RETURNING *

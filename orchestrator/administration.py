@@ -14,8 +14,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from orchestrator.attributes import check_attributes
 from orchestrator.audit import MAX_REASON_CHARS, current_actor
-from orchestrator.engine.attributes import check_attributes
 from orchestrator.engine.core import Engine
 from orchestrator.engine.replay import ReplayVerdict, replay_history
 from orchestrator.engine.run import durable_run

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator import context
+from orchestrator.attributes import check_attributes
 from orchestrator.clock import Clock
-from orchestrator.engine.attributes import check_attributes
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
 from orchestrator.engine.runs import EngineState, Runs

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from orchestrator import StartOptions, WorkflowFilter
+from orchestrator.attributes import MAX_ATTRIBUTES, parse_attribute_pairs
 from orchestrator.audit import MAX_REASON_CHARS
-from orchestrator.engine.attributes import MAX_ATTRIBUTES, parse_attribute_pairs
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,

@@ -12,7 +12,7 @@
 --                          range giving the workflow ids; the primary key serves reading a
 --                          page's attributes and deleting a workflow's.
 -- Limits (names [a-z][a-z0-9_]{0,62}, values up to 256 characters, 20 per workflow) are the
--- engine's (orchestrator/engine/attributes.py), checked before anything is written.
+-- engine's (orchestrator/attributes.py), checked before anything is written.
 
 CREATE TABLE workflow_attributes (
     workflow_id   text NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from orchestrator.attributes import check_attributes
 from orchestrator.audit import MAX_REASON_CHARS, current_actor
 from orchestrator.engine.core import Engine
 from orchestrator.engine.replay import ReplayVerdict, replay_history
@@ -159,9 +160,15 @@ def filter_query(
         app_version=filters.app_version,
         stranded=filters.stranded,
         id_prefix=filters.id_prefix,
+        attributes=None if filters.attributes is None else _attribute_filter(filters.attributes),
         after=after,
         limit=limit,
     )
+
+
+def _attribute_filter(attributes: object) -> dict[str, str]:
+    """A filter's attributes: valid names and values (a number matches its text)."""
+    return check_attributes(attributes, what="the attribute filter")
 
 
 def _nonempty(value: object) -> bool:
@@ -439,6 +446,7 @@ class Administration:
         app_version: str | None = None,
         stranded: bool = False,
         id_prefix: str | None = None,
+        attributes: dict[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
@@ -456,6 +464,7 @@ class Administration:
             id_prefix=id_prefix,
             parent_workflow_id=parent_workflow_id,
             stranded=stranded,
+            attributes=attributes,
         )
         query = dataclasses.replace(
             filter_query(filters, limit=limit), offset=offset, ascending=ascending
@@ -479,7 +488,7 @@ class Administration:
         rows = await self.store.list_workflows_keyed(
             filter_query(filters, limit=limit, after=after)
         )
-        items = [WorkflowInfo.from_record(record) for record, _ in rows]
+        items = await self.engine.infos([record for record, _ in rows])  # one query more
         more = len(rows) == limit
         return WorkflowPage(items=items, next_cursor=encode_cursor(rows[-1][1]) if more else None)
 

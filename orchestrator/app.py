@@ -29,9 +29,11 @@ from orchestrator.engine.run import require_run
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    NOT_GIVEN,
     StartOptions,
     WorkflowFunction,
     WorkflowHandle,
+    start_options,
 )
 from orchestrator.errors import ConfigurationError, InvalidArgumentError, StoreError
 from orchestrator.metrics import Metrics
@@ -585,6 +587,18 @@ class Orchestrator:
         """
         await self.engine.messaging.set_event(key, value)
 
+    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Inside a workflow: set (or overwrite) its attributes, business keys to list it by
+        (name -> string or number, stored as text). A durable call: recorded as a step, so a
+        replay does not write them again.
+
+        Raises:
+            NotInWorkflowError: outside a workflow (or inside a step).
+            InvalidArgumentError: a name not ``[a-z][a-z0-9_]{0,62}``, a value over 256
+                characters or not a string/number, or more than 20 attributes in all.
+        """
+        await self.engine.attributes.set_attributes(attributes)
+
     async def get_event(
         self, workflow_id: str, key: str, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
     ) -> Any:
@@ -661,14 +675,15 @@ class Orchestrator:
         self,
         workflow: WorkflowFunction[P, R] | str,
         *args: Any,
-        workflow_id: str | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        dedup_id: str | None = None,
-        partition_key: str | None = None,
-        delay: float | None = None,
-        timeout: float | None = None,
-        if_duplicate: str = "raise",
+        workflow_id: str | None = NOT_GIVEN,
+        queue: str | None = NOT_GIVEN,
+        priority: int = NOT_GIVEN,
+        dedup_id: str | None = NOT_GIVEN,
+        partition_key: str | None = NOT_GIVEN,
+        delay: float | None = NOT_GIVEN,
+        timeout: float | None = NOT_GIVEN,
+        if_duplicate: str = NOT_GIVEN,
+        attributes: Mapping[str, Any] | None = NOT_GIVEN,
         **kwargs: Any,
     ) -> WorkflowHandle[R]:
         """Start a workflow and return its handle at once. The id is an idempotency key: the
@@ -679,15 +694,24 @@ class Orchestrator:
         ``dedup_id`` (one active workflow per id: DuplicateWorkflowError, or with
         ``if_duplicate="return"`` the active one's handle), ``partition_key`` (partitioned
         queues), ``delay`` (seconds before it may start). ``timeout`` (seconds) is a deadline
-        after which the workflow is cancelled (a saga rolls back).
+        after which the workflow is cancelled (a saga rolls back). ``attributes``: business
+        keys to list it by (name -> string or number; docs/concepts.md).
+
+        The options share this call's keywords with the workflow's own keyword arguments;
+        ``start_with(workflow, args, kwargs, StartOptions(...))`` keeps them apart and is the
+        unambiguous form.
 
         Raises:
             NotRegisteredError: an unknown workflow or queue name.
+            InvalidArgumentError: an option's name passed that is also a parameter of the
+                workflow (use ``start_with``), or invalid attributes.
             WorkflowConflictError: the id belongs to another workflow or other input.
             DuplicateWorkflowError: the dedup id is active on the queue.
             SerializationError: arguments that cannot be stored and read back.
         """
-        options = StartOptions(
+        resolved = self._workflow_of(workflow)
+        options = start_options(
+            resolved,
             workflow_id=workflow_id,
             queue=queue,
             priority=priority,
@@ -696,8 +720,9 @@ class Orchestrator:
             delay=delay,
             timeout=timeout,
             if_duplicate=if_duplicate,
+            attributes=attributes,
         )
-        return await self.start_with(self._workflow_of(workflow), args, kwargs, options)
+        return await self.start_with(resolved, args, kwargs, options)
 
     async def start_in(
         self,
@@ -754,8 +779,10 @@ class Orchestrator:
         trace_headers: Mapping[str, str] | None = None,
         connection: Any = None,
     ) -> WorkflowHandle[R]:
-        """``start`` with the workflow's arguments and the start options kept apart (a
-        workflow may have a parameter named ``queue``). ``trace_headers``: an incoming
+        """``start`` with the workflow's arguments and the start options kept apart: the
+        unambiguous form (a workflow may have a parameter named ``queue`` or ``timeout``), e.g.
+        ``app.start_with(ship, (), {"queue": "fragile"}, StartOptions(queue="slow"))``.
+        ``trace_headers``: an incoming
         request's headers, whose ``traceparent`` becomes the workflow's parent (unless a
         server span is current already). ``connection``: start in the caller's transaction,
         as ``start_in``. ``handle.info`` is the workflow as stored by this start (None when
@@ -918,11 +945,13 @@ class Orchestrator:
         app_version: str | None = None,
         stranded: bool = False,
         id_prefix: str | None = None,
+        attributes: dict[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
         ascending: bool = False,
     ) -> list[WorkflowInfo]:
         """Workflows matching the filters, newest first (unless ``ascending``).
+        ``attributes``: only workflows having all of these (name -> value, equality).
         ``stranded=True``: only unfinished workflows (PENDING, COMPENSATING) of application
         versions no live worker serves (see docs/upgrading.md). ``id_prefix``: ids starting
         with it. For deep listings use ``list_workflows_page`` (an offset costs its depth).
@@ -940,6 +969,7 @@ class Orchestrator:
             app_version=app_version,
             stranded=stranded,
             id_prefix=id_prefix,
+            attributes=attributes,
             limit=limit,
             offset=offset,
             ascending=ascending,

@@ -61,5 +61,6 @@ class StepKind(enum.StrEnum):
     RECV = "recv"
     SET_EVENT = "set_event"
     GET_EVENT = "get_event"
+    SET_ATTRIBUTES = "set_attributes"
     STREAM = "stream"
     PATCH = "patch"  # app.patched(name): this execution took the patched code's path

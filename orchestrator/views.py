@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.serialization import error_summary
@@ -65,9 +65,13 @@ class WorkflowInfo:
     finished_at: dt.datetime | None
     deadline: dt.datetime | None
     trace_id: str | None = None  # the W3C trace id of its spans (None: not traced)
+    # Business keys (name -> text value), set at start or from inside the workflow.
+    attributes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, record: WorkflowRecord) -> WorkflowInfo:
+    def from_record(
+        cls, record: WorkflowRecord, attributes: dict[str, str] | None = None
+    ) -> WorkflowInfo:
         summary = error_summary(record.error)
         return cls(
             workflow_id=record.workflow_id,
@@ -88,6 +92,7 @@ class WorkflowInfo:
             finished_at=_time(record.finished_at),
             deadline=_time(record.deadline_ms),
             trace_id=trace_id_of(record.trace_context),
+            attributes=dict(attributes or {}),
         )
 
 
@@ -224,7 +229,9 @@ class VersionInfo:
 class WorkflowFilter:
     """Which workflows a listing, a count or a bulk action takes (None: any). ``status`` is
     one status or a list; ``id_prefix`` matches the start of the workflow id; the time bounds
-    are inclusive; ``stranded``: only unfinished workflows of versions no live worker serves."""
+    are inclusive; ``stranded``: only unfinished workflows of versions no live worker serves;
+    ``attributes``: only workflows having every one of these (name -> value, equality on the
+    stored text)."""
 
     status: WorkflowStatus | str | list[WorkflowStatus] | list[str] | None = None
     name: str | None = None
@@ -235,6 +242,7 @@ class WorkflowFilter:
     id_prefix: str | None = None
     parent_workflow_id: str | None = None
     stranded: bool = False
+    attributes: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from orchestrator import WorkflowStatus
 from orchestrator.app import Orchestrator
+from orchestrator.attributes import parse_attribute_pairs
 from orchestrator.cli.common import (
     ApiKey,
     AppName,
@@ -51,6 +52,10 @@ def list_workflows(
             help="only unfinished workflows of versions no live worker serves (nobody runs them)",
         ),
     ] = False,
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(help="only workflows with this attribute, as name=value (repeatable)"),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     database_url: DatabaseUrl = None,
     app_name: AppName = None,
@@ -64,13 +69,25 @@ def list_workflows(
     rows: list[Any] = ask(
         where,
         lambda app: app.list_workflows(
-            status=status, name=name, app_version=app_version, stranded=stranded, limit=limit
+            status=status,
+            name=name,
+            app_version=app_version,
+            stranded=stranded,
+            attributes=parse_attribute_pairs(attribute) if attribute else None,
+            limit=limit,
         ),
         lambda client: client.list_workflows(
-            status=status, name=name, app_version=app_version, stranded=stranded, limit=limit
+            status=status,
+            name=name,
+            app_version=app_version,
+            stranded=stranded,
+            attributes=parse_attribute_pairs(attribute) if attribute else None,
+            limit=limit,
         ),
     )
     columns = ["workflow_id", "name", "status", "created_at", "error"]
+    if attribute:
+        columns = ["workflow_id", "name", "status", "created_at", "attributes"]
     if stranded or app_version:
         columns = ["workflow_id", "name", "status", "app_version", "executor_id", "created_at"]
     print_rows(rows, columns, as_json, "workflows", source=where.describe())
@@ -99,7 +116,11 @@ def get_workflow(
         console.print_json(json.dumps(info))
         return
     for key, value in info.items():
-        shown = json.dumps(value, ensure_ascii=False) if key in ("input", "output") else value
+        shown = (
+            json.dumps(value, ensure_ascii=False)
+            if key in ("input", "output", "attributes")
+            else value
+        )
         console.print(f"[bold]{key:>20}[/bold]  {escape(text_of(shown))}", highlight=False)
 
 

@@ -9,9 +9,11 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.clock import Clock
+from orchestrator.engine.attributes import Attributes
 from orchestrator.engine.messaging import Messaging
 from orchestrator.engine.notifications import Waiters
 from orchestrator.engine.operations import Operations
@@ -143,6 +145,7 @@ class Engine:
             handle=self.handle,
         )
         self.messaging = Messaging(store, clock, self.waiters, max_payload_bytes)
+        self.attributes = Attributes(store)
 
     # -- what handles and workflow functions use (the Engine protocol of workflows.py) -------
     async def start_workflow(
@@ -159,7 +162,12 @@ class Engine:
         return await self.results.wait_result(workflow_id, timeout)
 
     async def workflow_info(self, workflow_id: str) -> WorkflowInfo:
-        return WorkflowInfo.from_record(await self.operations.get_record(workflow_id))
+        return (await self.infos([await self.operations.get_record(workflow_id)]))[0]
+
+    async def infos(self, records: Sequence[WorkflowRecord]) -> list[WorkflowInfo]:
+        """These workflows as WorkflowInfo with their attributes (one query for all)."""
+        found = await self.store.workflow_attributes([r.workflow_id for r in records])
+        return [WorkflowInfo.from_record(r, found.get(r.workflow_id)) for r in records]
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         return WorkflowHandle(self, workflow_id)
@@ -441,7 +449,7 @@ class Engine:
 
     # -- reading --------------------------------------------------------------------------
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowInfo]:
-        return [WorkflowInfo.from_record(r) for r in await self.store.list_workflows(query)]
+        return await self.infos(await self.store.list_workflows(query))
 
     async def list_steps(self, workflow_id: str) -> list[StepInfo]:
         await self.operations.get_record(workflow_id)

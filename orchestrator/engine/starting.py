@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator import context
+from orchestrator.attributes import check_attributes
 from orchestrator.clock import Clock
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
@@ -72,6 +73,7 @@ class Starter:
         trace_context: str | None = None,
     ) -> NewWorkflow:
         timeout = options.timeout if options.timeout is not None else workflow.timeout
+        attributes = None if options.attributes is None else check_attributes(options.attributes)
         if timeout is not None and timeout <= 0:
             raise InvalidArgumentError(f"timeout must be > 0 seconds, got {timeout}")
         return NewWorkflow(
@@ -90,6 +92,7 @@ class Starter:
             timeout_ms=None if timeout is None else int(timeout * 1000),
             delay_ms=None if options.delay is None else int(options.delay * 1000),
             trace_context=trace_context,
+            attributes=attributes or None,
         )
 
     async def start_workflow(
@@ -164,7 +167,7 @@ class Starter:
         if record.status is WorkflowStatus.PENDING and record.executor_id is not None:
             self.runs.launch(record, workflow, [])
         handle = self.handle(record.workflow_id)
-        handle.created(record)  # as stored: no need to read it back
+        handle.created(record, dict(new.attributes or {}))  # as stored: not read back
         return handle
 
     async def _start_child(

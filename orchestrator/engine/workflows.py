@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from orchestrator.errors import InvalidArgumentError
 from orchestrator.serialization import Signature
 from orchestrator.store.base import WorkflowRecord
 from orchestrator.views import WorkflowInfo
@@ -20,7 +22,9 @@ DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
 
 @dataclass(frozen=True, slots=True)
 class StartOptions:
-    """How to start a workflow: its id and where it runs."""
+    """How to start a workflow: its id, where it runs and its attributes. With
+    ``app.start_with(workflow, args, kwargs, StartOptions(...))`` these never mix with the
+    workflow's own keyword arguments."""
 
     workflow_id: str | None = None
     queue: str | None = None
@@ -30,6 +34,35 @@ class StartOptions:
     delay: float | None = None
     timeout: float | None = None
     if_duplicate: str = "raise"  # a dedup_id active on the queue: "raise" or "return" its handle
+    attributes: Mapping[str, Any] | None = None  # business keys (engine/attributes.py)
+
+
+class _NotGiven:
+    """The default of ``app.start``'s options: tells "not passed" from an explicit value."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+NOT_GIVEN: Any = _NotGiven()
+OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(StartOptions))
+
+
+def start_options(workflow: WorkflowFunction[Any, Any], **given: Any) -> StartOptions:
+    """The StartOptions of ``app.start``'s keyword options (NOT_GIVEN: the default). A name
+    passed that is also a parameter of the workflow is ambiguous (meant for the workflow, or
+    as the option?): InvalidArgumentError, never a silent choice."""
+    passed = {name: value for name, value in given.items() if value is not NOT_GIVEN}
+    clash = sorted(workflow.option_parameters.intersection(passed))
+    if clash:
+        names = ", ".join(repr(name) for name in clash)
+        raise InvalidArgumentError(
+            f"workflow {workflow.name!r} has a parameter named {names}, which is also an option"
+            " of app.start(): ambiguous. Use app.start_with(workflow, args, kwargs,"
+            " StartOptions(...)) to keep the workflow's arguments and the start options apart.",
+            parameters=clash,
+        )
+    return StartOptions(**passed)
 
 
 class WorkflowStarter(Protocol):
@@ -51,12 +84,13 @@ class WorkflowStarter(Protocol):
 class WorkflowHandle(Generic[R_co]):
     """A reference to a started workflow: wait for its result or read its status."""
 
-    __slots__ = ("_created", "_engine", "_info", "workflow_id")
+    __slots__ = ("_attributes", "_created", "_engine", "_info", "workflow_id")
 
     def __init__(self, engine: WorkflowStarter, workflow_id: str) -> None:
         self._engine = engine
         self.workflow_id = workflow_id
         self._created: WorkflowRecord | None = None
+        self._attributes: dict[str, str] | None = None
         self._info: WorkflowInfo | None = None
 
     @property
@@ -64,12 +98,14 @@ class WorkflowHandle(Generic[R_co]):
         """The workflow as stored when this handle's start created it (None otherwise): what
         the start answered, without reading it back. ``status()`` reads the current one."""
         if self._info is None and self._created is not None:
-            self._info = WorkflowInfo.from_record(self._created)  # built when asked: a start
-        return self._info  # that nobody asks about decodes nothing
+            # Built when asked: a start that nobody asks about decodes nothing.
+            self._info = WorkflowInfo.from_record(self._created, self._attributes)
+        return self._info
 
-    def created(self, record: WorkflowRecord) -> None:
-        """Remember the row this handle's start inserted (``info``)."""
+    def created(self, record: WorkflowRecord, attributes: dict[str, str] | None = None) -> None:
+        """Remember the row (and attributes) this handle's start inserted (``info``)."""
         self._created = record
+        self._attributes = attributes
 
     async def result(self, timeout: float | None = None) -> R_co:
         """Wait for the workflow to finish and return its output, or raise its error.
@@ -108,6 +144,12 @@ class WorkflowFunction(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.signature = Signature(fn)
+        # Its parameters that app.start() would take as its own options (start_options).
+        self.option_parameters = frozenset(
+            name
+            for name, p in self.signature.signature.parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name in OPTION_NAMES
+        )
         self.input_what = f"the input of workflow {name!r}"  # (what a size error names)
         self.output_what = f"the output of workflow {name!r}"
         self.max_recovery_attempts = max_recovery_attempts

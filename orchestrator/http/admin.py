@@ -38,7 +38,12 @@ from orchestrator.http.schemas import (
     WorkflowCounts,
     WorkflowOut,
 )
-from orchestrator.http.workflows import optional_body, workflow_filter
+from orchestrator.http.workflows import (
+    AttributeParams,
+    attributes_of,
+    optional_body,
+    workflow_filter,
+)
 from orchestrator.metrics import CONTENT_TYPE
 from orchestrator.types import WorkflowStatus
 
@@ -224,8 +229,10 @@ async def workflow_counts(
     app_version: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     id_prefix: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     parent_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    attribute: AttributeParams = None,
 ) -> WorkflowCounts:
     filters = workflow_filter(
+        attributes=attributes_of(attribute),
         status=status,
         name=name,
         queue=queue,
@@ -269,6 +276,7 @@ async def bulk(
         created_before=given.created_before,
         id_prefix=given.id_prefix,
         parent_workflow_id=given.parent_workflow_id,
+        attributes=given.attributes,
     )
     if action == "cancel":
         result = await app.bulk_cancel(

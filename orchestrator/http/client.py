@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -123,10 +123,11 @@ class ServiceClient:
         queue: str | None = None,
         app_version: str | None = None,
         stranded: bool = False,
+        attributes: Mapping[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Workflows, newest first (``GET /workflows``)."""
+        """Workflows, newest first (``GET /workflows``); ``attributes``: all must match."""
         page = await self.request(
             "GET",
             "/workflows",
@@ -136,6 +137,7 @@ class ServiceClient:
                 "queue": queue,
                 "app_version": app_version,
                 "stranded": "true" if stranded else None,
+                "attribute": [f"{k}:{v}" for k, v in (attributes or {}).items()] or None,
                 "limit": limit,
                 "offset": offset,
             },

@@ -91,6 +91,9 @@ class WorkflowOut(BaseModel):
     links: WorkflowLinks
     trace_id: str | None = Field(default=None, description="the W3C trace id of its spans")
     trace_url: str | None = Field(default=None, description="its trace in the tracing UI")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="its business keys (name -> text value)"
+    )
 
     @classmethod
     def of(cls, info: WorkflowInfo, links: WorkflowLinks, view: View | None = None) -> WorkflowOut:
@@ -121,6 +124,7 @@ class WorkflowOut(BaseModel):
             links=links,
             trace_id=info.trace_id,
             trace_url=None if view is None else view.trace(info.trace_id),
+            attributes=dict(info.attributes),
         )
 
 
@@ -300,6 +304,13 @@ class WorkflowFilterIn(BaseModel):
     created_before: dt.datetime | None = None
     id_prefix: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
     parent_workflow_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
+    attributes: (
+        Annotated[
+            dict[str, str],
+            Field(max_length=20, description="only workflows having all of these attributes"),
+        ]
+        | None
+    ) = None
 
 
 class BulkRequest(BaseModel):

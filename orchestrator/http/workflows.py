@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from orchestrator import StartOptions, WorkflowFilter
+from orchestrator.attributes import MAX_ATTRIBUTES, parse_attribute_pairs
 from orchestrator.audit import MAX_REASON_CHARS
 from orchestrator.errors import (
     InvalidArgumentError,
@@ -57,6 +58,13 @@ Timeout = Annotated[
     float | None,
     Query(ge=0, le=MAX_QUERY_WAIT_SECONDS, description="seconds to wait (clamped by the service)"),
 ]
+AttributeParams = Annotated[
+    list[str] | None,
+    Query(
+        max_length=MAX_ATTRIBUTES,
+        description="an attribute as `name:value` (or `name=value`); repeatable",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -72,6 +80,11 @@ _CANCEL_BODY = {
     "content": {"application/json": {"schema": CancelRequest.model_json_schema()}},
     "required": False,
 }
+
+
+def attributes_of(pairs: list[str] | None) -> dict[str, str] | None:
+    """Repeated ``attribute=name:value`` query parameters as attributes (None: none given)."""
+    return parse_attribute_pairs(pairs) if pairs else None
 
 
 def _accepted(
@@ -99,7 +112,8 @@ def _accepted(
     description=(
         "The JSON body is the input: the model itself when the workflow's only parameter is a "
         "pydantic model, else an object of arguments by parameter name. `Idempotency-Key` is "
-        "the workflow id. With `?wait_for_event=KEY` the answer waits (up to `timeout` s) for "
+        "the workflow id. `?attribute=customer_id:c-7` (repeatable) sets the workflow's "
+        "attributes, business keys to list it by. With `?wait_for_event=KEY` the answer waits (up to `timeout` s) for "
         "that event and includes it (200); otherwise, or on timeout, 202 with links to poll."
     ),
 )
@@ -114,6 +128,7 @@ async def start_workflow(
     idempotency_key: IdempotencyKey = None,
     wait_for_event: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
     timeout: Timeout = None,
+    attribute: AttributeParams = None,
 ) -> WorkflowAccepted:
     workflow = app.workflow_named(name)  # NotRegisteredError: 404
     workflow_id = None if idempotency_key is None else check_text(idempotency_key, "workflow id")
@@ -124,7 +139,7 @@ async def start_workflow(
         workflow,
         args,
         kwargs,
-        StartOptions(workflow_id=workflow_id),
+        StartOptions(workflow_id=workflow_id, attributes=attributes_of(attribute)),
         trace_headers=request.headers,
     )
     info = handle.info or await handle.status()  # as stored by this start: no read back
@@ -170,6 +185,7 @@ async def list_workflows(
         Query(min_length=1, max_length=MAX_ID_CHARS, description="ids starting with this"),
     ] = None,
     parent_workflow_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    attribute: AttributeParams = None,
     cursor: Annotated[
         str | None,
         Query(
@@ -193,6 +209,7 @@ async def list_workflows(
         id_prefix=id_prefix,
         parent_workflow_id=parent_workflow_id,
         stranded=stranded,
+        attributes=attributes_of(attribute),
     )
     view = view_of(request)
     if offset:
@@ -208,6 +225,7 @@ async def list_workflows(
             stranded=stranded,
             id_prefix=id_prefix,
             parent_workflow_id=parent_workflow_id,
+            attributes=filters.attributes,
             limit=limit,
             offset=offset,
         )
@@ -242,6 +260,7 @@ def workflow_filter(
     id_prefix: str | None,
     parent_workflow_id: str | None,
     stranded: bool = False,
+    attributes: dict[str, str] | None = None,
 ) -> WorkflowFilter:
     """A listing's query parameters as a WorkflowFilter (texts checked)."""
     for text, what in (
@@ -263,6 +282,7 @@ def workflow_filter(
         id_prefix=id_prefix,
         parent_workflow_id=parent_workflow_id,
         stranded=stranded,
+        attributes=attributes or None,
     )
 
 

@@ -13,7 +13,7 @@ Database errors are translated to ``orchestrator.errors`` inside each store, in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -89,6 +89,9 @@ class NewWorkflow:
     timeout_ms: int | None = None
     delay_ms: int | None = None  # not_before_ms = now + delay_ms
     trace_context: str | None = None
+    # Business keys (name -> text), inserted with the row only when there are some, so a start
+    # without attributes runs exactly the statement it did before (see 0009_attributes).
+    attributes: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class WorkflowQuery:
     stranded: bool = False
     # Only workflows whose id starts with this text.
     id_prefix: str | None = None
+    # Only workflows having every one of these attributes (name -> value, equality).
+    attributes: Mapping[str, str] | None = None
     # Keyset pagination: only workflows after this (created_at, seq) in the list's order
     # (``WorkflowPageCursor`` of the previous page's last row); ``offset`` is then usually 0.
     after: tuple[int, int] | None = None
@@ -458,6 +463,17 @@ class Store(Protocol):
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""
 
+    async def set_attributes(
+        self, workflow_id: str, attributes: Mapping[str, str], step: StepRecord, *, limit: int
+    ) -> None:
+        """Set (insert or overwrite) attributes of a running workflow and record ``step``, in
+        one transaction; more than ``limit`` attributes in all raises InvalidArgumentError
+        (nothing written)."""
+
+    async def workflow_attributes(self, workflow_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The attributes of these workflows (one query): workflow id -> name -> value;
+        workflows without any are absent."""
+
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord
     ) -> None:
@@ -523,7 +539,7 @@ class Store(Protocol):
     # -- the operator audit (migration 0007) ------------------------------------------------
     async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
         """Delete the finished ones of these workflows (a final status) with their steps,
-        messages addressed to them, events and streams, all in one transaction; returns the
+        messages addressed to them, events, streams and attributes, all in one transaction; returns the
         ids deleted. Unknown and unfinished ids are skipped; audit_log rows stay."""
 
     async def delete_expired(

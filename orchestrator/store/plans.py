@@ -9,11 +9,13 @@ and PostgreSQL and SQLite only differ in their SQL text, connections and error t
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Collection, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 from orchestrator.errors import (
     DuplicateWorkflowError,
+    InvalidArgumentError,
     WorkflowConflictError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -51,7 +53,9 @@ class Result:
 Plan: TypeAlias = Generator[Statement, Result, T]
 
 _WORKFLOW_FIELDS = tuple(field.name for field in dataclasses.fields(WorkflowRecord))
-_NEW_WORKFLOW_FIELDS = tuple(field.name for field in dataclasses.fields(NewWorkflow))
+_NEW_WORKFLOW_FIELDS = tuple(
+    field.name for field in dataclasses.fields(NewWorkflow) if field.name != "attributes"
+)
 _STEP_FIELDS = tuple(field.name for field in dataclasses.fields(StepRecord))
 
 
@@ -96,6 +100,9 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
     ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError."""
     inserted = (yield Statement("insert_workflow", workflow_params(new))).one()
     if inserted is not None:
+        if new.attributes:  # only then a second statement: the plain start stays one
+            params = {"workflow_id": new.workflow_id, "attributes": json.dumps(new.attributes)}
+            yield Statement("insert_workflow_attributes", params)
         return workflow_from_row(inserted), True
     existing = (yield Statement("get_workflow", {"workflow_id": new.workflow_id})).one()
     if existing is not None:
@@ -184,6 +191,8 @@ def fork_workflow(new: NewWorkflow, source_id: str, before_step: int) -> Plan[Wo
         "copy_steps",
         {"workflow_id": new.workflow_id, "source_id": source_id, "before_step": before_step},
     )
+    ids = {"workflow_id": new.workflow_id, "source_id": source_id}
+    yield Statement("copy_workflow_attributes", ids)
     return record
 
 
@@ -240,6 +249,19 @@ def set_event(workflow_id: str, key: str, value: str, step: StepRecord | None) -
         yield from record_step(step, required=True)
 
 
+def set_attributes(
+    workflow_id: str, attributes: Mapping[str, str], step: StepRecord, limit: int
+) -> Plan[None]:
+    params = {"workflow_id": workflow_id, "attributes": json.dumps(dict(attributes))}
+    yield Statement("insert_workflow_attributes", params)
+    count = (yield Statement("count_workflow_attributes", {"workflow_id": workflow_id})).one()
+    if count is not None and int(count["n"]) > limit:
+        raise InvalidArgumentError(
+            f"workflow {workflow_id!r} would have {count['n']} attributes; at most {limit}"
+        )
+    yield from record_step(step, required=True)
+
+
 def write_stream(
     workflow_id: str, key: str, value: str | None, closed: bool, step: StepRecord
 ) -> Plan[None]:
@@ -264,6 +286,7 @@ def rowcount_plan(query: str, /, **params: Any) -> Plan[int]:
 # -- deletion -------------------------------------------------------------------------------
 
 _DELETIONS = (
+    "delete_workflow_attributes",
     "delete_workflow_steps",
     "delete_workflow_messages",
     "delete_workflow_events",
@@ -282,8 +305,8 @@ def _delete_rows(ids: list[str]) -> Plan[list[str]]:
 
 
 def delete_workflows(workflow_ids: list[str]) -> Plan[list[str]]:
-    """Delete the finished ones of these workflows with their steps, messages, events and
-    streams (one transaction); the ids deleted. Unknown or unfinished ids are left alone."""
+    """Delete the finished ones of these workflows with their steps, messages, events,
+    streams and attributes (one transaction); the ids deleted. Unknown or unfinished ids are left alone."""
     locked = yield Statement("lock_finished_workflows", {"workflow_ids": workflow_ids})
     return (yield from _delete_rows([row["workflow_id"] for row in locked.rows]))
 

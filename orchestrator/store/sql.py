@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Collection, Sequence
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from orchestrator.errors import (
@@ -111,7 +112,8 @@ class SQLStore:
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
         plan = functools.partial(plans.insert_workflow, new, conflict=False)
-        return await self._run(plan, transaction=False)
+        return await self._run(plan, transaction=bool(new.attributes))  # the row with its
+        # attributes, or neither
 
     async def create_workflow_in(
         self, connection: object, new: NewWorkflow
@@ -373,6 +375,25 @@ class SQLStore:
         rows = await self._run(plan, transaction=False)
         return str(rows[0]["value"]) if rows else None
 
+    async def set_attributes(
+        self, workflow_id: str, attributes: Mapping[str, str], step: StepRecord, *, limit: int
+    ) -> None:
+        """Set attributes and record ``step`` in one transaction (at most ``limit`` in all)."""
+        plan = functools.partial(plans.set_attributes, workflow_id, attributes, step, limit)
+        await self._run(plan, transaction=True)
+
+    async def workflow_attributes(self, workflow_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The attributes of these workflows (one query): id -> name -> value."""
+        if not workflow_ids:
+            return {}
+        plan = functools.partial(
+            rows_plan, "get_workflow_attributes", workflow_ids=list(workflow_ids)
+        )
+        found: dict[str, dict[str, str]] = {}
+        for row in await self._run(plan, transaction=False):
+            found.setdefault(row["workflow_id"], {})[row["name"]] = row["value"]
+        return found
+
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""
         plan = functools.partial(rows_plan, "get_events", workflow_id=workflow_id)
@@ -602,6 +623,7 @@ def _filters(query: WorkflowQuery) -> dict[str, object]:
         "app_version": query.app_version,
         "id_prefix": query.id_prefix,
         "stranded": query.stranded,
+        "attributes": json.dumps(dict(query.attributes)) if query.attributes else None,
     }
 
 

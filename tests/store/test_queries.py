@@ -25,6 +25,7 @@ TABLES = {
     "schema_migrations",
     "workers",
     "schedules",
+    "workflow_attributes",
 }
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.errors import (
     DuplicateWorkflowError,
+    InvalidArgumentError,
     WorkflowConflictError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -258,7 +259,8 @@ def test_a_steps_row_becomes_a_record_with_its_kind() -> None:
 
 def test_new_workflows_and_steps_are_sent_as_every_field_with_plain_strings() -> None:
     params = plans.workflow_params(QUEUED)
-    assert set(params) == {field.name for field in dataclasses.fields(NewWorkflow)}
+    fields = {field.name for field in dataclasses.fields(NewWorkflow)}
+    assert set(params) == fields - {"attributes"}  # a statement of their own, when given
     assert type(params["status"]) is str
     assert (params["status"], params["queue_name"]) == ("ENQUEUED", "emails")
     step = plans.step_params(STEP)
@@ -454,6 +456,7 @@ def test_a_fork_copies_the_steps_before_the_given_one() -> None:
         ("get_workflow", rows(workflow_row("src", status="ERROR"))),
         ("insert_workflow", rows(workflow_row("fork"))),
         ("copy_steps", changed(4)),
+        ("copy_workflow_attributes", changed(2)),
     )
     record = script.run(plans.fork_workflow(fork, "src", 5))
     assert record.workflow_id == "fork"
@@ -587,6 +590,41 @@ def test_setting_an_event_with_and_without_its_step() -> None:
     with_step = Script(("set_event", changed(1)), REFUSED)
     with pytest.raises(WorkflowStateError):
         with_step.run(plans.set_event("wf", "url", "1", STEP))
+
+
+def test_setting_attributes_writes_them_counts_then_records_the_step() -> None:
+    script = Script(
+        ("insert_workflow_attributes", changed(2)),
+        ("count_workflow_attributes", rows({"n": 3})),
+        RECORDED,
+    )
+    assert (
+        script.run(plans.set_attributes("wf", {"order_id": "o-1", "amount": "4"}, STEP, 20)) is None
+    )
+    assert script.issued[0] == Statement(
+        "insert_workflow_attributes",
+        {"workflow_id": "wf", "attributes": '{"order_id": "o-1", "amount": "4"}'},
+    )
+    over = Script(
+        ("insert_workflow_attributes", changed(2)), ("count_workflow_attributes", rows({"n": 21}))
+    )
+    with pytest.raises(InvalidArgumentError, match="at most 20"):  # the transaction rolls back
+        over.run(plans.set_attributes("wf", {"a": "1"}, STEP, 20))
+    assert over.names == ["insert_workflow_attributes", "count_workflow_attributes"]
+
+
+def test_a_start_with_attributes_inserts_them_after_the_row() -> None:
+    new = dataclasses.replace(NEW, attributes={"customer_id": "c-7"})
+    script = Script(
+        ("insert_workflow", rows(workflow_row("wf"))), ("insert_workflow_attributes", changed(1))
+    )
+    _, created = script.run(plans.insert_workflow(new, conflict=False))
+    assert created and script.issued[1].params == {
+        "workflow_id": "wf",
+        "attributes": '{"customer_id": "c-7"}',
+    }
+    taken = Script(("insert_workflow", NOTHING), ("get_workflow", rows(workflow_row("wf"))))
+    assert taken.run(plans.insert_workflow(new, conflict=False))[1] is False  # nothing written
 
 
 def test_writing_to_a_stream_appends_then_records_the_step() -> None:
@@ -834,6 +872,7 @@ def plan_functions() -> Iterator[str]:
 # -- deletion and retention (migration 0008) --------------------------------------------------
 
 DELETED_ROWS = (
+    ("delete_workflow_attributes", changed(2)),
     ("delete_workflow_steps", changed(3)),
     ("delete_workflow_messages", changed(1)),
     ("delete_workflow_events", changed(1)),
@@ -889,6 +928,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans.rowcount_plan",
         "plans.rows_plan",
         "plans.send_message",
+        "plans.set_attributes",
         "plans.set_event",
         "plans.start_child",
         "plans.write_stream",

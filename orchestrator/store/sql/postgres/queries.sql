@@ -88,6 +88,13 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
     AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (%(attributes)s::jsonb IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN jsonb_each_text(%(attributes)s::jsonb) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM jsonb_each_text(%(attributes)s::jsonb))
+    ))
     AND (%(cursor_created)s::bigint IS NULL
         OR (created_at, seq) < (%(cursor_created)s::bigint, %(cursor_seq)s::bigint))
     AND (NOT %(stranded)s::boolean OR (
@@ -112,6 +119,13 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
     AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (%(attributes)s::jsonb IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN jsonb_each_text(%(attributes)s::jsonb) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM jsonb_each_text(%(attributes)s::jsonb))
+    ))
     AND (%(cursor_created)s::bigint IS NULL
         OR (created_at, seq) > (%(cursor_created)s::bigint, %(cursor_seq)s::bigint))
     AND (NOT %(stranded)s::boolean OR (
@@ -136,6 +150,13 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
     AND (%(workflow_ids)s::text[] IS NULL OR workflow_id = ANY(%(workflow_ids)s::text[]))
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
     AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_id, %(id_prefix)s::text))
+    AND (%(attributes)s::jsonb IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN jsonb_each_text(%(attributes)s::jsonb) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM jsonb_each_text(%(attributes)s::jsonb))
+    ))
     AND (NOT %(stranded)s::boolean OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -966,3 +987,31 @@ SET executor_id = %(executor_id)s::text, owner_epoch = owner_epoch + 1, updated_
 WHERE workflow_id = %(workflow_id)s::text AND status = 'PENDING' AND executor_id IS NULL
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
 RETURNING *
+
+-- insert_workflow_attributes --
+-- Set (insert or overwrite) attributes of a workflow, given as a JSON object of name -> text value.
+INSERT INTO workflow_attributes (workflow_id, name, value)
+SELECT %(workflow_id)s::text, wanted.key, wanted.value
+FROM jsonb_each_text(%(attributes)s::jsonb) AS wanted
+ON CONFLICT (workflow_id, name) DO UPDATE SET value = EXCLUDED.value
+
+-- count_workflow_attributes --
+-- How many attributes a workflow has (the per-workflow limit is checked after a set).
+SELECT count(*) AS n FROM workflow_attributes WHERE workflow_id = %(workflow_id)s::text
+
+-- get_workflow_attributes --
+-- The attributes of these workflows (a listing's page, or one workflow), by workflow then name.
+SELECT workflow_id, name, value FROM workflow_attributes
+WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+ORDER BY workflow_id, name
+
+-- delete_workflow_attributes --
+-- Delete the attributes of these workflows (part of deleting them).
+DELETE FROM workflow_attributes WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
+-- copy_workflow_attributes --
+-- Give a fork its source's attributes (it replays the steps that set them, without writing).
+INSERT INTO workflow_attributes (workflow_id, name, value)
+SELECT %(workflow_id)s::text, name, value FROM workflow_attributes
+WHERE workflow_id = %(source_id)s::text
+ON CONFLICT (workflow_id, name) DO NOTHING

@@ -89,6 +89,13 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
     AND (:app_version IS NULL OR app_version = :app_version)
     AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (:attributes IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN json_each(:attributes) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM json_each(:attributes))
+    ))
     AND (:cursor_created IS NULL OR (created_at, rowid) < (:cursor_created, :cursor_seq))
     AND (NOT :stranded OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
@@ -112,6 +119,13 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
     AND (:app_version IS NULL OR app_version = :app_version)
     AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (:attributes IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN json_each(:attributes) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM json_each(:attributes))
+    ))
     AND (:cursor_created IS NULL OR (created_at, rowid) > (:cursor_created, :cursor_seq))
     AND (NOT :stranded OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
@@ -135,6 +149,13 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:workflow_ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:workflow_ids)))
     AND (:app_version IS NULL OR app_version = :app_version)
     AND (:id_prefix IS NULL OR substr(workflow_id, 1, length(:id_prefix)) = :id_prefix)
+    AND (:attributes IS NULL OR workflow_id IN (
+        SELECT a.workflow_id FROM workflow_attributes AS a
+        JOIN json_each(:attributes) AS wanted
+            ON a.name = wanted.key AND a.value = wanted.value
+        GROUP BY a.workflow_id
+        HAVING count(*) = (SELECT count(*) FROM json_each(:attributes))
+    ))
     AND (NOT :stranded OR (
         status IN ('PENDING', 'COMPENSATING') AND NOT EXISTS (
         SELECT 1 FROM workers
@@ -595,3 +616,32 @@ SET executor_id = :executor_id, owner_epoch = owner_epoch + 1, updated_at = now_
 WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id IS NULL
     AND (:app_version IS NULL OR app_version = :app_version)
 RETURNING *
+
+-- insert_workflow_attributes --
+-- Set (insert or overwrite) attributes of a workflow, given as a JSON object of name -> text value.
+INSERT INTO workflow_attributes (workflow_id, name, value)
+SELECT :workflow_id, wanted.key, wanted.value
+FROM json_each(:attributes) AS wanted
+WHERE true  -- an INSERT ... SELECT needs a WHERE before ON CONFLICT in SQLite
+ON CONFLICT (workflow_id, name) DO UPDATE SET value = excluded.value
+
+-- count_workflow_attributes --
+-- How many attributes a workflow has (the per-workflow limit is checked after a set).
+SELECT count(*) AS n FROM workflow_attributes WHERE workflow_id = :workflow_id
+
+-- get_workflow_attributes --
+-- The attributes of these workflows (a listing's page, or one workflow), by workflow then name.
+SELECT workflow_id, name, value FROM workflow_attributes
+WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+ORDER BY workflow_id, name
+
+-- delete_workflow_attributes --
+-- Delete the attributes of these workflows (part of deleting them).
+DELETE FROM workflow_attributes WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+
+-- copy_workflow_attributes --
+-- Give a fork its source's attributes (it replays the steps that set them, without writing).
+INSERT INTO workflow_attributes (workflow_id, name, value)
+SELECT :workflow_id, name, value FROM workflow_attributes
+WHERE workflow_id = :source_id
+ON CONFLICT (workflow_id, name) DO NOTHING

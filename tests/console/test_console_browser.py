@@ -85,8 +85,15 @@ def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         time.sleep(0.1)
 
 
-def start(api: httpx.Client, name: str, workflow_id: str, **body: Any) -> None:
-    answer = api.post(f"/workflows/{name}", json=body, headers={"Idempotency-Key": workflow_id})
+def start(
+    api: httpx.Client, name: str, workflow_id: str, attribute: str | None = None, **body: Any
+) -> None:
+    answer = api.post(
+        f"/workflows/{name}",
+        json=body,
+        headers={"Idempotency-Key": workflow_id},
+        params={} if attribute is None else {"attribute": attribute},
+    )
     assert answer.status_code in (200, 202), answer.text
 
 
@@ -102,8 +109,14 @@ def reach(api: httpx.Client, workflow_id: str, *statuses: str) -> None:
 def failed_sagas(api: httpx.Client) -> list[str]:
     """Three checkouts whose rollback failed (the stock release is broken)."""
     ids = [f"order-{n}" for n in (1, 2, 3)]
-    for workflow_id in ids:
-        start(api, "fragile_checkout", workflow_id, order_id=workflow_id)
+    for n, workflow_id in enumerate(ids, start=1):
+        start(
+            api,
+            "fragile_checkout",
+            workflow_id,
+            attribute=f"customer_id:c-{n}",
+            order_id=workflow_id,
+        )
     for workflow_id in ids:
         reach(api, workflow_id, "COMPENSATION_FAILED")
     return ids
@@ -165,6 +178,13 @@ def test_skip_a_failed_compensation_from_the_list(
     page.fill("#filters-after", "")
     page.click("#filters-apply")
     expect(rows).to_have_count(3)
+    page.fill("#filters-attribute", "customer_id=c-2")  # a business key (#20 attributes)
+    page.click("#filters-apply")
+    expect(rows).to_have_count(1)
+    expect(page.locator('#workflows tr[data-workflow-id="order-2"]')).to_be_visible()
+    page.fill("#filters-attribute", "")
+    page.click("#filters-apply")
+    expect(rows).to_have_count(3)
 
     page.goto(f"{service.url}/console/#/inbox")
     expect(
@@ -185,6 +205,7 @@ def test_skip_a_failed_compensation_from_the_list(
     page.goto(f"{service.url}/console/#/workflows?status=COMPENSATION_FAILED&id_prefix=order-")
     page.click('#workflows tr[data-workflow-id="order-1"] a')
     expect(page.locator("#status")).to_have_text("COMPENSATION_FAILED")
+    expect(page.locator("#attributes")).to_have_text("customer_id=c-1")
     expect(page.locator('[data-step="5"]')).to_have_attribute("data-status", "ERROR")
     expect(page.locator('[data-step="5"] .undoes')).to_have_text("undoes #1")
     page.click("#action-skip-compensation")

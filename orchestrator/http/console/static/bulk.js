@@ -3,7 +3,7 @@
 import { confirmAndRun } from "./actions.js";
 import * as api from "./api.js";
 import { errorBox, h, workflowLink } from "./dom.js";
-import { filterForm, fromQuery } from "./filters.js";
+import { filterForm, fromQuery, toBody } from "./filters.js";
 
 const ACTIONS = [
   ["cancel", "Cancel"],
@@ -32,7 +32,7 @@ export async function mount(root, { query }, ctx) {
   );
 
   const body = (dry) => ({
-    filter: form.read(),
+    filter: toBody(form.read()),
     dry_run: dry,
     ...(action.value === "cancel" ? { compensate: compensate.checked } : {}),
     reason: reason.value.trim() || null,

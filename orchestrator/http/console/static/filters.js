@@ -8,7 +8,22 @@ export const FIELDS = [
   ["queue", "queue"],
   ["app_version", "version"],
   ["parent_workflow_id", "parent"],
+  ["attribute", "attribute (name=value)"],
 ];
+
+// The API's body form of a filter (bulk actions): "attribute" becomes {"attributes": {name: value}}.
+export function toBody(filter) {
+  const body = { ...filter };
+  delete body.attribute;
+  const pair = (filter.attribute || "").match(/^\s*([^=:]+?)\s*[=:]\s*(.*?)\s*$/);
+  if (pair) body.attributes = { [pair[1]]: pair[2] };
+  return body;
+}
+
+// The API's query form of the attribute filter: name:value.
+export function queryValue(key, value) {
+  return key === "attribute" ? value.replace(/^\s*([^=:]+?)\s*=\s*/, "$1:") : value;
+}
 
 export function fromQuery(params) {
   const filter = {};
@@ -23,7 +38,7 @@ export function toQuery(filter) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(filter)) {
     if (Array.isArray(value)) value.forEach((v) => params.append(key, v));
-    else if (value) params.append(key, value);
+    else if (value) params.append(key, queryValue(key, value));
   }
   return params.toString();
 }

@@ -33,6 +33,9 @@ function summary(w, ctx) {
     row("duration", end && began ? fmtDuration(end - new Date(began)) : began ? `${fmtDuration(Date.now() - new Date(began))} so far` : "—", "duration"),
     row("recoveries", String(w.recovery_attempts ?? 0), "recoveries"),
     w.deadline ? row("deadline", fmtTime(w.deadline), "deadline") : null,
+    Object.keys(w.attributes || {}).length
+      ? row("attributes", Object.entries(w.attributes).map(([k, v]) => `${k}=${v}`).join(", "), "attributes")
+      : null,
     w.parent_workflow_id ? row("parent", workflowLink(w.parent_workflow_id, { id: "parent-link" }), "parent") : null,
     row("trace", trace ? h("a", { href: trace, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: trace }) : h("span", { class: "muted", text: "no trace recorded" }), "trace"),
   );

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -21,6 +22,7 @@ from orchestrator import (
     WorkflowFunction,
     WorkflowStatus,
 )
+from orchestrator.http import create_app
 from tests.conftest import AppFactory
 
 CARD = "4111111111111111"
@@ -44,7 +46,7 @@ def raw_text(database_url: str) -> str:
             rows = [
                 row
                 for table in tables
-                for row in db.execute(f"SELECT * FROM orchestrator.{table}").fetchall()  # type: ignore[call-overload]
+                for row in db.execute(f"SELECT * FROM orchestrator.{table}").fetchall()
             ]
     return "\n".join(repr(row) for row in rows)
 
@@ -124,6 +126,16 @@ async def test_rotation_new_writes_use_the_new_key_and_old_rows_still_read(
             await forgetful.get_event("old", "receipt")
         new = await forgetful.retrieve("new").status()
         assert new.input["args"][0]["email"] == EMAIL
+        # Over HTTP (the console reads the same answers): the marker, never an error.
+        transport = httpx.ASGITransport(app=create_app(forgetful))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            shown = await http.get("/workflows/old")
+            assert shown.status_code == 200, shown.text
+            assert set(shown.json()["input"]) == {"$undecodable"}
+            steps = await http.get("/workflows/old/steps")
+            assert steps.status_code == 200, steps.text
+            result = await http.get("/workflows/old/result")
+            assert result.json()["error"] == "payload_undecodable", result.text
 
 
 async def test_plaintext_rows_written_before_the_codec_still_read(

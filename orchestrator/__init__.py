@@ -5,6 +5,14 @@ from __future__ import annotations
 from orchestrator.app import Orchestrator
 from orchestrator.audit import Actor, acting_as
 from orchestrator.clock import Clock, DatabaseClock, FakeClock
+from orchestrator.codec import (
+    AesGcmCodec,
+    ChainCodec,
+    CodecContext,
+    CompressionCodec,
+    Keyring,
+    PayloadCodec,
+)
 from orchestrator.context import StepContext
 from orchestrator.engine.replay import ReplayVerdict
 from orchestrator.engine.steps import StepFunction
@@ -21,6 +29,7 @@ from orchestrator.errors import (
     NotRegisteredError,
     OrchestratorError,
     PayloadTooLargeError,
+    PayloadUndecodableError,
     RetryLaterError,
     SerializationError,
     SignatureError,
@@ -60,15 +69,20 @@ from orchestrator.views import (
 
 __all__ = [
     "Actor",
+    "AesGcmCodec",
     "AuditEntry",
     "BulkFailure",
     "BulkResult",
+    "ChainCodec",
     "Clock",
+    "CodecContext",
+    "CompressionCodec",
     "ConfigurationError",
     "DatabaseClock",
     "DuplicateWorkflowError",
     "FakeClock",
     "InvalidArgumentError",
+    "Keyring",
     "LeaseLostError",
     "MaxRecoveryAttemptsExceededError",
     "Metrics",
@@ -78,7 +92,9 @@ __all__ = [
     "NotRegisteredError",
     "Orchestrator",
     "OrchestratorError",
+    "PayloadCodec",
     "PayloadTooLargeError",
+    "PayloadUndecodableError",
     "PlannedCompensation",
     "Queue",
     "QueueStats",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from orchestrator import context
 from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
+from orchestrator.codec import PayloadCodec
 from orchestrator.config import Settings, load_settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import patches, saga, timers
@@ -47,6 +48,7 @@ from orchestrator.store.base import (
     QueueStats,
     Store,
 )
+from orchestrator.store.encoded import EncodedStore
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
 from orchestrator.views import (
@@ -106,6 +108,10 @@ class Orchestrator:
             See docs/operations.md.
         metrics_registry: the Prometheus registry for this app's metrics; default: a registry
             of its own (served by the HTTP service at ``/metrics``).
+        codec: a PayloadCodec every stored value passes through (inputs, outputs, step
+            outputs, errors, messages, events, stream items): ``CompressionCodec()``,
+            ``AesGcmCodec(Keyring(...))`` or a ``ChainCodec`` of both; default none, and then
+            values are stored as JSON exactly as before. See docs/data.md.
 
     Raises:
         ConfigurationError: an unusable database URL, app name or setting.
@@ -127,6 +133,7 @@ class Orchestrator:
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
         retention: RetentionSpec | None = None,
+        codec: PayloadCodec | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         if max_payload_bytes is None:
@@ -147,6 +154,8 @@ class Orchestrator:
             schema=schema or self.settings.schema_name,
             clock_ms=clock.now_ms if clock is not None else None,
         )
+        if codec is not None:  # none: the engine talks to the store itself, nothing added
+            self.store = EncodedStore(self.store, codec)
         self.clock: Clock = clock or DatabaseClock(self.store.now_ms)
         self.registry = Registry()
         executor = executor_id or self.settings.executor_id

@@ -5,7 +5,8 @@ OrchestratorError                      base of everything raised by this library
 │   └── NotRegisteredError             a workflow/step/queue name that is not registered
 ├── InvalidArgumentError               a public call got a value it cannot use (400)
 │   └── SerializationError             a value that cannot be stored as JSON, or read back
-│       └── PayloadTooLargeError       a stored value (or a request body) over its size limit (413)
+│       ├── PayloadTooLargeError       a stored value (or a request body) over its size limit (413)
+│       └── PayloadUndecodableError    a stored value its codec cannot read back: key gone (410)
 ├── NotInWorkflowError                 a workflow-only call made outside a workflow
 ├── WorkflowNotFoundError              no workflow with that id (404)
 ├── WorkflowConflictError              same workflow id, different workflow or input (409)
@@ -78,6 +79,15 @@ class SerializationError(InvalidArgumentError):
     """A value cannot be encoded as JSON, or a stored value cannot be decoded."""
 
     code = "serialization_error"
+
+
+class PayloadUndecodableError(SerializationError):
+    """A stored value that the configured codec cannot decode: encrypted with a key that is no
+    longer in the keyring (removed, or the subject's key erased), or corrupt. Raised where the
+    engine needs the value to run; displays show ``{"$undecodable": ...}`` instead."""
+
+    http_status = 410
+    code = "payload_undecodable"
 
 
 class PayloadTooLargeError(SerializationError):

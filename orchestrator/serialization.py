@@ -28,10 +28,12 @@ from pydantic import SecretBytes, SecretStr, TypeAdapter, ValidationError
 from pydantic.types import Secret
 from pydantic_core import PydanticSerializationError
 
+from orchestrator.codec import undecodable_reason
 from orchestrator.errors import (
     InvalidArgumentError,
     OrchestratorError,
     PayloadTooLargeError,
+    PayloadUndecodableError,
     SerializationError,
     WorkflowFailedError,
 )
@@ -195,6 +197,15 @@ def check_finite(value: Any, what: str) -> None:
             check_finite(item, what)
 
 
+def raise_if_undecodable(text: str, what: str) -> None:
+    """Raise PayloadUndecodableError if ``text`` is a codec's UNDECODABLE marker (a stored
+    value whose key is gone). Called only once a parse has failed: a decode that succeeds
+    pays nothing for codecs."""
+    reason = undecodable_reason(text)
+    if reason is not None:
+        raise PayloadUndecodableError(f"the stored {what} cannot be decoded: {reason}", what=what)
+
+
 def decode(
     text: str | None, adapter: TypeAdapter[Any] = _ANY_ADAPTER, *, what: str = "value"
 ) -> Any:
@@ -204,6 +215,7 @@ def decode(
     try:
         return adapter.validate_json(text)
     except ValidationError as exc:
+        raise_if_undecodable(text, what)
         raise SerializationError(
             f"stored {what} does not match its annotation: {exc}", what=what
         ) from exc
@@ -354,6 +366,7 @@ class Signature:
             raw_args: object = data["args"]
             raw_kwargs: object = data["kwargs"]
         except (ValueError, KeyError, TypeError) as exc:
+            raise_if_undecodable(text, f"input of {self.qualname}")
             raise SerializationError(f"stored input of {self.qualname} is malformed") from exc
         if not isinstance(raw_args, list) or not isinstance(raw_kwargs, dict):
             raise SerializationError(f"stored input of {self.qualname} is malformed")
@@ -445,6 +458,9 @@ def error_summary(text: str | None) -> tuple[str, str] | None:
     try:
         data = json.loads(text)
     except ValueError:
+        reason = undecodable_reason(text)
+        if reason is not None:
+            return PayloadUndecodableError.__name__, reason
         return "", text
     if not isinstance(data, dict):
         return "", text
@@ -456,6 +472,9 @@ def decode_error(text: str) -> BaseException:
     try:
         data = json.loads(text)
     except ValueError:
+        reason = undecodable_reason(text)
+        if reason is not None:
+            return PayloadUndecodableError(f"the stored error cannot be decoded: {reason}")
         data = None
     if not isinstance(data, dict):
         return WorkflowFailedError(text, error_type="", error_message=text)

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.codec import UNDECODABLE_KEY, undecodable_reason
 from orchestrator.serialization import error_summary
 from orchestrator.store.base import (
     AuditRecord,
@@ -30,6 +31,9 @@ def _json(text: str | None) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        reason = undecodable_reason(text)
+        if reason is not None:  # its key is gone: say so, as a value a display can show
+            return {UNDECODABLE_KEY: reason}
         return text
 
 

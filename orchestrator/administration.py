@@ -53,6 +53,7 @@ from orchestrator.views import (
     WorkflowFilter,
     WorkflowInfo,
     WorkflowPage,
+    stored_json,
 )
 
 T = TypeVar("T")
@@ -518,7 +519,7 @@ class Administration:
                     step_number=compensation.forward.step_number,
                     step_name=compensation.forward.name,
                     compensation=compensation.name,
-                    input=_json_value(compensation.input),
+                    input=stored_json(compensation.input),
                     child_workflow_id=child,
                 )
                 for order, (compensation, child) in enumerate(plan, start=1)
@@ -862,13 +863,6 @@ class Administration:
         return [
             dataclasses.replace(v, adopted=True) if v.workflow_id in moved else v for v in verdicts
         ]
-
-
-def _json_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _filter_detail(filters: WorkflowFilter) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def _time(ms: int | None) -> dt.datetime | None:
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
-def _json(text: str | None) -> Any:
+def stored_json(text: str | None) -> Any:
+    """A stored JSON text as a value to show (an undecodable one as its marker)."""
     if text is None:
         return None
     try:
@@ -85,8 +86,8 @@ class WorkflowInfo:
             updated_at=_time(record.updated_at) or dt.datetime.now(dt.UTC),
             error=summary[1] if summary else None,
             error_type=summary[0] if summary else None,
-            input=_json(record.input),
-            output=_json(record.output),
+            input=stored_json(record.input),
+            output=stored_json(record.output),
             executor_id=record.executor_id,
             app_version=record.app_version,
             queue_name=record.queue_name,
@@ -132,7 +133,7 @@ class StepInfo:
             name=record.name,
             kind=record.kind,
             status="ERROR" if record.error is not None else "SUCCESS",
-            output=_json(record.output),
+            output=stored_json(record.output),
             error=summary[1] if summary else None,
             error_type=summary[0] if summary else None,
             attempts=record.attempts,
@@ -165,7 +166,7 @@ class ScheduleInfo:
             name=record.name,
             workflow_name=record.workflow_name,
             cron=record.cron,
-            input=_json(record.input),
+            input=stored_json(record.input),
             paused=record.paused,
             catch_up=record.catch_up,
             declared=record.declared,
@@ -274,7 +275,7 @@ class AuditEntry:
 
     @classmethod
     def from_record(cls, record: AuditRecord) -> AuditEntry:
-        detail = _json(record.detail)
+        detail = stored_json(record.detail)
         return cls(
             id=record.id,
             at=_time(record.at_ms) or dt.datetime.now(dt.UTC),

@@ -49,7 +49,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.outbound import http_client, sync_http_client
 from orchestrator.queues import Queue
 from orchestrator.retry import Retry
-from orchestrator.store.base import QueueStats, ScheduleRecord, WorkerRecord
+from orchestrator.store.base import KeyedDelivery, QueueStats, ScheduleRecord, WorkerRecord
 from orchestrator.tracing import Tracing, configure_tracing
 from orchestrator.types import StepKind, WorkflowStatus
 from orchestrator.views import (
@@ -82,6 +82,7 @@ __all__ = [
     "DuplicateWorkflowError",
     "FakeClock",
     "InvalidArgumentError",
+    "KeyedDelivery",
     "Keyring",
     "LeaseLostError",
     "MaxRecoveryAttemptsExceededError",

@@ -44,6 +44,7 @@ from orchestrator.retention import RetentionPolicy, RetentionSpec
 from orchestrator.retry import DEFAULT_COMPENSATION_RETRY, Retry
 from orchestrator.store import create_store
 from orchestrator.store.base import (
+    KeyedDelivery,
     MigrationState,
     QueueStats,
     Store,
@@ -172,6 +173,7 @@ class Orchestrator:
             retention=policy,
             retention_sweep_seconds=self.settings.retention_sweep_seconds,
             retention_batch=self.settings.retention_batch,
+            pending_message_seconds=self.settings.pending_message_seconds,
             tracing=self.tracing,
             metrics=self.metrics,
         )
@@ -547,6 +549,38 @@ class Orchestrator:
         """
         self.engine.require_launched("send")
         await self.engine.messaging.send(workflow_id, message, topic, idempotency_key)
+
+    async def send_to_key(
+        self,
+        key: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+        keep_seconds: float | None = None,
+    ) -> KeyedDelivery:
+        """Send ``message`` to the workflow holding the business key ``key``, written
+        ``name:value`` for its attribute (``"order_id:42"``: the workflow started with, or
+        that set, ``order_id="42"``). Several hold it: the newest unfinished one gets it. None
+        does yet: the message is kept ``keep_seconds`` (default: the setting
+        ``ORCHESTRATOR_PENDING_MESSAGE_SECONDS``, one day) and delivered, once, to the first
+        workflow to start with (or set) that attribute in that time. The same
+        ``idempotency_key`` stores it once. Inside a workflow it is a durable call. See
+        docs/messaging.md.
+
+        Returns:
+            Where it went: ``workflow_id`` (delivered) or ``expires_at`` (kept until, epoch ms
+            on the database clock); ``stored`` is False for a repeat.
+
+        Raises:
+            InvalidArgumentError: a key not ``name:value`` with an attribute's name, or
+                ``keep_seconds`` <= 0.
+            WorkflowFinishedError: the holder finished between lookup and send (rare).
+            SerializationError: the message cannot be stored and read back.
+        """
+        self.engine.require_launched("send_to_key")
+        return await self.engine.messaging.send_to_key(
+            key, message, topic, idempotency_key, keep_seconds
+        )
 
     async def send_in(
         self,

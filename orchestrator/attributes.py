@@ -67,3 +67,12 @@ def parse_attribute_pairs(pairs: Sequence[str], *, what: str = "attribute") -> d
             raise InvalidArgumentError(f"{what} {name!r} is given twice with different values")
         parsed[name] = value
     return check_attributes(parsed, what=f"{what}s")
+
+
+def parse_message_key(key: str) -> tuple[str, str]:
+    """A message's business key, ``"order_id:42"`` (or ``order_id=42``), as the attribute
+    (name, value) a workflow holds it by."""
+    if not isinstance(key, str):
+        raise InvalidArgumentError(f"a message key must be text like 'order_id:42', got {key!r}")
+    ((name, value),) = parse_attribute_pairs([key], what="message key").items()
+    return name, value

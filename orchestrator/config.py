@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     retention_batch: int = Field(
         default=500, ge=1, le=10_000, description="workflows deleted per transaction"
     )
+    pending_message_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="how long a message sent to a business key no workflow holds yet is kept",
+    )
 
 
 def load_settings() -> Settings:

@@ -42,6 +42,19 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class SendToKey:
+    """Send ``message`` on ``topic`` to the workflow holding business key ``key``
+    (``"order_id:42"``, an attribute); when none holds it yet (the provider's event came
+    before the saga recorded its order id), it is kept ``keep_seconds`` (None: the app's
+    default) for the first workflow to start with it, and the delivery is still accepted."""
+
+    key: str
+    topic: str
+    message: Any
+    keep_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     """Start workflow ``workflow_name`` with ``input`` (the same JSON shape as the body of
     ``POST /workflows/{name}``); ``workflow_id`` defaults to ``"{source}:{delivery id}"``."""
@@ -51,7 +64,7 @@ class Start:
     workflow_id: str | None = None
 
 
-Action = Send | Start | None
+Action = Send | SendToKey | Start | None
 
 
 @dataclass(frozen=True, slots=True)

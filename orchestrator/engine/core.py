@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.engine.attributes import Attributes
-from orchestrator.engine.messaging import Messaging
+from orchestrator.engine.messaging import DEFAULT_KEEP_SECONDS, Messaging
 from orchestrator.engine.notifications import Waiters
 from orchestrator.engine.operations import Operations
 from orchestrator.engine.registry import Registry
@@ -76,6 +76,7 @@ class Engine:
         retention: RetentionPolicy | None = None,
         retention_sweep_seconds: float = 60.0,
         retention_batch: int = 500,
+        pending_message_seconds: float = DEFAULT_KEEP_SECONDS,
         tracing: Tracing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -144,7 +145,9 @@ class Engine:
             results=self.results,
             handle=self.handle,
         )
-        self.messaging = Messaging(store, clock, self.waiters, max_payload_bytes)
+        self.messaging = Messaging(
+            store, clock, self.waiters, max_payload_bytes, keep_seconds=pending_message_seconds
+        )
         self.attributes = Attributes(store)
 
     # -- what handles and workflow functions use (the Engine protocol of workflows.py) -------

@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from orchestrator.attributes import parse_message_key
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Subscription, Waiters
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run, require_run
@@ -36,12 +37,15 @@ from orchestrator.store.base import (
     NOTIFY_STREAM,
     NOTIFY_WORKFLOW,
     SEPARATOR,
+    KeyedDelivery,
+    KeyedMessage,
     StepRecord,
     Store,
 )
 from orchestrator.types import StepKind
 
 DEFAULT_TIMEOUT_SECONDS = 60.0  # the default of app.recv and app.get_event
+DEFAULT_KEEP_SECONDS = 86400.0  # how long a message sent to a key nobody holds yet is kept
 RECV_DEADLINE = "recv.deadline"  # recorded on recv's first wait: a recovered recv waits less
 _TIMEOUT = object()  # recv's loop timed out (a message may itself be None)
 _DESTINATION = "orchestrator.message.destination"
@@ -73,11 +77,13 @@ class Messaging:
         clock: Clock,
         waiters: Waiters,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        keep_seconds: float = DEFAULT_KEEP_SECONDS,
     ) -> None:
         self.store = store
         self.clock = clock
         self.waiters = waiters
         self.max_payload_bytes = max_payload_bytes  # the largest message, event, stream item
+        self.keep_seconds = keep_seconds  # send_to_key's default keep time
 
     async def _next(self, subscription: Subscription, deadline_ms: int | None) -> bool:
         """The next notification, or the deadline (on the clock), or a re-read."""
@@ -152,6 +158,70 @@ class Messaging:
                 replay=lambda _: None,
                 traced=True,
                 attributes={_DESTINATION: destination_id, _TOPIC: topic_name},
+            )
+        )
+
+    async def send_to_key(
+        self,
+        key: str,
+        message: Any,
+        topic: str | None,
+        idempotency_key: str | None,
+        keep_seconds: float | None,
+    ) -> KeyedDelivery:
+        """Deliver ``message`` to the newest unfinished workflow holding the business key
+        ``name:value`` (its attribute), or keep it ``keep_seconds`` (default: the engine's) for
+        the first workflow to start with (or set) that attribute. Inside a workflow, a durable
+        call like send."""
+        name, value = parse_message_key(key)
+        topic_name = _topic(topic)
+        if idempotency_key is not None:
+            check_key(idempotency_key, "idempotency key")
+        keep = self.keep_seconds if keep_seconds is None else keep_seconds
+        if not keep > 0:  # (NaN too)
+            raise InvalidArgumentError(f"keep_seconds must be > 0 seconds, got {keep!r}")
+        keep_ms = max(1, int(keep * 1000))
+        try:
+            payload = encode(message, what="message", limit=self.max_payload_bytes)
+        except PayloadTooLargeError as exc:
+            raise renamed(exc, f"the message to key {key!r} on topic {topic_name!r}") from None
+        run = durable_run()
+        if run is None:
+            delivery = await self.store.send_to_key(
+                KeyedMessage(name, value, topic_name, payload, idempotency_key, keep_ms)
+            )
+            if delivery.workflow_id is not None and delivery.stored:
+                self._wake(NOTIFY_MESSAGE, delivery.workflow_id, topic_name)
+            return delivery
+
+        async def perform(attempt: Attempt) -> KeyedDelivery:
+            step = run.step_record(
+                attempt.number,
+                "send_to_key",
+                StepKind.SEND,
+                started_at=attempt.started_at,
+            )  # its output: the delivery, written by the store with the step
+            idempotency = idempotency_key or f"{run.workflow_id}:{attempt.number}"
+            delivery = await run.write(
+                self.store.send_to_key(
+                    KeyedMessage(name, value, topic_name, payload, idempotency, keep_ms), step
+                ),
+                step,
+            )
+            if isinstance(delivery, StepRecord):  # recorded by our own earlier write
+                return KeyedDelivery.from_json(delivery.output)
+            if delivery.workflow_id is not None and delivery.stored:
+                self._wake(NOTIFY_MESSAGE, delivery.workflow_id, topic_name)
+            return delivery
+
+        return await run.call(
+            Call(
+                "send_to_key",
+                StepKind.SEND,
+                perform=perform,
+                replay=lambda step: KeyedDelivery.from_json(step.output),
+                traced=True,
+                attributes={_TOPIC: topic_name},
             )
         )
 

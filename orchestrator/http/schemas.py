@@ -450,6 +450,21 @@ class MessageAccepted(BaseModel):
     idempotency_key: str | None
 
 
+class KeyedMessageAccepted(BaseModel):
+    """A message sent to a business key: delivered to the workflow holding it, or kept for
+    the first workflow to start with it (or a repeat of one already stored)."""
+
+    key: str
+    topic: str
+    idempotency_key: str | None
+    delivered: bool = Field(description="true: in workflow_id's mailbox; false: kept (or a repeat)")
+    workflow_id: str | None = Field(default=None, description="the holder it was delivered to")
+    expires_at: int | None = Field(
+        default=None, description="kept until (epoch ms); null when delivered or a repeat"
+    )
+    repeat: bool = Field(default=False, description="the idempotency key was used already")
+
+
 class EventMap(BaseModel):
     """Every event a workflow has published, key -> value."""
 
@@ -598,5 +613,7 @@ class WebhookAccepted(BaseModel):
 
     source: str
     delivery_id: str
-    action: str = Field(description='"send", "start" or "ignored"')
+    action: str = Field(
+        description='"send", "kept" (sent to a key no workflow holds yet), "start" or "ignored"'
+    )
     workflow_id: str | None = None

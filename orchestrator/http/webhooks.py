@@ -3,7 +3,9 @@
 A delivery to ``POST /webhooks/{source}`` is checked in this order: body size (413, by the
 middleware), signature and timestamp on the raw bytes (401 with a JSON ``reason``), JSON (400),
 the source's payload model (422), then the handler's action: ``Send`` a message (404 unknown
-workflow, 409 finished) or ``Start`` a workflow (404 unknown name). The sender's delivery id
+workflow, 409 finished), ``SendToKey`` a message to the workflow holding a business key (kept
+when none does yet: an early event is accepted, not 404) or ``Start`` a workflow (404 unknown
+name). The sender's delivery id
 is the message's idempotency key (or the started workflow's id), so a retried delivery gets
 the same answer and is delivered once. Webhook routes are public: the signature is the auth.
 """
@@ -39,7 +41,15 @@ from orchestrator.http.signatures import (
     StandardWebhooks,
     Stripe,
 )
-from orchestrator.webhooks import Action, Delivery, Handler, Send, SignatureScheme, Start
+from orchestrator.webhooks import (
+    Action,
+    Delivery,
+    Handler,
+    Send,
+    SendToKey,
+    SignatureScheme,
+    Start,
+)
 
 if TYPE_CHECKING:
     from orchestrator.app import Orchestrator
@@ -51,6 +61,7 @@ __all__ = [
     "GitHub",
     "HmacSha256",
     "Send",
+    "SendToKey",
     "StandardWebhooks",
     "Start",
     "Stripe",
@@ -133,7 +144,7 @@ async def _action(source: WebhookSource, delivery: Delivery) -> Action:
         raise RequestInvalidError(
             f"the {source.name} handler cannot use this payload ({type(exc).__name__})"
         ) from None
-    if action is not None and not isinstance(action, Send | Start):
+    if action is not None and not isinstance(action, Send | SendToKey | Start):
         raise TypeError(f"webhook handler of {source.name!r} returned {action!r}")
     return action
 
@@ -216,6 +227,20 @@ def webhook_router(sources: Sequence[WebhookSource]) -> APIRouter:
                 delivery_id=delivery_id,
                 action="send",
                 workflow_id=action.workflow_id,
+            )
+        if isinstance(action, SendToKey):
+            sent = await app.send_to_key(
+                action.key,
+                action.message,
+                action.topic,
+                idempotency_key=key,
+                keep_seconds=action.keep_seconds,
+            )
+            return WebhookAccepted(
+                source=source,
+                delivery_id=delivery_id,
+                action="send" if sent.delivered else "kept",
+                workflow_id=sent.workflow_id,
             )
         if isinstance(action, Start):
             workflow = app.workflow_named(action.workflow_name)

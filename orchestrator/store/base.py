@@ -13,6 +13,7 @@ Database errors are translated to ``orchestrator.errors`` inside each store, in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -118,6 +119,48 @@ class StepRecord:
     # A hash of the arguments a step was called with (Orchestrator(check_step_arguments=True)),
     # compared on replay; None: not recorded.
     args_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedMessage:
+    """A message addressed to a business key: the attribute ``name`` = ``value`` a workflow
+    holds, kept ``keep_ms`` for a workflow yet to start with it."""
+
+    name: str
+    value: str
+    topic: str
+    payload: str  # JSON
+    idempotency_key: str | None
+    keep_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedDelivery:
+    """What a send to a business key did: delivered to ``workflow_id`` (the newest unfinished
+    workflow holding the key), or kept until ``expires_at`` (epoch ms, database clock) for the
+    next workflow to start with it. ``stored`` is False for a repeat of an idempotency key
+    (nothing new stored; then neither is known)."""
+
+    workflow_id: str | None
+    expires_at: int | None
+    stored: bool
+
+    @property
+    def delivered(self) -> bool:
+        """True when the message went to a workflow's mailbox (not kept for a later one)."""
+        return self.workflow_id is not None
+
+    def to_json(self) -> str:
+        """As recorded in the sender's step (a workflow's send_to_key replays it)."""
+        return json.dumps(
+            {"workflow_id": self.workflow_id, "expires_at": self.expires_at, "stored": self.stored}
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> KeyedDelivery:
+        """The delivery a send_to_key step recorded."""
+        fields = json.loads(text or "{}")
+        return cls(fields.get("workflow_id"), fields.get("expires_at"), bool(fields.get("stored")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +489,15 @@ class Store(Protocol):
     ) -> bool:
         """``send_message`` (no step) on the caller's ``connection``, inside its transaction:
         delivered (and notified) once the caller commits. See ``create_workflow_in``."""
+
+    async def send_to_key(
+        self, message: KeyedMessage, step: StepRecord | None = None
+    ) -> KeyedDelivery:
+        """In one transaction: add ``message`` for the newest unfinished workflow whose
+        attribute ``name`` is ``value``, or keep it ``keep_ms`` until a workflow gets that
+        attribute (at its start or by set_attributes), which then receives it in the same
+        transaction; with ``step``, record the sender's step too. An ``idempotency_key`` already
+        used for the key (kept, or delivered to a holder) stores nothing."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)

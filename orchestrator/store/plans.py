@@ -22,11 +22,13 @@ from orchestrator.errors import (
     WorkflowStateError,
 )
 from orchestrator.store.base import (
+    KeyedDelivery,
+    KeyedMessage,
     NewWorkflow,
     StepRecord,
     WorkflowRecord,
 )
-from orchestrator.types import StepKind, WorkflowStatus
+from orchestrator.types import TERMINAL_STATUSES, StepKind, WorkflowStatus
 
 T = TypeVar("T")
 
@@ -103,6 +105,7 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
         if new.attributes:  # only then a second statement: the plain start stays one
             params = {"workflow_id": new.workflow_id, "attributes": json.dumps(new.attributes)}
             yield Statement("insert_workflow_attributes", params)
+            yield from claim_pending_messages(new.workflow_id, new.attributes)
         return workflow_from_row(inserted), True
     existing = (yield Statement("get_workflow", {"workflow_id": new.workflow_id})).one()
     if existing is not None:
@@ -259,7 +262,65 @@ def set_attributes(
         raise InvalidArgumentError(
             f"workflow {workflow_id!r} would have {count['n']} attributes; at most {limit}"
         )
+    yield from claim_pending_messages(workflow_id, attributes)
     yield from record_step(step, required=True)
+
+
+# -- messages by business key ---------------------------------------------------------------
+
+
+def claim_pending_messages(workflow_id: str, keys: Mapping[str, str]) -> Plan[None]:
+    """Move the unexpired messages kept for any of ``keys`` (attributes the workflow now
+    holds) into its mailbox and forget them all (expired ones too), under the keys' lock: a
+    kept message goes to one workflow, once, however many starts race."""
+    params = {"keys": json.dumps(dict(keys))}
+    yield Statement("lock_message_keys", params)
+    yield Statement("claim_pending_messages", {**params, "workflow_id": workflow_id})
+    yield Statement("delete_pending_messages", params)
+
+
+def send_to_key(message: KeyedMessage, step: StepRecord | None) -> Plan[KeyedDelivery]:
+    """Deliver to the newest unfinished workflow holding attribute ``name`` = ``value``, or
+    keep the message for ``keep_ms`` until one starts with it (see claim_pending_messages).
+    The sender's ``step``, if any, is recorded with what happened as its output."""
+    delivery = yield from _send_to_key(message)
+    if step is not None:
+        recorded = dataclasses.replace(step, output=delivery.to_json())
+        yield from record_step(recorded, required=True)
+    return delivery
+
+
+def _send_to_key(message: KeyedMessage) -> Plan[KeyedDelivery]:
+    key = {"name": message.name, "value": message.value}
+    yield Statement("lock_message_keys", {"keys": json.dumps({message.name: message.value})})
+    if message.idempotency_key is not None:  # a repeat answers without storing anything
+        params = {**key, "idempotency_key": message.idempotency_key}
+        if (yield Statement("key_message_used", params)).one() is not None:
+            return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
+    final = sorted(status.value for status in TERMINAL_STATUSES)
+    holder = (yield Statement("key_holder", {**key, "final_statuses": final})).one()
+    if holder is not None:
+        holder_id: str = holder["workflow_id"]
+        sent = yield from send_message(
+            holder_id, message.topic, message.payload, message.idempotency_key, None
+        )
+        return KeyedDelivery(workflow_id=holder_id, expires_at=None, stored=sent)
+    yield Statement("delete_expired_pending_key", key)
+    kept = (
+        yield Statement(
+            "keep_message",
+            {
+                **key,
+                "topic": message.topic,
+                "payload": message.payload,
+                "idempotency_key": message.idempotency_key,
+                "keep_ms": message.keep_ms,
+            },
+        )
+    ).one()
+    if kept is None:  # kept already under this idempotency key
+        return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
+    return KeyedDelivery(workflow_id=None, expires_at=int(kept["expires_at"]), stored=True)
 
 
 def write_stream(

@@ -19,6 +19,8 @@ from orchestrator.store.base import (
     AuditRecord,
     DequeueRequest,
     DequeueResult,
+    KeyedDelivery,
+    KeyedMessage,
     MigrationState,
     NewAudit,
     NewWorkflow,
@@ -356,6 +358,13 @@ class SQLStore:
             plans.send_message, destination_id, topic, payload, idempotency_key, None
         )
         return await self.driver.run_in(connection, plan)
+
+    async def send_to_key(
+        self, message: KeyedMessage, step: StepRecord | None = None
+    ) -> KeyedDelivery:
+        """Deliver to the key's holder or keep the message for it (see Store.send_to_key)."""
+        plan = functools.partial(plans.send_to_key, message, step)
+        return await self._run(plan, transaction=True)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """Consume the oldest message on (workflow_id, topic) and record ``step``."""

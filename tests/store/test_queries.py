@@ -26,6 +26,7 @@ TABLES = {
     "workers",
     "schedules",
     "workflow_attributes",
+    "pending_messages",
 }
 
 

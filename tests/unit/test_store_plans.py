@@ -114,6 +114,11 @@ def changed(count: int) -> Result:
 RECORDED = ("record_step", rows({"status": "PENDING"}))
 REFUSED = ("record_step", NOTHING)
 LOCKED = ("lock_queue", rows({"queue_name": "emails"}))
+CLAIMED = (
+    ("lock_message_keys", NOTHING),
+    ("claim_pending_messages", changed(0)),
+    ("delete_pending_messages", changed(0)),
+)
 
 
 # -- rows shaped like the tables (migrations 0001, 0003, 0004) ---------------------------------
@@ -596,6 +601,7 @@ def test_setting_attributes_writes_them_counts_then_records_the_step() -> None:
     script = Script(
         ("insert_workflow_attributes", changed(2)),
         ("count_workflow_attributes", rows({"n": 3})),
+        *CLAIMED,
         RECORDED,
     )
     assert (
@@ -616,7 +622,9 @@ def test_setting_attributes_writes_them_counts_then_records_the_step() -> None:
 def test_a_start_with_attributes_inserts_them_after_the_row() -> None:
     new = dataclasses.replace(NEW, attributes={"customer_id": "c-7"})
     script = Script(
-        ("insert_workflow", rows(workflow_row("wf"))), ("insert_workflow_attributes", changed(1))
+        ("insert_workflow", rows(workflow_row("wf"))),
+        ("insert_workflow_attributes", changed(1)),
+        *CLAIMED,  # the messages kept for its keys move into its mailbox
     )
     _, created = script.run(plans.insert_workflow(new, conflict=False))
     assert created and script.issued[1].params == {
@@ -916,6 +924,8 @@ def test_every_plan_is_covered_here() -> None:
         "coordination.dequeue",
         "coordination.save_schedule",
         "plans._delete_rows",
+        "plans._send_to_key",
+        "plans.claim_pending_messages",
         "plans.delete_expired",
         "plans.delete_workflows",
         "plans.finish_after_step",
@@ -928,6 +938,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans.rowcount_plan",
         "plans.rows_plan",
         "plans.send_message",
+        "plans.send_to_key",
         "plans.set_attributes",
         "plans.set_event",
         "plans.start_child",

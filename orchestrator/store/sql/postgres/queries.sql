@@ -1015,3 +1015,64 @@ INSERT INTO workflow_attributes (workflow_id, name, value)
 SELECT %(workflow_id)s::text, name, value FROM workflow_attributes
 WHERE workflow_id = %(source_id)s::text
 ON CONFLICT (workflow_id, name) DO NOTHING
+
+-- lock_message_keys --
+-- Serialize sends by key and claims of the same keys (a JSON object name -> value) until commit, in one order (no deadlock).
+SELECT pg_advisory_xact_lock(keyed.lock_id) FROM (
+    SELECT hashtextextended('orchestrator.message_key:' || wanted.key || ':' || wanted.value, 0)
+        AS lock_id
+    FROM jsonb_each_text(%(keys)s::jsonb) AS wanted
+    ORDER BY lock_id
+    OFFSET 0
+) AS keyed
+
+-- key_holder --
+-- The newest unfinished workflow holding an attribute (a message key), if any.
+SELECT w.workflow_id FROM workflow_attributes AS a
+JOIN workflows AS w ON w.workflow_id = a.workflow_id
+WHERE a.name = %(name)s::text AND a.value = %(value)s::text
+    AND w.status <> ALL(%(final_statuses)s::text[])
+ORDER BY w.created_at DESC, w.workflow_id DESC
+LIMIT 1
+
+-- key_message_used --
+-- Whether a message with this idempotency key already went to a workflow holding the key.
+SELECT 1 AS used FROM workflow_attributes AS a
+JOIN messages AS m ON m.destination_id = a.workflow_id
+WHERE a.name = %(name)s::text AND a.value = %(value)s::text
+    AND m.idempotency_key = %(idempotency_key)s::text
+LIMIT 1
+
+-- delete_expired_pending_key --
+-- Forget a key's kept messages whose time is up.
+DELETE FROM pending_messages
+WHERE key_name = %(name)s::text AND key_value = %(value)s::text AND expires_at <= now_ms()
+
+-- keep_message --
+-- Keep a message for a key until a holder starts (or it expires), unless its idempotency key was kept already; returns its expiry.
+INSERT INTO pending_messages (
+    key_name, key_value, topic, payload, idempotency_key, created_at, expires_at
+)
+VALUES (
+    %(name)s::text, %(value)s::text, %(topic)s::text, %(payload)s::text,
+    %(idempotency_key)s::text, now_ms(), now_ms() + %(keep_ms)s::bigint
+)
+ON CONFLICT DO NOTHING
+RETURNING expires_at
+
+-- claim_pending_messages --
+-- Move the unexpired kept messages of these keys (a JSON object name -> value) into a workflow's mailbox, in order of sending.
+INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
+SELECT %(workflow_id)s::text, p.topic, p.payload, p.idempotency_key, now_ms()
+FROM pending_messages AS p
+JOIN jsonb_each_text(%(keys)s::jsonb) AS wanted
+    ON p.key_name = wanted.key AND p.key_value = wanted.value
+WHERE p.expires_at > now_ms()
+ORDER BY p.pending_id
+ON CONFLICT DO NOTHING
+
+-- delete_pending_messages --
+-- Forget every kept message of these keys (claimed just before, or expired).
+DELETE FROM pending_messages AS p
+USING jsonb_each_text(%(keys)s::jsonb) AS wanted
+WHERE p.key_name = wanted.key AND p.key_value = wanted.value

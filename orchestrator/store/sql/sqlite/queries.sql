@@ -645,3 +645,54 @@ INSERT INTO workflow_attributes (workflow_id, name, value)
 SELECT :workflow_id, name, value FROM workflow_attributes
 WHERE workflow_id = :source_id
 ON CONFLICT (workflow_id, name) DO NOTHING
+
+-- lock_message_keys --
+-- No-op: the database's write lock already serializes sends by key and claims.
+SELECT NULL
+
+-- key_holder --
+-- The newest unfinished workflow holding an attribute (a message key), if any.
+SELECT w.workflow_id FROM workflow_attributes AS a
+JOIN workflows AS w ON w.workflow_id = a.workflow_id
+WHERE a.name = :name AND a.value = :value
+    AND w.status NOT IN (SELECT value FROM json_each(:final_statuses))
+ORDER BY w.created_at DESC, w.workflow_id DESC
+LIMIT 1
+
+-- key_message_used --
+-- Whether a message with this idempotency key already went to a workflow holding the key.
+SELECT 1 AS used FROM workflow_attributes AS a
+JOIN messages AS m ON m.destination_id = a.workflow_id
+WHERE a.name = :name AND a.value = :value AND m.idempotency_key = :idempotency_key
+LIMIT 1
+
+-- delete_expired_pending_key --
+-- Forget a key's kept messages whose time is up.
+DELETE FROM pending_messages
+WHERE key_name = :name AND key_value = :value AND expires_at <= now_ms()
+
+-- keep_message --
+-- Keep a message for a key until a holder starts (or it expires), unless its idempotency key was kept already; returns its expiry.
+INSERT INTO pending_messages (
+    key_name, key_value, topic, payload, idempotency_key, created_at, expires_at
+)
+VALUES (:name, :value, :topic, :payload, :idempotency_key, now_ms(), now_ms() + :keep_ms)
+ON CONFLICT DO NOTHING
+RETURNING expires_at
+
+-- claim_pending_messages --
+-- Move the unexpired kept messages of these keys (a JSON object name -> value) into a workflow's mailbox, in order of sending.
+INSERT OR IGNORE INTO messages (destination_id, topic, payload, idempotency_key, created_at)
+SELECT :workflow_id, p.topic, p.payload, p.idempotency_key, now_ms()
+FROM pending_messages AS p
+JOIN json_each(:keys) AS wanted ON p.key_name = wanted.key AND p.key_value = wanted.value
+WHERE p.expires_at > now_ms()
+ORDER BY p.pending_id
+
+-- delete_pending_messages --
+-- Forget every kept message of these keys (claimed just before, or expired).
+DELETE FROM pending_messages
+WHERE EXISTS (
+    SELECT 1 FROM json_each(:keys) AS wanted
+    WHERE wanted.key = pending_messages.key_name AND wanted.value = pending_messages.key_value
+)

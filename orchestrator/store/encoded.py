@@ -23,6 +23,8 @@ from orchestrator.errors import PayloadUndecodableError
 from orchestrator.store.base import (
     DequeueRequest,
     DequeueResult,
+    KeyedDelivery,
+    KeyedMessage,
     NewWorkflow,
     StepRecord,
     Store,
@@ -251,6 +253,16 @@ class EncodedStore:
             self._encode(payload, destination_id, "message") or "",
             idempotency_key,
         )
+
+    async def send_to_key(
+        self, message: KeyedMessage, step: StepRecord | None = None
+    ) -> KeyedDelivery:
+        # Its holder may not exist yet (kept, then moved to a mailbox in SQL): encoded with no
+        # workflow in its context.
+        encoded = dataclasses.replace(
+            message, payload=self._encode(message.payload, None, "message") or ""
+        )
+        return await self.inner.send_to_key(encoded, None if step is None else self._step_in(step))
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         # The store copies the stored message into the step's output: already encoded.

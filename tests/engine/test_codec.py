@@ -35,9 +35,11 @@ def aes(keys: dict[str, bytes], current: str) -> ChainCodec:
     return ChainCodec(CompressionCodec(min_chars=64), AesGcmCodec(Keyring(keys, current)))
 
 
-def raw_text(database_url: str) -> str:
+PAYLOAD_TABLES = ("workflows", "steps", "messages", "events", "streams", "pending_messages")
+
+
+def raw_text(database_url: str, tables: tuple[str, ...] = PAYLOAD_TABLES) -> str:
     """Every row of the payload tables, as the database holds them."""
-    tables = ("workflows", "steps", "messages", "events", "streams")
     if database_url.startswith("sqlite:///"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
             rows = [row for table in tables for row in db.execute(f"SELECT * FROM {table}")]
@@ -148,6 +150,24 @@ async def test_plaintext_rows_written_before_the_codec_still_read(
     async with app:
         assert (await app.retrieve("plain").status()).input["args"][0]["card"] == CARD
         assert await app.get_event("plain", "receipt") == {"charged": CARD, "receipt_to": EMAIL}
+
+
+async def test_a_message_kept_for_a_business_key_is_encrypted_too(
+    make_app: AppFactory, database_url: str
+) -> None:
+    app = make_app(codec=aes({"k1": KEY_1}, "k1"))
+
+    @app.workflow(name="awaits_payment")
+    async def awaits_payment() -> Any:
+        return await app.recv("payment", timeout=30)
+
+    async with app:
+        kept = await app.send_to_key("order_id:42", {"card": CARD}, topic="payment")
+        assert not kept.delivered
+        assert CARD not in raw_text(database_url, ("pending_messages",))
+        handle = await app.start(awaits_payment, attributes={"order_id": "42"})
+        assert await handle.result(timeout=10) == {"card": CARD}
+    assert CARD not in raw_text(database_url)
 
 
 async def test_without_a_codec_the_store_is_not_wrapped(make_app: AppFactory) -> None:

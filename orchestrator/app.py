@@ -755,6 +755,7 @@ class Orchestrator:
         resolved = self._workflow_of(workflow)
         options = start_options(
             resolved,
+            len(args),
             workflow_id=workflow_id,
             queue=queue,
             priority=priority,

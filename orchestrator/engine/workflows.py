@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -48,12 +49,23 @@ NOT_GIVEN: Any = _NotGiven()
 OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(StartOptions))
 
 
-def start_options(workflow: WorkflowFunction[Any, Any], **given: Any) -> StartOptions:
+def start_options(
+    workflow: WorkflowFunction[Any, Any], positional: int = 0, **given: Any
+) -> StartOptions:
     """The StartOptions of ``app.start``'s keyword options (NOT_GIVEN: the default). A name
     passed that is also a parameter of the workflow is ambiguous (meant for the workflow, or
-    as the option?): InvalidArgumentError, never a silent choice."""
+    as the option?): InvalidArgumentError, never a silent choice; unless ``positional``
+    arguments already give that parameter its value (then the name can only be the option)."""
     passed = {name: value for name, value in given.items() if value is not NOT_GIVEN}
     clash = sorted(workflow.option_parameters.intersection(passed))
+    if clash and positional:
+        bound = [
+            name
+            for name, parameter in inspect.signature(workflow.fn).parameters.items()
+            if parameter.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ][:positional]
+        clash = [name for name in clash if name not in bound]
     if clash:
         names = ", ".join(repr(name) for name in clash)
         raise InvalidArgumentError(

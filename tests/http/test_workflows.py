@@ -270,6 +270,7 @@ async def test_openapi_has_each_workflows_input_schema(
         "Idempotency-Key",
         "wait_for_event",
         "timeout",
+        "attribute",
     }
     assert add["requestBody"]["content"]["application/json"]["schema"] == {
         "type": "object",

@@ -12,6 +12,7 @@ from orchestrator.codec import (
     CompressionCodec,
     Keyring,
     PayloadCodec,
+    SubjectCodec,
 )
 from orchestrator.context import StepContext
 from orchestrator.engine.replay import ReplayVerdict
@@ -115,6 +116,7 @@ __all__ = [
     "StepKind",
     "StoreError",
     "StoreUnavailableError",
+    "SubjectCodec",
     "Tracing",
     "VersionInfo",
     "WorkerInfo",

@@ -333,6 +333,24 @@ class Administration:
         ids: list[str] = await self._op(delete_workflow)
         return ids
 
+    async def erase_subject(
+        self, subject: str, *, reason: str | None = None, by: str | None = None
+    ) -> bool:
+        """Delete a subject's data key (one statement); audited. False: it had none."""
+        self.engine.require_launched("erase_subject")
+        if not _nonempty(subject):
+            raise InvalidArgumentError("subject must be a non-empty string")
+        why = _reason(reason)
+
+        async def erase_subject() -> bool:
+            erased = await self.store.delete_subject_key(subject)
+            detail = {"subject": subject, "erased": erased}
+            await self._audit("erase_subject", reason=why, detail=detail, by=by)
+            return erased
+
+        erased: bool = await self._op(erase_subject)
+        return erased
+
     async def _descendants(self, workflow_id: str) -> list[WorkflowRecord]:
         """Every descendant of ``workflow_id`` (children, theirs, ...), parents first."""
         found: list[WorkflowRecord] = []

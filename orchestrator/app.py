@@ -727,6 +727,7 @@ class Orchestrator:
         timeout: float | None = NOT_GIVEN,
         if_duplicate: str = NOT_GIVEN,
         attributes: Mapping[str, Any] | None = NOT_GIVEN,
+        subject: str | None = NOT_GIVEN,
         **kwargs: Any,
     ) -> WorkflowHandle[R]:
         """Start a workflow and return its handle at once. The id is an idempotency key: the
@@ -738,7 +739,9 @@ class Orchestrator:
         ``if_duplicate="return"`` the active one's handle), ``partition_key`` (partitioned
         queues), ``delay`` (seconds before it may start). ``timeout`` (seconds) is a deadline
         after which the workflow is cancelled (a saga rolls back). ``attributes``: business
-        keys to list it by (name -> string or number; docs/concepts.md).
+        keys to list it by (name -> string or number; docs/concepts.md). ``subject``: whose
+        data it holds ("customer:c-7"); with a SubjectCodec its payloads are sealed with that
+        subject's own key, which ``erase_subject`` deletes (docs/data.md).
 
         The options share this call's keywords with the workflow's own keyword arguments;
         ``start_with(workflow, args, kwargs, StartOptions(...))`` keeps them apart and is the
@@ -765,6 +768,7 @@ class Orchestrator:
             timeout=timeout,
             if_duplicate=if_duplicate,
             attributes=attributes,
+            subject=subject,
         )
         return await self.start_with(resolved, args, kwargs, options)
 
@@ -1129,6 +1133,18 @@ class Orchestrator:
             WorkflowStateError: it (or a child) is still running or queued: cancel it first.
         """
         return await self._admin.delete(workflow_id, children=children, reason=reason, by=by)
+
+    async def erase_subject(
+        self, subject: str, *, reason: str | None = None, by: str | None = None
+    ) -> bool:
+        """Crypto-shred a subject: delete its data key (``SubjectCodec``), so every payload of
+        its workflows (inputs, outputs, steps, messages, events, streams) reads as
+        ``{"$undecodable": "the data key of subject ... was erased"}`` everywhere, and running
+        one raises PayloadUndecodableError; statuses, step names, timings, attributes and the
+        audit stay readable. Audited (``erase_subject``). A later start with the subject gets a
+        new key. Returns False (a no-op, still audited) when the subject had no key.
+        """
+        return await self._admin.erase_subject(subject, reason=reason, by=by)
 
     async def bulk_delete(
         self,

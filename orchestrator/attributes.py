@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from orchestrator.errors import InvalidArgumentError
 
 MAX_ATTRIBUTES = 20  # per workflow, at start and after every set
+# The attribute holding a workflow's subject (``subject=`` at start, or its parent's): set with
+# the row, never after, so a workflow's payloads keep one data key (docs/data.md).
+SUBJECT_ATTRIBUTE = "subject"
 MAX_VALUE_CHARS = 256
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -52,6 +55,35 @@ def check_attributes(attributes: object, *, what: str = "attributes") -> dict[st
             )
         checked[name] = attribute_value(name, value)
     return checked
+
+
+def settable_attributes(attributes: object, subject: object) -> dict[str, str] | None:
+    """The attributes a start writes: the given ones (validated; ``subject`` is reserved) and
+    the subject under SUBJECT_ATTRIBUTE; None when there are none."""
+    checked = {} if attributes is None else check_attributes(attributes)
+    refuse_subject(checked)
+    if subject is not None:
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_VALUE_CHARS:
+            raise InvalidArgumentError(
+                f"subject must be a non-empty string of at most {MAX_VALUE_CHARS} characters"
+            )
+        if len(checked) >= MAX_ATTRIBUTES:
+            raise InvalidArgumentError(
+                f"attributes: {len(checked)} given and a subject; at most {MAX_ATTRIBUTES}"
+                " per workflow, the subject included"
+            )
+        checked[SUBJECT_ATTRIBUTE] = subject
+    return checked or None
+
+
+def refuse_subject(attributes: Mapping[str, str]) -> None:
+    """InvalidArgumentError when attributes to set name the reserved subject attribute."""
+    if SUBJECT_ATTRIBUTE in attributes:
+        raise InvalidArgumentError(
+            f"attribute {SUBJECT_ATTRIBUTE!r} is reserved: give a workflow's subject at its"
+            " start (subject=...); it cannot be set or changed later",
+            name=SUBJECT_ATTRIBUTE,
+        )
 
 
 def parse_attribute_pairs(pairs: Sequence[str], *, what: str = "attribute") -> dict[str, str]:

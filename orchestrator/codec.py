@@ -7,6 +7,7 @@ configured (plain JSON) are read back as they are, so a table may mix both durin
 
     ~z:<base64 of zlib>                      CompressionCodec (only when it saves space)
     ~aes-gcm:<key id>:<base64 of nonce+ct>   AesGcmCodec (a 12-byte random nonce per value)
+    ~aes-gcm-subject:<data key id>:<base64>  SubjectCodec: the workflow's subject's own data key
 
 A text that cannot be decoded (its key id is unknown, it fails authentication) raises
 PayloadUndecodableError; the store wrapper turns it into an ``UNDECODABLE`` marker text that
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,19 +34,32 @@ UNDECODABLE = "~undecodable:"
 UNDECODABLE_KEY = "$undecodable"  # displays show such a value as {UNDECODABLE_KEY: reason}
 _COMPRESSED = "~z:"
 _AES_GCM = "~aes-gcm:"
+SUBJECT_FORM = "~aes-gcm-subject:"  # a value sealed with its subject's data key
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the GCM standard nonce
 MIN_COMPRESS_CHARS = 256  # shorter texts seldom shrink by more than the base64 costs
 
 
 @dataclass(frozen=True, slots=True)
+class SubjectKey:
+    """A subject's data key as the store found it: ``key`` None when it has none (erased)."""
+
+    subject: str
+    key_id: str | None
+    key: bytes | None
+    why: str | None = None  # why there is no key, when it is not that it was erased
+
+
+@dataclass(frozen=True, slots=True)
 class CodecContext:
-    """What a value is, for a codec that cares (a future per-subject key): the workflow it
-    belongs to (None: not known at the call) and its kind ("input", "output", "step output",
-    "error", "message", "event", "stream")."""
+    """What a value is, for a codec that cares: the workflow it belongs to (None: not known at
+    the call), its kind ("input", "output", "step output", "error", "message", "event",
+    "stream") and, for a SubjectCodec, the data key of the workflow's subject (None: the
+    workflow has no subject, or the codec has no use for one)."""
 
     workflow_id: str | None
     kind: str
+    subject_key: SubjectKey | None = None
 
 
 class PayloadCodec(Protocol):
@@ -168,3 +183,113 @@ class ChainCodec:
         for codec in reversed(self.codecs):
             stored = codec.decode(stored, context)
         return stored
+
+
+class SubjectCodec:
+    """AES-256-GCM with a data key per subject (a customer given at start): erasing the key
+    (``app.erase_subject``) makes every payload of that subject undecodable, everywhere.
+
+    Data keys are random, created on a subject's first value and stored by the store WRAPPED
+    (encrypted) under the keyring's current master key, so the database alone reads nothing.
+    A workflow without a subject (and a message sent by key) is encrypted with the keyring's
+    current key, as AesGcmCodec does. The store wrapper (EncodedStore) finds each workflow's
+    subject and its key and passes them in ``CodecContext.subject_key``.
+    """
+
+    def __init__(self, keyring: Keyring) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self.keyring = keyring
+        self.fallback = AesGcmCodec(keyring)
+        self._aesgcm = AESGCM
+
+    # -- data keys, wrapped under the master key ---------------------------------------------
+    def new_key(self, subject: str) -> tuple[str, str]:
+        """A new data key for ``subject``: (its id, the key wrapped under the current master
+        key as ``<master key id>:<base64 of nonce + sealed key>``)."""
+        key_id = uuid.uuid4().hex[:16]
+        master_id = self.keyring.current
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aesgcm(self.keyring.keys[master_id]).encrypt(
+            nonce, os.urandom(KEY_BYTES), _aad(subject, key_id)
+        )
+        return key_id, f"{master_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def unwrap(self, subject: str, key_id: str, wrapped: str) -> bytes:
+        """The data key stored wrapped; PayloadUndecodableError when its master key is not in
+        the keyring (or the row was tampered with)."""
+        from cryptography.exceptions import InvalidTag
+
+        master_id, _, data = wrapped.partition(":")
+        master = self.keyring.keys.get(master_id)
+        if master is None:
+            raise PayloadUndecodableError(
+                f"the data key of subject {subject} is wrapped with master key {master_id!r},"
+                " which is not in the keyring",
+                reason="unknown key",
+                key_id=master_id,
+            )
+        try:
+            raw = base64.b64decode(data)
+            return self._aesgcm(master).decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(subject, key_id)
+            )
+        except (InvalidTag, binascii.Error, ValueError) as exc:
+            raise PayloadUndecodableError(
+                f"the data key of subject {subject} does not unwrap", reason="corrupt"
+            ) from exc
+
+    # -- values ----------------------------------------------------------------------------
+    def encode(self, text: str, context: CodecContext) -> str:
+        found = context.subject_key
+        if found is None:
+            return self.fallback.encode(text, context)
+        if found.key is None or found.key_id is None:
+            raise PayloadUndecodableError(  # the store creates a key before encoding
+                f"subject {found.subject} has no data key", reason="erased"
+            )
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aesgcm(found.key).encrypt(nonce, text.encode(), None)
+        return f"{SUBJECT_FORM}{found.key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decode(self, stored: str, context: CodecContext) -> str:
+        if not stored.startswith(SUBJECT_FORM):
+            return self.fallback.decode(stored, context)
+        from cryptography.exceptions import InvalidTag
+
+        key_id, _, data = stored[len(SUBJECT_FORM) :].partition(":")
+        found = context.subject_key
+        if found is None or found.key is None or found.key_id != key_id:
+            whose = "its subject" if found is None else f"subject {found.subject}"
+            why = found.why if found is not None and found.key is None else None
+            raise PayloadUndecodableError(
+                why or f"the data key of {whose} was erased", reason="erased", key_id=key_id
+            )
+        try:
+            raw = base64.b64decode(data)
+            return (
+                self._aesgcm(found.key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], None).decode()
+            )
+        except (InvalidTag, binascii.Error, ValueError) as exc:
+            raise PayloadUndecodableError(
+                f"the {context.kind} does not decrypt with the data key of subject {found.subject}",
+                reason="corrupt",
+                key_id=key_id,
+            ) from exc
+
+
+def _aad(subject: str, key_id: str) -> bytes:
+    """What a wrapped key is bound to: a row cannot be moved to another subject."""
+    return f"{subject}\n{key_id}".encode()
+
+
+def subject_codec(codec: PayloadCodec) -> SubjectCodec | None:
+    """The SubjectCodec in ``codec`` (itself, or one of a ChainCodec's), if any."""
+    if isinstance(codec, SubjectCodec):
+        return codec
+    if isinstance(codec, ChainCodec):
+        for inner in codec.codecs:
+            found = subject_codec(inner)
+            if found is not None:
+                return found
+    return None

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.attributes import MAX_ATTRIBUTES, check_attributes
+from orchestrator.attributes import MAX_ATTRIBUTES, check_attributes, refuse_subject
 from orchestrator.engine.run import Attempt, Call, require_run
 from orchestrator.store.base import Store
 from orchestrator.types import StepKind
@@ -23,6 +23,7 @@ class Attributes:
     async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         run = require_run("app.set_attributes()")
         checked = check_attributes(attributes)
+        refuse_subject(checked)
         if not checked:
             return
 

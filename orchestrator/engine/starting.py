@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator import context
-from orchestrator.attributes import check_attributes
+from orchestrator.attributes import settable_attributes
 from orchestrator.clock import Clock
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run
@@ -73,7 +73,7 @@ class Starter:
         trace_context: str | None = None,
     ) -> NewWorkflow:
         timeout = options.timeout if options.timeout is not None else workflow.timeout
-        attributes = None if options.attributes is None else check_attributes(options.attributes)
+        attributes = settable_attributes(options.attributes, options.subject)
         if timeout is not None and timeout <= 0:
             raise InvalidArgumentError(f"timeout must be > 0 seconds, got {timeout}")
         return NewWorkflow(

@@ -36,6 +36,10 @@ class StartOptions:
     timeout: float | None = None
     if_duplicate: str = "raise"  # a dedup_id active on the queue: "raise" or "return" its handle
     attributes: Mapping[str, Any] | None = None  # business keys (engine/attributes.py)
+    # Whose data this is ("customer:c-7"): with a SubjectCodec its payloads are sealed with that
+    # subject's data key (app.erase_subject); stored as the reserved "subject" attribute.
+    # A child workflow without one takes its parent's (when a codec is configured).
+    subject: str | None = None
 
 
 class _NotGiven:

@@ -526,6 +526,19 @@ class Store(Protocol):
         """The attributes of these workflows (one query): workflow id -> name -> value;
         workflows without any are absent."""
 
+    async def subject_key(self, subject: str) -> tuple[str, str] | None:
+        """A subject's data key as stored, (key id, wrapped key), or None: it has none (never
+        had one, or it was erased)."""
+
+    async def create_subject_key(
+        self, subject: str, key_id: str, wrapped_key: str
+    ) -> tuple[str, str]:
+        """Store this data key for ``subject`` unless it has one already; returns the one it
+        has now (a concurrent writer's may have won)."""
+
+    async def delete_subject_key(self, subject: str) -> bool:
+        """Erase a subject's data key (one statement); False when it had none."""
+
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord
     ) -> None:

@@ -336,6 +336,13 @@ def write_stream(
     yield from record_step(step, required=True)
 
 
+def create_subject_key(subject: str, *, key_id: str, wrapped_key: str) -> Plan[tuple[str, str]]:
+    params = {"subject": subject, "key_id": key_id, "wrapped_key": wrapped_key}
+    yield Statement("insert_subject_key", params)
+    row = (yield Statement("get_subject_key", {"subject": subject})).rows[0]
+    return str(row["key_id"]), str(row["wrapped_key"])
+
+
 def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:
     return (yield Statement(query, params)).rows
 

@@ -403,6 +403,26 @@ class SQLStore:
             found.setdefault(row["workflow_id"], {})[row["name"]] = row["value"]
         return found
 
+    async def subject_key(self, subject: str) -> tuple[str, str] | None:
+        """A subject's data key as stored (key id, wrapped key), or None."""
+        plan = functools.partial(rows_plan, "get_subject_key", subject=subject)
+        rows = await self._run(plan, transaction=False)
+        return (str(rows[0]["key_id"]), str(rows[0]["wrapped_key"])) if rows else None
+
+    async def create_subject_key(
+        self, subject: str, key_id: str, wrapped_key: str
+    ) -> tuple[str, str]:
+        """Store this data key unless the subject has one; returns the one it has."""
+        plan = functools.partial(
+            plans.create_subject_key, subject, key_id=key_id, wrapped_key=wrapped_key
+        )
+        return await self._run(plan, transaction=True)
+
+    async def delete_subject_key(self, subject: str) -> bool:
+        """Erase a subject's data key; False when it had none."""
+        plan = functools.partial(rowcount_plan, "delete_subject_key", subject=subject)
+        return await self._run(plan, transaction=True) > 0
+
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""
         plan = functools.partial(rows_plan, "get_events", workflow_id=workflow_id)

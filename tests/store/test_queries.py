@@ -27,6 +27,7 @@ TABLES = {
     "schedules",
     "workflow_attributes",
     "pending_messages",
+    "subject_keys",
 }
 
 

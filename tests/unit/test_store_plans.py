@@ -918,6 +918,16 @@ def test_a_retention_batch_deletes_what_it_selected() -> None:
     }
 
 
+def test_a_subject_key_is_inserted_unless_present_then_read_back() -> None:
+    script = Script(
+        ("insert_subject_key", NOTHING),  # a concurrent writer's key won
+        ("get_subject_key", rows({"key_id": "theirs", "wrapped_key": "m1:abc"})),
+    )
+    found = script.run(plans.create_subject_key("customer:c-7", key_id="ours", wrapped_key="m1:x"))
+    assert found == ("theirs", "m1:abc")
+    assert script.issued[0].params["subject"] == "customer:c-7"
+
+
 def test_every_plan_is_covered_here() -> None:
     """A new plan fails this test until it is driven by tests here."""
     assert sorted(plan_functions()) == [
@@ -926,6 +936,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans._delete_rows",
         "plans._send_to_key",
         "plans.claim_pending_messages",
+        "plans.create_subject_key",
         "plans.delete_expired",
         "plans.delete_workflows",
         "plans.finish_after_step",

@@ -1076,3 +1076,17 @@ ON CONFLICT DO NOTHING
 DELETE FROM pending_messages AS p
 USING jsonb_each_text(%(keys)s::jsonb) AS wanted
 WHERE p.key_name = wanted.key AND p.key_value = wanted.value
+
+-- get_subject_key --
+-- A subject's data key (wrapped), if it has one.
+SELECT key_id, wrapped_key FROM subject_keys WHERE subject = %(subject)s::text
+
+-- insert_subject_key --
+-- Give a subject its data key unless a concurrent writer just did (the caller reads it back).
+INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
+VALUES (%(subject)s::text, %(key_id)s::text, %(wrapped_key)s::text, now_ms())
+ON CONFLICT (subject) DO NOTHING
+
+-- delete_subject_key --
+-- Erase a subject's data key: its payloads become unreadable.
+DELETE FROM subject_keys WHERE subject = %(subject)s::text

@@ -696,3 +696,17 @@ WHERE EXISTS (
     SELECT 1 FROM json_each(:keys) AS wanted
     WHERE wanted.key = pending_messages.key_name AND wanted.value = pending_messages.key_value
 )
+
+-- get_subject_key --
+-- A subject's data key (wrapped), if it has one.
+SELECT key_id, wrapped_key FROM subject_keys WHERE subject = :subject
+
+-- insert_subject_key --
+-- Give a subject its data key unless a concurrent writer just did (the caller reads it back).
+INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
+VALUES (:subject, :key_id, :wrapped_key, now_ms())
+ON CONFLICT (subject) DO NOTHING
+
+-- delete_subject_key --
+-- Erase a subject's data key: its payloads become unreadable.
+DELETE FROM subject_keys WHERE subject = :subject

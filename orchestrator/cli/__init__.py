@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from orchestrator.app import Orchestrator
-from orchestrator.cli import actions as _actions  # noqa: F401  (registers its commands)
+from orchestrator.cli import actions as _actions
 from orchestrator.cli import history as _history  # noqa: F401  (registers its commands)
 from orchestrator.cli.common import (
     ApiKey,
@@ -31,6 +31,7 @@ from orchestrator.cli.workflows import workflows_cli
 
 cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
 cli.add_typer(workflows_cli, name="workflows")
+cli.add_typer(_actions.subjects_cli, name="subjects")
 cli.command()(up)
 cli.command()(worker)
 cli.command()(versions)

@@ -320,3 +320,28 @@ def audit(
     )
     columns = ["at", "actor", "surface", "action", "workflow_id", "reason"]
     print_rows(rows, columns, as_json, "audit")
+
+
+subjects_cli = typer.Typer(help="Subjects' data keys (docs/data.md).", no_args_is_help=True)
+
+
+@subjects_cli.command("erase")
+def erase_subject(
+    subject: str,
+    reason: Annotated[str, typer.Option("--reason", help="why (required; audited)")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask: this cannot be undone")] = False,
+    database_url: DatabaseUrl = None,
+    app_name: AppName = None,
+    schema: Schema = "orchestrator",
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Crypto-shred SUBJECT: delete its data key, so its payloads can never be read again."""
+    if not yes:
+        typer.confirm(f"Erase the data key of {subject!r}? This cannot be undone", abort=True)
+    erased = ask(
+        Where(database_url, app_name, schema, url, api_key),
+        lambda app: app.erase_subject(subject, reason=reason),
+        lambda client: client.erase_subject(subject, reason=reason),
+    )
+    console.print(f"erased the data key of {subject}" if erased else f"{subject} had no data key")

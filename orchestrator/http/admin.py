@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from orchestrator import QueueStats
 from orchestrator.errors import NotRegisteredError
@@ -291,6 +292,32 @@ async def bulk(
             filters, dry_run=body.dry_run, reason=body.reason
         )
     return BulkResultOut.of(result)
+
+
+class SubjectErased(BaseModel):
+    subject: str
+    erased: bool = Field(description="false: the subject had no data key (nothing to erase)")
+
+
+@router.post(
+    "/subjects/{subject}/erase",
+    response_model=SubjectErased,
+    responses=error_responses(400, 401, 403, 413, 422, 503),
+    summary="Crypto-shred a subject: delete its data key (its payloads become unreadable)",
+    description=(
+        "With a SubjectCodec: every payload of the subject's workflows then reads as "
+        '`{"$undecodable": ...}`; statuses, step names, timings, attributes and the audit stay. '
+        "Audited. Cannot be undone."
+    ),
+)
+async def erase_subject(
+    request: Request,
+    app: OrchestratorDep,
+    subject: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+) -> SubjectErased:
+    reason = (await optional_body(request, ReasonRequest)).reason
+    erased = await app.erase_subject(check_text(subject, "subject"), reason=reason)
+    return SubjectErased(subject=subject, erased=erased)
 
 
 @router.get(

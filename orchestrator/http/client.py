@@ -215,6 +215,11 @@ class ServiceClient:
         }
         return dict(await self.request("POST", f"/admin/bulk/{_segment(action)}", json=body))
 
+    async def erase_subject(self, subject: str, *, reason: str | None = None) -> bool:
+        """Delete a subject's data key (POST /admin/subjects/{subject}/erase)."""
+        path = f"/admin/subjects/{_segment(subject)}/erase"
+        return bool((await self.request("POST", path, json={"reason": reason}))["erased"])
+
     async def list_audit(
         self, *, workflow_id: str | None = None, action: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

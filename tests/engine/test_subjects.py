@@ -154,3 +154,33 @@ def test_a_wrapped_key_is_bound_to_its_subject() -> None:
     assert len(base64.b64decode(wrapped.partition(":")[2])) == 12 + 32 + 16
     with pytest.raises(PayloadUndecodableError):
         subjects.unwrap("customer:c-8", key_id, wrapped)  # a row moved to another subject
+
+
+async def test_erasure_over_http_and_from_the_cli(make_app: AppFactory, database_url: str) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    app = make_app(codec=codec())
+    checkout = define(app)
+    async with app:
+        await start(app, checkout, "h-1", "customer:c-9")
+        transport = httpx.ASGITransport(app=create_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            answer = await http.post(
+                "/admin/subjects/customer:c-9/erase", json={"reason": "erasure request 7"}
+            )
+            assert answer.json() == {"subject": "customer:c-9", "erased": True}
+            shown = (await http.get("/workflows/h-1")).json()
+            assert shown["status"] == "SUCCESS" and set(shown["input"]) == {"$undecodable"}
+        entries, _ = await app.list_audit(action="erase_subject")
+        assert entries[0].reason == "erasure request 7" and entries[0].surface == "http"
+    command = [
+        sys.executable, "-m", "orchestrator.cli", "subjects", "erase", "customer:c-10",
+        "--reason", "no such key", "--yes", "--database-url", database_url, "--app-name", "test",
+    ]  # fmt: skip
+    cli = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "had no data key" in cli.stdout

@@ -390,7 +390,9 @@ class Messaging:
                         f"no workflow with id {workflow_id!r}", workflow_id=workflow_id
                     )
                 if record.status.is_terminal:
-                    return None  # finished without publishing it: it never will
+                    # It may have published and finished between the two reads: read again.
+                    value = await self.store.get_event(workflow_id, key)
+                    return None if value is None else decode(value)
                 if deadline_ms is not None and deadline_ms <= self.clock.now_ms():
                     return None
                 await self._next(subscription, deadline_ms)

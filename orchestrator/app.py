@@ -777,14 +777,16 @@ class Orchestrator:
         connection: Any,
         workflow: WorkflowFunction[P, R] | str,
         *args: Any,
-        workflow_id: str | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        dedup_id: str | None = None,
-        partition_key: str | None = None,
-        delay: float | None = None,
-        timeout: float | None = None,
-        if_duplicate: str = "raise",
+        workflow_id: str | None = NOT_GIVEN,
+        queue: str | None = NOT_GIVEN,
+        priority: int = NOT_GIVEN,
+        dedup_id: str | None = NOT_GIVEN,
+        partition_key: str | None = NOT_GIVEN,
+        delay: float | None = NOT_GIVEN,
+        timeout: float | None = NOT_GIVEN,
+        if_duplicate: str = NOT_GIVEN,
+        attributes: Mapping[str, Any] | None = NOT_GIVEN,
+        subject: str | None = NOT_GIVEN,
         **kwargs: Any,
     ) -> WorkflowHandle[R]:
         """``start`` inside the caller's own transaction on ``connection`` (a
@@ -805,7 +807,10 @@ class Orchestrator:
                 error); the orchestrator's own writes are undone, a savepoint's worth.
             And as ``start``.
         """
-        options = StartOptions(
+        resolved = self._workflow_of(workflow)
+        options = start_options(  # the same options, and the same ambiguity check, as start
+            resolved,
+            len(args),
             workflow_id=workflow_id,
             queue=queue,
             priority=priority,
@@ -814,8 +819,10 @@ class Orchestrator:
             delay=delay,
             timeout=timeout,
             if_duplicate=if_duplicate,
+            attributes=attributes,
+            subject=subject,
         )
-        return await self.start_with(workflow, args, kwargs, options, connection=connection)
+        return await self.start_with(resolved, args, kwargs, options, connection=connection)
 
     async def start_with(
         self,

@@ -182,3 +182,39 @@ async def test_sqlite_refuses_a_transactional_start(tmp_path: Path) -> None:
             await app.start_in(object(), fulfil, "o-1")
         with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
             await app.send_in(object(), "anyone", "hello")
+
+
+async def test_a_transactional_start_takes_attributes_and_a_subject(postgres_url: str) -> None:
+    from orchestrator import ChainCodec, Keyring, SubjectCodec
+
+    keyring = Keyring({"m1": b"k" * 32}, "m1")
+    app = Orchestrator(
+        "tx-subject",
+        postgres_url,
+        executor_id="tx-subject",
+        app_version="t",
+        codec=ChainCodec(SubjectCodec(keyring)),
+    )
+
+    @app.workflow(name="card_order")
+    async def card_order(card: str) -> str:
+        return card[-4:]
+
+    async with app:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            handle = await app.start_in(
+                conn,
+                card_order,
+                "4111111111111111",
+                attributes={"order_id": "o-5"},
+                subject="customer:c-5",
+            )
+            await conn.commit()
+        assert await handle.result(timeout=20) == "1111"
+        info = await handle.status()
+        assert info.attributes == {"order_id": "o-5", "subject": "customer:c-5"}
+        with psycopg.connect(postgres_url) as raw:
+            rows = raw.execute("SELECT input FROM orchestrator.workflows").fetchall()
+        assert all("4111111111111111" not in str(row) for row in rows)
+        assert await app.erase_subject("customer:c-5")
+        assert set((await handle.status()).input) == {"$undecodable"}

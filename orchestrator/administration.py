@@ -253,32 +253,14 @@ class Administration:
     async def _cancel_children(self, workflow_id: str, compensate: bool) -> list[str]:
         """Cancel the running descendants of ``workflow_id``; returns the ids cancelled."""
         cancelled: list[str] = []
-        parents = [workflow_id]
-        seen = {workflow_id}
-        while parents:
-            parent = parents.pop()
-            after: tuple[int, int] | None = None
-            while True:
-                page = await self.store.list_workflows_keyed(
-                    WorkflowQuery(parent_workflow_id=parent, after=after, limit=500)
-                )
-                for record, position in page:
-                    after = position
-                    if record.workflow_id in seen:
-                        continue
-                    seen.add(record.workflow_id)
-                    parents.append(record.workflow_id)  # its own children, at any status
-                    if record.status not in CHILD_STATUSES:
-                        continue
-                    try:
-                        await self.engine.operations.cancel(
-                            record.workflow_id, compensate=compensate
-                        )
-                    except (WorkflowFinishedError, WorkflowStateError):
-                        continue  # it ended (or began rolling back) meanwhile
-                    cancelled.append(record.workflow_id)
-                if len(page) < 500:
-                    break
+        for record in await self._descendants(workflow_id):
+            if record.status not in CHILD_STATUSES:
+                continue
+            try:
+                await self.engine.operations.cancel(record.workflow_id, compensate=compensate)
+            except (WorkflowFinishedError, WorkflowStateError):
+                continue  # it ended (or began rolling back) meanwhile
+            cancelled.append(record.workflow_id)
         return cancelled
 
     async def delete(

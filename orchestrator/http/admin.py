@@ -41,6 +41,7 @@ from orchestrator.http.schemas import (
 )
 from orchestrator.http.workflows import (
     AttributeParams,
+    accepted,
     attributes_of,
     optional_body,
     workflow_filter,
@@ -205,12 +206,7 @@ async def trigger_schedule(
 ) -> WorkflowAccepted:
     reason = (await optional_body(request, ReasonRequest)).reason
     handle = await app.trigger_schedule(check_text(name, "schedule name"), reason=reason)
-    info = await handle.status()
-    return WorkflowAccepted(
-        workflow_id=handle.workflow_id,
-        status=info.status,
-        links=links_for(request, handle.workflow_id),
-    )
+    return accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
 @router.get(

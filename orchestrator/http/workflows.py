@@ -87,7 +87,7 @@ def attributes_of(pairs: list[str] | None) -> dict[str, str] | None:
     return parse_attribute_pairs(pairs) if pairs else None
 
 
-def _accepted(
+def accepted(
     request: Request, workflow_id: str, status: WorkflowStatus, event: EventValue | None = None
 ) -> WorkflowAccepted:
     return WorkflowAccepted(
@@ -144,14 +144,14 @@ async def start_workflow(
     )
     info = handle.info or await handle.status()  # as stored by this start: no read back
     if wait_for_event is None:
-        return _accepted(request, handle.workflow_id, info.status)
+        return accepted(request, handle.workflow_id, info.status)
     value = await app.get_event(handle.workflow_id, wait_for_event, clamp_wait(request, timeout))
     if value is None and wait_for_event not in await app.get_events(handle.workflow_id):
         info = await handle.status()
-        return _accepted(request, handle.workflow_id, info.status)
+        return accepted(request, handle.workflow_id, info.status)
     response.status_code = 200
     info = await handle.status()
-    return _accepted(
+    return accepted(
         request, handle.workflow_id, info.status, EventValue(key=wait_for_event, value=value)
     )
 
@@ -435,7 +435,7 @@ async def cancel_workflow(
         reason=options.reason,
     )
     info = await app.retrieve(workflow_id).status()
-    return _accepted(request, workflow_id, info.status)
+    return accepted(request, workflow_id, info.status)
 
 
 @router.delete(
@@ -476,7 +476,7 @@ async def resume_workflow(
 ) -> WorkflowAccepted:
     reason = (await optional_body(request, ReasonRequest)).reason
     handle = await app.resume(check_text(workflow_id, "workflow id"), reason=reason)
-    return _accepted(request, handle.workflow_id, (await handle.status()).status)
+    return accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
 @router.post(
@@ -516,7 +516,7 @@ async def fork_workflow(
     handle = await app.fork(
         workflow_id, from_step, new_workflow_id=new_id, app_version=app_version, reason=reason
     )
-    return _accepted(request, handle.workflow_id, (await handle.status()).status)
+    return accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
 @router.post(
@@ -532,7 +532,7 @@ async def retry_compensation(
 ) -> WorkflowAccepted:
     reason = (await optional_body(request, ReasonRequest)).reason
     handle = await app.retry_compensation(check_text(workflow_id, "workflow id"), reason=reason)
-    return _accepted(request, handle.workflow_id, (await handle.status()).status)
+    return accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
 @router.post(
@@ -554,7 +554,7 @@ async def skip_compensation(
     handle = await app.skip_compensation(
         check_text(workflow_id, "workflow id"), step=body.step, reason=body.reason
     )
-    return _accepted(request, handle.workflow_id, (await handle.status()).status)
+    return accepted(request, handle.workflow_id, (await handle.status()).status)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

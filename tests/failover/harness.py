@@ -100,7 +100,7 @@ class FailoverRun:
     async def drive(self, client: Orchestrator, checkout: Any, order: Order) -> None:
         oid = order.order_id
         await self.client_op(lambda: client.start(checkout, order, workflow_id=oid, queue=QUEUE))
-        await asyncio.sleep(self.rng.uniform(0.2, 2.5))
+        await asyncio.sleep(self.rng.uniform(0.1, 1.0))
         for _ in range(self.rng.choice((1, 1, 2))):  # a duplicate delivery, sometimes
             await self.client_op(
                 lambda: client.send(

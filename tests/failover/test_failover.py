@@ -11,7 +11,7 @@ import pytest
 from tests.failover.harness import run_failover
 from tests.failover.replica import tools_missing
 
-pytestmark = [pytest.mark.recovery, pytest.mark.postgres]
+pytestmark = [pytest.mark.recovery, pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_sagas_survive_failover_to_the_promoted_replica(tmp_path: Path) -> None:

@@ -52,6 +52,10 @@ class Lease:
         self.lost = lost
         self.adopt = adopt
         self.valid_until = 0  # clock ms
+        # Orphans (see adopt_orphans) can only follow a statement that met a lost connection:
+        # they are looked for until two leases after the last one the store saw.
+        self._failures_seen = 0
+        self._orphans_until = 0  # clock ms
         self.generation = 0
         self.closing = False
         self._confirming: asyncio.Lock = asyncio.Lock()
@@ -167,6 +171,17 @@ class Lease:
             await self.adopt(record)
         return len(claimed)
 
+    def _may_have_orphans(self) -> bool:
+        """Whether a connection was lost recently enough for an orphan to appear: one is
+        seen a lease after its claim committed (untouched for a lease), so the search goes on
+        for two leases after the last lost connection; otherwise it costs nothing."""
+        failures = self.store.connection_failures
+        now = self.clock.now_ms()
+        if failures != self._failures_seen:
+            self._failures_seen = failures
+            self._orphans_until = now + 2 * self.lease_ms
+        return now < self._orphans_until
+
     async def adopt_orphans(self) -> int:
         """Run this worker's own unfinished workflows that no run of it holds, untouched for a
         lease: a claim (dequeue, takeover) whose commit succeeded while its connection died
@@ -193,8 +208,9 @@ class Lease:
                 await self.renew()
                 while await self.take_over() == TAKEOVER_BATCH:
                     pass
-                while await self.adopt_orphans() == TAKEOVER_BATCH:
-                    pass
+                if self._may_have_orphans():
+                    while await self.adopt_orphans() == TAKEOVER_BATCH:
+                        pass
             except asyncio.CancelledError:
                 raise
             except Exception:

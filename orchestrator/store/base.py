@@ -322,6 +322,11 @@ class Store(Protocol):
     # notify every other (PostgreSQL), else seconds (SQLite: other processes cannot notify).
     poll_seconds: float | None
 
+    @property
+    def connection_failures(self) -> int:
+        """How many statements met a lost connection so far (each may have committed without
+        its answer arriving; see Lease.adopt_orphans). Always 0 on SQLite."""
+
     # -- life cycle -------------------------------------------------------------------------
     async def open(self) -> None:
         """Connect and apply pending migrations (under a lock shared by all processes)."""

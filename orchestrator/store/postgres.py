@@ -224,6 +224,7 @@ class PostgresDriver:
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
         self.reconnect_timeout = reconnect_timeout
+        self.connection_failures = 0  # statements that met a lost connection (Store)
         self._clock_ms = clock_ms
         self.read_only = read_only
         self.queries = load_queries("postgres")
@@ -417,6 +418,7 @@ class PostgresDriver:
         except psycopg.Error as error:
             if not is_connection_error(error):
                 raise self._translate(error) from error
+            self.connection_failures += 1
             logger.warning("PostgreSQL connection failed, retrying: %s", _describe(error))
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_connection_error),

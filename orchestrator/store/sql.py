@@ -54,6 +54,7 @@ class Driver(Protocol):
 
     dialect: str
     poll_seconds: float | None
+    connection_failures: int
 
     async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         """Drive a fresh ``plan()`` to its end; in one transaction when ``transaction``."""
@@ -80,6 +81,11 @@ class SQLStore:
         self.driver = driver
         self.dialect = driver.dialect
         self.poll_seconds = driver.poll_seconds
+
+    @property
+    def connection_failures(self) -> int:
+        """Statements that met a lost connection (see Store)."""
+        return self.driver.connection_failures
 
     async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         return await self.driver.run(plan, transaction=transaction)

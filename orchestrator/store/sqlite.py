@@ -97,6 +97,7 @@ class SQLiteDriver:
     # Another process writing the same file (a CLI, a second app) cannot notify this one:
     # waiters re-read this often.
     poll_seconds: float | None = 2.0
+    connection_failures = 0  # (a file: no connection is ever lost)
 
     def __init__(self, path: str, *, clock_ms: Callable[[], int] | None = None) -> None:
         self.path = path

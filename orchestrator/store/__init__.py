@@ -61,6 +61,8 @@ def create_store(
     *,
     schema: str = "orchestrator",
     clock_ms: Callable[[], int] | None = None,
+    transaction_pooled: bool = False,
+    direct_url: str | None = None,
 ) -> Store:
     """The store for ``database_url`` (not opened yet: ``await store.open()``).
 
@@ -69,15 +71,23 @@ def create_store(
         schema: the PostgreSQL schema holding the tables (ignored by SQLite).
         clock_ms: the time the store's SQL reads (``now_ms()``), epoch milliseconds: a test's
             FakeClock; the database's own clock if None.
+        transaction_pooled: ``database_url`` goes through a transaction pooler (PgBouncer
+            ``pool_mode=transaction``); see PostgresStore. Ignored by SQLite.
+        direct_url: a PostgreSQL URL straight to the server, for the LISTEN connection and
+            the migration lock (see PostgresStore). Ignored by SQLite.
 
     Raises:
-        ConfigurationError: the URL is neither form.
+        ConfigurationError: the URL is neither form, or ``direct_url`` is not PostgreSQL's.
     """
     url = database_url.strip()
     for scheme in _POSTGRES_SCHEMES:
         if url.startswith(scheme):
             return PostgresStore(
-                "postgresql://" + url.removeprefix(scheme), schema=schema, clock_ms=clock_ms
+                "postgresql://" + url.removeprefix(scheme),
+                schema=schema,
+                clock_ms=clock_ms,
+                transaction_pooled=transaction_pooled,
+                direct_url=None if direct_url is None else _postgres_url(direct_url),
             )
     if url.startswith(_SQLITE_PREFIX):
         path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
@@ -86,4 +96,15 @@ def create_store(
     raise ConfigurationError(
         f"unsupported database URL {redact_credentials(database_url)!r}; use one of:"
         f" {ACCEPTED_URLS}"
+    )
+
+
+def _postgres_url(database_url: str) -> str:
+    url = database_url.strip()
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url.removeprefix(scheme)
+    raise ConfigurationError(
+        f"direct_database_url {redact_credentials(database_url)!r} is not a PostgreSQL URL;"
+        " use postgresql://user:password@host:5432/dbname, the server itself (not the pooler)"
     )

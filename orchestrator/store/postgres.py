@@ -1,5 +1,7 @@
 """The PostgreSQL store: psycopg 3 async, a connection pool, LISTEN/NOTIFY wake-ups; its
-hot-path writes group-committed (postgres_writes.py)."""
+hot-path writes group-committed (postgres_writes.py). Through a transaction pooler
+(PgBouncer ``pool_mode=transaction``) the pool sends no connect options and prepares no
+statements, and the session-bound connections (LISTEN, the migration lock) go direct."""
 
 from __future__ import annotations
 
@@ -68,6 +70,9 @@ POOL_TIMEOUT_SECONDS = 10.0  # wait for a pooled connection before counting a fa
 # 2 cores, rotating one workflow's statements over 2 backends costs ~0.03 ms each (bench/).
 WARM_CONNECTIONS = 4
 WARM_MAX_SECONDS = 60.0  # a warm connection goes back to the pool (its lifetime checks) after
+# Through a transaction pooler without a direct URL nothing is notified across processes:
+# waits for messages and events look again this often (queues and results poll at 1 s anyway).
+POOLED_POLL_SECONDS = 1.0
 # Connection failures worth retrying: class 08 (connection exception), the server shutting
 # down or restarting (57P01-57P03), too many connections (53300). No sqlstate: client side.
 _RETRYABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
@@ -98,6 +103,14 @@ class PostgresStore(SQLStore):
             StoreUnavailableError.
         clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
             the database's own clock if None.
+        transaction_pooled: ``url`` is a transaction pooler's (PgBouncer
+            ``pool_mode=transaction``): its sessions are shared between transactions, so the
+            pool sends no connect options (search_path must come from the role's settings:
+            checked at open) and never prepares statements.
+        direct_url: a URL straight to the server for what needs a session of its own: the
+            LISTEN connection and the migration lock. Without it a pooled store hears no
+            other process (its waits poll every POOLED_POLL_SECONDS) and does not migrate
+            (pending migrations raise ConfigurationError at open).
     """
 
     def __init__(
@@ -109,6 +122,8 @@ class PostgresStore(SQLStore):
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        transaction_pooled: bool = False,
+        direct_url: str | None = None,
     ) -> None:
         driver = PostgresDriver(
             url,
@@ -117,6 +132,8 @@ class PostgresStore(SQLStore):
             max_size=max_size,
             reconnect_timeout=reconnect_timeout,
             clock_ms=clock_ms,
+            transaction_pooled=transaction_pooled,
+            direct_url=direct_url,
         )
         super().__init__(driver)
         self.url = url
@@ -201,6 +218,8 @@ class PostgresDriver:
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        transaction_pooled: bool = False,
+        direct_url: str | None = None,
     ) -> None:
         if not SCHEMA_NAME.match(schema):
             raise InvalidArgumentError(
@@ -209,7 +228,20 @@ class PostgresDriver:
             )
         if not 0 < min_size <= max_size:
             raise InvalidArgumentError("need 0 < min_size <= max_size")
+        if transaction_pooled and clock_ms is not None:
+            raise ConfigurationError(
+                "a test clock (Orchestrator(clock=...)) sets a session setting on each"
+                " connection, which a transaction pooler would hand to other clients: use a"
+                " direct database URL (database_pooling='session') with a test clock"
+            )
         self.url = url
+        self.transaction_pooled = transaction_pooled
+        self.direct_url = direct_url
+        # Session-bound connections (LISTEN, the migration lock): direct when a URL is given.
+        self._session_url = direct_url or url
+        self._hears_others = direct_url is not None or not transaction_pooled
+        if not self._hears_others:
+            self.poll_seconds = POOLED_POLL_SECONDS
         self.schema = schema
         self.channel = f"{schema}_orchestrator"
         self.min_size = min_size
@@ -236,24 +268,35 @@ class PostgresDriver:
     # -- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Apply pending migrations, then open the pool (without waiting for connections)."""
+        """Apply pending migrations, then open the pool (without waiting for connections);
+        through a transaction pooler, check its sessions resolve names in the schema."""
         if self._pool is not None:
             return
-        await self.migrate()
+        if self.transaction_pooled and self.direct_url is not None:
+            await self._attempt(self._check_same_database)  # before migrating through it
+        if self._hears_others:
+            await self.migrate()
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            # A pool session left idle inside a transaction (its process paused by SIGSTOP
+            # or a long GC between two statements) is aborted by PostgreSQL, so the locks
+            # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
+            "options": f"-c search_path={self.schema}"
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        }
+        if self.transaction_pooled:
+            # PgBouncer refuses the options parameter (the role's settings give search_path,
+            # its idle_transaction_timeout the timeout), and a statement prepared on one server
+            # session is missing, or already there, on the next (PgBouncer < 1.21).
+            del kwargs["options"]
+            kwargs["prepare_threshold"] = None
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self.url,
             min_size=self.min_size,
             max_size=self.max_size,
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                # A pool session left idle inside a transaction (its process paused by SIGSTOP
-                # or a long GC between two statements) is aborted by PostgreSQL, so the locks
-                # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
-                "options": f"-c search_path={self.schema}"
-                f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            },
+            kwargs=kwargs,
             connection_class=psycopg.AsyncConnection[DictRow],
             check=None,  # no ping per checkout: a dead connection fails, is dropped, retried
             timeout=min(POOL_TIMEOUT_SECONDS, max(self.reconnect_timeout, 0.1)),
@@ -262,6 +305,14 @@ class PostgresDriver:
         )
         await pool.open(wait=False)
         self._pool = pool
+        if self.transaction_pooled:
+            try:
+                await self._check_pooled_sessions()
+                if not self._hears_others:
+                    await self._refuse_pending_migrations()
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         """Stop listening and close every connection (idempotent)."""
@@ -277,10 +328,14 @@ class PostgresDriver:
             await pool.close()
 
     async def migrate(self) -> list[str]:
-        """Apply pending migrations under the schema's advisory lock."""
+        """Apply pending migrations under the schema's advisory lock (a session lock: on the
+        direct URL; through a transaction pooler without one, refuse if any is pending)."""
+        if not self._hears_others:  # pooled, no direct URL
+            await self._refuse_pending_migrations()
+            return []
 
         async def run() -> list[str]:
-            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+            async with await self._connect_session() as conn:
                 return await migrate_postgres(conn, self.schema)
 
         return await self._attempt(run)
@@ -292,15 +347,87 @@ class PostgresDriver:
             if self._pool is not None:
                 async with self._pool.connection() as conn:
                     return await postgres_migration_state(conn)
-            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+            async with await self._connect_session() as conn:
                 return await postgres_migration_state(conn)
 
         return await self._attempt(run)
 
+    async def _connect_session(self) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own with search_path set: direct, or through the pooler (whose
+        sessions take search_path from the role's settings) when there is no direct URL."""
+        if self._hears_others:
+            return await self._connect(self._session_url, options=f"-c search_path={self.schema}")
+        return await self._connect(self.url, prepare_threshold=None)
+
+    async def _refuse_pending_migrations(self) -> None:
+        state = await self.migration_state()
+        pending = [name for name in state.available if name not in state.applied]
+        if pending:
+            raise ConfigurationError(
+                f"{len(pending)} migration(s) pending on schema {self.schema!r}"
+                f" ({', '.join(pending)}), and database_pooling='transaction' without"
+                " direct_database_url cannot apply them (they run under a session advisory"
+                " lock a transaction pooler cannot hold): set ORCHESTRATOR_DIRECT_DATABASE_URL"
+                " to the server's own URL, or run `saga migrate --database-url <direct URL>`"
+                " with ORCHESTRATOR_DATABASE_POOLING unset (docs/operations.md#pgbouncer)"
+            )
+
+    async def _check_same_database(self) -> None:
+        """The direct URL and the pooler's must reach one database (LISTEN on another would
+        never hear this one's notifications; migrations would go elsewhere)."""
+        names = []
+        for url, options in ((self.url, {"prepare_threshold": None}), (self.direct_url, {})):
+            assert url is not None
+            async with await self._connect(url, row_factory=dict_row, **options) as conn:
+                cursor = await conn.execute(self.queries["session_schema"])
+                row = await cursor.fetchone()
+                assert row is not None, "session_schema answers one row"
+                names.append(row["database"])
+        if names[0] != names[1]:
+            raise ConfigurationError(
+                f"direct_database_url reaches database {names[1]!r} but database_url (the"
+                f" pooler) reaches {names[0]!r}: they must be one database, one URL straight"
+                " to the server and one through the pooler"
+            )
+
+    async def _check_pooled_sessions(self) -> None:
+        """Through a transaction pooler, search_path cannot be a connect option: the pooled
+        sessions must resolve names in the store's schema by the role's (or database's)
+        settings."""
+        row = await self.one("session_schema", {})
+        if row["schema"] == self.schema:
+            return
+        fix = (
+            f"ALTER ROLE {row['user']} IN DATABASE {row['database']} SET search_path ="
+            f" {self.schema} (or set PgBouncer's connect_query); docs/operations.md#pgbouncer"
+        )
+        if row["schema"] is None:
+            raise ConfigurationError(
+                f"through a transaction pooler (database_pooling='transaction') the sessions"
+                f" resolve names in no existing schema: migrate schema {self.schema!r} first"
+                " (direct_database_url, or `saga migrate` on the server's own URL), and give"
+                f" the role its search_path: {fix}"
+            )
+        raise ConfigurationError(
+            f"through a transaction pooler (database_pooling='transaction') sessions take"
+            f" search_path from the role's settings, not connect options, and the pooler's"
+            f" sessions resolve names in schema {row['schema']!r}, not the store's"
+            f" {self.schema!r}: {fix}"
+        )
+
     async def listen(self, handler: NotificationHandler) -> None:
-        """Deliver notifications to ``handler`` until close(), from one LISTEN connection."""
+        """Deliver notifications to ``handler`` until close(), from one LISTEN connection
+        (none through a transaction pooler without a direct URL: waits poll instead)."""
         async with self._listen_lock:
-            if self._listener is None:
+            if not self._hears_others:
+                if not self._handlers:
+                    logger.warning(
+                        "database_pooling='transaction' without direct_database_url: no"
+                        " LISTEN connection, so other processes' writes are seen by polling"
+                        " (every %g s); set ORCHESTRATOR_DIRECT_DATABASE_URL for wake-ups",
+                        POOLED_POLL_SECONDS,
+                    )
+            elif self._listener is None:
                 conn = await self._attempt(self._connect_listener)
                 self._listener = asyncio.create_task(
                     self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
@@ -451,16 +578,20 @@ class PostgresDriver:
                 await self._cool()
                 await self._pool.check()
 
-    async def _connect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs
         )
 
     # -- notifications ----------------------------------------------------------------------
 
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
         conn = await self._connect(
-            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
+            self._session_url,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
         )
         try:
             listen = sql.SQL(self.queries["listen"]).format(channel=sql.Identifier(self.channel))

@@ -234,6 +234,11 @@ class PostgresDriver:
                 " connection, which a transaction pooler would hand to other clients: use a"
                 " direct database URL (database_pooling='session') with a test clock"
             )
+        if transaction_pooled and direct_url == url:
+            raise ConfigurationError(
+                "direct_database_url is database_url, the pooler's: give the server's own URL"
+                " (LISTEN and the migration lock through a transaction pooler would be lost)"
+            )
         self.url = url
         self.transaction_pooled = transaction_pooled
         self.direct_url = direct_url

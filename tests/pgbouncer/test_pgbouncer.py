@@ -284,3 +284,14 @@ def test_a_direct_url_must_be_postgresql() -> None:
     settings = Settings(database_pooling="transaction", direct_database_url="sqlite:///x.db")
     with pytest.raises(ConfigurationError, match=r"direct_database_url 'sqlite:///x\.db' is not"):
         Orchestrator("x", "postgresql://u@127.0.0.1:1/db", settings=settings)
+
+
+def test_pooled_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooling mode that does not exist, or the pooler's URL given as the direct one."""
+    monkeypatch.setenv("ORCHESTRATOR_DATABASE_POOLING", "statement")
+    with pytest.raises(ConfigurationError, match="ORCHESTRATOR_DATABASE_POOLING"):
+        Orchestrator("x", "postgresql://u@127.0.0.1:1/db")
+    monkeypatch.setenv("ORCHESTRATOR_DATABASE_POOLING", "transaction")
+    monkeypatch.setenv("ORCHESTRATOR_DIRECT_DATABASE_URL", "postgresql://u@127.0.0.1:1/db")
+    with pytest.raises(ConfigurationError, match="give the server's own URL"):
+        Orchestrator("x", "postgresql://u@127.0.0.1:1/db")

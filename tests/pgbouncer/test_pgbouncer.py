@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from orchestrator import FakeClock, Orchestrator, WorkflowStatus
+from orchestrator.cli import cli
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigurationError
 from orchestrator.http import create_app
@@ -28,7 +29,6 @@ from tests.workers import CLIENT_VERSION, LEASE_SECONDS, Fleet, Journal, until, 
 
 pytestmark = [pytest.mark.postgres]
 
-ROOT = Path(__file__).resolve().parents[2]
 POOLED = {"ORCHESTRATOR_DATABASE_POOLING": "transaction"}
 SAGAS = 40
 WORKERS = ("b1", "b2")
@@ -93,12 +93,6 @@ async def test_worker_fleet_through_pgbouncer_survives_a_sigkill(
             assert victim in WORKERS
             fleet.signal(victim, signal.SIGKILL)
             assert fleet.processes[victim].wait(timeout=10) == -signal.SIGKILL
-            # What it had in flight (a write it sent before dying may still land: a superset).
-            in_flight = {
-                info.workflow_id
-                for info in await client.list_workflows(queue="sagas", status=RUNNING, limit=1000)
-                if info.executor_id == victim
-            }
 
             async def drained() -> bool:
                 stats = await client.queue_stats("sagas")
@@ -116,7 +110,6 @@ async def test_worker_fleet_through_pgbouncer_survives_a_sigkill(
         assert info.status is expected, (info.workflow_id, info.status, info.error)
     recovered = {wid for wid, info in infos.items() if info.recovery_attempts > 0}
     assert recovered, f"{victim} had nothing in flight: the kill proved nothing"
-    assert recovered <= in_flight
     assert all(infos[wid].executor_id not in (victim, None) for wid in recovered)
 
     # The ledger: each completed forward step and each compensation of one applied once.
@@ -132,10 +125,12 @@ async def test_worker_fleet_through_pgbouncer_survives_a_sigkill(
         f"saga-{n:03}:{step}" for n in range(SAGAS) if fails(n) for step in (1, 2)
     }
     assert all(count == 1 for count in undone.values())
+    # Only the sagas taken over from the victim ran a step twice (the one it was inside).
     twice = {key for key, count in snapshot.attempts.items() if count > 1}
-    assert {
-        key.removeprefix("fwd:").removeprefix("comp:").rsplit(":", 1)[0] for key in twice
-    } <= in_flight
+    rerun = {key.removeprefix("fwd:").removeprefix("comp:").split(":")[0] for key in twice}
+    assert rerun <= recovered, (rerun, recovered)
+    extra = sum(snapshot.attempts.values()) - len(snapshot.applied)
+    assert extra <= len(recovered), (extra, len(recovered))
     # It all went through the pooler: far more transactions than sagas.
     assert transactions(pgbouncer, postgres_url) > 3 * SAGAS
 
@@ -179,30 +174,21 @@ async def test_http_service_through_pgbouncer_without_a_direct_url(
     assert transactions(pgbouncer, postgres_url) > 0
 
 
-async def saga_cli(*args: str, database_url: str) -> tuple[int, str, str]:
-    """``saga args...`` with the pooled settings in its environment: (status, out, err)."""
-    env = {**os.environ, **POOLED, "COLUMNS": "200", "ORCHESTRATOR_DATABASE_URL": database_url}
-    env.pop("ORCHESTRATOR_DIRECT_DATABASE_URL", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "orchestrator.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def saga_cli(*args: str, database_url: str) -> Result:
+    """``saga args...`` (the Typer app ``saga`` runs) with the pooled settings in its
+    environment. In this process: a subprocess would spend seconds importing, and the worker
+    processes of the fleet test already run ``python -m orchestrator.cli`` through the pooler."""
+    env = {**POOLED, "COLUMNS": "200", "ORCHESTRATOR_DATABASE_URL": database_url}
+    return CliRunner().invoke(
+        cli, list(args), env={**env, "ORCHESTRATOR_DIRECT_DATABASE_URL": None}
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_cli_through_pgbouncer(
     pgbouncer: PgBouncer, pooled_url: str, postgres_url: str
 ) -> None:
-    """`saga workflows list` and `cancel` on the pooler (settings from the environment; the
-    two processes at once: each spends seconds importing)."""
+    """`saga workflows list`, `get` and `cancel` on the pooler, configured by the
+    environment alone (no direct URL: no LISTEN, no migration)."""
     settings = Settings(database_pooling="transaction")
     app = Orchestrator("cli", pooled_url, executor_id="pgb-cli", settings=settings)
 
@@ -221,15 +207,22 @@ async def test_cli_through_pgbouncer(
     async with app:
         assert await (await app.start(adder, 1, workflow_id="cli-1")).result() == 2
         await app.start(sleeper, workflow_id="cli-2")
-        listed, cancelled = await asyncio.gather(
-            saga_cli("workflows", "list", "--name", "adder", "--json", database_url=pooled_url),
-            saga_cli("workflows", "cancel", "cli-2", database_url=pooled_url),
+        # Each command runs its own event loop (asyncio.run): in a thread, beside this one.
+        listed = await asyncio.to_thread(
+            saga_cli, "workflows", "list", "--name", "adder", "--json", database_url=pooled_url
         )
-        assert listed[0] == 0, listed[2]
-        assert [(row["workflow_id"], row["status"]) for row in json.loads(listed[1])] == [
-            ("cli-1", "SUCCESS")
-        ]
-        assert cancelled[0] == 0, cancelled[2]
+        assert listed.exit_code == 0, listed.output
+        rows = [(row["workflow_id"], row["status"]) for row in json.loads(listed.stdout)]
+        assert rows == [("cli-1", "SUCCESS")]
+        got = await asyncio.to_thread(
+            saga_cli, "workflows", "get", "cli-1", "--json", database_url=pooled_url
+        )
+        assert got.exit_code == 0, got.output
+        assert json.loads(got.stdout)["output"] == 2
+        cancelled = await asyncio.to_thread(
+            saga_cli, "workflows", "cancel", "cli-2", database_url=pooled_url
+        )
+        assert cancelled.exit_code == 0, cancelled.output
         assert (await app.retrieve("cli-2").status()).status is WorkflowStatus.CANCELLED
     assert transactions(pgbouncer, postgres_url) > 0
 

@@ -44,6 +44,14 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.plans import Plan, Result
+from orchestrator.store.postgres_pooling import (
+    POOLED_POLL_SECONDS,
+    check_pooled_settings,
+    check_same_database,
+    check_session_schema,
+    pooled_connection_kwargs,
+    refuse_pending_migrations,
+)
 from orchestrator.store.postgres_transactions import CallerTransactions
 from orchestrator.store.postgres_writes import PostgresWrites
 from orchestrator.store.queries import load_queries
@@ -70,9 +78,6 @@ POOL_TIMEOUT_SECONDS = 10.0  # wait for a pooled connection before counting a fa
 # 2 cores, rotating one workflow's statements over 2 backends costs ~0.03 ms each (bench/).
 WARM_CONNECTIONS = 4
 WARM_MAX_SECONDS = 60.0  # a warm connection goes back to the pool (its lifetime checks) after
-# Through a transaction pooler without a direct URL nothing is notified across processes:
-# waits for messages and events look again this often (queues and results poll at 1 s anyway).
-POOLED_POLL_SECONDS = 1.0
 # Connection failures worth retrying: class 08 (connection exception), the server shutting
 # down or restarting (57P01-57P03), too many connections (53300). No sqlstate: client side.
 _RETRYABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
@@ -228,17 +233,8 @@ class PostgresDriver:
             )
         if not 0 < min_size <= max_size:
             raise InvalidArgumentError("need 0 < min_size <= max_size")
-        if transaction_pooled and clock_ms is not None:
-            raise ConfigurationError(
-                "a test clock (Orchestrator(clock=...)) sets a session setting on each"
-                " connection, which a transaction pooler would hand to other clients: use a"
-                " direct database URL (database_pooling='session') with a test clock"
-            )
-        if transaction_pooled and direct_url == url:
-            raise ConfigurationError(
-                "direct_database_url is database_url, the pooler's: give the server's own URL"
-                " (LISTEN and the migration lock through a transaction pooler would be lost)"
-            )
+        if transaction_pooled:
+            check_pooled_settings(url, direct_url, clock_ms)
         self.url = url
         self.transaction_pooled = transaction_pooled
         self.direct_url = direct_url
@@ -278,7 +274,11 @@ class PostgresDriver:
         if self._pool is not None:
             return
         if self.transaction_pooled and self.direct_url is not None:
-            await self._attempt(self._check_same_database)  # before migrating through it
+            await self._attempt(  # before migrating through it
+                lambda: check_same_database(
+                    self._connect, self.url, self.direct_url, self.queries["session_schema"]
+                )
+            )
         if self._hears_others:
             await self.migrate()
         kwargs: dict[str, Any] = {
@@ -292,11 +292,7 @@ class PostgresDriver:
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         }
         if self.transaction_pooled:
-            # PgBouncer refuses the options parameter (the role's settings give search_path,
-            # its idle_transaction_timeout the timeout), and a statement prepared on one server
-            # session is missing, or already there, on the next (PgBouncer < 1.21).
-            del kwargs["options"]
-            kwargs["prepare_threshold"] = None
+            kwargs = pooled_connection_kwargs(kwargs)
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self.url,
             min_size=self.min_size,
@@ -312,9 +308,9 @@ class PostgresDriver:
         self._pool = pool
         if self.transaction_pooled:
             try:
-                await self._check_pooled_sessions()
+                check_session_schema(await self.one("session_schema", {}), self.schema)
                 if not self._hears_others:
-                    await self._refuse_pending_migrations()
+                    refuse_pending_migrations(await self.migration_state(), self.schema)
             except BaseException:
                 await self.close()
                 raise
@@ -336,7 +332,7 @@ class PostgresDriver:
         """Apply pending migrations under the schema's advisory lock (a session lock: on the
         direct URL; through a transaction pooler without one, refuse if any is pending)."""
         if not self._hears_others:  # pooled, no direct URL
-            await self._refuse_pending_migrations()
+            refuse_pending_migrations(await self.migration_state(), self.schema)
             return []
 
         async def run() -> list[str]:
@@ -363,62 +359,6 @@ class PostgresDriver:
         if self._hears_others:
             return await self._connect(self._session_url, options=f"-c search_path={self.schema}")
         return await self._connect(self.url, prepare_threshold=None)
-
-    async def _refuse_pending_migrations(self) -> None:
-        state = await self.migration_state()
-        pending = [name for name in state.available if name not in state.applied]
-        if pending:
-            raise ConfigurationError(
-                f"{len(pending)} migration(s) pending on schema {self.schema!r}"
-                f" ({', '.join(pending)}), and database_pooling='transaction' without"
-                " direct_database_url cannot apply them (they run under a session advisory"
-                " lock a transaction pooler cannot hold): set ORCHESTRATOR_DIRECT_DATABASE_URL"
-                " to the server's own URL, or run `saga migrate --database-url <direct URL>`"
-                " with ORCHESTRATOR_DATABASE_POOLING unset (docs/operations.md#pgbouncer)"
-            )
-
-    async def _check_same_database(self) -> None:
-        """The direct URL and the pooler's must reach one database (LISTEN on another would
-        never hear this one's notifications; migrations would go elsewhere)."""
-        names = []
-        for url, options in ((self.url, {"prepare_threshold": None}), (self.direct_url, {})):
-            assert url is not None
-            async with await self._connect(url, row_factory=dict_row, **options) as conn:
-                cursor = await conn.execute(self.queries["session_schema"])
-                row = await cursor.fetchone()
-                assert row is not None, "session_schema answers one row"
-                names.append(row["database"])
-        if names[0] != names[1]:
-            raise ConfigurationError(
-                f"direct_database_url reaches database {names[1]!r} but database_url (the"
-                f" pooler) reaches {names[0]!r}: they must be one database, one URL straight"
-                " to the server and one through the pooler"
-            )
-
-    async def _check_pooled_sessions(self) -> None:
-        """Through a transaction pooler, search_path cannot be a connect option: the pooled
-        sessions must resolve names in the store's schema by the role's (or database's)
-        settings."""
-        row = await self.one("session_schema", {})
-        if row["schema"] == self.schema:
-            return
-        fix = (
-            f"ALTER ROLE {row['user']} IN DATABASE {row['database']} SET search_path ="
-            f" {self.schema} (or set PgBouncer's connect_query); docs/operations.md#pgbouncer"
-        )
-        if row["schema"] is None:
-            raise ConfigurationError(
-                f"through a transaction pooler (database_pooling='transaction') the sessions"
-                f" resolve names in no existing schema: migrate schema {self.schema!r} first"
-                " (direct_database_url, or `saga migrate` on the server's own URL), and give"
-                f" the role its search_path: {fix}"
-            )
-        raise ConfigurationError(
-            f"through a transaction pooler (database_pooling='transaction') sessions take"
-            f" search_path from the role's settings, not connect options, and the pooler's"
-            f" sessions resolve names in schema {row['schema']!r}, not the store's"
-            f" {self.schema!r}: {fix}"
-        )
 
     async def listen(self, handler: NotificationHandler) -> None:
         """Deliver notifications to ``handler`` until close(), from one LISTEN connection

@@ -266,6 +266,18 @@ async def test_pending_migrations_without_a_direct_url_are_refused(
         assert await (await app.start(one)).result(timeout=10) == 1
 
 
+async def test_a_direct_url_to_another_database_is_refused(
+    pgbouncer: PgBouncer, pooled_url: str, empty_postgres_url: str
+) -> None:
+    """LISTEN and migrations on another database than the pooler's: refused before either."""
+    settings = Settings(database_pooling="transaction", direct_database_url=empty_postgres_url)
+    app = Orchestrator("x", pooled_url, settings=settings)
+    with pytest.raises(ConfigurationError, match="they must be one database"):
+        await app.launch()
+    with psycopg.connect(empty_postgres_url) as conn:  # nothing was migrated there
+        assert conn.execute("SELECT to_regnamespace('orchestrator')").fetchone() == (None,)
+
+
 def test_a_test_clock_cannot_go_through_a_pooler() -> None:
     """A FakeClock is a session setting, which a pooler would leak to other clients."""
     settings = Settings(database_pooling="transaction")

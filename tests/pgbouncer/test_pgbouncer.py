@@ -49,6 +49,7 @@ def transactions(pgbouncer: PgBouncer, direct_url: str) -> int:
     )
 
 
+@pytest.mark.recovery
 async def test_worker_fleet_through_pgbouncer_survives_a_sigkill(
     pgbouncer: PgBouncer, pooled_url: str, postgres_url: str, tmp_path: Path
 ) -> None:

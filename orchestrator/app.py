@@ -155,6 +155,8 @@ class Orchestrator:
             url,
             schema=schema or self.settings.schema_name,
             clock_ms=clock.now_ms if clock is not None else None,
+            transaction_pooled=self.settings.database_pooling == "transaction",
+            direct_url=self.settings.direct_database_url or None,
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)

@@ -62,6 +62,8 @@ def create_store(
     schema: str = "orchestrator",
     clock_ms: Callable[[], int] | None = None,
     read_only: bool = False,
+    transaction_pooled: bool = False,
+    direct_url: str | None = None,
 ) -> Store:
     """The store for ``database_url`` (not opened yet: ``await store.open()``).
 
@@ -72,9 +74,14 @@ def create_store(
             FakeClock; the database's own clock if None.
         read_only: a store for reads only (a replica's URL): never migrated, its sessions
             read-only; PostgreSQL only.
+        transaction_pooled: ``database_url`` goes through a transaction pooler (PgBouncer
+            ``pool_mode=transaction``); see PostgresStore. Ignored by SQLite.
+        direct_url: a PostgreSQL URL straight to the server, for the LISTEN connection and
+            the migration lock (see PostgresStore). Ignored by SQLite.
 
     Raises:
-        ConfigurationError: the URL is neither form (or, ``read_only``, not PostgreSQL's).
+        ConfigurationError: the URL is neither form (or, ``read_only``, not PostgreSQL's), or
+            ``direct_url`` is not PostgreSQL's.
     """
     url = database_url.strip()
     for scheme in _POSTGRES_SCHEMES:
@@ -84,6 +91,8 @@ def create_store(
                 schema=schema,
                 clock_ms=clock_ms,
                 read_only=read_only,
+                transaction_pooled=transaction_pooled,
+                direct_url=None if direct_url is None else _postgres_url(direct_url),
             )
     if read_only:
         raise ConfigurationError(
@@ -98,4 +107,15 @@ def create_store(
     raise ConfigurationError(
         f"unsupported database URL {redact_credentials(database_url)!r}; use one of:"
         f" {ACCEPTED_URLS}"
+    )
+
+
+def _postgres_url(database_url: str) -> str:
+    url = database_url.strip()
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url.removeprefix(scheme)
+    raise ConfigurationError(
+        f"direct_database_url {redact_credentials(database_url)!r} is not a PostgreSQL URL;"
+        " use postgresql://user:password@host:5432/dbname, the server itself (not the pooler)"
     )

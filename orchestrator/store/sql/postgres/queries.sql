@@ -972,6 +972,10 @@ DELETE FROM streams WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 DELETE FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 RETURNING workflow_id
 
+-- session_schema --
+-- Who a session is, and where it resolves unqualified names: through a transaction pooler search_path comes from the role's settings, not connect options, so the store checks it at open.
+SELECT current_user AS user, current_database() AS database, current_schema() AS schema
+
 -- connection_target --
 -- Where a caller's connection points: its database, and whether the store's tables are there (a transactional start checks it before writing).
 SELECT current_database() AS database, to_regclass(%(workflows_table)s::text) IS NOT NULL AS has_store

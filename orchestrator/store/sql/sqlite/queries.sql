@@ -608,6 +608,10 @@ DELETE FROM streams WHERE workflow_id IN (SELECT value FROM json_each(:workflow_
 DELETE FROM workflows WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
 RETURNING workflow_id
 
+-- session_schema --
+-- Unused: only a PostgreSQL store behind a transaction pooler checks its sessions.
+SELECT NULL AS user, NULL AS database, NULL AS schema
+
 -- connection_target --
 -- Unused: a transactional start needs PostgreSQL (the store refuses a caller's connection).
 SELECT NULL AS database, 0 AS has_store

@@ -14,6 +14,7 @@ from orchestrator.store.base import (
     NOTIFY_WORKFLOW,
     SEPARATOR,
     KeyedDelivery,
+    MessageSealer,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
@@ -35,6 +36,7 @@ __all__ = [
     "NOTIFY_WORKFLOW",
     "SEPARATOR",
     "KeyedDelivery",
+    "MessageSealer",
     "MigrationState",
     "NewWorkflow",
     "NotificationHandler",
@@ -61,6 +63,7 @@ def create_store(
     *,
     schema: str = "orchestrator",
     clock_ms: Callable[[], int] | None = None,
+    sealer: MessageSealer | None = None,
 ) -> Store:
     """The store for ``database_url`` (not opened yet: ``await store.open()``).
 
@@ -69,6 +72,8 @@ def create_store(
         schema: the PostgreSQL schema holding the tables (ignored by SQLite).
         clock_ms: the time the store's SQL reads (``now_ms()``), epoch milliseconds: a test's
             FakeClock; the database's own clock if None.
+        sealer: seals a message sent by business key for the workflow that gets it (given
+            with a codec that has per-subject keys: see ``store/encoded.py``).
 
     Raises:
         ConfigurationError: the URL is neither form.
@@ -77,12 +82,15 @@ def create_store(
     for scheme in _POSTGRES_SCHEMES:
         if url.startswith(scheme):
             return PostgresStore(
-                "postgresql://" + url.removeprefix(scheme), schema=schema, clock_ms=clock_ms
+                "postgresql://" + url.removeprefix(scheme),
+                schema=schema,
+                clock_ms=clock_ms,
+                sealer=sealer,
             )
     if url.startswith(_SQLITE_PREFIX):
         path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
         if path:
-            return SQLiteStore(path, clock_ms=clock_ms)
+            return SQLiteStore(path, clock_ms=clock_ms, sealer=sealer)
     raise ConfigurationError(
         f"unsupported database URL {redact_credentials(database_url)!r}; use one of:"
         f" {ACCEPTED_URLS}"

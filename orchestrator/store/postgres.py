@@ -34,6 +34,7 @@ from orchestrator.errors import (
 )
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
+    MessageSealer,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
@@ -98,6 +99,7 @@ class PostgresStore(SQLStore):
             StoreUnavailableError.
         clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
             the database's own clock if None.
+        sealer: seals messages sent by business key for their receiver (see MessageSealer).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class PostgresStore(SQLStore):
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        sealer: MessageSealer | None = None,
     ) -> None:
         driver = PostgresDriver(
             url,
@@ -118,7 +121,7 @@ class PostgresStore(SQLStore):
             reconnect_timeout=reconnect_timeout,
             clock_ms=clock_ms,
         )
-        super().__init__(driver)
+        super().__init__(driver, sealer)
         self.url = url
         self.schema = schema
         self.writes = PostgresWrites(driver.run, driver.all, driver.one)
@@ -139,7 +142,10 @@ class PostgresStore(SQLStore):
         return await self.writes.record_step(step)
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
-        """Insert a new workflow (see Store.create_workflow), sharing a commit."""
+        """Insert a new workflow (see Store.create_workflow), sharing a commit; one with
+        attributes takes its own transaction (it claims the messages kept for them)."""
+        if new.attributes:
+            return await super().create_workflow(new)
         return await self.writes.create_workflow(new)
 
     async def finish_workflow(

@@ -11,8 +11,8 @@ import json
 from orchestrator.store import plans
 from orchestrator.store.base import KeyedDelivery, KeyedMessage
 from tests.unit.test_store_plans import (
-    NOTHING,
     NEW,
+    NOTHING,
     RECORDED,
     STEP,
     Script,

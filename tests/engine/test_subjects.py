@@ -263,6 +263,12 @@ async def test_messages_by_key_are_sealed_for_their_subject_and_shredded_with_it
         other_steps = await app.list_steps("other")
         assert {"card": CARD} in [s.output for s in other_steps]
         assert await app.retrieve("other").result(timeout=5) == {"card": CARD}
+        # A fork of it (subject and key copied) claims what was kept for the key since.
+        await app.send_to_key("order_id:3", {"card": "5500"}, topic="payment")
+        fork = await app.fork("other", 1, new_workflow_id="other-fork")
+        assert await fork.result(timeout=10) == {"card": "5500"}
+        [(wid, payload)] = raw_messages(database_url)[3:]
+        assert wid == "other-fork" and payload.startswith(f"~aes-gcm-subject:{c8}:")
 
 
 @pytest.mark.postgres

@@ -11,7 +11,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from orchestrator.attributes import check_attributes
@@ -190,9 +190,13 @@ class Administration:
         engine: Engine,
         store: Store,
         workflow_of: Callable[[WorkflowFunction[Any, Any] | str], WorkflowFunction[Any, Any]],
+        *,
+        reads: Store | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
+        # Where listings read: the store, or a replica (read_database_url; may lag behind).
+        self.reads = store if reads is None else reads
         self._workflow_of = workflow_of
 
     async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
@@ -472,7 +476,7 @@ class Administration:
         )
 
         async def list_workflows() -> list[WorkflowInfo]:
-            return await self.engine.list_workflows(query)
+            return await self._infos(await self.reads.list_workflows(query))
 
         return await self._op(list_workflows, _call_infos)
 
@@ -486,18 +490,23 @@ class Administration:
         if limit < 1 or limit > 10_000:
             raise InvalidArgumentError("limit must be 1..10000")
         after = None if cursor is None else decode_cursor(cursor)
-        rows = await self.store.list_workflows_keyed(
+        rows = await self.reads.list_workflows_keyed(
             filter_query(filters, limit=limit, after=after)
         )
-        items = await self.engine.infos([record for record, _ in rows])  # one query more
+        items = await self._infos([record for record, _ in rows])  # one query more
         more = len(rows) == limit
         return WorkflowPage(items=items, next_cursor=encode_cursor(rows[-1][1]) if more else None)
 
     async def count_workflows(self, filters: WorkflowFilter) -> dict[WorkflowStatus, int]:
         """How many workflows match ``filters``, per status (every status, zeros included)."""
         self.engine.require_launched("count_workflows")
-        counts = await self.store.count_workflows(filter_query(filters))
+        counts = await self.reads.count_workflows(filter_query(filters))
         return {status: counts.get(status, 0) for status in WorkflowStatus}
+
+    async def _infos(self, records: Sequence[WorkflowRecord]) -> list[WorkflowInfo]:
+        """Listed records as WorkflowInfo, their attributes read where they were (one query)."""
+        found = await self.reads.workflow_attributes([r.workflow_id for r in records])
+        return [WorkflowInfo.from_record(r, found.get(r.workflow_id)) for r in records]
 
     async def rollback_plan(self, workflow_id: str) -> RollbackPlan:
         """The compensations a rollback of this saga would run if it failed now, in order,

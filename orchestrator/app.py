@@ -135,6 +135,7 @@ class Orchestrator:
         metrics_registry: CollectorRegistry | None = None,
         retention: RetentionSpec | None = None,
         codec: PayloadCodec | None = None,
+        read_database_url: str | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         if max_payload_bytes is None:
@@ -158,6 +159,18 @@ class Orchestrator:
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)
+        # Listings (list_workflows, pages, counts) may read from a replica: see docs/operations.md.
+        read_url = read_database_url or self.settings.read_database_url
+        self.reads: Store = self.store
+        if read_url:
+            self.reads = create_store(
+                read_url,
+                schema=schema or self.settings.schema_name,
+                clock_ms=clock.now_ms if clock is not None else None,
+                read_only=True,
+            )
+            if codec is not None:
+                self.reads = EncodedStore(self.reads, codec)
         self.clock: Clock = clock or DatabaseClock(self.store.now_ms)
         self.registry = Registry()
         executor = executor_id or self.settings.executor_id
@@ -184,7 +197,7 @@ class Orchestrator:
             else check_step_arguments
         )
         self._registrar = Registrar(self.registry, self.engine)
-        self._admin = Administration(self.engine, self.store, self._workflow_of)
+        self._admin = Administration(self.engine, self.store, self._workflow_of, reads=self.reads)
         self._app_version = app_version or self.settings.app_version
         self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
         # How the HTTP service and console show stored values to people:
@@ -401,6 +414,8 @@ class Orchestrator:
         if self.engine.launched:
             return
         await self.store.open()
+        if self.reads is not self.store:
+            await self.reads.open()
         if isinstance(self.clock, DatabaseClock):
             await self.clock.sync()
         await self.engine.launch(self.app_version)
@@ -412,6 +427,8 @@ class Orchestrator:
             return  # never launched, or already shut down
         await self.engine.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
         await self.store.close()
+        if self.reads is not self.store:
+            await self.reads.close()
 
     async def __aenter__(self) -> Orchestrator:
         await self.launch()

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),
         description="postgresql://… or sqlite:///path; unset: embedded SQLite under data_dir",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="postgresql://… of a replica for read-only listings (list_workflows, pages,"
+        " counts, the console's lists); unset: the primary. Writes never go there",
+    )
     schema_name: str = Field(default="orchestrator", description="PostgreSQL schema")
     data_dir: Path = Field(default=Path(".orchestrator"), description="embedded SQLite folder")
     executor_id: str = Field(default="local", description="stable id of this process")

@@ -167,13 +167,33 @@ class Lease:
             await self.adopt(record)
         return len(claimed)
 
+    async def adopt_orphans(self) -> int:
+        """Run this worker's own unfinished workflows that no run of it holds, untouched for a
+        lease: a claim (dequeue, takeover) whose commit succeeded while its connection died
+        (a failover, a restart) was retried and returned others, so nobody runs these and, the
+        lease being alive, nobody else would take them over. How many were adopted."""
+        orphans = await self.store.claim_orphans(
+            self.executor_id, self.app_version, self.running(), self.lease_ms, TAKEOVER_BATCH
+        )
+        for record in orphans:
+            logger.warning(
+                "worker %s resumes workflow %s: claimed here by a commit whose answer was lost",
+                self.executor_id,
+                record.workflow_id,
+            )
+            await self.adopt(record)
+        return len(orphans)
+
     async def run(self) -> None:
-        """Renew the lease and look for dead workers' work, a few times per lease."""
+        """Renew the lease and look for dead workers' work and this worker's orphans (see
+        adopt_orphans), a few times per lease."""
         while not self.closing:
             await self.clock.sleep_until(self.clock.now_ms() + self.lease_ms // 3)
             try:
                 await self.renew()
                 while await self.take_over() == TAKEOVER_BATCH:
+                    pass
+                while await self.adopt_orphans() == TAKEOVER_BATCH:
                     pass
             except asyncio.CancelledError:
                 raise

@@ -64,6 +64,7 @@ def create_store(
     schema: str = "orchestrator",
     clock_ms: Callable[[], int] | None = None,
     sealer: MessageSealer | None = None,
+    read_only: bool = False,
 ) -> Store:
     """The store for ``database_url`` (not opened yet: ``await store.open()``).
 
@@ -74,9 +75,11 @@ def create_store(
             FakeClock; the database's own clock if None.
         sealer: seals a message sent by business key for the workflow that gets it (given
             with a codec that has per-subject keys: see ``store/encoded.py``).
+        read_only: a store for reads only (a replica's URL): never migrated, its sessions
+            read-only; PostgreSQL only.
 
     Raises:
-        ConfigurationError: the URL is neither form.
+        ConfigurationError: the URL is neither form (or, ``read_only``, not PostgreSQL's).
     """
     url = database_url.strip()
     for scheme in _POSTGRES_SCHEMES:
@@ -86,7 +89,14 @@ def create_store(
                 schema=schema,
                 clock_ms=clock_ms,
                 sealer=sealer,
+                read_only=read_only,
             )
+    if read_only:
+        raise ConfigurationError(
+            f"read_database_url {redact_credentials(database_url)!r} is not a PostgreSQL URL:"
+            " listings read from a PostgreSQL replica (postgresql://user:password@host:5432/"
+            "dbname); leave it unset to read from the database itself"
+        )
     if url.startswith(_SQLITE_PREFIX):
         path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
         if path:

@@ -457,6 +457,19 @@ class Store(Protocol):
         """For each PENDING or COMPENSATING workflow of ``executor_id`` (and app_version,
         when not None): increment recovery_attempts, start a new epoch, return the rows."""
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Up to ``limit`` PENDING or COMPENSATING workflows of ``executor_id`` (and
+        app_version, when not None) not in ``running`` and not updated for ``settled_ms``:
+        start a new epoch for each and return them. They were claimed (dequeued, taken over)
+        by a commit whose answer was lost, then the claim was retried and found others."""
+
     # -- steps ------------------------------------------------------------------------------
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""

@@ -354,6 +354,18 @@ class EncodedStore:
     ) -> list[WorkflowRecord]:
         return await self._workflows(await self.inner.claim_for_recovery(executor_id, app_version))
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        return await self._workflows(
+            await self.inner.claim_orphans(executor_id, app_version, running, settled_ms, limit)
+        )
+
     async def take_over(
         self, executor_id: str, app_version: str | None, limit: int
     ) -> list[WorkflowRecord]:

@@ -100,6 +100,8 @@ class PostgresStore(SQLStore):
         clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
             the database's own clock if None.
         sealer: seals messages sent by business key for their receiver (see MessageSealer).
+        read_only: for reads only (a streaming replica): open() migrates nothing and starts
+            no group commit, and every session is read-only (a write fails at once).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class PostgresStore(SQLStore):
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
         sealer: MessageSealer | None = None,
+        read_only: bool = False,
     ) -> None:
         driver = PostgresDriver(
             url,
@@ -120,16 +123,20 @@ class PostgresStore(SQLStore):
             max_size=max_size,
             reconnect_timeout=reconnect_timeout,
             clock_ms=clock_ms,
+            read_only=read_only,
         )
         super().__init__(driver, sealer)
         self.url = url
         self.schema = schema
+        self.read_only = read_only
         self.writes = PostgresWrites(driver.run, driver.all, driver.one)
 
     async def open(self) -> None:
-        """Apply pending migrations, then open the pool and start the group commit."""
+        """Apply pending migrations, then open the pool and start the group commit (read-only:
+        only open the pool)."""
         await self.driver.open()
-        self.writes.start()
+        if not self.read_only:
+            self.writes.start()
 
     async def close(self) -> None:
         """Commit what is pending, stop listening, close every connection (idempotent)."""
@@ -207,6 +214,7 @@ class PostgresDriver:
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        read_only: bool = False,
     ) -> None:
         if not SCHEMA_NAME.match(schema):
             raise InvalidArgumentError(
@@ -223,6 +231,7 @@ class PostgresDriver:
         self._slots = asyncio.Semaphore(max_size)
         self.reconnect_timeout = reconnect_timeout
         self._clock_ms = clock_ms
+        self.read_only = read_only
         self.queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._handlers: list[NotificationHandler] = []
@@ -245,7 +254,9 @@ class PostgresDriver:
         """Apply pending migrations, then open the pool (without waiting for connections)."""
         if self._pool is not None:
             return
-        await self.migrate()
+        if not self.read_only:  # a replica cannot be migrated: its primary is
+            await self.migrate()
+        read_only = " -c default_transaction_read_only=on" if self.read_only else ""
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self.url,
             min_size=self.min_size,
@@ -257,7 +268,7 @@ class PostgresDriver:
                 # or a long GC between two statements) is aborted by PostgreSQL, so the locks
                 # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
                 "options": f"-c search_path={self.schema}"
-                f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+                f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}{read_only}",
                 "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             },
             connection_class=psycopg.AsyncConnection[DictRow],

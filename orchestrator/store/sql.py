@@ -305,6 +305,27 @@ class SQLStore:
         records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
         return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """This executor's unfinished workflows no run holds, in a new epoch (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "claim_orphans",
+            executor_id=executor_id,
+            app_version=app_version,
+            running=list(running),
+            settled_ms=settled_ms,
+            limit=limit,
+        )
+        records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
+        return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
+
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
         plan = functools.partial(rows_plan, "load_steps", workflow_id=workflow_id)

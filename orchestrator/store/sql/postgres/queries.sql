@@ -222,6 +222,22 @@ WHERE executor_id = %(executor_id)s AND status IN ('PENDING', 'COMPENSATING')
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
 RETURNING *
 
+-- claim_orphans --
+-- This executor's unfinished workflows that no run of it holds, untouched for settled_ms: claimed by a statement whose commit was acknowledged to nobody (the connection died in it, then it was retried); each gets a new epoch, to be run here.
+UPDATE workflows
+SET owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id IN (
+    SELECT workflow_id FROM workflows
+    WHERE status IN ('PENDING', 'COMPENSATING') AND executor_id = %(executor_id)s::text
+      AND updated_at < now_ms() - %(settled_ms)s::bigint
+      AND NOT (workflow_id = ANY(%(running)s::text[]))
+      AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+    ORDER BY created_at
+    LIMIT %(limit)s::integer
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+
 -- begin_rollback --
 -- A run's rollback begins: remember the step number its compensations follow (kept if already set), only while COMPENSATING in the run's epoch; returns the number in effect.
 UPDATE workflows

@@ -49,7 +49,7 @@ from orchestrator.store.base import (
     QueueStats,
     Store,
 )
-from orchestrator.store.encoded import EncodedStore
+from orchestrator.store.encoded import EncodedStore, message_sealer
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
 from orchestrator.views import (
@@ -157,6 +157,7 @@ class Orchestrator:
             clock_ms=clock.now_ms if clock is not None else None,
             transaction_pooled=self.settings.database_pooling == "transaction",
             direct_url=self.settings.direct_database_url or None,
+            sealer=message_sealer(codec),  # messages by key: sealed for their receiver
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)

@@ -14,6 +14,7 @@ from orchestrator.store.base import (
     NOTIFY_WORKFLOW,
     SEPARATOR,
     KeyedDelivery,
+    MessageSealer,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
@@ -35,6 +36,7 @@ __all__ = [
     "NOTIFY_WORKFLOW",
     "SEPARATOR",
     "KeyedDelivery",
+    "MessageSealer",
     "MigrationState",
     "NewWorkflow",
     "NotificationHandler",
@@ -61,6 +63,7 @@ def create_store(
     *,
     schema: str = "orchestrator",
     clock_ms: Callable[[], int] | None = None,
+    sealer: MessageSealer | None = None,
     read_only: bool = False,
     transaction_pooled: bool = False,
     direct_url: str | None = None,
@@ -72,6 +75,8 @@ def create_store(
         schema: the PostgreSQL schema holding the tables (ignored by SQLite).
         clock_ms: the time the store's SQL reads (``now_ms()``), epoch milliseconds: a test's
             FakeClock; the database's own clock if None.
+        sealer: seals a message sent by business key for the workflow that gets it (given
+            with a codec that has per-subject keys: see ``store/encoded.py``).
         read_only: a store for reads only (a replica's URL): never migrated, its sessions
             read-only; PostgreSQL only.
         transaction_pooled: ``database_url`` goes through a transaction pooler (PgBouncer
@@ -90,6 +95,7 @@ def create_store(
                 "postgresql://" + url.removeprefix(scheme),
                 schema=schema,
                 clock_ms=clock_ms,
+                sealer=sealer,
                 read_only=read_only,
                 transaction_pooled=transaction_pooled,
                 direct_url=None if direct_url is None else _postgres_url(direct_url),
@@ -103,7 +109,7 @@ def create_store(
     if url.startswith(_SQLITE_PREFIX):
         path = url.removeprefix(_SQLITE_PREFIX).split("?", 1)[0]
         if path:
-            return SQLiteStore(path, clock_ms=clock_ms)
+            return SQLiteStore(path, clock_ms=clock_ms, sealer=sealer)
     raise ConfigurationError(
         f"unsupported database URL {redact_credentials(database_url)!r}; use one of:"
         f" {ACCEPTED_URLS}"

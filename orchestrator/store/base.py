@@ -163,6 +163,26 @@ class KeyedDelivery:
         return cls(fields.get("workflow_id"), fields.get("expires_at"), bool(fields.get("stored")))
 
 
+class MessageSealer(Protocol):
+    """Seals a message for the workflow that receives it, inside the store's transaction.
+
+    A message sent by business key is encoded before its receiver is known (under the codec's
+    key for no workflow: a SubjectCodec's master key). The store finds the receiver in the
+    send's transaction (the key's holder), or in the start that claims the kept message, and,
+    when that workflow has a subject, asks the sealer to seal the payload again under the
+    subject's data key, so that erasing the subject shreds it too. The app gives its store one
+    when its codec has per-subject keys (``store/encoded.py``); without one nothing is resealed.
+    """
+
+    def new_key(self, subject: str) -> tuple[str, str]:
+        """A new data key for ``subject``, to store when it has none: (key id, wrapped key)."""
+
+    def reseal(self, payload: str, workflow_id: str, subject: str, key: tuple[str, str]) -> str:
+        """``payload`` (a stored message) sealed under ``subject``'s data key ``key`` (key id,
+        wrapped key, as stored) for ``workflow_id``; unchanged when it cannot be read (its
+        key is gone: there is nothing to protect)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
     """One value of a stream; ``closed`` marks the end (its value is None)."""

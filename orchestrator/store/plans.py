@@ -13,6 +13,7 @@ import json
 from collections.abc import Collection, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
+from orchestrator.attributes import SUBJECT_ATTRIBUTE
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,
@@ -24,6 +25,7 @@ from orchestrator.errors import (
 from orchestrator.store.base import (
     KeyedDelivery,
     KeyedMessage,
+    MessageSealer,
     NewWorkflow,
     StepRecord,
     WorkflowRecord,
@@ -97,15 +99,24 @@ def statuses(statuses: Collection[WorkflowStatus] | None) -> list[str] | None:
 # -- plans ----------------------------------------------------------------------------------
 
 
-def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowRecord, bool]]:
+def insert_workflow(
+    new: NewWorkflow,
+    *,
+    conflict: bool,
+    sealer: MessageSealer | None = None,
+    claim: bool = True,
+) -> Plan[tuple[WorkflowRecord, bool]]:
     """Insert ``new``; an existing id gives (existing, False), or WorkflowConflictError if
-    ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError."""
+    ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError. A new
+    workflow with attributes claims the messages kept for them (unless not ``claim``: the
+    caller claims, with more keys), sealed for it by ``sealer``."""
     inserted = (yield Statement("insert_workflow", workflow_params(new))).one()
     if inserted is not None:
         if new.attributes:  # only then a second statement: the plain start stays one
             params = {"workflow_id": new.workflow_id, "attributes": json.dumps(new.attributes)}
             yield Statement("insert_workflow_attributes", params)
-            yield from claim_pending_messages(new.workflow_id, new.attributes)
+            if claim:
+                yield from claim_pending_messages(new.workflow_id, new.attributes, sealer)
         return workflow_from_row(inserted), True
     existing = (yield Statement("get_workflow", {"workflow_id": new.workflow_id})).one()
     if existing is not None:
@@ -130,11 +141,13 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
     )
 
 
-def insert_workflow_in_transaction(new: NewWorkflow) -> Plan[tuple[WorkflowRecord, bool]]:
+def insert_workflow_in_transaction(
+    new: NewWorkflow, sealer: MessageSealer | None = None
+) -> Plan[tuple[WorkflowRecord, bool]]:
     """``insert_workflow`` inside a caller's transaction: a PENDING workflow nobody runs yet
     also notifies the workers, which the database delivers only if that transaction commits
     (an ENQUEUED one is notified by its insert trigger)."""
-    record, created = yield from insert_workflow(new, conflict=False)
+    record, created = yield from insert_workflow(new, conflict=False, sealer=sealer)
     if created and record.status is WorkflowStatus.PENDING and record.executor_id is None:
         yield Statement(
             "notify_unclaimed", {"workflow_id": record.workflow_id, "name": record.name}
@@ -180,22 +193,33 @@ def get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
     return None if row is None else workflow_from_row(row)
 
 
-def start_child(child: NewWorkflow, step: StepRecord) -> Plan[tuple[WorkflowRecord, bool]]:
-    answer = yield from insert_workflow(child, conflict=False)
+def start_child(
+    child: NewWorkflow, step: StepRecord, sealer: MessageSealer | None = None
+) -> Plan[tuple[WorkflowRecord, bool]]:
+    answer = yield from insert_workflow(child, conflict=False, sealer=sealer)
     yield from record_step(step, required=True)
     return answer
 
 
-def fork_workflow(new: NewWorkflow, source_id: str, before_step: int) -> Plan[WorkflowRecord]:
+def fork_workflow(
+    new: NewWorkflow, source_id: str, before_step: int, sealer: MessageSealer | None = None
+) -> Plan[WorkflowRecord]:
+    """Insert ``new`` with the source's steps before ``before_step`` and its attributes. The
+    fork is now the newest holder of those keys, so it claims the messages kept for them (as
+    a start with them would), once for all its keys, under their lock."""
     if (yield from get_workflow(source_id)) is None:
         raise WorkflowNotFoundError(f"no workflow {source_id!r} to fork", workflow_id=source_id)
-    record, _ = yield from insert_workflow(new, conflict=True)
+    record, _ = yield from insert_workflow(new, conflict=True, claim=False)
     yield Statement(
         "copy_steps",
         {"workflow_id": new.workflow_id, "source_id": source_id, "before_step": before_step},
     )
     ids = {"workflow_id": new.workflow_id, "source_id": source_id}
     yield Statement("copy_workflow_attributes", ids)
+    held = yield Statement("get_workflow_attributes", {"workflow_ids": [new.workflow_id]})
+    if held.rows:
+        keys = {row["name"]: row["value"] for row in held.rows}
+        yield from claim_pending_messages(new.workflow_id, keys, sealer)
     return record
 
 
@@ -253,7 +277,11 @@ def set_event(workflow_id: str, key: str, value: str, step: StepRecord | None) -
 
 
 def set_attributes(
-    workflow_id: str, attributes: Mapping[str, str], step: StepRecord, limit: int
+    workflow_id: str,
+    attributes: Mapping[str, str],
+    step: StepRecord,
+    limit: int,
+    sealer: MessageSealer | None = None,
 ) -> Plan[None]:
     params = {"workflow_id": workflow_id, "attributes": json.dumps(dict(attributes))}
     yield Statement("insert_workflow_attributes", params)
@@ -262,35 +290,63 @@ def set_attributes(
         raise InvalidArgumentError(
             f"workflow {workflow_id!r} would have {count['n']} attributes; at most {limit}"
         )
-    yield from claim_pending_messages(workflow_id, attributes)
+    yield from claim_pending_messages(workflow_id, attributes, sealer)
     yield from record_step(step, required=True)
 
 
 # -- messages by business key ---------------------------------------------------------------
 
 
-def claim_pending_messages(workflow_id: str, keys: Mapping[str, str]) -> Plan[None]:
+def claim_pending_messages(
+    workflow_id: str, keys: Mapping[str, str], sealer: MessageSealer | None = None
+) -> Plan[None]:
     """Move the unexpired messages kept for any of ``keys`` (attributes the workflow now
     holds) into its mailbox and forget them all (expired ones too), under the keys' lock: a
-    kept message goes to one workflow, once, however many starts race."""
+    kept message goes to one workflow, once, however many starts race. With a ``sealer`` and a
+    workflow with a subject, the moved messages are sealed again under the subject's data key,
+    in this same transaction (kept, they were sealed for no workflow)."""
     params = {"keys": json.dumps(dict(keys))}
     yield Statement("lock_message_keys", params)
-    yield Statement("claim_pending_messages", {**params, "workflow_id": workflow_id})
+    claimed = yield Statement("claim_pending_messages", {**params, "workflow_id": workflow_id})
     yield Statement("delete_pending_messages", params)
+    if sealer is not None and claimed.rows:
+        held = yield Statement("get_workflow_attributes", {"workflow_ids": [workflow_id]})
+        subject = next((r["value"] for r in held.rows if r["name"] == SUBJECT_ATTRIBUTE), None)
+        if subject is None:
+            return  # sealed as a send to this workflow would be: nothing to change
+        key = yield from subject_key(subject, sealer)
+        for row in claimed.rows:
+            payload = sealer.reseal(row["payload"], workflow_id, subject, key)
+            params = {"message_id": row["message_id"], "payload": payload}
+            yield Statement("set_message_payload", params)
 
 
-def send_to_key(message: KeyedMessage, step: StepRecord | None) -> Plan[KeyedDelivery]:
+def subject_key(subject: str, sealer: MessageSealer) -> Plan[tuple[str, str]]:
+    """The subject's data key as stored (key id, wrapped key), created when it has none (it
+    never had one, or it was erased: a new key, as any write after an erasure gets)."""
+    row = (yield Statement("get_subject_key", {"subject": subject})).one()
+    if row is not None:
+        return str(row["key_id"]), str(row["wrapped_key"])
+    key_id, wrapped = sealer.new_key(subject)
+    return (yield from create_subject_key(subject, key_id=key_id, wrapped_key=wrapped))
+
+
+def send_to_key(
+    message: KeyedMessage, step: StepRecord | None, sealer: MessageSealer | None = None
+) -> Plan[KeyedDelivery]:
     """Deliver to the newest unfinished workflow holding attribute ``name`` = ``value``, or
     keep the message for ``keep_ms`` until one starts with it (see claim_pending_messages).
-    The sender's ``step``, if any, is recorded with what happened as its output."""
-    delivery = yield from _send_to_key(message)
+    A holder with a subject gets the payload sealed again by ``sealer`` under its subject's
+    data key, read (or created) in this transaction. The sender's ``step``, if any, is
+    recorded with what happened as its output."""
+    delivery = yield from _send_to_key(message, sealer)
     if step is not None:
         recorded = dataclasses.replace(step, output=delivery.to_json())
         yield from record_step(recorded, required=True)
     return delivery
 
 
-def _send_to_key(message: KeyedMessage) -> Plan[KeyedDelivery]:
+def _send_to_key(message: KeyedMessage, sealer: MessageSealer | None) -> Plan[KeyedDelivery]:
     key = {"name": message.name, "value": message.value}
     yield Statement("lock_message_keys", {"keys": json.dumps({message.name: message.value})})
     if message.idempotency_key is not None:  # a repeat answers without storing anything
@@ -298,11 +354,20 @@ def _send_to_key(message: KeyedMessage) -> Plan[KeyedDelivery]:
         if (yield Statement("key_message_used", params)).one() is not None:
             return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     final = sorted(status.value for status in TERMINAL_STATUSES)
-    holder = (yield Statement("key_holder", {**key, "final_statuses": final})).one()
+    holder = (
+        yield Statement(
+            "key_holder",
+            {**key, "final_statuses": final, "subject_attribute": SUBJECT_ATTRIBUTE},
+        )
+    ).one()
     if holder is not None:
         holder_id: str = holder["workflow_id"]
+        payload, subject = message.payload, holder["subject"]
+        if sealer is not None and subject is not None:
+            key_row = yield from subject_key(subject, sealer)
+            payload = sealer.reseal(payload, holder_id, subject, key_row)
         sent = yield from send_message(
-            holder_id, message.topic, message.payload, message.idempotency_key, None
+            holder_id, message.topic, payload, message.idempotency_key, None
         )
         return KeyedDelivery(workflow_id=holder_id, expires_at=None, stored=sent)
     yield Statement("delete_expired_pending_key", key)

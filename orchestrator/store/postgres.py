@@ -36,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
+    MessageSealer,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
@@ -108,6 +109,7 @@ class PostgresStore(SQLStore):
             StoreUnavailableError.
         clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
             the database's own clock if None.
+        sealer: seals messages sent by business key for their receiver (see MessageSealer).
         read_only: for reads only (a streaming replica): open() migrates nothing and starts
             no group commit, and every session is read-only (a write fails at once).
         transaction_pooled: ``url`` is a transaction pooler's (PgBouncer
@@ -129,6 +131,7 @@ class PostgresStore(SQLStore):
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        sealer: MessageSealer | None = None,
         read_only: bool = False,
         transaction_pooled: bool = False,
         direct_url: str | None = None,
@@ -144,7 +147,7 @@ class PostgresStore(SQLStore):
             transaction_pooled=transaction_pooled,
             direct_url=direct_url,
         )
-        super().__init__(driver)
+        super().__init__(driver, sealer)
         self.url = url
         self.schema = schema
         self.read_only = read_only
@@ -168,7 +171,10 @@ class PostgresStore(SQLStore):
         return await self.writes.record_step(step)
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
-        """Insert a new workflow (see Store.create_workflow), sharing a commit."""
+        """Insert a new workflow (see Store.create_workflow), sharing a commit; one with
+        attributes takes its own transaction (it claims the messages kept for them)."""
+        if new.attributes:
+            return await super().create_workflow(new)
         return await self.writes.create_workflow(new)
 
     async def finish_workflow(

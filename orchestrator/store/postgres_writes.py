@@ -62,11 +62,8 @@ class PostgresWrites:
         return result
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
-        """Insert a new workflow (see Store.create_workflow), sharing a commit (one with
-        attributes takes its own transaction: the batched insert is one statement)."""
-        if new.attributes:
-            insert = functools.partial(plans.insert_workflow, new, conflict=False)
-            return await self._plan(insert, transaction=True)
+        """Insert a new workflow without attributes (see Store.create_workflow), sharing a
+        commit (one with attributes takes its own transaction: PostgresStore.create_workflow)."""
         result: tuple[WorkflowRecord, bool] = await self._batcher.submit("create", new)
         return result
 

@@ -21,6 +21,7 @@ from orchestrator.store.base import (
     DequeueResult,
     KeyedDelivery,
     KeyedMessage,
+    MessageSealer,
     MigrationState,
     NewAudit,
     NewWorkflow,
@@ -75,12 +76,15 @@ class Driver(Protocol):
 
 
 class SQLStore:
-    """The Store protocol over a Driver (see the module docstring)."""
+    """The Store protocol over a Driver (see the module docstring). ``sealer`` seals a message
+    sent by business key for the workflow that gets it, in the transaction that finds it (see
+    MessageSealer); None: stored as sent."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, sealer: MessageSealer | None = None) -> None:
         self.driver = driver
         self.dialect = driver.dialect
         self.poll_seconds = driver.poll_seconds
+        self.sealer = sealer
 
     @property
     def connection_failures(self) -> int:
@@ -119,7 +123,7 @@ class SQLStore:
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
-        plan = functools.partial(plans.insert_workflow, new, conflict=False)
+        plan = functools.partial(plans.insert_workflow, new, conflict=False, sealer=self.sealer)
         return await self._run(plan, transaction=bool(new.attributes))  # the row with its
         # attributes, or neither
 
@@ -127,7 +131,7 @@ class SQLStore:
         self, connection: object, new: NewWorkflow
     ) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` in the caller's transaction on ``connection`` (see Store)."""
-        plan = functools.partial(plans.insert_workflow_in_transaction, new)
+        plan = functools.partial(plans.insert_workflow_in_transaction, new, self.sealer)
         return await self.driver.run_in(connection, plan)
 
     async def claim_workflow(
@@ -349,13 +353,16 @@ class SQLStore:
         self, child: NewWorkflow, step: StepRecord
     ) -> tuple[WorkflowRecord, bool]:
         """Create the child workflow and record the parent's step, atomically."""
-        return await self._run(functools.partial(plans.start_child, child, step), transaction=True)
+        plan = functools.partial(plans.start_child, child, step, self.sealer)
+        return await self._run(plan, transaction=True)
 
     async def fork_workflow(
         self, new: NewWorkflow, source_workflow_id: str, before_step: int
     ) -> WorkflowRecord:
         """Create ``new`` with the source's steps numbered below ``before_step``."""
-        plan = functools.partial(plans.fork_workflow, new, source_workflow_id, before_step)
+        plan = functools.partial(
+            plans.fork_workflow, new, source_workflow_id, before_step, self.sealer
+        )
         return await self._run(plan, transaction=True)
 
     async def send_message(
@@ -390,7 +397,7 @@ class SQLStore:
         self, message: KeyedMessage, step: StepRecord | None = None
     ) -> KeyedDelivery:
         """Deliver to the key's holder or keep the message for it (see Store.send_to_key)."""
-        plan = functools.partial(plans.send_to_key, message, step)
+        plan = functools.partial(plans.send_to_key, message, step, self.sealer)
         return await self._run(plan, transaction=True)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
@@ -415,7 +422,9 @@ class SQLStore:
         self, workflow_id: str, attributes: Mapping[str, str], step: StepRecord, *, limit: int
     ) -> None:
         """Set attributes and record ``step`` in one transaction (at most ``limit`` in all)."""
-        plan = functools.partial(plans.set_attributes, workflow_id, attributes, step, limit)
+        plan = functools.partial(
+            plans.set_attributes, workflow_id, attributes, step, limit, self.sealer
+        )
         await self._run(plan, transaction=True)
 
     async def workflow_attributes(self, workflow_ids: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -1,14 +1,17 @@
 """The plans of messages by business key (orchestrator/store/plans.py), driven by hand: a send
 to a key delivers to its holder or keeps the message; a claim moves kept messages under the
-key's lock; a repeat stores nothing."""
+key's lock; a repeat stores nothing. With a sealer, a holder (or claimer) with a subject gets
+the payload sealed again under its subject's key, in the same plan (transaction)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from orchestrator.store import plans
 from orchestrator.store.base import KeyedDelivery, KeyedMessage
 from tests.unit.test_store_plans import (
+    NEW,
     NOTHING,
     RECORDED,
     STEP,
@@ -40,7 +43,7 @@ def test_a_held_key_sends_to_the_holder_and_records_the_step_with_the_answer() -
     script = Script(
         LOCK,
         UNUSED,
-        ("key_holder", rows({"workflow_id": "wf"})),
+        ("key_holder", rows({"workflow_id": "wf", "subject": None})),
         ("get_workflow", rows(workflow_row("wf"))),
         ("message_key_used", NOTHING),
         ("insert_message", changed(1)),
@@ -72,3 +75,104 @@ def test_a_claim_locks_moves_then_forgets_the_keys_messages() -> None:
     )
     script.run(plans.claim_pending_messages("wf", {"order_id": "42"}))
     assert script.issued[1].params == {"keys": '{"order_id": "42"}', "workflow_id": "wf"}
+
+
+class Sealer:
+    """A MessageSealer that says what it was asked (the real one is tested on both stores)."""
+
+    def new_key(self, subject: str) -> tuple[str, str]:
+        return "new-id", f"wrapped({subject})"
+
+    def reseal(self, payload: str, workflow_id: str, subject: str, key: tuple[str, str]) -> str:
+        return f"sealed({payload}, {workflow_id}, {subject}, {key[0]})"
+
+
+SUBJECT_KEY = rows({"key_id": "k1", "wrapped_key": "m1:abc"})
+
+
+def test_a_holder_with_a_subject_gets_the_payload_sealed_under_its_key() -> None:
+    script = Script(
+        LOCK,
+        UNUSED,
+        ("key_holder", rows({"workflow_id": "wf", "subject": "customer:c-7"})),
+        ("get_subject_key", SUBJECT_KEY),
+        ("get_workflow", rows(workflow_row("wf"))),
+        ("message_key_used", NOTHING),
+        ("insert_message", changed(1)),
+    )
+    assert script.run(plans.send_to_key(MESSAGE, None, Sealer())).workflow_id == "wf"
+    assert script.issued[2].params["subject_attribute"] == "subject"
+    sealed = script.issued[-1].params["payload"]
+    assert sealed == 'sealed({"n": 1}, wf, customer:c-7, k1)'
+
+
+def test_a_holder_whose_subject_has_no_key_yet_gets_one_in_the_same_plan() -> None:
+    script = Script(
+        LOCK,
+        UNUSED,
+        ("key_holder", rows({"workflow_id": "wf", "subject": "customer:c-7"})),
+        ("get_subject_key", NOTHING),  # erased (or never written): a new key
+        ("insert_subject_key", changed(1)),
+        ("get_subject_key", rows({"key_id": "new-id", "wrapped_key": "wrapped(customer:c-7)"})),
+        ("get_workflow", rows(workflow_row("wf"))),
+        ("message_key_used", NOTHING),
+        ("insert_message", changed(1)),
+    )
+    script.run(plans.send_to_key(MESSAGE, None, Sealer()))
+    assert script.issued[4].params["wrapped_key"] == "wrapped(customer:c-7)"
+    assert script.issued[-1].params["payload"].endswith("customer:c-7, new-id)")
+
+
+def test_a_holder_without_a_subject_gets_the_payload_as_sent() -> None:
+    script = Script(
+        LOCK,
+        UNUSED,
+        ("key_holder", rows({"workflow_id": "wf", "subject": None})),
+        ("get_workflow", rows(workflow_row("wf"))),
+        ("message_key_used", NOTHING),
+        ("insert_message", changed(1)),
+    )
+    script.run(plans.send_to_key(MESSAGE, None, Sealer()))
+    assert script.issued[-1].params["payload"] == MESSAGE.payload
+
+
+def test_claimed_messages_are_sealed_again_for_a_claimer_with_a_subject() -> None:
+    claimed = rows({"message_id": 7, "payload": "~m1"}, {"message_id": 8, "payload": "~m2"})
+    script = Script(
+        LOCK,
+        ("claim_pending_messages", claimed),
+        ("delete_pending_messages", changed(2)),
+        ("get_workflow_attributes", rows({"name": "subject", "value": "customer:c-7"})),
+        ("get_subject_key", SUBJECT_KEY),
+        ("set_message_payload", changed(1)),
+        ("set_message_payload", changed(1)),
+    )
+    script.run(plans.claim_pending_messages("wf", {"order_id": "42"}, Sealer()))
+    assert [s.params for s in script.issued[-2:]] == [
+        {"message_id": 7, "payload": "sealed(~m1, wf, customer:c-7, k1)"},
+        {"message_id": 8, "payload": "sealed(~m2, wf, customer:c-7, k1)"},
+    ]
+    # A claimer without a subject keeps them as they are (sealed as a send to it would be).
+    plain = Script(
+        LOCK,
+        ("claim_pending_messages", claimed),
+        ("delete_pending_messages", changed(2)),
+        ("get_workflow_attributes", rows({"name": "order_id", "value": "42"})),
+    )
+    plain.run(plans.claim_pending_messages("wf", {"order_id": "42"}, Sealer()))
+
+
+def test_a_fork_claims_the_messages_kept_for_the_keys_it_copied() -> None:
+    fork = dataclasses.replace(NEW, workflow_id="fork")
+    script = Script(
+        ("get_workflow", rows(workflow_row("src", status="ERROR"))),
+        ("insert_workflow", rows(workflow_row("fork"))),
+        ("copy_steps", changed(2)),
+        ("copy_workflow_attributes", changed(1)),
+        ("get_workflow_attributes", rows({"name": "order_id", "value": "42"})),
+        LOCK,
+        ("claim_pending_messages", changed(1)),
+        ("delete_pending_messages", changed(1)),
+    )
+    script.run(plans.fork_workflow(fork, "src", 3))
+    assert script.issued[6].params == {"keys": '{"order_id": "42"}', "workflow_id": "fork"}

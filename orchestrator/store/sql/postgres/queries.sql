@@ -1047,13 +1047,16 @@ SELECT pg_advisory_xact_lock(keyed.lock_id) FROM (
 ) AS keyed
 
 -- key_holder --
--- The newest unfinished workflow holding an attribute (a message key), if any.
-SELECT w.workflow_id FROM workflow_attributes AS a
+-- The newest unfinished workflow holding an attribute (a message key), if any, with its subject; its row is key-share locked until commit, so it cannot be deleted before the message sent to it is stored.
+SELECT w.workflow_id, s.value AS subject FROM workflow_attributes AS a
 JOIN workflows AS w ON w.workflow_id = a.workflow_id
+LEFT JOIN workflow_attributes AS s
+    ON s.workflow_id = w.workflow_id AND s.name = %(subject_attribute)s::text
 WHERE a.name = %(name)s::text AND a.value = %(value)s::text
     AND w.status <> ALL(%(final_statuses)s::text[])
 ORDER BY w.created_at DESC, w.workflow_id DESC
 LIMIT 1
+FOR KEY SHARE OF w
 
 -- key_message_used --
 -- Whether a message with this idempotency key already went to a workflow holding the key.
@@ -1090,6 +1093,11 @@ JOIN jsonb_each_text(%(keys)s::jsonb) AS wanted
 WHERE p.expires_at > now_ms()
 ORDER BY p.pending_id
 ON CONFLICT DO NOTHING
+RETURNING message_id, payload
+
+-- set_message_payload --
+-- Replace a message's stored payload (a claimed kept message sealed again for its new holder).
+UPDATE messages SET payload = %(payload)s::text WHERE message_id = %(message_id)s::bigint
 
 -- delete_pending_messages --
 -- Forget every kept message of these keys (claimed just before, or expired).

@@ -670,9 +670,11 @@ ON CONFLICT (workflow_id, name) DO NOTHING
 SELECT NULL
 
 -- key_holder --
--- The newest unfinished workflow holding an attribute (a message key), if any.
-SELECT w.workflow_id FROM workflow_attributes AS a
+-- The newest unfinished workflow holding an attribute (a message key), if any, with its subject (the write lock keeps it until commit).
+SELECT w.workflow_id, s.value AS subject FROM workflow_attributes AS a
 JOIN workflows AS w ON w.workflow_id = a.workflow_id
+LEFT JOIN workflow_attributes AS s
+    ON s.workflow_id = w.workflow_id AND s.name = :subject_attribute
 WHERE a.name = :name AND a.value = :value
     AND w.status NOT IN (SELECT value FROM json_each(:final_statuses))
 ORDER BY w.created_at DESC, w.workflow_id DESC
@@ -707,6 +709,11 @@ FROM pending_messages AS p
 JOIN json_each(:keys) AS wanted ON p.key_name = wanted.key AND p.key_value = wanted.value
 WHERE p.expires_at > now_ms()
 ORDER BY p.pending_id
+RETURNING message_id, payload
+
+-- set_message_payload --
+-- Replace a message's stored payload (a claimed kept message sealed again for its new holder).
+UPDATE messages SET payload = :payload WHERE message_id = :message_id
 
 -- delete_pending_messages --
 -- Forget every kept message of these keys (claimed just before, or expired).

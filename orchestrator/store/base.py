@@ -515,7 +515,8 @@ class Store(Protocol):
         the same transaction. Returns False if ``idempotency_key`` was already used for that
         destination (no message written; the sender's step is still recorded). Raises
         WorkflowNotFoundError / WorkflowFinishedError, or WorkflowStateError (nothing
-        written) if the sender's step is refused."""
+        written) if the sender's step is refused. Without ``step`` and key, the store gives
+        the send a key of its own before the first try, so retrying it is safe."""
 
     async def send_message_in(
         self,
@@ -535,7 +536,8 @@ class Store(Protocol):
         attribute ``name`` is ``value``, or keep it ``keep_ms`` until a workflow gets that
         attribute (at its start or by set_attributes), which then receives it in the same
         transaction; with ``step``, record the sender's step too. An ``idempotency_key`` already
-        used for the key (kept, or delivered to a holder) stores nothing."""
+        used for the key (kept, or delivered to a holder) stores nothing. Without ``step``
+        and key, the store gives the send a key of its own, as send_message does."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)

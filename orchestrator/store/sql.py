@@ -373,11 +373,13 @@ class SQLStore:
         idempotency_key: str | None,
         step: StepRecord | None = None,
     ) -> bool:
-        """Add a message for an active workflow; False if the idempotency key was used."""
-        plan = functools.partial(
-            plans.send_message, destination_id, topic, payload, idempotency_key, step
-        )
-        return await self._run(plan, transaction=True)
+        """Add a message for an active workflow; False if the idempotency key was used. A send
+        from outside workflows without a key gets one (plans.retry_key), so a retry after a lost
+        commit answer stores it once (and answers True)."""
+        generated = step is None and idempotency_key is None
+        key = plans.retry_key() if generated else idempotency_key
+        plan = functools.partial(plans.send_message, destination_id, topic, payload, key, step)
+        return await self._run(plan, transaction=True) or generated
 
     async def send_message_in(
         self,
@@ -396,8 +398,14 @@ class SQLStore:
     async def send_to_key(
         self, message: KeyedMessage, step: StepRecord | None = None
     ) -> KeyedDelivery:
-        """Deliver to the key's holder or keep the message for it (see Store.send_to_key)."""
-        plan = functools.partial(plans.send_to_key, message, step, self.sealer)
+        """Deliver to the key's holder or keep the message for it (see Store.send_to_key). A
+        send from outside workflows without a key gets one, as send_message does."""
+        generated = step is None and message.idempotency_key is None
+        if generated:
+            message = dataclasses.replace(message, idempotency_key=plans.retry_key())
+        plan = functools.partial(
+            plans.send_to_key, message, step, self.sealer, generated_key=generated
+        )
         return await self._run(plan, transaction=True)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:

@@ -69,6 +69,27 @@ def test_a_repeated_idempotency_key_stores_nothing() -> None:
     assert not kept.run(plans.send_to_key(MESSAGE, None)).stored
 
 
+def test_a_repeat_of_a_generated_key_answers_as_the_lost_first_commit() -> None:
+    # The store's own key (no user key): a repeat is this send retried after its commit's
+    # answer was lost, so it answers stored, and where the first try put it.
+    message = dataclasses.replace(MESSAGE, idempotency_key=plans.retry_key())
+    used = Script(LOCK, ("key_message_used", rows({"destination_id": "wf"})))
+    delivered = used.run(plans.send_to_key(message, None, generated_key=True))
+    assert delivered == KeyedDelivery("wf", None, True)
+    kept = Script(
+        LOCK,
+        UNUSED,
+        ("key_holder", NOTHING),
+        ("delete_expired_pending_key", changed(0)),
+        ("keep_message", NOTHING),
+        ("kept_message_expiry", rows({"expires_at": 456})),
+    )
+    assert kept.run(plans.send_to_key(message, None, generated_key=True)) == KeyedDelivery(
+        None, 456, True
+    )
+    assert plans.retry_key() != plans.retry_key()
+
+
 def test_a_claim_locks_moves_then_forgets_the_keys_messages() -> None:
     script = Script(
         LOCK, ("claim_pending_messages", changed(2)), ("delete_pending_messages", changed(3))

@@ -1059,12 +1059,18 @@ LIMIT 1
 FOR KEY SHARE OF w
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = %(name)s::text AND a.value = %(value)s::text
     AND m.idempotency_key = %(idempotency_key)s::text
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = %(name)s::text AND key_value = %(value)s::text
+    AND idempotency_key = %(idempotency_key)s::text
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.

@@ -681,11 +681,17 @@ ORDER BY w.created_at DESC, w.workflow_id DESC
 LIMIT 1
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = :name AND a.value = :value AND m.idempotency_key = :idempotency_key
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = :name AND key_value = :value
+    AND idempotency_key = :idempotency_key
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.

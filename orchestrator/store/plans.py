@@ -406,8 +406,8 @@ def _send_to_key(
     ).one()
     if kept is None:  # kept already under this idempotency key
         if generated_key:  # by this send's own lost commit
-            params = {**key, "idempotency_key": message.idempotency_key}
-            first = (yield Statement("kept_message_expiry", params)).rows[0]
+            mine = {**key, "idempotency_key": str(message.idempotency_key)}
+            first = (yield Statement("kept_message_expiry", mine)).rows[0]
             return KeyedDelivery(None, expires_at=int(first["expires_at"]), stored=True)
         return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     return KeyedDelivery(workflow_id=None, expires_at=int(kept["expires_at"]), stored=True)

@@ -184,6 +184,20 @@ class MessageSealer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WrappedSubjectKey:
+    """A subject's data key as ``subject_keys`` holds it: wrapped under a master key
+    (``<master key id>:<base64>``, see codec.SubjectCodec)."""
+
+    subject: str
+    key_id: str
+    wrapped_key: str
+
+    @property
+    def master_key_id(self) -> str:
+        return self.wrapped_key.partition(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEntry:
     """One value of a stream; ``closed`` marks the end (its value is None)."""
 
@@ -578,6 +592,18 @@ class Store(Protocol):
 
     async def delete_subject_key(self, subject: str) -> bool:
         """Erase a subject's data key (one statement); False when it had none."""
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Up to ``limit`` data keys NOT wrapped under master key ``master_key_id``, of the
+        subjects after ``after`` in subject order (a keyset page: pass the last one seen;
+        ``""`` first). A read: no lock taken."""
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Store each key's new wrapping, (the key as read, its new wrapped form), in one short
+        transaction. A row that changed since it was read (erased, given a new key after an
+        erasure, rewrapped by another process) is left as it is. Returns how many changed."""
 
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord

@@ -30,6 +30,7 @@ from orchestrator.store.base import (
     NewWorkflow,
     StepRecord,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.types import TERMINAL_STATUSES, StepKind, WorkflowStatus
 
@@ -431,6 +432,22 @@ def create_subject_key(subject: str, *, key_id: str, wrapped_key: str) -> Plan[t
     yield Statement("insert_subject_key", params)
     row = (yield Statement("get_subject_key", {"subject": subject})).rows[0]
     return str(row["key_id"]), str(row["wrapped_key"])
+
+
+def rewrap_subject_keys(rewraps: list[tuple[WrappedSubjectKey, str]]) -> Plan[int]:
+    """Each data key's new wrapping, set only where the row is still the one read (same key
+    id, same wrapped form): a concurrent erasure, new key or rewrap wins. Rows are updated in
+    subject order, so two rewraps of overlapping pages wait on each other, never deadlock."""
+    changed = 0
+    for old, new_wrapped in sorted(rewraps, key=lambda rewrap: rewrap[0].subject):
+        params = {
+            "subject": old.subject,
+            "key_id": old.key_id,
+            "wrapped_key": old.wrapped_key,
+            "new_wrapped_key": new_wrapped,
+        }
+        changed += (yield Statement("rewrap_subject_key", params)).rowcount
+    return changed
 
 
 def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:

@@ -34,6 +34,7 @@ from orchestrator.store.base import (
     WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.store.plans import (
     Plan,
@@ -466,6 +467,27 @@ class SQLStore:
         """Erase a subject's data key; False when it had none."""
         plan = functools.partial(rowcount_plan, "delete_subject_key", subject=subject)
         return await self._run(plan, transaction=True) > 0
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Data keys not wrapped under ``master_key_id``, a page (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "subject_keys_to_rewrap",
+            master_key_id=master_key_id,
+            after=after,
+            limit=limit,
+        )
+        rows = await self._run(plan, transaction=False)
+        return [WrappedSubjectKey(r["subject"], r["key_id"], r["wrapped_key"]) for r in rows]
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Compare-and-set each key's wrapping, one transaction (see Store)."""
+        if not rewraps:
+            return 0
+        plan = functools.partial(plans.rewrap_subject_keys, list(rewraps))
+        return await self._run(plan, transaction=True)
 
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""

@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 from orchestrator.store import plans
-from orchestrator.store.base import KeyedDelivery, KeyedMessage
+from orchestrator.store.base import KeyedDelivery, KeyedMessage, WrappedSubjectKey
 from tests.unit.test_store_plans import (
     NEW,
     NOTHING,
@@ -197,3 +197,24 @@ def test_a_fork_claims_the_messages_kept_for_the_keys_it_copied() -> None:
     )
     script.run(plans.fork_workflow(fork, "src", 3))
     assert script.issued[6].params == {"keys": '{"order_id": "42"}', "workflow_id": "fork"}
+
+
+def test_a_rewrap_compare_and_sets_each_key_in_subject_order() -> None:
+    b = WrappedSubjectKey("customer:b", "kb", "m1:bbb")
+    a = WrappedSubjectKey("customer:a", "ka", "m1:aaa")
+    script = Script(("rewrap_subject_key", changed(1)), ("rewrap_subject_key", changed(0)))
+    assert script.run(plans.rewrap_subject_keys([(b, "m2:b2"), (a, "m2:a2")])) == 1
+    assert [s.params for s in script.issued] == [
+        {
+            "subject": "customer:a",
+            "key_id": "ka",
+            "wrapped_key": "m1:aaa",
+            "new_wrapped_key": "m2:a2",
+        },
+        {
+            "subject": "customer:b",
+            "key_id": "kb",
+            "wrapped_key": "m1:bbb",
+            "new_wrapped_key": "m2:b2",
+        },
+    ]  # the second changed meanwhile (erased, renewed, rewrapped elsewhere): left as it is

@@ -1121,6 +1121,19 @@ INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (%(subject)s::text, %(key_id)s::text, %(wrapped_key)s::text, now_ms())
 ON CONFLICT (subject) DO NOTHING
 
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > %(after)s::text AND split_part(wrapped_key, ':', 1) <> %(master_key_id)s::text
+ORDER BY subject
+LIMIT %(limit)s::integer
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = %(new_wrapped_key)s::text
+WHERE subject = %(subject)s::text AND key_id = %(key_id)s::text
+    AND wrapped_key = %(wrapped_key)s::text
+
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.
 DELETE FROM subject_keys WHERE subject = %(subject)s::text

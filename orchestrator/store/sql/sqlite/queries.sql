@@ -739,6 +739,19 @@ INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (:subject, :key_id, :wrapped_key, now_ms())
 ON CONFLICT (subject) DO NOTHING
 
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > :after AND substr(wrapped_key, 1, instr(wrapped_key, ':') - 1) <> :master_key_id
+ORDER BY subject
+LIMIT :limit
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = :new_wrapped_key
+WHERE subject = :subject AND key_id = :key_id
+    AND wrapped_key = :wrapped_key
+
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.
 DELETE FROM subject_keys WHERE subject = :subject

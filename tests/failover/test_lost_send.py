@@ -6,12 +6,13 @@ one answer (the send alone runs in autocommit, a send by key in a transaction)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from orchestrator import Orchestrator, StartOptions
+from orchestrator import Orchestrator, StartOptions, WorkflowFailedError, WorkflowStatus
 from tests.failover.proxy import LossyProxy
 from tests.failover.test_lost_commit import proxy
 
@@ -70,3 +71,56 @@ async def test_a_send_to_key_whose_commit_answer_was_lost_answers_as_it_committe
     assert held.stored and held.workflow_id == "inbox-8"
     await app.send("inbox-8", "done", topic="done")
     assert await handle.result(timeout=60) == ["held-probe", None]
+
+
+async def test_a_start_without_an_id_whose_commit_answer_was_lost_runs_once(
+    proxy: tuple[LossyProxy, str],
+) -> None:
+    # The id is chosen (uuid4) before the insert: the retry finds the row its first try
+    # committed, and the worker adopts it (it owns it, nothing runs it yet).
+    lossy, url = proxy
+    app = Orchestrator("lost-start", url, executor_id="lost-start-1", lease_seconds=1.0)
+
+    @app.workflow(name="echo")
+    async def echo(text: str) -> str:
+        return text
+
+    async with app:
+        lossy.lose_answer_of(b"start-probe")
+        handle = await app.start(echo, "start-probe")
+        assert lossy.lost == 1
+        assert await handle.result(timeout=60) == "start-probe"
+        assert [w.workflow_id for w in await app.list_workflows()] == [handle.workflow_id]
+
+
+async def test_a_cancel_with_rollback_whose_commit_answer_was_lost_succeeds(
+    proxy: tuple[LossyProxy, str],
+) -> None:
+    lossy, url = proxy
+    app = Orchestrator("lost-cancel", url, executor_id="lost-cancel-1")
+    undone: list[str] = []
+
+    @app.step(name="reserve")
+    async def reserve() -> str:
+        return "r-1"
+
+    @reserve.compensation
+    async def release(reservation: str) -> None:
+        undone.append(reservation)
+
+    @app.workflow(name="held")
+    async def held() -> None:
+        await reserve()
+        await app.recv("never", timeout=None)
+
+    async with app:
+        handle = await app.start(held, workflow_id="held-1")
+        while not await app.list_steps("held-1"):
+            await asyncio.sleep(0.01)
+        lossy.lose_answer_of(b"was cancelled with rollback")
+        await app.cancel("held-1", compensate=True)  # the retry finds its own rollback
+        assert lossy.lost == 1
+        with pytest.raises(WorkflowFailedError):
+            await handle.result(timeout=60)
+        assert (await handle.status()).status is WorkflowStatus.COMPENSATED
+        assert undone == ["r-1"]

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 from orchestrator.attributes import check_attributes
 from orchestrator.audit import MAX_REASON_CHARS, current_actor
+from orchestrator.codec import SubjectCodec
 from orchestrator.engine.core import Engine
 from orchestrator.engine.replay import ReplayVerdict, replay_history
 from orchestrator.engine.run import durable_run
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
+    ConfigurationError,
     InvalidArgumentError,
     NotRegisteredError,
     OrchestratorError,
@@ -39,6 +41,8 @@ from orchestrator.store.base import (
     WorkflowQuery,
     WorkflowRecord,
 )
+from orchestrator.store.rewrapping import DEFAULT_BATCH, MAX_BATCH
+from orchestrator.store.rewrapping import rewrap_data_keys as rewrap
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
 from orchestrator.views import (
     AuditEntry,
@@ -336,6 +340,43 @@ class Administration:
 
         erased: bool = await self._op(erase_subject)
         return erased
+
+    async def rewrap_data_keys(
+        self,
+        subjects: SubjectCodec | None,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> int:
+        """Rewrap every data key under the current master key, in batches; audited. The count
+        rewrapped; PayloadUndecodableError (after the rest) for keys it cannot unwrap."""
+        self.engine.require_launched("rewrap_data_keys")
+        if subjects is None:
+            raise ConfigurationError(
+                "rewrap_data_keys needs a SubjectCodec: this application's codec has none, so"
+                " it has no data keys to rewrap (Orchestrator(codec=SubjectCodec(keyring)))"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise InvalidArgumentError("batch_size must be an int")
+        if not 0 < batch_size <= MAX_BATCH:
+            raise InvalidArgumentError(f"batch_size must be between 1 and {MAX_BATCH}")
+        why = _reason(reason)
+
+        async def rewrap_data_keys() -> int:
+            outcome = await rewrap(self.store, subjects, batch_size)
+            detail = {
+                "master_key": outcome.master_key_id,
+                "rewrapped": outcome.rewrapped,
+                "not_unwrapped": outcome.unknown_master_keys.total()
+                + len(outcome.corrupt_subjects),
+            }
+            await self._audit("rewrap_data_keys", reason=why, detail=detail, by=by)
+            outcome.check()
+            return outcome.rewrapped
+
+        rewrapped: int = await self._op(rewrap_data_keys)
+        return rewrapped
 
     async def _descendants(self, workflow_id: str) -> list[WorkflowRecord]:
         """Every descendant of ``workflow_id`` (children, theirs, ...), parents first."""

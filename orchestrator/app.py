@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from orchestrator import context
 from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
-from orchestrator.codec import PayloadCodec
+from orchestrator.codec import PayloadCodec, subject_codec
 from orchestrator.config import Settings, load_settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import patches, saga, timers
@@ -161,6 +161,7 @@ class Orchestrator:
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)
+        self._subjects = None if codec is None else subject_codec(codec)  # for rewraps
         # Listings (list_workflows, pages, counts) may read from a replica: see docs/operations.md.
         read_url = read_database_url or self.settings.read_database_url
         self.reads: Store = self.store
@@ -1172,6 +1173,27 @@ class Orchestrator:
         new key. Returns False (a no-op, still audited) when the subject had no key.
         """
         return await self._admin.erase_subject(subject, reason=reason, by=by)
+
+    async def rewrap_data_keys(
+        self, *, batch_size: int = 500, reason: str | None = None, by: str | None = None
+    ) -> int:
+        """After a master-key rotation (a new current key in the ``SubjectCodec``'s keyring):
+        wrap every subject's data key that is not under the current master key again under
+        it, ``batch_size`` keys per short transaction, so the old master key can then leave
+        the keyring (docs/data.md, "Retiring a master key"). No payload changes (the data keys
+        stay the same); safe to run from several processes at once, and to run again (it
+        finds only what is left). Audited (``rewrap_data_keys``). Returns how many it
+        rewrapped.
+
+        Raises:
+            ConfigurationError: the codec has no SubjectCodec.
+            PayloadUndecodableError: some keys could not be unwrapped (their master key is
+                not in the keyring, or the row is corrupt); raised after every other key was
+                rewrapped, naming them and what to do.
+        """
+        return await self._admin.rewrap_data_keys(
+            self._subjects, batch_size=batch_size, reason=reason, by=by
+        )
 
     async def bulk_delete(
         self,

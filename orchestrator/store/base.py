@@ -184,6 +184,20 @@ class MessageSealer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WrappedSubjectKey:
+    """A subject's data key as ``subject_keys`` holds it: wrapped under a master key
+    (``<master key id>:<base64>``, see codec.SubjectCodec)."""
+
+    subject: str
+    key_id: str
+    wrapped_key: str
+
+    @property
+    def master_key_id(self) -> str:
+        return self.wrapped_key.partition(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEntry:
     """One value of a stream; ``closed`` marks the end (its value is None)."""
 
@@ -515,7 +529,8 @@ class Store(Protocol):
         the same transaction. Returns False if ``idempotency_key`` was already used for that
         destination (no message written; the sender's step is still recorded). Raises
         WorkflowNotFoundError / WorkflowFinishedError, or WorkflowStateError (nothing
-        written) if the sender's step is refused."""
+        written) if the sender's step is refused. Without ``step`` and key, the store gives
+        the send a key of its own before the first try, so retrying it is safe."""
 
     async def send_message_in(
         self,
@@ -535,7 +550,8 @@ class Store(Protocol):
         attribute ``name`` is ``value``, or keep it ``keep_ms`` until a workflow gets that
         attribute (at its start or by set_attributes), which then receives it in the same
         transaction; with ``step``, record the sender's step too. An ``idempotency_key`` already
-        used for the key (kept, or delivered to a holder) stores nothing."""
+        used for the key (kept, or delivered to a holder) stores nothing. Without ``step``
+        and key, the store gives the send a key of its own, as send_message does."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)
@@ -576,6 +592,18 @@ class Store(Protocol):
 
     async def delete_subject_key(self, subject: str) -> bool:
         """Erase a subject's data key (one statement); False when it had none."""
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Up to ``limit`` data keys NOT wrapped under master key ``master_key_id``, of the
+        subjects after ``after`` in subject order (a keyset page: pass the last one seen;
+        ``""`` first). A read: no lock taken."""
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Store each key's new wrapping, (the key as read, its new wrapped form), in one short
+        transaction. A row that changed since it was read (erased, given a new key after an
+        erasure, rewrapped by another process) is left as it is. Returns how many changed."""
 
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord

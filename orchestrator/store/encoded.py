@@ -53,6 +53,7 @@ from orchestrator.store.base import (
     StreamEntry,
     WorkflowQuery,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.types import WorkflowStatus
 
@@ -540,6 +541,14 @@ class EncodedStore:
     # -- subjects ---------------------------------------------------------------------------
     async def delete_subject_key(self, subject: str) -> bool:
         return await self.inner.delete_subject_key(subject)
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        return await self.inner.subject_keys_to_rewrap(master_key_id, after, limit)
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        return await self.inner.rewrap_subject_keys(rewraps)
 
 
 def _values(record: WorkflowRecord) -> list[tuple[str, str | None]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Collection, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
@@ -29,10 +30,12 @@ from orchestrator.store.base import (
     NewWorkflow,
     StepRecord,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.types import TERMINAL_STATUSES, StepKind, WorkflowStatus
 
 T = TypeVar("T")
+RETRY_KEY_PREFIX = "~retry:"  # the idempotency keys retry_key() gives (none stored before)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -297,6 +300,14 @@ def set_attributes(
 # -- messages by business key ---------------------------------------------------------------
 
 
+def retry_key() -> str:
+    """An idempotency key for a send from outside any workflow that has none: given before
+    the first try, it makes the store's retry of a statement whose commit answer was lost (a
+    failover) a repeat of that commit, not a second message. Random (uuid4), so two sends never
+    share one; a user's key is never replaced."""
+    return f"{RETRY_KEY_PREFIX}{uuid.uuid4().hex}"
+
+
 def claim_pending_messages(
     workflow_id: str, keys: Mapping[str, str], sealer: MessageSealer | None = None
 ) -> Plan[None]:
@@ -332,26 +343,37 @@ def subject_key(subject: str, sealer: MessageSealer) -> Plan[tuple[str, str]]:
 
 
 def send_to_key(
-    message: KeyedMessage, step: StepRecord | None, sealer: MessageSealer | None = None
+    message: KeyedMessage,
+    step: StepRecord | None,
+    sealer: MessageSealer | None = None,
+    *,
+    generated_key: bool = False,
 ) -> Plan[KeyedDelivery]:
     """Deliver to the newest unfinished workflow holding attribute ``name`` = ``value``, or
     keep the message for ``keep_ms`` until one starts with it (see claim_pending_messages).
     A holder with a subject gets the payload sealed again by ``sealer`` under its subject's
     data key, read (or created) in this transaction. The sender's ``step``, if any, is
-    recorded with what happened as its output."""
-    delivery = yield from _send_to_key(message, sealer)
+    recorded with what happened as its output. ``generated_key``: the idempotency key is the
+    store's own (see retry_key), so a repeat is this very send retried after its commit's
+    answer was lost: it answers as that commit did (stored, and where)."""
+    delivery = yield from _send_to_key(message, sealer, generated_key)
     if step is not None:
         recorded = dataclasses.replace(step, output=delivery.to_json())
         yield from record_step(recorded, required=True)
     return delivery
 
 
-def _send_to_key(message: KeyedMessage, sealer: MessageSealer | None) -> Plan[KeyedDelivery]:
+def _send_to_key(
+    message: KeyedMessage, sealer: MessageSealer | None, generated_key: bool
+) -> Plan[KeyedDelivery]:
     key = {"name": message.name, "value": message.value}
     yield Statement("lock_message_keys", {"keys": json.dumps({message.name: message.value})})
     if message.idempotency_key is not None:  # a repeat answers without storing anything
         params = {**key, "idempotency_key": message.idempotency_key}
-        if (yield Statement("key_message_used", params)).one() is not None:
+        used = (yield Statement("key_message_used", params)).one()
+        if used is not None:
+            if generated_key:  # this send's own lost commit: it was delivered
+                return KeyedDelivery(used["destination_id"], expires_at=None, stored=True)
             return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     final = sorted(status.value for status in TERMINAL_STATUSES)
     holder = (
@@ -384,6 +406,10 @@ def _send_to_key(message: KeyedMessage, sealer: MessageSealer | None) -> Plan[Ke
         )
     ).one()
     if kept is None:  # kept already under this idempotency key
+        if generated_key:  # by this send's own lost commit
+            mine = {**key, "idempotency_key": str(message.idempotency_key)}
+            first = (yield Statement("kept_message_expiry", mine)).rows[0]
+            return KeyedDelivery(None, expires_at=int(first["expires_at"]), stored=True)
         return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     return KeyedDelivery(workflow_id=None, expires_at=int(kept["expires_at"]), stored=True)
 
@@ -406,6 +432,22 @@ def create_subject_key(subject: str, *, key_id: str, wrapped_key: str) -> Plan[t
     yield Statement("insert_subject_key", params)
     row = (yield Statement("get_subject_key", {"subject": subject})).rows[0]
     return str(row["key_id"]), str(row["wrapped_key"])
+
+
+def rewrap_subject_keys(rewraps: list[tuple[WrappedSubjectKey, str]]) -> Plan[int]:
+    """Each data key's new wrapping, set only where the row is still the one read (same key
+    id, same wrapped form): a concurrent erasure, new key or rewrap wins. Rows are updated in
+    subject order, so two rewraps of overlapping pages wait on each other, never deadlock."""
+    changed = 0
+    for old, new_wrapped in sorted(rewraps, key=lambda rewrap: rewrap[0].subject):
+        params = {
+            "subject": old.subject,
+            "key_id": old.key_id,
+            "wrapped_key": old.wrapped_key,
+            "new_wrapped_key": new_wrapped,
+        }
+        changed += (yield Statement("rewrap_subject_key", params)).rowcount
+    return changed
 
 
 def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:

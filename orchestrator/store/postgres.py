@@ -45,6 +45,7 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.plans import Plan, Result
+from orchestrator.store.postgres_keepalives import keepalive_kwargs
 from orchestrator.store.postgres_pooling import (
     POOLED_POLL_SECONDS,
     check_pooled_settings,
@@ -307,6 +308,7 @@ class PostgresDriver:
             f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
             + (" -c default_transaction_read_only=on" if self.read_only else ""),
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            **keepalive_kwargs(self.url),  # a vanished host is noticed in ~25 s
         }
         if self.transaction_pooled:
             kwargs = pooled_connection_kwargs(kwargs)
@@ -543,19 +545,17 @@ class PostgresDriver:
 
     async def _connect(self, url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            **keepalive_kwargs(url),
+            **kwargs,
         )
 
     # -- notifications ----------------------------------------------------------------------
 
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
-        conn = await self._connect(
-            self._session_url,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+        conn = await self._connect(self._session_url)  # with keepalives, as every connection
         try:
             listen = sql.SQL(self.queries["listen"]).format(channel=sql.Identifier(self.channel))
             await conn.execute(listen)

@@ -34,6 +34,7 @@ from orchestrator.store.base import (
     WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.store.plans import (
     Plan,
@@ -373,11 +374,13 @@ class SQLStore:
         idempotency_key: str | None,
         step: StepRecord | None = None,
     ) -> bool:
-        """Add a message for an active workflow; False if the idempotency key was used."""
-        plan = functools.partial(
-            plans.send_message, destination_id, topic, payload, idempotency_key, step
-        )
-        return await self._run(plan, transaction=True)
+        """Add a message for an active workflow; False if the idempotency key was used. A send
+        from outside workflows without a key gets one (plans.retry_key), so a retry after a lost
+        commit answer stores it once (and answers True)."""
+        generated = step is None and idempotency_key is None
+        key = plans.retry_key() if generated else idempotency_key
+        plan = functools.partial(plans.send_message, destination_id, topic, payload, key, step)
+        return await self._run(plan, transaction=True) or generated
 
     async def send_message_in(
         self,
@@ -396,8 +399,14 @@ class SQLStore:
     async def send_to_key(
         self, message: KeyedMessage, step: StepRecord | None = None
     ) -> KeyedDelivery:
-        """Deliver to the key's holder or keep the message for it (see Store.send_to_key)."""
-        plan = functools.partial(plans.send_to_key, message, step, self.sealer)
+        """Deliver to the key's holder or keep the message for it (see Store.send_to_key). A
+        send from outside workflows without a key gets one, as send_message does."""
+        generated = step is None and message.idempotency_key is None
+        if generated:
+            message = dataclasses.replace(message, idempotency_key=plans.retry_key())
+        plan = functools.partial(
+            plans.send_to_key, message, step, self.sealer, generated_key=generated
+        )
         return await self._run(plan, transaction=True)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
@@ -458,6 +467,27 @@ class SQLStore:
         """Erase a subject's data key; False when it had none."""
         plan = functools.partial(rowcount_plan, "delete_subject_key", subject=subject)
         return await self._run(plan, transaction=True) > 0
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Data keys not wrapped under ``master_key_id``, a page (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "subject_keys_to_rewrap",
+            master_key_id=master_key_id,
+            after=after,
+            limit=limit,
+        )
+        rows = await self._run(plan, transaction=False)
+        return [WrappedSubjectKey(r["subject"], r["key_id"], r["wrapped_key"]) for r in rows]
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Compare-and-set each key's wrapping, one transaction (see Store)."""
+        if not rewraps:
+            return 0
+        plan = functools.partial(plans.rewrap_subject_keys, list(rewraps))
+        return await self._run(plan, transaction=True)
 
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""

@@ -12,13 +12,16 @@ import contextlib
 class LossyProxy:
     """Forwards 127.0.0.1:``port`` to ``target_port``. ``lose_commit_of(marker)``: the next
     transaction whose statements contain ``marker`` commits on the server, and its client
-    never hears so (the connection is cut once the server has answered the COMMIT)."""
+    never hears so (the connection is cut once the server has answered the COMMIT).
+    ``lose_answer_of(marker)``: the same for a statement run in autocommit (its own
+    transaction): the server runs and commits it, its answer is lost."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self.lost = 0  # answers lost so far
         self._marker: bytes | None = None
+        self._autocommit = False  # the marked statement commits by itself (no COMMIT)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -32,7 +35,10 @@ class LossyProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
     def lose_commit_of(self, marker: bytes) -> None:
-        self._marker = marker
+        self._marker, self._autocommit = marker, False
+
+    def lose_answer_of(self, marker: bytes) -> None:
+        self._marker, self._autocommit = marker, True
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -45,7 +51,7 @@ class LossyProxy:
                     armed, self._marker = True, None
                 server_w.write(chunk)
                 await server_w.drain()
-                if armed and b"COMMIT" in chunk:
+                if armed and (self._autocommit or b"COMMIT" in chunk):
                     cut.set()
                     return
 

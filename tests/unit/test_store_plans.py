@@ -947,6 +947,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans.insert_workflow_in_transaction",
         "plans.record_step",
         "plans.recv_message",
+        "plans.rewrap_subject_keys",
         "plans.rowcount_plan",
         "plans.rows_plan",
         "plans.send_message",

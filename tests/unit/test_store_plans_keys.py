@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 from orchestrator.store import plans
-from orchestrator.store.base import KeyedDelivery, KeyedMessage
+from orchestrator.store.base import KeyedDelivery, KeyedMessage, WrappedSubjectKey
 from tests.unit.test_store_plans import (
     NEW,
     NOTHING,
@@ -67,6 +67,27 @@ def test_a_repeated_idempotency_key_stores_nothing() -> None:
         ("keep_message", NOTHING),
     )
     assert not kept.run(plans.send_to_key(MESSAGE, None)).stored
+
+
+def test_a_repeat_of_a_generated_key_answers_as_the_lost_first_commit() -> None:
+    # The store's own key (no user key): a repeat is this send retried after its commit's
+    # answer was lost, so it answers stored, and where the first try put it.
+    message = dataclasses.replace(MESSAGE, idempotency_key=plans.retry_key())
+    used = Script(LOCK, ("key_message_used", rows({"destination_id": "wf"})))
+    delivered = used.run(plans.send_to_key(message, None, generated_key=True))
+    assert delivered == KeyedDelivery("wf", None, True)
+    kept = Script(
+        LOCK,
+        UNUSED,
+        ("key_holder", NOTHING),
+        ("delete_expired_pending_key", changed(0)),
+        ("keep_message", NOTHING),
+        ("kept_message_expiry", rows({"expires_at": 456})),
+    )
+    assert kept.run(plans.send_to_key(message, None, generated_key=True)) == KeyedDelivery(
+        None, 456, True
+    )
+    assert plans.retry_key() != plans.retry_key()
 
 
 def test_a_claim_locks_moves_then_forgets_the_keys_messages() -> None:
@@ -176,3 +197,24 @@ def test_a_fork_claims_the_messages_kept_for_the_keys_it_copied() -> None:
     )
     script.run(plans.fork_workflow(fork, "src", 3))
     assert script.issued[6].params == {"keys": '{"order_id": "42"}', "workflow_id": "fork"}
+
+
+def test_a_rewrap_compare_and_sets_each_key_in_subject_order() -> None:
+    b = WrappedSubjectKey("customer:b", "kb", "m1:bbb")
+    a = WrappedSubjectKey("customer:a", "ka", "m1:aaa")
+    script = Script(("rewrap_subject_key", changed(1)), ("rewrap_subject_key", changed(0)))
+    assert script.run(plans.rewrap_subject_keys([(b, "m2:b2"), (a, "m2:a2")])) == 1
+    assert [s.params for s in script.issued] == [
+        {
+            "subject": "customer:a",
+            "key_id": "ka",
+            "wrapped_key": "m1:aaa",
+            "new_wrapped_key": "m2:a2",
+        },
+        {
+            "subject": "customer:b",
+            "key_id": "kb",
+            "wrapped_key": "m1:bbb",
+            "new_wrapped_key": "m2:b2",
+        },
+    ]  # the second changed meanwhile (erased, renewed, rewrapped elsewhere): left as it is

@@ -1059,12 +1059,18 @@ LIMIT 1
 FOR KEY SHARE OF w
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = %(name)s::text AND a.value = %(value)s::text
     AND m.idempotency_key = %(idempotency_key)s::text
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = %(name)s::text AND key_value = %(value)s::text
+    AND idempotency_key = %(idempotency_key)s::text
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.
@@ -1114,6 +1120,19 @@ SELECT key_id, wrapped_key FROM subject_keys WHERE subject = %(subject)s::text
 INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (%(subject)s::text, %(key_id)s::text, %(wrapped_key)s::text, now_ms())
 ON CONFLICT (subject) DO NOTHING
+
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > %(after)s::text AND split_part(wrapped_key, ':', 1) <> %(master_key_id)s::text
+ORDER BY subject
+LIMIT %(limit)s::integer
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = %(new_wrapped_key)s::text
+WHERE subject = %(subject)s::text AND key_id = %(key_id)s::text
+    AND wrapped_key = %(wrapped_key)s::text
 
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.

@@ -681,11 +681,17 @@ ORDER BY w.created_at DESC, w.workflow_id DESC
 LIMIT 1
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = :name AND a.value = :value AND m.idempotency_key = :idempotency_key
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = :name AND key_value = :value
+    AND idempotency_key = :idempotency_key
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.
@@ -732,6 +738,19 @@ SELECT key_id, wrapped_key FROM subject_keys WHERE subject = :subject
 INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (:subject, :key_id, :wrapped_key, now_ms())
 ON CONFLICT (subject) DO NOTHING
+
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > :after AND substr(wrapped_key, 1, instr(wrapped_key, ':') - 1) <> :master_key_id
+ORDER BY subject
+LIMIT :limit
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = :new_wrapped_key
+WHERE subject = :subject AND key_id = :key_id
+    AND wrapped_key = :wrapped_key
 
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.

@@ -119,9 +119,7 @@ class Runs:
             clock=self.clock,
             tracing=self.tracing,
             metrics=self.metrics,
-            guard=None if lease is None else lease.guard,
-            confirm=None if lease is None else lease.confirm,
-            trusts=None if lease is None else lease.trusts,
+            lease=lease,
         )
         run.check_arguments = self.state.check_step_arguments
         run.max_payload_bytes = self.state.max_payload_bytes

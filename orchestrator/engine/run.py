@@ -199,6 +199,10 @@ class RunProbe(Protocol):
     def backoff(self, run: WorkflowRun, waiting: bool) -> None:
         """A step begins (True) or ends (False) its wait between two attempts."""
 
+    def busy(self, run: WorkflowRun, busy: bool) -> None:
+        """The engine begins (True) or ends (False) work of its own on the run, outside any
+        durable call (enforcing its deadline): time should hold still meanwhile."""
+
 
 class WorkflowRun:
     """One execution of one workflow in this process: its step counter, the steps recorded by

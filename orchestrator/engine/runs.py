@@ -187,6 +187,16 @@ class Runs:
     async def _enforce_deadline(self, run: WorkflowRun) -> None:
         assert run.record.deadline_ms is not None
         await self.clock.sleep_until(run.record.deadline_ms)
+        probe = self.state.probe
+        if probe is not None:
+            probe.busy(run, True)
+        try:
+            await self._cancel_at_deadline(run)
+        finally:
+            if probe is not None:
+                probe.busy(run, False)
+
+    async def _cancel_at_deadline(self, run: WorkflowRun) -> None:
         error = WorkflowCancelledError(
             f"workflow {run.workflow_id} passed its deadline and was cancelled",
             workflow_id=run.workflow_id,

@@ -189,6 +189,9 @@ class _Plan:
     def backoff(self, run: WorkflowRun, waiting: bool) -> None:
         return None
 
+    def busy(self, run: WorkflowRun, busy: bool) -> None:
+        return None
+
     def _die(self) -> None:
         self.crash = None
         self.crashed.set()

@@ -18,6 +18,7 @@ from orchestrator.engine.workflows import StartOptions, WorkflowFunction, Workfl
 from orchestrator.errors import (
     InvalidArgumentError,
     WorkflowCancelledError,
+    WorkflowConflictError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
     WorkflowStateError,
@@ -327,7 +328,14 @@ class Operations:
             elsewhere = app_version is not None and app_version != self.state.app_version
             if elsewhere:
                 new = dataclasses.replace(new, app_version=app_version, executor_id=None)
-            record = await self.store.fork_workflow(new, workflow_id, from_step)
+            try:
+                record = await self.store.fork_workflow(new, workflow_id, from_step)
+            except WorkflowConflictError:
+                if new_workflow_id is not None:
+                    raise
+                # The id is ours and new: only our own try can hold it (its commit's answer
+                # was lost, then the store retried), so the fork happened.
+                record = await self.get_record(new_id)
         self.metrics.workflow_started(workflow.name)
         if elsewhere:
             return self.handle(record.workflow_id)  # its version's workers take it over

@@ -124,3 +124,26 @@ async def test_a_cancel_with_rollback_whose_commit_answer_was_lost_succeeds(
             await handle.result(timeout=60)
         assert (await handle.status()).status is WorkflowStatus.COMPENSATED
         assert undone == ["r-1"]
+
+
+async def test_a_fork_whose_commit_answer_was_lost_is_made_once(
+    proxy: tuple[LossyProxy, str],
+) -> None:
+    # The fork's id is chosen (uuid4) before its transaction: the retry meets the row its first
+    # try committed, which can only be its own, and goes on with it.
+    lossy, url = proxy
+    app = Orchestrator("lost-fork", url, executor_id="lost-fork-1")
+
+    @app.workflow(name="echo")
+    async def echo(text: str) -> str:
+        return text
+
+    async with app:
+        source = await app.start(echo, "fork-probe", workflow_id="fork-source")
+        assert await source.result(timeout=60) == "fork-probe"
+        lossy.lose_commit_of(b"fork-probe")  # the fork's insert carries the source's input
+        fork = await app.fork("fork-source", from_step=1)
+        assert lossy.lost == 1
+        assert await fork.result(timeout=60) == "fork-probe"
+        listed = sorted(w.workflow_id for w in await app.list_workflows())
+        assert listed == sorted(["fork-source", fork.workflow_id])

@@ -316,6 +316,9 @@ class Engine:
                 await self.store.load_steps(record.workflow_id) if record.recovery_attempts else []
             )
             self.runs.launch(record, workflow, recorded)
+            # A claim notifies no one (migration 0012): this process's result waiters of the
+            # workflow learn here that it now runs in this process, and await it directly.
+            self.waiters.notify(NOTIFY_WORKFLOW, record.workflow_id)
             return
         error = NotRegisteredError(
             f"workflow {record.workflow_id} runs {record.name!r}, which worker "

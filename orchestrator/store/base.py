@@ -367,6 +367,10 @@ class Store(Protocol):
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow's row, or None."""
 
+    async def get_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowRecord]:
+        """The rows of those of ``workflow_ids`` that exist, in any order: one query for many
+        waiters (the engine gathers concurrent result waiters' reads into one)."""
+
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
 

@@ -144,6 +144,11 @@ class SQLStore:
             functools.partial(plans.get_workflow, workflow_id), transaction=False
         )
 
+    async def get_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowRecord]:
+        """The rows of those of ``workflow_ids`` that exist, in any order."""
+        plan = functools.partial(rows_plan, "get_workflows", workflow_ids=list(workflow_ids))
+        return [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
+
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
         return [record for record, _ in await self.list_workflows_keyed(query)]

@@ -69,6 +69,10 @@ RETURNING *
 -- One workflow by id.
 SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s
 
+-- get_workflows --
+-- Many workflows by id (those that exist).
+SELECT * FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
 -- get_workflow_by_dedup --
 -- The active workflow holding a dedup id on a queue (to name it in the error).
 SELECT workflow_id FROM workflows

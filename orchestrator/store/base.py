@@ -557,7 +557,9 @@ class Store(Protocol):
     # -- queues -----------------------------------------------------------------------------
     async def dequeue(self, request: DequeueRequest) -> DequeueResult:
         """Start (ENQUEUED -> PENDING on the requesting executor) as many due workflows as the
-        queue's limits allow, in one transaction serialized per queue across all workers."""
+        queue's limits allow; each goes to one caller. A queue with a limit shared by all
+        workers (concurrency, rate limit) is dequeued in one transaction serialized per queue
+        across all workers; one without claims with ``FOR UPDATE SKIP LOCKED`` alone."""
 
     async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
         """Depth, running and recent starts per queue (one queue, or all)."""

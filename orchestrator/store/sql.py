@@ -457,7 +457,8 @@ class SQLStore:
         """Start as many due workflows as the queue's limits allow (see Store.dequeue)."""
         if request.max_count <= 0:
             return DequeueResult(started=[])
-        return await self._run(functools.partial(coordination.dequeue, request), transaction=True)
+        plan = functools.partial(coordination.dequeue, request)
+        return await self._run(plan, transaction=coordination.dequeue_serialized(request))
 
     async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
         """Depth, running and recent starts per queue."""

@@ -44,7 +44,8 @@ def dequeue_serialized(request: DequeueRequest) -> bool:
 
 def dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
     """Count what runs, take what the limits allow, oldest (or most urgent) first. A queue
-    without limits takes one statement (two when fewer were due than asked for)."""
+    without a shared limit takes one statement (its claim counts this worker's running ones
+    and reads when the next delayed workflow is due), two when it claims nothing."""
     serialized = dequeue_serialized(request)
     if serialized:
         yield Statement("lock_queue", {"queue_name": request.queue_name})
@@ -54,12 +55,14 @@ def dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
         partitions = [row["partition_key"] for row in rows if row["partition_key"] is not None]
     started: list[WorkflowRecord] = []
     retry_at: list[int] = []
+    next_due: int | None = None
+    due_read = False  # (a claim's rows say it)
     budget = request.max_count
     for partition in partitions:
         if budget <= 0:
             break
         free = budget
-        if serialized or request.worker_concurrency is not None:
+        if serialized:
             counts = (
                 yield Statement(
                     "queue_counts",
@@ -93,15 +96,20 @@ def dequeue(request: DequeueRequest) -> Plan[DequeueResult]:
                     "app_version": request.app_version,
                     "use_priority": request.use_priority,
                     "n": free,
+                    # Counted here, in the claim, unless counted above already.
+                    "worker_concurrency": None if serialized else request.worker_concurrency,
                 },
             )
         ).rows
         started.extend(workflow_from_row(row) for row in rows)
         budget -= len(rows)
-    if budget > 0:  # (after a full batch the caller dequeues again at once: no need to look)
+        if rows:
+            next_due, due_read = rows[0]["next_due"], True
+    if not due_read:  # nothing claimed to say it
         due = (yield Statement("next_delayed", {"queue_name": request.queue_name})).one()
-        if due is not None and due.get("due") is not None:
-            retry_at.append(int(due["due"]))
+        next_due = None if due is None else due.get("due")
+    if next_due is not None:
+        retry_at.append(int(next_due))
     if request.use_priority:  # (claim order is kept within a priority: the sort is stable)
         started.sort(key=lambda record: record.priority)
     return DequeueResult(started=started, retry_at_ms=min(retry_at) if retry_at else None)

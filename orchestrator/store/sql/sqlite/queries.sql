@@ -347,7 +347,7 @@ WHERE queue_name = :queue_name AND status = 'ENQUEUED'
 LIMIT 1000
 
 -- claim_queued --
--- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
+-- Start up to n due workflows of a queue on an executor (with worker_concurrency: no more than it minus what the executor runs of the queue): lowest priority number first (when the queue uses priorities), then oldest; next_due: when the earliest delayed one becomes due.
 UPDATE workflows
 SET status = 'PENDING', executor_id = :executor_id, app_version = :app_version,
     owner_epoch = owner_epoch + 1, started_at = now_ms(), updated_at = now_ms(), deadline_ms = now_ms() + timeout_ms
@@ -357,9 +357,20 @@ WHERE workflow_id IN (
       AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
       AND (:partition_key IS NULL OR partition_key = :partition_key)
     ORDER BY CASE WHEN :use_priority THEN priority ELSE 0 END, rowid
-    LIMIT :n
+    LIMIT CASE WHEN :worker_concurrency IS NULL THEN :n
+        ELSE max(0, min(:n, :worker_concurrency - (
+            SELECT count(*) FROM workflows AS mine
+            WHERE mine.queue_name = :queue_name
+              AND mine.status IN ('PENDING', 'COMPENSATING')
+              AND mine.executor_id = :executor_id
+              AND (:partition_key IS NULL OR mine.partition_key = :partition_key)
+        ))) END
 )
-RETURNING *
+RETURNING *, (
+    SELECT min(delayed.not_before_ms) FROM workflows AS delayed
+    WHERE delayed.queue_name = :queue_name AND delayed.status = 'ENQUEUED'
+      AND delayed.not_before_ms > now_ms()
+) AS next_due
 
 -- next_delayed --
 -- When the earliest delayed workflow of a queue becomes due.

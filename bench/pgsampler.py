@@ -31,18 +31,23 @@ class ServerCost:
     Background processes (WAL writer, checkpointer) serve every database and are not counted.
     max_connections: most sessions of the database at once (pg_stat_activity).
     wal_bytes: pg_current_wal_lsn() advance: cluster-wide, so it includes other databases'
-    writes made meanwhile (``others_active`` counts the databases that committed)."""
+    writes made meanwhile. own_wal_bytes: the WAL records (with their full-page images) that
+    touch the database's own relations, read back with pg_walinspect (None where it is not
+    available): other databases' writes excluded, and so are commit records (tens of bytes
+    per write transaction, which name no relation)."""
 
     cpu_seconds: float
     max_connections: int
     wal_bytes: int
+    own_wal_bytes: int | None
 
 
 class ServerSampler:
     """Samples one database's backends from a thread between ``start()`` and ``stop()``."""
 
-    def __init__(self, admin_url: str, database: str) -> None:
+    def __init__(self, admin_url: str, database: str, database_url: str) -> None:
         self.admin_url = admin_url
+        self.database_url = database_url
         self.database = database
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,6 +55,7 @@ class ServerSampler:
         self._last: dict[int, int] = {}
         self._max_connections = 0
         self._wal_start = 0
+        self._start_lsn = "0/0"
         self._result: ServerCost | None = None
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -69,9 +75,11 @@ class ServerSampler:
     def start(self) -> None:
         conn = psycopg.connect(self.admin_url, autocommit=True)
         self._conn = conn
-        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        row = conn.execute(
+            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, pg_current_wal_lsn()::text"
+        ).fetchone()
         assert row is not None
-        self._wal_start = int(row[0])
+        self._wal_start, self._start_lsn = int(row[0]), str(row[1])
         self._sample(conn, initial=True)
 
         def loop() -> None:
@@ -87,12 +95,34 @@ class ServerSampler:
         self._thread.join()
         conn = self._conn
         self._sample(conn, initial=False)
-        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        row = conn.execute(
+            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, pg_current_wal_lsn()::text"
+        ).fetchone()
         assert row is not None
         conn.close()
+        own = self._own_wal_bytes(self._start_lsn, str(row[1]))
         ticks = sum(self._last[pid] - self._first[pid] for pid in self._last)
         return ServerCost(
             cpu_seconds=ticks / _TICKS_PER_SECOND,
             max_connections=self._max_connections,
             wal_bytes=int(row[0]) - self._wal_start,
+            own_wal_bytes=own,
         )
+
+    def _own_wal_bytes(self, start_lsn: str, end_lsn: str) -> int | None:
+        """Bytes of the WAL records between two LSNs that name one of the database's
+        relations (pg_walinspect, created in the benchmark's own database)."""
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+                row = conn.execute(
+                    "SELECT coalesce(sum(record_length), 0)"
+                    " FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)"
+                    " WHERE block_ref LIKE '%%rel %%/' || ("
+                    "   SELECT oid FROM pg_database WHERE datname = current_database()"
+                    " )::text || '/%%'",
+                    (start_lsn, end_lsn),
+                ).fetchone()
+        except psycopg.Error:
+            return None
+        return None if row is None else int(row[0])

@@ -100,7 +100,7 @@ async def throughput(admin_url: str, url: str, workers_count: int, total: int) -
     foreign = pgadmin.foreign_commits(admin_url, own)
     app, workflow = client(url)
     workers = start_workers(url, workers_count)
-    sampler = ServerSampler(admin_url, DATABASE)
+    sampler = ServerSampler(admin_url, DATABASE, url)
     try:
         async with app:
             await wait_workers(app, workers_count)
@@ -119,18 +119,20 @@ async def throughput(admin_url: str, url: str, workers_count: int, total: int) -
         stop(workers)
     after = pgadmin.settled_counters(admin_url, DATABASE, own)
     others = pgadmin.foreign_activity(foreign, pgadmin.foreign_commits(admin_url, own))
-    return {
+    figures: dict[str, Any] = {
         "workflows_per_s": total / seconds if total else 0.0,
         "seconds": seconds,
         "commits": after.commits - before.commits,
         "pg_cpu_s": cost.cpu_seconds,
         "max_connections": cost.max_connections,
         "wal_bytes": cost.wal_bytes,
+        "own_wal_bytes": cost.own_wal_bytes,
         "other_commits": others,
     }
+    return figures
 
 
-def per_workflow(run: dict[str, float], idle: dict[str, float], total: int) -> dict[str, float]:
+def per_workflow(run: dict[str, Any], idle: dict[str, Any], total: int) -> dict[str, Any]:
     """The run's figures per workflow; commits net of ``idle`` (the same processes launched
     and stopped with no workflow: migrations, leases, recovery, shutdown)."""
     return {
@@ -140,14 +142,22 @@ def per_workflow(run: dict[str, float], idle: dict[str, float], total: int) -> d
         "pg_cpu_share": run["pg_cpu_s"] / run["seconds"],
         "max_connections": run["max_connections"],
         "wal_bytes_per_wf": run["wal_bytes"] / total,
+        "own_wal_bytes_per_wf": (
+            None if run["own_wal_bytes"] is None else run["own_wal_bytes"] / total
+        ),
         "other_commits": run["other_commits"],
     }
+
+
+def own_wal(row: dict[str, Any]) -> str:
+    value = row["own_wal_bytes_per_wf"]
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def print_table(results: dict[str, Any], counts: list[int], total: int) -> None:
     header = (
         f"{'workers':>7}  {'wf/s':>7}  {'commits/wf':>10}  {'PG CPU us/wf':>12}  "
-        f"{'PG cores':>8}  {'max conns':>9}  {'WAL B/wf':>8}"
+        f"{'PG cores':>8}  {'max conns':>9}  {'WAL B/wf':>8}  {'own WAL B/wf':>12}"
     )
     print(f"queue throughput, {total:,} one-step workflows enqueued by one client process:")
     print(header)
@@ -157,13 +167,14 @@ def print_table(results: dict[str, Any], counts: list[int], total: int) -> None:
         print(
             f"{count:>7}  {row['workflows_per_s']:>7.0f}  {row['commits_per_wf']:>10.2f}  "
             f"{row['pg_cpu_us_per_wf']:>12.0f}  {row['pg_cpu_share']:>8.2f}  "
-            f"{row['max_connections']:>9}  {row['wal_bytes_per_wf']:>8.0f}"
+            f"{row['max_connections']:>9}  {row['wal_bytes_per_wf']:>8.0f}  "
+            f"{own_wal(row):>12}"
         )
     busy = [c for c in counts if results[f"workers_{c}"]["other_commits"]]
     if busy:
         print(
-            f"note: other databases committed during the run with {busy} worker(s): WAL "
-            "figures (cluster-wide) include their writes"
+            f"note: other databases committed during the run with {busy} worker(s): 'WAL B/wf'"
+            " (cluster-wide) includes their writes; 'own WAL B/wf' does not"
         )
 
 

@@ -7,10 +7,15 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 SAMPLE_SECONDS = 0.05  # how often the sessions and their CPU are read
+INSPECT_DATABASE = "bench_walinspect"  # where pg_walinspect is installed to read the WAL
+WAL_EVERY_SAMPLES = 10  # the database's own WAL is read every 0.5 s: a busy shared server
+# recycles WAL segments within seconds, and pg_walinspect can read only what is left
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -32,9 +37,10 @@ class ServerCost:
     max_connections: most sessions of the database at once (pg_stat_activity).
     wal_bytes: pg_current_wal_lsn() advance: cluster-wide, so it includes other databases'
     writes made meanwhile. own_wal_bytes: the WAL records (with their full-page images) that
-    touch the database's own relations, read back with pg_walinspect (None where it is not
-    available): other databases' writes excluded, and so are commit records (tens of bytes
-    per write transaction, which name no relation)."""
+    touch the database's own relations, read back with pg_walinspect every 0.5 s (None where
+    it is not available, or where the server recycled WAL segments before they were read):
+    other databases' writes excluded, and so are commit records (tens of bytes per write
+    transaction, which name no relation)."""
 
     cpu_seconds: float
     max_connections: int
@@ -45,9 +51,8 @@ class ServerCost:
 class ServerSampler:
     """Samples one database's backends from a thread between ``start()`` and ``stop()``."""
 
-    def __init__(self, admin_url: str, database: str, database_url: str) -> None:
+    def __init__(self, admin_url: str, database: str) -> None:
         self.admin_url = admin_url
-        self.database_url = database_url
         self.database = database
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,7 +60,9 @@ class ServerSampler:
         self._last: dict[int, int] = {}
         self._max_connections = 0
         self._wal_start = 0
-        self._start_lsn = "0/0"
+        self._start_lsn = "0/0"  # the WAL up to here is counted in _own_wal
+        self._own_wal: int | None = 0
+        self._inspect: psycopg.Connection[Any] | None = None
         self._result: ServerCost | None = None
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -83,8 +90,12 @@ class ServerSampler:
         self._sample(conn, initial=True)
 
         def loop() -> None:
+            samples = 0
             while not self._stop.wait(SAMPLE_SECONDS):
                 self._sample(conn, initial=False)
+                samples += 1
+                if samples % WAL_EVERY_SAMPLES == 0:  # before the server recycles the segments
+                    self._read_own_wal(conn)
 
         self._thread = threading.Thread(target=loop, name="pg-sampler", daemon=True)
         self._thread.start()
@@ -95,34 +106,60 @@ class ServerSampler:
         self._thread.join()
         conn = self._conn
         self._sample(conn, initial=False)
-        row = conn.execute(
-            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, pg_current_wal_lsn()::text"
-        ).fetchone()
+        self._read_own_wal(conn)
+        if self._inspect is not None:
+            self._inspect.close()
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
         assert row is not None
         conn.close()
-        own = self._own_wal_bytes(self._start_lsn, str(row[1]))
         ticks = sum(self._last[pid] - self._first[pid] for pid in self._last)
         return ServerCost(
             cpu_seconds=ticks / _TICKS_PER_SECOND,
             max_connections=self._max_connections,
             wal_bytes=int(row[0]) - self._wal_start,
-            own_wal_bytes=own,
+            own_wal_bytes=self._own_wal,
         )
 
-    def _own_wal_bytes(self, start_lsn: str, end_lsn: str) -> int | None:
-        """Bytes of the WAL records between two LSNs that name one of the database's
-        relations (pg_walinspect, created in the benchmark's own database)."""
+    def _connect_inspector(self) -> psycopg.Connection[Any]:
+        """A session in a database of its own (INSPECT_DATABASE, created once, with
+        pg_walinspect): its queries count neither in the benchmark database's commits, nor
+        connections, nor backend CPU."""
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            found = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (INSPECT_DATABASE,)
+            ).fetchone()
+            if found is None:
+                admin.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(INSPECT_DATABASE))
+                )
+        parts = urlsplit(self.admin_url)
+        url = urlunsplit((parts.scheme, parts.netloc, "/" + INSPECT_DATABASE, parts.query, ""))
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        return conn
+
+    def _read_own_wal(self, conn: psycopg.Connection[Any]) -> None:
+        """Add the bytes of the WAL records written since the last read that name one of the
+        database's relations (pg_walinspect, created in the benchmark's own database); once a
+        read fails (the segments were recycled first, no pg_walinspect) the figure is None."""
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        end_lsn = str(row[0])
+        if self._own_wal is None or end_lsn == self._start_lsn:
+            return
         try:
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-                row = conn.execute(
-                    "SELECT coalesce(sum(record_length), 0)"
-                    " FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)"
-                    " WHERE block_ref LIKE '%%rel %%/' || ("
-                    "   SELECT oid FROM pg_database WHERE datname = current_database()"
-                    " )::text || '/%%'",
-                    (start_lsn, end_lsn),
-                ).fetchone()
+            if self._inspect is None:
+                self._inspect = self._connect_inspector()
+            found = self._inspect.execute(
+                "SELECT coalesce(sum(record_length), 0)"
+                " FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)"
+                " WHERE block_ref LIKE '%%rel %%/' || ("
+                "   SELECT oid FROM pg_database WHERE datname = %s"
+                " )::text || '/%%'",
+                (self._start_lsn, end_lsn, self.database),
+            ).fetchone()
         except psycopg.Error:
-            return None
-        return None if row is None else int(row[0])
+            self._own_wal = None
+            return
+        self._own_wal += 0 if found is None else int(found[0])
+        self._start_lsn = end_lsn

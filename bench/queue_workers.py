@@ -100,7 +100,7 @@ async def throughput(admin_url: str, url: str, workers_count: int, total: int) -
     foreign = pgadmin.foreign_commits(admin_url, own)
     app, workflow = client(url)
     workers = start_workers(url, workers_count)
-    sampler = ServerSampler(admin_url, DATABASE, url)
+    sampler = ServerSampler(admin_url, DATABASE)
     try:
         async with app:
             await wait_workers(app, workers_count)

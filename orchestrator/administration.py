@@ -11,17 +11,19 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from orchestrator.attributes import check_attributes
 from orchestrator.audit import MAX_REASON_CHARS, current_actor
+from orchestrator.codec import SubjectCodec
 from orchestrator.engine.core import Engine
 from orchestrator.engine.replay import ReplayVerdict, replay_history
 from orchestrator.engine.run import durable_run
 from orchestrator.engine.steps import StepFunction, call_step
 from orchestrator.engine.workflows import StartOptions, WorkflowFunction, WorkflowHandle
 from orchestrator.errors import (
+    ConfigurationError,
     InvalidArgumentError,
     NotRegisteredError,
     OrchestratorError,
@@ -39,6 +41,8 @@ from orchestrator.store.base import (
     WorkflowQuery,
     WorkflowRecord,
 )
+from orchestrator.store.rewrapping import DEFAULT_BATCH, MAX_BATCH
+from orchestrator.store.rewrapping import rewrap_data_keys as rewrap
 from orchestrator.types import RUNNING_STATUSES, WorkflowStatus
 from orchestrator.views import (
     AuditEntry,
@@ -190,9 +194,13 @@ class Administration:
         engine: Engine,
         store: Store,
         workflow_of: Callable[[WorkflowFunction[Any, Any] | str], WorkflowFunction[Any, Any]],
+        *,
+        reads: Store | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
+        # Where listings read: the store, or a replica (read_database_url; may lag behind).
+        self.reads = store if reads is None else reads
         self._workflow_of = workflow_of
 
     async def _op(self, thunk: Callable[[], Awaitable[T]], op: Callable[..., Any] = _call) -> T:
@@ -333,6 +341,43 @@ class Administration:
         erased: bool = await self._op(erase_subject)
         return erased
 
+    async def rewrap_data_keys(
+        self,
+        subjects: SubjectCodec | None,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> int:
+        """Rewrap every data key under the current master key, in batches; audited. The count
+        rewrapped; PayloadUndecodableError (after the rest) for keys it cannot unwrap."""
+        self.engine.require_launched("rewrap_data_keys")
+        if subjects is None:
+            raise ConfigurationError(
+                "rewrap_data_keys needs a SubjectCodec: this application's codec has none, so"
+                " it has no data keys to rewrap (Orchestrator(codec=SubjectCodec(keyring)))"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise InvalidArgumentError("batch_size must be an int")
+        if not 0 < batch_size <= MAX_BATCH:
+            raise InvalidArgumentError(f"batch_size must be between 1 and {MAX_BATCH}")
+        why = _reason(reason)
+
+        async def rewrap_data_keys() -> int:
+            outcome = await rewrap(self.store, subjects, batch_size)
+            detail = {
+                "master_key": outcome.master_key_id,
+                "rewrapped": outcome.rewrapped,
+                "not_unwrapped": outcome.unknown_master_keys.total()
+                + len(outcome.corrupt_subjects),
+            }
+            await self._audit("rewrap_data_keys", reason=why, detail=detail, by=by)
+            outcome.check()
+            return outcome.rewrapped
+
+        rewrapped: int = await self._op(rewrap_data_keys)
+        return rewrapped
+
     async def _descendants(self, workflow_id: str) -> list[WorkflowRecord]:
         """Every descendant of ``workflow_id`` (children, theirs, ...), parents first."""
         found: list[WorkflowRecord] = []
@@ -472,7 +517,7 @@ class Administration:
         )
 
         async def list_workflows() -> list[WorkflowInfo]:
-            return await self.engine.list_workflows(query)
+            return await self._infos(await self.reads.list_workflows(query))
 
         return await self._op(list_workflows, _call_infos)
 
@@ -486,18 +531,23 @@ class Administration:
         if limit < 1 or limit > 10_000:
             raise InvalidArgumentError("limit must be 1..10000")
         after = None if cursor is None else decode_cursor(cursor)
-        rows = await self.store.list_workflows_keyed(
+        rows = await self.reads.list_workflows_keyed(
             filter_query(filters, limit=limit, after=after)
         )
-        items = await self.engine.infos([record for record, _ in rows])  # one query more
+        items = await self._infos([record for record, _ in rows])  # one query more
         more = len(rows) == limit
         return WorkflowPage(items=items, next_cursor=encode_cursor(rows[-1][1]) if more else None)
 
     async def count_workflows(self, filters: WorkflowFilter) -> dict[WorkflowStatus, int]:
         """How many workflows match ``filters``, per status (every status, zeros included)."""
         self.engine.require_launched("count_workflows")
-        counts = await self.store.count_workflows(filter_query(filters))
+        counts = await self.reads.count_workflows(filter_query(filters))
         return {status: counts.get(status, 0) for status in WorkflowStatus}
+
+    async def _infos(self, records: Sequence[WorkflowRecord]) -> list[WorkflowInfo]:
+        """Listed records as WorkflowInfo, their attributes read where they were (one query)."""
+        found = await self.reads.workflow_attributes([r.workflow_id for r in records])
+        return [WorkflowInfo.from_record(r, found.get(r.workflow_id)) for r in records]
 
     async def rollback_plan(self, workflow_id: str) -> RollbackPlan:
         """The compensations a rollback of this saga would run if it failed now, in order,

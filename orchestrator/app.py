@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from orchestrator import context
 from orchestrator.administration import Administration
 from orchestrator.clock import Clock, DatabaseClock
-from orchestrator.codec import PayloadCodec
+from orchestrator.codec import PayloadCodec, subject_codec
 from orchestrator.config import Settings, load_settings, resolve_database_url
 from orchestrator.context import StepContext
 from orchestrator.engine import patches, saga, timers
@@ -49,7 +49,7 @@ from orchestrator.store.base import (
     QueueStats,
     Store,
 )
-from orchestrator.store.encoded import EncodedStore
+from orchestrator.store.encoded import EncodedStore, message_sealer
 from orchestrator.tracing import Tracing
 from orchestrator.types import WorkflowStatus
 from orchestrator.views import (
@@ -135,6 +135,7 @@ class Orchestrator:
         metrics_registry: CollectorRegistry | None = None,
         retention: RetentionSpec | None = None,
         codec: PayloadCodec | None = None,
+        read_database_url: str | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         if max_payload_bytes is None:
@@ -154,9 +155,25 @@ class Orchestrator:
             url,
             schema=schema or self.settings.schema_name,
             clock_ms=clock.now_ms if clock is not None else None,
+            transaction_pooled=self.settings.database_pooling == "transaction",
+            direct_url=self.settings.direct_database_url or None,
+            sealer=message_sealer(codec),  # messages by key: sealed for their receiver
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)
+        self._subjects = None if codec is None else subject_codec(codec)  # for rewraps
+        # Listings (list_workflows, pages, counts) may read from a replica: see docs/operations.md.
+        read_url = read_database_url or self.settings.read_database_url
+        self.reads: Store = self.store
+        if read_url:
+            self.reads = create_store(
+                read_url,
+                schema=schema or self.settings.schema_name,
+                clock_ms=clock.now_ms if clock is not None else None,
+                read_only=True,
+            )
+            if codec is not None:
+                self.reads = EncodedStore(self.reads, codec)
         self.clock: Clock = clock or DatabaseClock(self.store.now_ms)
         self.registry = Registry()
         executor = executor_id or self.settings.executor_id
@@ -183,7 +200,7 @@ class Orchestrator:
             else check_step_arguments
         )
         self._registrar = Registrar(self.registry, self.engine)
-        self._admin = Administration(self.engine, self.store, self._workflow_of)
+        self._admin = Administration(self.engine, self.store, self._workflow_of, reads=self.reads)
         self._app_version = app_version or self.settings.app_version
         self._inline_steps: dict[tuple[str, Callable[..., Any]], StepFunction[Any, Any]] = {}
         # How the HTTP service and console show stored values to people:
@@ -400,6 +417,8 @@ class Orchestrator:
         if self.engine.launched:
             return
         await self.store.open()
+        if self.reads is not self.store:
+            await self.reads.open()
         if isinstance(self.clock, DatabaseClock):
             await self.clock.sync()
         await self.engine.launch(self.app_version)
@@ -411,6 +430,8 @@ class Orchestrator:
             return  # never launched, or already shut down
         await self.engine.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
         await self.store.close()
+        if self.reads is not self.store:
+            await self.reads.close()
 
     async def __aenter__(self) -> Orchestrator:
         await self.launch()
@@ -1152,6 +1173,27 @@ class Orchestrator:
         new key. Returns False (a no-op, still audited) when the subject had no key.
         """
         return await self._admin.erase_subject(subject, reason=reason, by=by)
+
+    async def rewrap_data_keys(
+        self, *, batch_size: int = 500, reason: str | None = None, by: str | None = None
+    ) -> int:
+        """After a master-key rotation (a new current key in the ``SubjectCodec``'s keyring):
+        wrap every subject's data key that is not under the current master key again under
+        it, ``batch_size`` keys per short transaction, so the old master key can then leave
+        the keyring (docs/data.md, "Retiring a master key"). No payload changes (the data keys
+        stay the same); safe to run from several processes at once, and to run again (it
+        finds only what is left). Audited (``rewrap_data_keys``). Returns how many it
+        rewrapped.
+
+        Raises:
+            ConfigurationError: the codec has no SubjectCodec.
+            PayloadUndecodableError: some keys could not be unwrapped (their master key is
+                not in the keyring, or the row is corrupt); raised after every other key was
+                rewrapped, naming them and what to do.
+        """
+        return await self._admin.rewrap_data_keys(
+            self._subjects, batch_size=batch_size, reason=reason, by=by
+        )
 
     async def bulk_delete(
         self,

@@ -208,12 +208,24 @@ class SubjectCodec:
         """A new data key for ``subject``: (its id, the key wrapped under the current master
         key as ``<master key id>:<base64 of nonce + sealed key>``)."""
         key_id = uuid.uuid4().hex[:16]
+        return key_id, self._wrap(subject, key_id, os.urandom(KEY_BYTES))
+
+    def _wrap(self, subject: str, key_id: str, key: bytes) -> str:
         master_id = self.keyring.current
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._aesgcm(self.keyring.keys[master_id]).encrypt(
-            nonce, os.urandom(KEY_BYTES), _aad(subject, key_id)
+            nonce, key, _aad(subject, key_id)
         )
-        return key_id, f"{master_id}:{base64.b64encode(nonce + sealed).decode()}"
+        return f"{master_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def rewrap(self, subject: str, key_id: str, wrapped: str) -> str | None:
+        """The same data key wrapped under the keyring's current master key (a new nonce),
+        or None when it is wrapped under it already. The key and its id do not change, so
+        every payload sealed with it reads as before. PayloadUndecodableError as ``unwrap``
+        (its master key is not in the keyring, or the row was tampered with)."""
+        if wrapped.partition(":")[0] == self.keyring.current:
+            return None
+        return self._wrap(subject, key_id, self.unwrap(subject, key_id, wrapped))
 
     def unwrap(self, subject: str, key_id: str, wrapped: str) -> bytes:
         """The data key stored wrapped; PayloadUndecodableError when its master key is not in

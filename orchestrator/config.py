@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +25,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),
         description="postgresql://… or sqlite:///path; unset: embedded SQLite under data_dir",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="postgresql://… of a replica for read-only listings (list_workflows, pages,"
+        " counts, the console's lists); unset: the primary. Writes never go there",
+    )
     schema_name: str = Field(default="orchestrator", description="PostgreSQL schema")
+    database_pooling: Literal["session", "transaction"] = Field(
+        default="session",
+        description="'transaction': database_url goes through a transaction pooler (PgBouncer "
+        "pool_mode=transaction): no connect options, no prepared statements, session-bound "
+        "work on direct_database_url (docs/operations.md#pgbouncer)",
+    )
+    direct_database_url: str | None = Field(
+        default=None,
+        description="postgresql://… straight to the server, for what cannot go through a "
+        "transaction pooler: the LISTEN connection and the migration lock; unset with "
+        "database_pooling='transaction': waits poll, pending migrations refuse to launch",
+    )
     data_dir: Path = Field(default=Path(".orchestrator"), description="embedded SQLite folder")
     executor_id: str = Field(default="local", description="stable id of this process")
     app_version: str | None = Field(default=None, description="default: hash of the workflows")

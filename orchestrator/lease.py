@@ -52,6 +52,10 @@ class Lease:
         self.lost = lost
         self.adopt = adopt
         self.valid_until = 0  # clock ms
+        # Orphans (see adopt_orphans) can only follow a statement that met a lost connection:
+        # they are looked for until two leases after the last one the store saw.
+        self._failures_seen = 0
+        self._orphans_until = 0  # clock ms
         self.generation = 0
         self.closing = False
         self._confirming: asyncio.Lock = asyncio.Lock()
@@ -167,14 +171,46 @@ class Lease:
             await self.adopt(record)
         return len(claimed)
 
+    def _may_have_orphans(self) -> bool:
+        """Whether a connection was lost recently enough for an orphan to appear: one is
+        seen a lease after its claim committed (untouched for a lease), so the search goes on
+        for two leases after the last lost connection; otherwise it costs nothing."""
+        failures = self.store.connection_failures
+        now = self.clock.now_ms()
+        if failures != self._failures_seen:
+            self._failures_seen = failures
+            self._orphans_until = now + 2 * self.lease_ms
+        return now < self._orphans_until
+
+    async def adopt_orphans(self) -> int:
+        """Run this worker's own unfinished workflows that no run of it holds, untouched for a
+        lease: a claim (dequeue, takeover) whose commit succeeded while its connection died
+        (a failover, a restart) was retried and returned others, so nobody runs these and, the
+        lease being alive, nobody else would take them over. How many were adopted."""
+        orphans = await self.store.claim_orphans(
+            self.executor_id, self.app_version, self.running(), self.lease_ms, TAKEOVER_BATCH
+        )
+        for record in orphans:
+            logger.warning(
+                "worker %s resumes workflow %s: claimed here by a commit whose answer was lost",
+                self.executor_id,
+                record.workflow_id,
+            )
+            await self.adopt(record)
+        return len(orphans)
+
     async def run(self) -> None:
-        """Renew the lease and look for dead workers' work, a few times per lease."""
+        """Renew the lease and look for dead workers' work and this worker's orphans (see
+        adopt_orphans), a few times per lease."""
         while not self.closing:
             await self.clock.sleep_until(self.clock.now_ms() + self.lease_ms // 3)
             try:
                 await self.renew()
                 while await self.take_over() == TAKEOVER_BATCH:
                     pass
+                if self._may_have_orphans():
+                    while await self.adopt_orphans() == TAKEOVER_BATCH:
+                        pass
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -25,6 +25,7 @@ from orchestrator.cli.common import (
     print_rows,
     run,
 )
+from orchestrator.cli.messages import messages_cli
 from orchestrator.cli.serve import up, worker
 from orchestrator.cli.versions import upgrade_check, versions
 from orchestrator.cli.workflows import workflows_cli
@@ -32,6 +33,7 @@ from orchestrator.cli.workflows import workflows_cli
 cli = typer.Typer(help="saga-orchestrator: durable workflows and sagas.", no_args_is_help=True)
 cli.add_typer(workflows_cli, name="workflows")
 cli.add_typer(_actions.subjects_cli, name="subjects")
+cli.add_typer(messages_cli, name="messages")
 cli.command()(up)
 cli.command()(worker)
 cli.command()(versions)

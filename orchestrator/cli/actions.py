@@ -345,3 +345,33 @@ def erase_subject(
         lambda client: client.erase_subject(subject, reason=reason),
     )
     console.print(f"erased the data key of {subject}" if erased else f"{subject} had no data key")
+
+
+@subjects_cli.command("rewrap")
+def rewrap_data_keys(
+    app_path: Annotated[
+        str,
+        typer.Option(
+            "--app",
+            metavar="MODULE:ATTR",
+            help="the Orchestrator whose SubjectCodec keyring holds the old and new master keys",
+        ),
+    ],
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=10_000, help="data keys per transaction")
+    ] = 500,
+    reason: Annotated[str | None, typer.Option("--reason", help="why (audited)")] = None,
+) -> None:
+    """After a master-key rotation: wrap every subject's data key under the keyring's current
+    master key (safe to run again, or from several processes; see docs/data.md)."""
+    app = load_app(app_path)
+
+    async def work() -> int:
+        async with app:
+            try:
+                return await _as_cli(app.rewrap_data_keys(batch_size=batch_size, reason=reason))
+            finally:
+                await app.shutdown(0)  # whatever it recovered at launch is left to the workers
+
+    rewrapped = run(work)
+    console.print(f"rewrapped {rewrapped} data key(s) under the current master key")

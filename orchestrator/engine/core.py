@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from orchestrator.clock import Clock
@@ -167,8 +167,8 @@ class Engine:
             self.waiters.notify(NOTIFY_QUEUE, options.queue)
         return handle
 
-    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
-        return await self.results.wait_result(workflow_id, timeout)
+    def wait_result(self, workflow_id: str, timeout: float | None) -> Awaitable[Any]:
+        return self.results.wait_result(workflow_id, timeout)  # (no coroutine in between)
 
     async def workflow_info(self, workflow_id: str) -> WorkflowInfo:
         return (await self.infos([await self.operations.get_record(workflow_id)]))[0]

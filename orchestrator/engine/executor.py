@@ -42,73 +42,79 @@ class Executor:
 
     async def execute(self) -> None:
         """Run the workflow function to its end and write its final status (rolling back a
-        saga that failed, or resuming a rollback that a crash interrupted)."""
+        saga that failed, or resuming a rollback that a crash interrupted). (One coroutine
+        for the whole run: every suspension of the workflow walks the chain of them.)"""
         run = self.run
         token = context.enter(ExecutionContext(run))
         try:
-            if run.record.status is WorkflowStatus.COMPENSATING:
-                asked = run.stop_error_for(WorkflowStatus.COMPENSATING, run.record.error)
-                begun = rollback_begun(run.record, list(run.recorded.values()))
-                if begun is not None:
-                    # The rollback had begun: resume it from its records. The forward part is
-                    # not replayed: what to undo is in the store, and the decision is taken.
-                    await self.roll_back(asked, begun=begun)
-                    return
-                # Asked for (cancel, deadline) but not begun: replay up to the first unrecorded
-                # call, re-run the compensable step a crash may have cut short there, roll back.
-                run.stop_reason = asked
-                run.rerun_inflight = True
-            await self._run_function()
+            if run.record.status is WorkflowStatus.COMPENSATING and await self._resume_rollback():
+                return
+            try:
+                args, kwargs = run.workflow.signature.decode_input(run.record.input)
+                result = await run.workflow.fn(*args, **kwargs)
+                # Too large (or not serializable): the workflow fails with that error, like a
+                # raise at its end (rolled back if a saga), never retried.
+                output = run.workflow.signature.encode_output(
+                    result, limit=run.max_payload_bytes, what=run.workflow.output_what
+                )
+            except STOP_ERRORS as exc:
+                run.rerun_inflight = False  # the stop was honoured: nothing more starts
+                await run.flush_quietly()
+                reason = run.stop_reason or exc
+                if wants_rollback(reason):
+                    await self.roll_back(reason)
+                else:
+                    run.resolve(exc=reason)
+                return
+            except asyncio.CancelledError:
+                # Shutdown (or a stop that interrupted a wait): leave the row for recovery.
+                run.resolve(
+                    exc=run.stop_reason
+                    or LeaseLostError(
+                        f"workflow {run.workflow_id} was interrupted by shutdown; it will be"
+                        " recovered",
+                        workflow_id=run.workflow_id,
+                    )
+                )
+                if run.stop_reason is None:
+                    raise
+                return
+            except Exception as exc:
+                await self.roll_back(exc)
+                return
+            if run.stop_reason is not None and wants_rollback(run.stop_reason):
+                await self.roll_back(run.stop_reason)  # cancelled with rollback as it returned
+                return
+            await self._succeed(result, output)
         finally:
             context.leave(token)
 
-    async def _run_function(self) -> None:
+    async def _resume_rollback(self) -> bool:
+        """A run recovered COMPENSATING: resume its rollback from its records if it had begun
+        (True); else prepare the replay that leads to it (False)."""
         run = self.run
-        try:
-            args, kwargs = run.workflow.signature.decode_input(run.record.input)
-            result = await run.workflow.fn(*args, **kwargs)
-            # Too large (or not serializable): the workflow fails with that error, like a
-            # raise at its end (rolled back if a saga), never retried.
-            output = run.workflow.signature.encode_output(
-                result, limit=run.max_payload_bytes, what=run.workflow.output_what
-            )
-        except STOP_ERRORS as exc:
-            run.rerun_inflight = False  # the stop was honoured: nothing more starts
-            await run.flush_quietly()
-            reason = run.stop_reason or exc
-            if wants_rollback(reason):
-                await self.roll_back(reason)
-            else:
-                run.resolve(exc=reason)
-            return
-        except asyncio.CancelledError:
-            # Shutdown (or a stop that interrupted a wait): leave the row for recovery.
-            run.resolve(
-                exc=run.stop_reason
-                or LeaseLostError(
-                    f"workflow {run.workflow_id} was interrupted by shutdown; it will be recovered",
-                    workflow_id=run.workflow_id,
-                )
-            )
-            if run.stop_reason is None:
-                raise
-            return
-        except Exception as exc:
-            await self.roll_back(exc)
-            return
-        if run.stop_reason is not None and wants_rollback(run.stop_reason):
-            await self.roll_back(run.stop_reason)  # cancelled with rollback as it returned
-            return
-        await self._succeed(result, output)
+        asked = run.stop_error_for(WorkflowStatus.COMPENSATING, run.record.error)
+        begun = rollback_begun(run.record, list(run.recorded.values()))
+        if begun is not None:
+            # The rollback had begun: resume it from its records. The forward part is not
+            # replayed: what to undo is in the store, and the decision is taken.
+            await self.roll_back(asked, begun=begun)
+            return True
+        # Asked for (cancel, deadline) but not begun: replay up to the first unrecorded call,
+        # re-run the compensable step a crash may have cut short there, roll back.
+        run.stop_reason = asked
+        run.rerun_inflight = True
+        return False
 
     async def _succeed(self, result: Any, output: str | None) -> None:
         run = self.run
         run.finishing = True
         if run.flushing:
             await run.flush_quietly()  # a parallel branch's durable call is writing it
-        if run.confirm is not None and not run.trusts(run.workflow_id, run.epoch, False):
+        lease = run.lease
+        if lease is not None and not lease.trusts(run.workflow_id, run.epoch, False):
             try:
-                await run.confirm(run.workflow_id, run.epoch)
+                await lease.confirm(run.workflow_id, run.epoch)
             except LeaseLostError as lost:  # taken over while paused: its new owner finishes it
                 run.resolve(exc=lost)
                 return

@@ -94,12 +94,15 @@ class Operations:
         )
         if record is None:
             record = await self.get_record(workflow_id)
-            if record.status is WorkflowStatus.COMPENSATING:
+            # Rolled back by a cancel already: this one retried after its commit's answer was
+            # lost (or a repeat): done, as a repeated cancel of a CANCELLED one is.
+            rolled_back = compensate and record.error == encode_error(error)
+            if record.status is WorkflowStatus.COMPENSATING and not rolled_back:
                 raise WorkflowStateError(
                     f"workflow {workflow_id} is compensating; a rollback is not cancelled",
                     workflow_id=workflow_id,
                 )
-            if record.status is not WorkflowStatus.CANCELLED:
+            if record.status is not WorkflowStatus.CANCELLED and not rolled_back:
                 raise WorkflowFinishedError(
                     f"workflow {workflow_id} already finished as {record.status}",
                     workflow_id=workflow_id,

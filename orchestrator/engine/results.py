@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Waiters
 from orchestrator.engine.registry import Registry
-from orchestrator.engine.run import STOP_ERRORS, Attempt, Call, durable_run
+from orchestrator.engine.run import STOP_ERRORS, Attempt, Call, WorkflowRun, durable_run
 from orchestrator.engine.runs import EngineState, Runs
 from orchestrator.engine.saga import rollback_failure
 from orchestrator.errors import (
@@ -105,16 +106,21 @@ class Results:
         self.runs = runs
         self.reads = GatheredReads(store)
 
-    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+    def wait_result(self, workflow_id: str, timeout: float | None) -> Awaitable[Any]:
         """The workflow's result (or its error) once it ends, waiting up to ``timeout`` s
         (None: no limit). Inside a workflow the wait is durable: with a timeout, whether it
         timed out is recorded; without one, the outcome of a finished workflow never changes
-        and nothing needs recording."""
+        and nothing needs recording. (Returns the awaitable: outside a workflow, the wait
+        itself, no coroutine in between.)"""
         run = durable_run()
         if run is None:
-            return await self._wait_result(workflow_id, timeout)
+            return self._wait_result(workflow_id, timeout)
         if timeout is None:
-            return await run.wait(self._wait_result(workflow_id, None))
+            return run.wait(self._wait_result(workflow_id, None))
+        return self._durable_wait(run, workflow_id, timeout)
+
+    async def _durable_wait(self, run: WorkflowRun, workflow_id: str, timeout: float) -> Any:
+        """A result wait with a timeout inside a workflow: whether it timed out is recorded."""
         name = f"result:{workflow_id}"
 
         async def perform(attempt: Attempt) -> Any:
@@ -158,6 +164,8 @@ class Results:
             run = self.runs.get(workflow_id)
             if run is not None:
                 try:
+                    if deadline is None:  # (the common wait: no clock, no coroutine for it)
+                        return await asyncio.shield(run.outcome)
                     done, value = await self.clock.wait_until(asyncio.shield(run.outcome), deadline)
                 except LeaseLostError:
                     if self.state.closing:

@@ -52,9 +52,6 @@ T = TypeVar("T")
 
 # Raised to unwind a run that must stop; never a call's own outcome, never retried.
 STOP_ERRORS = (WorkflowCancelledError, LeaseLostError)
-# Checked before a step runs and before a checkpoint: raises LeaseLostError if this worker may
-# not go on with the workflow in this epoch (see lease.Lease).
-LeaseCheck = Callable[[str, int], Awaitable[None]]
 USER_CODE = (StepKind.STEP, StepKind.COMPENSATION)  # calls that run the user's functions
 _NO_SPAN = contextlib.nullcontext()  # (stateless: shared by every untraced attempt)
 
@@ -77,7 +74,6 @@ class Attempt:
     started_at: int  # clock ms
 
 
-@dataclass(slots=True)  # (not frozen: one is built per durable call, on the hot path)
 class Call(Generic[T]):
     """One durable call, as the module that makes it describes it to ``WorkflowRun.call``.
 
@@ -99,22 +95,90 @@ class Call(Generic[T]):
         reruns: a step the crash of a run asked to roll back may have cut short (see
             ``WorkflowRun.rerun_inflight``): it runs though the run is stopping.
         settles: a rollback waits for this call to be recorded (steps: they are compensated).
+
+    A call is built with its three functions; a kind of call made very often (a step) may
+    instead subclass it with ``perform``/``replay``/``finish`` as methods, so that one object
+    is the whole call (no closure or bound method kept per call while it is in flight).
     """
 
-    name: str
-    kind: StepKind
+    __slots__ = _CALL_FIELDS = (
+        "name",
+        "kind",
+        "perform",
+        "replay",
+        "finish",
+        "retry",
+        "timeout",
+        "traced",
+        "detail",
+        "attributes",
+        "compensates",
+        "guarded",
+        "reruns",
+        "settles",
+    )
+
     perform: Callable[[Attempt], Awaitable[T]]
     replay: Callable[[StepRecord], T | Awaitable[T]]
-    finish: Callable[[Attempt, T | None, BaseException | None, int], Awaitable[T]] | None = None
-    retry: Retry | None = None
-    timeout: float | None = None
-    traced: bool = False
-    detail: str | None = None
-    attributes: dict[str, Any] | None = None
-    compensates: int | None = None
-    guarded: bool = False
-    reruns: bool = False
-    settles: bool = False
+    finish: Callable[[Attempt, T | None, BaseException | None, int], Awaitable[T]] | None
+
+    def __init__(
+        self,
+        name: str,
+        kind: StepKind,
+        *,
+        perform: Callable[[Attempt], Awaitable[T]],
+        replay: Callable[[StepRecord], T | Awaitable[T]],
+        finish: Callable[[Attempt, T | None, BaseException | None, int], Awaitable[T]]
+        | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        traced: bool = False,
+        detail: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        compensates: int | None = None,
+        guarded: bool = False,
+        reruns: bool = False,
+        settles: bool = False,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.perform = perform
+        self.replay = replay
+        self.finish = finish
+        self.retry = retry
+        self.timeout = timeout
+        self.traced = traced
+        self.detail = detail
+        self.attributes = attributes
+        self.compensates = compensates
+        self.guarded = guarded
+        self.reruns = reruns
+        self.settles = settles
+
+    def replaced(self, **changes: Any) -> Call[T]:
+        """A plain copy of this call (whatever its class) with ``changes`` (a test's forced
+        failure replaces ``perform``)."""
+        fields = {field: getattr(self, field) for field in Call._CALL_FIELDS}
+        fields.update(changes)
+        return Call(**fields)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind.value} {self.name!r}>"
+
+
+class LeaseChecks(Protocol):
+    """What a run asks of this worker's lease (lease.Lease) before a step runs and before a
+    checkpoint: may it go on with the workflow in this epoch?"""
+
+    def trusts(self, workflow_id: str, epoch: int, step: bool) -> bool:
+        """True when a check would pass at once (answered without a coroutine)."""
+
+    async def guard(self, workflow_id: str, epoch: int) -> None:
+        """Before a step runs: raise LeaseLostError if this worker may not go on."""
+
+    async def confirm(self, workflow_id: str, epoch: int) -> None:
+        """Before a checkpoint is written: the same, confirmed against the store."""
 
 
 class RunProbe(Protocol):
@@ -135,6 +199,10 @@ class RunProbe(Protocol):
     def backoff(self, run: WorkflowRun, waiting: bool) -> None:
         """A step begins (True) or ends (False) its wait between two attempts."""
 
+    def busy(self, run: WorkflowRun, busy: bool) -> None:
+        """The engine begins (True) or ends (False) work of its own on the run, outside any
+        durable call (enforcing its deadline): time should hold still meanwhile."""
+
 
 class WorkflowRun:
     """One execution of one workflow in this process: its step counter, the steps recorded by
@@ -151,9 +219,7 @@ class WorkflowRun:
         clock: Clock,
         tracing: Tracing,
         metrics: Metrics,
-        guard: LeaseCheck | None = None,
-        confirm: LeaseCheck | None = None,
-        trusts: Callable[[str, int, bool], bool] | None = None,
+        lease: LeaseChecks | None = None,
     ) -> None:
         self.record = record
         self.workflow_id = record.workflow_id
@@ -163,10 +229,7 @@ class WorkflowRun:
         self.clock = clock
         self.tracing = tracing
         self.metrics = metrics
-        self.guard = guard  # before a step runs
-        self.confirm = confirm  # before a checkpoint is written
-        # (guard/confirm would return at once: tested first, without making a coroutine)
-        self.trusts = trusts or _never
+        self.lease = lease  # None: no lease to check (an embedded app, a dry run)
         # This execution's span (None: not traced) and the tracer its durable calls use.
         self.span: Span | None = None
         self.trace_parent: Context | None = None  # the span as a context, for its children
@@ -223,12 +286,13 @@ class WorkflowRun:
         probe = self.probe
         if probe is not None:
             spec = probe.enter(self, number, spec)
+        lease = self.lease
         if (
             spec.guarded
-            and self.guard is not None
-            and not self.trusts(self.workflow_id, self.epoch, True)
+            and lease is not None
+            and not lease.trusts(self.workflow_id, self.epoch, True)
         ):
-            await self.guard(self.workflow_id, self.epoch)
+            await lease.guard(self.workflow_id, self.epoch)
         started = time.perf_counter()
         first = Attempt(number, 1, self.clock.now_ms())
         if spec.settles:
@@ -242,7 +306,10 @@ class WorkflowRun:
                     # The first attempt is awaited right here (no coroutine in between: every
                     # suspension and resumption of a step walks the chain of them).
                     try:
-                        with self._span(spec, first):
+                        if spec.traced and self.tracer is not None:
+                            with self._span(spec, first):
+                                value = await spec.perform(first)
+                        else:  # (no context manager held across the work's awaits)
                             value = await spec.perform(first)
                     except STOP_ERRORS:
                         raise
@@ -569,8 +636,9 @@ class WorkflowRun:
         a worker whose workflow was taken over, or ended, while it was paused records nothing
         and stops. A cancel with rollback (COMPENSATING) still takes the record: the step is
         then compensated."""
-        if self.confirm is not None and not self.trusts(self.workflow_id, self.epoch, False):
-            await self.confirm(self.workflow_id, self.epoch)
+        lease = self.lease
+        if lease is not None and not lease.trusts(self.workflow_id, self.epoch, False):
+            await lease.confirm(self.workflow_id, self.epoch)
         started = time.perf_counter()
         status = await self.store.record_step(step)
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
@@ -664,10 +732,6 @@ class WorkflowRun:
         else:
             self.outcome.set_exception(exc)
             self.outcome.exception()  # retrieved: nobody awaiting is not an error
-
-
-def _never(workflow_id: str, epoch: int, step: bool) -> bool:
-    return False
 
 
 def durable_run() -> WorkflowRun | None:

@@ -119,9 +119,7 @@ class Runs:
             clock=self.clock,
             tracing=self.tracing,
             metrics=self.metrics,
-            guard=None if lease is None else lease.guard,
-            confirm=None if lease is None else lease.confirm,
-            trusts=None if lease is None else lease.trusts,
+            lease=lease,
         )
         run.check_arguments = self.state.check_step_arguments
         run.max_payload_bytes = self.state.max_payload_bytes
@@ -189,6 +187,16 @@ class Runs:
     async def _enforce_deadline(self, run: WorkflowRun) -> None:
         assert run.record.deadline_ms is not None
         await self.clock.sleep_until(run.record.deadline_ms)
+        probe = self.state.probe
+        if probe is not None:
+            probe.busy(run, True)
+        try:
+            await self._cancel_at_deadline(run)
+        finally:
+            if probe is not None:
+                probe.busy(run, False)
+
+    async def _cancel_at_deadline(self, run: WorkflowRun) -> None:
         error = WorkflowCancelledError(
             f"workflow {run.workflow_id} passed its deadline and was cancelled",
             workflow_id=run.workflow_id,

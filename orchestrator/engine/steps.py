@@ -125,42 +125,32 @@ def step_call(
     """The durable call of ``step(*args, **kwargs)`` in ``run``: its attempts run the function
     in the step's context; its record holds the output or the error, and (for a forward step
     that declared one) what its compensation will need."""
-    this = _StepCall(
+    return _StepCall(
         run,
         step,
         args,
         kwargs,
         name=name or step.name,
         kind=kind,
+        retry=retry or step.retry,
         compensates_step=compensates_step,
     )
-    return Call(
-        name=this.name,
-        kind=kind,
-        perform=this.perform,
-        replay=this.replay,
-        finish=this.finish,
-        retry=retry or step.retry,
-        timeout=step.timeout,
-        traced=True,
-        compensates=compensates_step,
-        guarded=True,
-        # When recovering a rollback that was asked for but had not begun, the first
-        # unrecorded call may be the step the crash cut short after its effect. A compensable
-        # step then runs again (same idempotency key: its effect applies once) so that it is
-        # recorded and compensated; a pivot runs again so that a pivot that had happened is
-        # never undone. Steps run at least once.
-        reruns=kind is StepKind.STEP and (step.compensation_step is not None or step.pivot),
-        settles=True,
-    )
 
 
-class _StepCall(Generic[R]):
-    """What one step call's perform / replay / finish share (one object, not a closure each
-    with its cells: a step's call lives across its awaits, and with hundreds of workflows in
-    flight every object it holds is work for the garbage collector)."""
+class _StepCall(Call[R]):
+    """A step's durable call: one object that is the call's description and its work
+    (``perform``/``replay``/``finish`` are methods: no closure or bound method is kept per
+    call; a step's call lives across its awaits, and with hundreds of workflows in flight
+    every object it holds is work for the garbage collector)."""
 
-    __slots__ = ("args", "compensates_step", "digest", "kind", "kwargs", "name", "run", "step")
+    __slots__ = ("args", "digest", "kwargs", "run", "step")
+
+    # The same for every step call (class attributes: nothing to set per call).
+    traced = True
+    guarded = True
+    settles = True
+    detail = None
+    attributes = None
 
     def __init__(
         self,
@@ -171,6 +161,7 @@ class _StepCall(Generic[R]):
         *,
         name: str,
         kind: StepKind,
+        retry: Retry,
         compensates_step: int | None,
     ) -> None:
         self.run = run
@@ -179,7 +170,15 @@ class _StepCall(Generic[R]):
         self.kwargs = kwargs
         self.name = name
         self.kind = kind
-        self.compensates_step = compensates_step
+        self.retry = retry
+        self.timeout = step.timeout
+        self.compensates = compensates_step
+        # When recovering a rollback that was asked for but had not begun, the first
+        # unrecorded call may be the step the crash cut short after its effect. A compensable
+        # step then runs again (same idempotency key: its effect applies once) so that it is
+        # recorded and compensated; a pivot runs again so that a pivot that had happened is
+        # never undone. Steps run at least once.
+        self.reruns = kind is StepKind.STEP and (step.compensation_step is not None or step.pivot)
         self.digest = (
             arguments_hash(step, args, kwargs)
             if run.check_arguments and kind is StepKind.STEP
@@ -255,7 +254,7 @@ class _StepCall(Generic[R]):
             attempts=attempts,
             compensation=compensation,
             compensation_input=compensation_input,
-            compensates_step=self.compensates_step,
+            compensates_step=self.compensates,
             args_hash=self.digest,
             started_at=attempt.started_at,
             finished_at=run.clock.now_ms(),  # the same clock as started_at

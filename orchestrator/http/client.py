@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as json_text
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -83,12 +84,23 @@ class ServiceClient:
         await self._http.aclose()
 
     async def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: str | None = None,
+        headers: dict[str, str | None] | None = None,
     ) -> Any:
-        """One call; the decoded JSON answer, or the reported error raised."""
+        """One call; the decoded JSON answer, or the reported error raised. Parameters and
+        headers whose value is None are left out."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        extra = {k: v for k, v in (headers or {}).items() if v is not None}
         try:
-            response = await self._http.request(method, path, params=clean, json=json)
+            response = await self._http.request(
+                method, path, params=clean, json=json, content=content, headers=extra
+            )
         except httpx.HTTPError as exc:
             raise ServiceError(
                 f"cannot reach the service at {self.base_url}: {exc}. Is `saga up` running "
@@ -214,6 +226,49 @@ class ServiceClient:
             "reason": reason,
         }
         return dict(await self.request("POST", f"/admin/bulk/{_segment(action)}", json=body))
+
+    async def send(
+        self,
+        workflow_id: str,
+        message: Any,
+        topic: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Send ``message`` (any JSON value) into a workflow's mailbox on ``topic``
+        (POST /workflows/{id}/messages/{topic}); the same ``idempotency_key`` stores it once."""
+        path = f"/workflows/{_segment(workflow_id)}/messages/{_segment(topic)}"
+        return await self._send(path, message, idempotency_key, None)
+
+    async def send_to_key(
+        self,
+        key: str,
+        message: Any,
+        topic: str,
+        *,
+        idempotency_key: str | None = None,
+        keep_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Send ``message`` to the workflow holding the business key ``key`` (``name:value``),
+        or keep it ``keep_seconds`` (default: the service's setting) for the first workflow to
+        start with it (POST /messages/by-key/{key}/{topic}). The answer says which:
+        ``delivered`` and ``workflow_id``, or ``expires_at``; ``repeat`` for a used
+        ``idempotency_key``."""
+        path = f"/messages/by-key/{_segment(key)}/{_segment(topic)}"
+        return await self._send(path, message, idempotency_key, keep_seconds)
+
+    async def _send(
+        self, path: str, message: Any, idempotency_key: str | None, keep_seconds: float | None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
+        try:
+            body = json_text.dumps(message)  # null too (httpx sends no body for json=None)
+        except (TypeError, ValueError) as exc:
+            raise errors.InvalidArgumentError(f"the message is not JSON: {exc}") from None
+        answer = await self.request(
+            "POST", path, params={"keep_seconds": keep_seconds}, content=body, headers=headers
+        )
+        return dict(answer)
 
     async def erase_subject(self, subject: str, *, reason: str | None = None) -> bool:
         """Delete a subject's data key (POST /admin/subjects/{subject}/erase)."""

@@ -163,6 +163,40 @@ class KeyedDelivery:
         return cls(fields.get("workflow_id"), fields.get("expires_at"), bool(fields.get("stored")))
 
 
+class MessageSealer(Protocol):
+    """Seals a message for the workflow that receives it, inside the store's transaction.
+
+    A message sent by business key is encoded before its receiver is known (under the codec's
+    key for no workflow: a SubjectCodec's master key). The store finds the receiver in the
+    send's transaction (the key's holder), or in the start that claims the kept message, and,
+    when that workflow has a subject, asks the sealer to seal the payload again under the
+    subject's data key, so that erasing the subject shreds it too. The app gives its store one
+    when its codec has per-subject keys (``store/encoded.py``); without one nothing is resealed.
+    """
+
+    def new_key(self, subject: str) -> tuple[str, str]:
+        """A new data key for ``subject``, to store when it has none: (key id, wrapped key)."""
+
+    def reseal(self, payload: str, workflow_id: str, subject: str, key: tuple[str, str]) -> str:
+        """``payload`` (a stored message) sealed under ``subject``'s data key ``key`` (key id,
+        wrapped key, as stored) for ``workflow_id``; unchanged when it cannot be read (its
+        key is gone: there is nothing to protect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedSubjectKey:
+    """A subject's data key as ``subject_keys`` holds it: wrapped under a master key
+    (``<master key id>:<base64>``, see codec.SubjectCodec)."""
+
+    subject: str
+    key_id: str
+    wrapped_key: str
+
+    @property
+    def master_key_id(self) -> str:
+        return self.wrapped_key.partition(":")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
     """One value of a stream; ``closed`` marks the end (its value is None)."""
@@ -322,6 +356,11 @@ class Store(Protocol):
     # notify every other (PostgreSQL), else seconds (SQLite: other processes cannot notify).
     poll_seconds: float | None
 
+    @property
+    def connection_failures(self) -> int:
+        """How many statements met a lost connection so far (each may have committed without
+        its answer arriving; see Lease.adopt_orphans). Always 0 on SQLite."""
+
     # -- life cycle -------------------------------------------------------------------------
     async def open(self) -> None:
         """Connect and apply pending migrations (under a lock shared by all processes)."""
@@ -441,6 +480,19 @@ class Store(Protocol):
         """For each PENDING or COMPENSATING workflow of ``executor_id`` (and app_version,
         when not None): increment recovery_attempts, start a new epoch, return the rows."""
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Up to ``limit`` PENDING or COMPENSATING workflows of ``executor_id`` (and
+        app_version, when not None) not in ``running`` and not updated for ``settled_ms``:
+        start a new epoch for each and return them. They were claimed (dequeued, taken over)
+        by a commit whose answer was lost, then the claim was retried and found others."""
+
     # -- steps ------------------------------------------------------------------------------
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
@@ -481,7 +533,8 @@ class Store(Protocol):
         the same transaction. Returns False if ``idempotency_key`` was already used for that
         destination (no message written; the sender's step is still recorded). Raises
         WorkflowNotFoundError / WorkflowFinishedError, or WorkflowStateError (nothing
-        written) if the sender's step is refused."""
+        written) if the sender's step is refused. Without ``step`` and key, the store gives
+        the send a key of its own before the first try, so retrying it is safe."""
 
     async def send_message_in(
         self,
@@ -501,7 +554,8 @@ class Store(Protocol):
         attribute ``name`` is ``value``, or keep it ``keep_ms`` until a workflow gets that
         attribute (at its start or by set_attributes), which then receives it in the same
         transaction; with ``step``, record the sender's step too. An ``idempotency_key`` already
-        used for the key (kept, or delivered to a holder) stores nothing."""
+        used for the key (kept, or delivered to a holder) stores nothing. Without ``step``
+        and key, the store gives the send a key of its own, as send_message does."""
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)
@@ -542,6 +596,18 @@ class Store(Protocol):
 
     async def delete_subject_key(self, subject: str) -> bool:
         """Erase a subject's data key (one statement); False when it had none."""
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Up to ``limit`` data keys NOT wrapped under master key ``master_key_id``, of the
+        subjects after ``after`` in subject order (a keyset page: pass the last one seen;
+        ``""`` first). A read: no lock taken."""
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Store each key's new wrapping, (the key as read, its new wrapped form), in one short
+        transaction. A row that changed since it was read (erased, given a new key after an
+        erasure, rewrapped by another process) is left as it is. Returns how many changed."""
 
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, *, closed: bool, step: StepRecord

@@ -17,6 +17,11 @@ cache, read on a miss (one query for the workflows of a call), then the subject'
 read afresh on every call that needs it (never cached: an erasure in any process is seen by the
 next read everywhere) and created, wrapped, on a subject's first write. A read looks keys up
 only for values in the subject form; a workflow without a subject needs no query at all.
+
+A message sent by business key is the one value written before its workflow is known: it is
+encoded here for no workflow (under the master key), and the SQL store, which finds its holder
+(or the workflow claiming it when kept) in its own transaction, seals it again under that
+workflow's subject key with a SubjectSealer (``message_sealer``), which the app gives it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from orchestrator.codec import (
     UNDECODABLE,
     CodecContext,
     PayloadCodec,
+    SubjectCodec,
     SubjectKey,
     subject_codec,
 )
@@ -47,12 +53,42 @@ from orchestrator.store.base import (
     StreamEntry,
     WorkflowQuery,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.types import WorkflowStatus
 
 SUBJECT_CACHE_SIZE = 10_000  # workflow id -> subject entries (a subject never changes)
 Keys = Mapping[str, SubjectKey]  # workflow id -> its subject's data key (absent: no subject)
 _NO_KEYS: Keys = {}
+
+
+class SubjectSealer:
+    """The MessageSealer of a codec with per-subject keys: a kept (or just sent) message,
+    encoded for no workflow, decoded and encoded again, whole chain included (compressed then
+    sealed), with its receiver's subject key in the context."""
+
+    def __init__(self, codec: PayloadCodec, subjects: SubjectCodec) -> None:
+        self.codec = codec
+        self.subjects = subjects
+
+    def new_key(self, subject: str) -> tuple[str, str]:
+        return self.subjects.new_key(subject)
+
+    def reseal(self, payload: str, workflow_id: str, subject: str, key: tuple[str, str]) -> str:
+        key_id, wrapped = key
+        # An unwrappable key (its master key left the keyring) raises, as any write does.
+        found = SubjectKey(subject, key_id, self.subjects.unwrap(subject, key_id, wrapped))
+        try:
+            text = self.codec.decode(payload, CodecContext(workflow_id, "message"))
+        except PayloadUndecodableError:
+            return payload  # unreadable already: nothing left to protect
+        return self.codec.encode(text, CodecContext(workflow_id, "message", found))
+
+
+def message_sealer(codec: PayloadCodec | None) -> SubjectSealer | None:
+    """The sealer a store needs with ``codec`` (one with a SubjectCodec), else None."""
+    subjects = None if codec is None else subject_codec(codec)
+    return None if codec is None or subjects is None else SubjectSealer(codec, subjects)
 
 
 class EncodedStore:
@@ -322,6 +358,18 @@ class EncodedStore:
     ) -> list[WorkflowRecord]:
         return await self._workflows(await self.inner.claim_for_recovery(executor_id, app_version))
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        return await self._workflows(
+            await self.inner.claim_orphans(executor_id, app_version, running, settled_ms, limit)
+        )
+
     async def take_over(
         self, executor_id: str, app_version: str | None, limit: int
     ) -> list[WorkflowRecord]:
@@ -421,8 +469,10 @@ class EncodedStore:
     async def send_to_key(
         self, message: KeyedMessage, step: StepRecord | None = None
     ) -> KeyedDelivery:
-        # Its holder may not exist yet (kept, then moved to a mailbox in SQL): encoded with no
-        # workflow in its context (a SubjectCodec uses the keyring's current key).
+        # Its holder is found in the store's transaction, or does not exist yet (kept, then
+        # moved to a mailbox in SQL): encoded with no workflow in its context (a SubjectCodec
+        # uses the keyring's current key); the store's SubjectSealer seals it again for a
+        # holder with a subject, in that transaction.
         keys = await self._writing(None if step is None else step.workflow_id)
         encoded = dataclasses.replace(
             message, payload=self._encode(message.payload, None, "message") or ""
@@ -494,6 +544,14 @@ class EncodedStore:
     # -- subjects ---------------------------------------------------------------------------
     async def delete_subject_key(self, subject: str) -> bool:
         return await self.inner.delete_subject_key(subject)
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        return await self.inner.subject_keys_to_rewrap(master_key_id, after, limit)
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        return await self.inner.rewrap_subject_keys(rewraps)
 
 
 def _values(record: WorkflowRecord) -> list[tuple[str, str | None]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Collection, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
+from orchestrator.attributes import SUBJECT_ATTRIBUTE
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,
@@ -24,13 +26,16 @@ from orchestrator.errors import (
 from orchestrator.store.base import (
     KeyedDelivery,
     KeyedMessage,
+    MessageSealer,
     NewWorkflow,
     StepRecord,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.types import TERMINAL_STATUSES, StepKind, WorkflowStatus
 
 T = TypeVar("T")
+RETRY_KEY_PREFIX = "~retry:"  # the idempotency keys retry_key() gives (none stored before)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,15 +102,24 @@ def statuses(statuses: Collection[WorkflowStatus] | None) -> list[str] | None:
 # -- plans ----------------------------------------------------------------------------------
 
 
-def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowRecord, bool]]:
+def insert_workflow(
+    new: NewWorkflow,
+    *,
+    conflict: bool,
+    sealer: MessageSealer | None = None,
+    claim: bool = True,
+) -> Plan[tuple[WorkflowRecord, bool]]:
     """Insert ``new``; an existing id gives (existing, False), or WorkflowConflictError if
-    ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError."""
+    ``conflict``; a dedup id already active on the queue gives DuplicateWorkflowError. A new
+    workflow with attributes claims the messages kept for them (unless not ``claim``: the
+    caller claims, with more keys), sealed for it by ``sealer``."""
     inserted = (yield Statement("insert_workflow", workflow_params(new))).one()
     if inserted is not None:
         if new.attributes:  # only then a second statement: the plain start stays one
             params = {"workflow_id": new.workflow_id, "attributes": json.dumps(new.attributes)}
             yield Statement("insert_workflow_attributes", params)
-            yield from claim_pending_messages(new.workflow_id, new.attributes)
+            if claim:
+                yield from claim_pending_messages(new.workflow_id, new.attributes, sealer)
         return workflow_from_row(inserted), True
     existing = (yield Statement("get_workflow", {"workflow_id": new.workflow_id})).one()
     if existing is not None:
@@ -130,11 +144,13 @@ def insert_workflow(new: NewWorkflow, *, conflict: bool) -> Plan[tuple[WorkflowR
     )
 
 
-def insert_workflow_in_transaction(new: NewWorkflow) -> Plan[tuple[WorkflowRecord, bool]]:
+def insert_workflow_in_transaction(
+    new: NewWorkflow, sealer: MessageSealer | None = None
+) -> Plan[tuple[WorkflowRecord, bool]]:
     """``insert_workflow`` inside a caller's transaction: a PENDING workflow nobody runs yet
     also notifies the workers, which the database delivers only if that transaction commits
     (an ENQUEUED one is notified by its insert trigger)."""
-    record, created = yield from insert_workflow(new, conflict=False)
+    record, created = yield from insert_workflow(new, conflict=False, sealer=sealer)
     if created and record.status is WorkflowStatus.PENDING and record.executor_id is None:
         yield Statement(
             "notify_unclaimed", {"workflow_id": record.workflow_id, "name": record.name}
@@ -180,22 +196,33 @@ def get_workflow(workflow_id: str) -> Plan[WorkflowRecord | None]:
     return None if row is None else workflow_from_row(row)
 
 
-def start_child(child: NewWorkflow, step: StepRecord) -> Plan[tuple[WorkflowRecord, bool]]:
-    answer = yield from insert_workflow(child, conflict=False)
+def start_child(
+    child: NewWorkflow, step: StepRecord, sealer: MessageSealer | None = None
+) -> Plan[tuple[WorkflowRecord, bool]]:
+    answer = yield from insert_workflow(child, conflict=False, sealer=sealer)
     yield from record_step(step, required=True)
     return answer
 
 
-def fork_workflow(new: NewWorkflow, source_id: str, before_step: int) -> Plan[WorkflowRecord]:
+def fork_workflow(
+    new: NewWorkflow, source_id: str, before_step: int, sealer: MessageSealer | None = None
+) -> Plan[WorkflowRecord]:
+    """Insert ``new`` with the source's steps before ``before_step`` and its attributes. The
+    fork is now the newest holder of those keys, so it claims the messages kept for them (as
+    a start with them would), once for all its keys, under their lock."""
     if (yield from get_workflow(source_id)) is None:
         raise WorkflowNotFoundError(f"no workflow {source_id!r} to fork", workflow_id=source_id)
-    record, _ = yield from insert_workflow(new, conflict=True)
+    record, _ = yield from insert_workflow(new, conflict=True, claim=False)
     yield Statement(
         "copy_steps",
         {"workflow_id": new.workflow_id, "source_id": source_id, "before_step": before_step},
     )
     ids = {"workflow_id": new.workflow_id, "source_id": source_id}
     yield Statement("copy_workflow_attributes", ids)
+    held = yield Statement("get_workflow_attributes", {"workflow_ids": [new.workflow_id]})
+    if held.rows:
+        keys = {row["name"]: row["value"] for row in held.rows}
+        yield from claim_pending_messages(new.workflow_id, keys, sealer)
     return record
 
 
@@ -253,7 +280,11 @@ def set_event(workflow_id: str, key: str, value: str, step: StepRecord | None) -
 
 
 def set_attributes(
-    workflow_id: str, attributes: Mapping[str, str], step: StepRecord, limit: int
+    workflow_id: str,
+    attributes: Mapping[str, str],
+    step: StepRecord,
+    limit: int,
+    sealer: MessageSealer | None = None,
 ) -> Plan[None]:
     params = {"workflow_id": workflow_id, "attributes": json.dumps(dict(attributes))}
     yield Statement("insert_workflow_attributes", params)
@@ -262,47 +293,103 @@ def set_attributes(
         raise InvalidArgumentError(
             f"workflow {workflow_id!r} would have {count['n']} attributes; at most {limit}"
         )
-    yield from claim_pending_messages(workflow_id, attributes)
+    yield from claim_pending_messages(workflow_id, attributes, sealer)
     yield from record_step(step, required=True)
 
 
 # -- messages by business key ---------------------------------------------------------------
 
 
-def claim_pending_messages(workflow_id: str, keys: Mapping[str, str]) -> Plan[None]:
+def retry_key() -> str:
+    """An idempotency key for a send from outside any workflow that has none: given before
+    the first try, it makes the store's retry of a statement whose commit answer was lost (a
+    failover) a repeat of that commit, not a second message. Random (uuid4), so two sends never
+    share one; a user's key is never replaced."""
+    return f"{RETRY_KEY_PREFIX}{uuid.uuid4().hex}"
+
+
+def claim_pending_messages(
+    workflow_id: str, keys: Mapping[str, str], sealer: MessageSealer | None = None
+) -> Plan[None]:
     """Move the unexpired messages kept for any of ``keys`` (attributes the workflow now
     holds) into its mailbox and forget them all (expired ones too), under the keys' lock: a
-    kept message goes to one workflow, once, however many starts race."""
+    kept message goes to one workflow, once, however many starts race. With a ``sealer`` and a
+    workflow with a subject, the moved messages are sealed again under the subject's data key,
+    in this same transaction (kept, they were sealed for no workflow)."""
     params = {"keys": json.dumps(dict(keys))}
     yield Statement("lock_message_keys", params)
-    yield Statement("claim_pending_messages", {**params, "workflow_id": workflow_id})
+    claimed = yield Statement("claim_pending_messages", {**params, "workflow_id": workflow_id})
     yield Statement("delete_pending_messages", params)
+    if sealer is not None and claimed.rows:
+        held = yield Statement("get_workflow_attributes", {"workflow_ids": [workflow_id]})
+        subject = next((r["value"] for r in held.rows if r["name"] == SUBJECT_ATTRIBUTE), None)
+        if subject is None:
+            return  # sealed as a send to this workflow would be: nothing to change
+        key = yield from subject_key(subject, sealer)
+        for row in claimed.rows:
+            payload = sealer.reseal(row["payload"], workflow_id, subject, key)
+            params = {"message_id": row["message_id"], "payload": payload}
+            yield Statement("set_message_payload", params)
 
 
-def send_to_key(message: KeyedMessage, step: StepRecord | None) -> Plan[KeyedDelivery]:
+def subject_key(subject: str, sealer: MessageSealer) -> Plan[tuple[str, str]]:
+    """The subject's data key as stored (key id, wrapped key), created when it has none (it
+    never had one, or it was erased: a new key, as any write after an erasure gets)."""
+    row = (yield Statement("get_subject_key", {"subject": subject})).one()
+    if row is not None:
+        return str(row["key_id"]), str(row["wrapped_key"])
+    key_id, wrapped = sealer.new_key(subject)
+    return (yield from create_subject_key(subject, key_id=key_id, wrapped_key=wrapped))
+
+
+def send_to_key(
+    message: KeyedMessage,
+    step: StepRecord | None,
+    sealer: MessageSealer | None = None,
+    *,
+    generated_key: bool = False,
+) -> Plan[KeyedDelivery]:
     """Deliver to the newest unfinished workflow holding attribute ``name`` = ``value``, or
     keep the message for ``keep_ms`` until one starts with it (see claim_pending_messages).
-    The sender's ``step``, if any, is recorded with what happened as its output."""
-    delivery = yield from _send_to_key(message)
+    A holder with a subject gets the payload sealed again by ``sealer`` under its subject's
+    data key, read (or created) in this transaction. The sender's ``step``, if any, is
+    recorded with what happened as its output. ``generated_key``: the idempotency key is the
+    store's own (see retry_key), so a repeat is this very send retried after its commit's
+    answer was lost: it answers as that commit did (stored, and where)."""
+    delivery = yield from _send_to_key(message, sealer, generated_key)
     if step is not None:
         recorded = dataclasses.replace(step, output=delivery.to_json())
         yield from record_step(recorded, required=True)
     return delivery
 
 
-def _send_to_key(message: KeyedMessage) -> Plan[KeyedDelivery]:
+def _send_to_key(
+    message: KeyedMessage, sealer: MessageSealer | None, generated_key: bool
+) -> Plan[KeyedDelivery]:
     key = {"name": message.name, "value": message.value}
     yield Statement("lock_message_keys", {"keys": json.dumps({message.name: message.value})})
     if message.idempotency_key is not None:  # a repeat answers without storing anything
         params = {**key, "idempotency_key": message.idempotency_key}
-        if (yield Statement("key_message_used", params)).one() is not None:
+        used = (yield Statement("key_message_used", params)).one()
+        if used is not None:
+            if generated_key:  # this send's own lost commit: it was delivered
+                return KeyedDelivery(used["destination_id"], expires_at=None, stored=True)
             return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     final = sorted(status.value for status in TERMINAL_STATUSES)
-    holder = (yield Statement("key_holder", {**key, "final_statuses": final})).one()
+    holder = (
+        yield Statement(
+            "key_holder",
+            {**key, "final_statuses": final, "subject_attribute": SUBJECT_ATTRIBUTE},
+        )
+    ).one()
     if holder is not None:
         holder_id: str = holder["workflow_id"]
+        payload, subject = message.payload, holder["subject"]
+        if sealer is not None and subject is not None:
+            key_row = yield from subject_key(subject, sealer)
+            payload = sealer.reseal(payload, holder_id, subject, key_row)
         sent = yield from send_message(
-            holder_id, message.topic, message.payload, message.idempotency_key, None
+            holder_id, message.topic, payload, message.idempotency_key, None
         )
         return KeyedDelivery(workflow_id=holder_id, expires_at=None, stored=sent)
     yield Statement("delete_expired_pending_key", key)
@@ -319,6 +406,10 @@ def _send_to_key(message: KeyedMessage) -> Plan[KeyedDelivery]:
         )
     ).one()
     if kept is None:  # kept already under this idempotency key
+        if generated_key:  # by this send's own lost commit
+            mine = {**key, "idempotency_key": str(message.idempotency_key)}
+            first = (yield Statement("kept_message_expiry", mine)).rows[0]
+            return KeyedDelivery(None, expires_at=int(first["expires_at"]), stored=True)
         return KeyedDelivery(workflow_id=None, expires_at=None, stored=False)
     return KeyedDelivery(workflow_id=None, expires_at=int(kept["expires_at"]), stored=True)
 
@@ -341,6 +432,22 @@ def create_subject_key(subject: str, *, key_id: str, wrapped_key: str) -> Plan[t
     yield Statement("insert_subject_key", params)
     row = (yield Statement("get_subject_key", {"subject": subject})).rows[0]
     return str(row["key_id"]), str(row["wrapped_key"])
+
+
+def rewrap_subject_keys(rewraps: list[tuple[WrappedSubjectKey, str]]) -> Plan[int]:
+    """Each data key's new wrapping, set only where the row is still the one read (same key
+    id, same wrapped form): a concurrent erasure, new key or rewrap wins. Rows are updated in
+    subject order, so two rewraps of overlapping pages wait on each other, never deadlock."""
+    changed = 0
+    for old, new_wrapped in sorted(rewraps, key=lambda rewrap: rewrap[0].subject):
+        params = {
+            "subject": old.subject,
+            "key_id": old.key_id,
+            "wrapped_key": old.wrapped_key,
+            "new_wrapped_key": new_wrapped,
+        }
+        changed += (yield Statement("rewrap_subject_key", params)).rowcount
+    return changed
 
 
 def rows_plan(query: str, /, **params: Any) -> Plan[list[dict[str, Any]]]:

@@ -1,5 +1,7 @@
 """The PostgreSQL store: psycopg 3 async, a connection pool, LISTEN/NOTIFY wake-ups; its
-hot-path writes group-committed (postgres_writes.py)."""
+hot-path writes group-committed (postgres_writes.py). Through a transaction pooler
+(PgBouncer ``pool_mode=transaction``) the pool sends no connect options and prepares no
+statements, and the session-bound connections (LISTEN, the migration lock) go direct."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.store.base import (
     NOTIFY_RECONNECTED,
+    MessageSealer,
     MigrationState,
     NewWorkflow,
     NotificationHandler,
@@ -42,6 +45,15 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.migrate import migrate_postgres, postgres_migration_state
 from orchestrator.store.plans import Plan, Result
+from orchestrator.store.postgres_keepalives import keepalive_kwargs
+from orchestrator.store.postgres_pooling import (
+    POOLED_POLL_SECONDS,
+    check_pooled_settings,
+    check_same_database,
+    check_session_schema,
+    pooled_connection_kwargs,
+    refuse_pending_migrations,
+)
 from orchestrator.store.postgres_transactions import CallerTransactions
 from orchestrator.store.postgres_writes import PostgresWrites
 from orchestrator.store.queries import load_queries
@@ -98,6 +110,17 @@ class PostgresStore(SQLStore):
             StoreUnavailableError.
         clock_ms: the time SQL's ``now_ms()`` reads, epoch milliseconds (a test's FakeClock);
             the database's own clock if None.
+        sealer: seals messages sent by business key for their receiver (see MessageSealer).
+        read_only: for reads only (a streaming replica): open() migrates nothing and starts
+            no group commit, and every session is read-only (a write fails at once).
+        transaction_pooled: ``url`` is a transaction pooler's (PgBouncer
+            ``pool_mode=transaction``): its sessions are shared between transactions, so the
+            pool sends no connect options (search_path must come from the role's settings:
+            checked at open) and never prepares statements.
+        direct_url: a URL straight to the server for what needs a session of its own: the
+            LISTEN connection and the migration lock. Without it a pooled store hears no
+            other process (its waits poll every POOLED_POLL_SECONDS) and does not migrate
+            (pending migrations raise ConfigurationError at open).
     """
 
     def __init__(
@@ -109,6 +132,10 @@ class PostgresStore(SQLStore):
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        sealer: MessageSealer | None = None,
+        read_only: bool = False,
+        transaction_pooled: bool = False,
+        direct_url: str | None = None,
     ) -> None:
         driver = PostgresDriver(
             url,
@@ -117,16 +144,22 @@ class PostgresStore(SQLStore):
             max_size=max_size,
             reconnect_timeout=reconnect_timeout,
             clock_ms=clock_ms,
+            read_only=read_only,
+            transaction_pooled=transaction_pooled,
+            direct_url=direct_url,
         )
-        super().__init__(driver)
+        super().__init__(driver, sealer)
         self.url = url
         self.schema = schema
+        self.read_only = read_only
         self.writes = PostgresWrites(driver.run, driver.all, driver.one)
 
     async def open(self) -> None:
-        """Apply pending migrations, then open the pool and start the group commit."""
+        """Apply pending migrations, then open the pool and start the group commit (read-only:
+        only open the pool)."""
         await self.driver.open()
-        self.writes.start()
+        if not self.read_only:
+            self.writes.start()
 
     async def close(self) -> None:
         """Commit what is pending, stop listening, close every connection (idempotent)."""
@@ -139,7 +172,10 @@ class PostgresStore(SQLStore):
         return await self.writes.record_step(step)
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
-        """Insert a new workflow (see Store.create_workflow), sharing a commit."""
+        """Insert a new workflow (see Store.create_workflow), sharing a commit; one with
+        attributes takes its own transaction (it claims the messages kept for them)."""
+        if new.attributes:
+            return await super().create_workflow(new)
         return await self.writes.create_workflow(new)
 
     async def finish_workflow(
@@ -201,6 +237,9 @@ class PostgresDriver:
         max_size: int = 20,
         reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS,
         clock_ms: Callable[[], int] | None = None,
+        read_only: bool = False,
+        transaction_pooled: bool = False,
+        direct_url: str | None = None,
     ) -> None:
         if not SCHEMA_NAME.match(schema):
             raise InvalidArgumentError(
@@ -209,14 +248,25 @@ class PostgresDriver:
             )
         if not 0 < min_size <= max_size:
             raise InvalidArgumentError("need 0 < min_size <= max_size")
+        if transaction_pooled:
+            check_pooled_settings(url, direct_url, clock_ms)
         self.url = url
+        self.transaction_pooled = transaction_pooled
+        self.direct_url = direct_url
+        # Session-bound connections (LISTEN, the migration lock): direct when a URL is given.
+        self._session_url = direct_url or url
+        self._hears_others = direct_url is not None or not transaction_pooled
+        if not self._hears_others:
+            self.poll_seconds = POOLED_POLL_SECONDS
         self.schema = schema
         self.channel = f"{schema}_orchestrator"
         self.min_size = min_size
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
         self.reconnect_timeout = reconnect_timeout
+        self.connection_failures = 0  # statements that met a lost connection (Store)
         self._clock_ms = clock_ms
+        self.read_only = read_only
         self.queries = load_queries("postgres")
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._handlers: list[NotificationHandler] = []
@@ -236,24 +286,37 @@ class PostgresDriver:
     # -- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Apply pending migrations, then open the pool (without waiting for connections)."""
+        """Apply pending migrations, then open the pool (without waiting for connections);
+        through a transaction pooler, check its sessions resolve names in the schema."""
         if self._pool is not None:
             return
-        await self.migrate()
+        if self.transaction_pooled and self.direct_url is not None:
+            await self._attempt(  # before migrating through it
+                lambda: check_same_database(
+                    self._connect, self.url, self.direct_url, self.queries["session_schema"]
+                )
+            )
+        if self._hears_others and not self.read_only:  # a replica is migrated by its primary
+            await self.migrate()
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            # A pool session left idle inside a transaction (its process paused by SIGSTOP
+            # or a long GC between two statements) is aborted by PostgreSQL, so the locks
+            # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
+            "options": f"-c search_path={self.schema}"
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            + (" -c default_transaction_read_only=on" if self.read_only else ""),
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            **keepalive_kwargs(self.url),  # a vanished host is noticed in ~25 s
+        }
+        if self.transaction_pooled:
+            kwargs = pooled_connection_kwargs(kwargs)
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self.url,
             min_size=self.min_size,
             max_size=self.max_size,
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                # A pool session left idle inside a transaction (its process paused by SIGSTOP
-                # or a long GC between two statements) is aborted by PostgreSQL, so the locks
-                # it holds (a queue's dequeue lock, a row) do not freeze every other worker.
-                "options": f"-c search_path={self.schema}"
-                f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            },
+            kwargs=kwargs,
             connection_class=psycopg.AsyncConnection[DictRow],
             check=None,  # no ping per checkout: a dead connection fails, is dropped, retried
             timeout=min(POOL_TIMEOUT_SECONDS, max(self.reconnect_timeout, 0.1)),
@@ -262,6 +325,14 @@ class PostgresDriver:
         )
         await pool.open(wait=False)
         self._pool = pool
+        if self.transaction_pooled:
+            try:
+                check_session_schema(await self.one("session_schema", {}), self.schema)
+                if not self._hears_others:
+                    refuse_pending_migrations(await self.migration_state(), self.schema)
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         """Stop listening and close every connection (idempotent)."""
@@ -277,10 +348,14 @@ class PostgresDriver:
             await pool.close()
 
     async def migrate(self) -> list[str]:
-        """Apply pending migrations under the schema's advisory lock."""
+        """Apply pending migrations under the schema's advisory lock (a session lock: on the
+        direct URL; through a transaction pooler without one, refuse if any is pending)."""
+        if not self._hears_others:  # pooled, no direct URL
+            refuse_pending_migrations(await self.migration_state(), self.schema)
+            return []
 
         async def run() -> list[str]:
-            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+            async with await self._connect_session() as conn:
                 return await migrate_postgres(conn, self.schema)
 
         return await self._attempt(run)
@@ -292,15 +367,31 @@ class PostgresDriver:
             if self._pool is not None:
                 async with self._pool.connection() as conn:
                     return await postgres_migration_state(conn)
-            async with await self._connect(options=f"-c search_path={self.schema}") as conn:
+            async with await self._connect_session() as conn:
                 return await postgres_migration_state(conn)
 
         return await self._attempt(run)
 
+    async def _connect_session(self) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own with search_path set: direct, or through the pooler (whose
+        sessions take search_path from the role's settings) when there is no direct URL."""
+        if self._hears_others:
+            return await self._connect(self._session_url, options=f"-c search_path={self.schema}")
+        return await self._connect(self.url, prepare_threshold=None)
+
     async def listen(self, handler: NotificationHandler) -> None:
-        """Deliver notifications to ``handler`` until close(), from one LISTEN connection."""
+        """Deliver notifications to ``handler`` until close(), from one LISTEN connection
+        (none through a transaction pooler without a direct URL: waits poll instead)."""
         async with self._listen_lock:
-            if self._listener is None:
+            if not self._hears_others:
+                if not self._handlers:
+                    logger.warning(
+                        "database_pooling='transaction' without direct_database_url: no"
+                        " LISTEN connection, so other processes' writes are seen by polling"
+                        " (every %g s); set ORCHESTRATOR_DIRECT_DATABASE_URL for wake-ups",
+                        POOLED_POLL_SECONDS,
+                    )
+            elif self._listener is None:
                 conn = await self._attempt(self._connect_listener)
                 self._listener = asyncio.create_task(
                     self._listen_loop(conn), name=f"orchestrator-listen-{self.schema}"
@@ -406,6 +497,7 @@ class PostgresDriver:
         except psycopg.Error as error:
             if not is_connection_error(error):
                 raise self._translate(error) from error
+            self.connection_failures += 1
             logger.warning("PostgreSQL connection failed, retrying: %s", _describe(error))
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_connection_error),
@@ -451,17 +543,19 @@ class PostgresDriver:
                 await self._cool()
                 await self._pool.check()
 
-    async def _connect(self, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            **keepalive_kwargs(url),
+            **kwargs,
         )
 
     # -- notifications ----------------------------------------------------------------------
 
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
-        conn = await self._connect(
-            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
-        )
+        conn = await self._connect(self._session_url)  # with keepalives, as every connection
         try:
             listen = sql.SQL(self.queries["listen"]).format(channel=sql.Identifier(self.channel))
             await conn.execute(listen)

@@ -62,11 +62,8 @@ class PostgresWrites:
         return result
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
-        """Insert a new workflow (see Store.create_workflow), sharing a commit (one with
-        attributes takes its own transaction: the batched insert is one statement)."""
-        if new.attributes:
-            insert = functools.partial(plans.insert_workflow, new, conflict=False)
-            return await self._plan(insert, transaction=True)
+        """Insert a new workflow without attributes (see Store.create_workflow), sharing a
+        commit (one with attributes takes its own transaction: PostgresStore.create_workflow)."""
         result: tuple[WorkflowRecord, bool] = await self._batcher.submit("create", new)
         return result
 
@@ -255,12 +252,14 @@ class PostgresWrites:
         step: StepRecord | None = None,
     ) -> bool:
         """Add a message for an active workflow (and record ``step``): one round trip. Sends
-        from outside workflows (no step) share a statement with concurrent ones."""
+        from outside workflows (no step) share a statement with concurrent ones; one without
+        a key gets one (plans.retry_key), so a retry after a lost commit answer is a repeat
+        of that commit (answered True), not a second message."""
         if step is None:
-            sent: bool = await self._batcher.submit(
-                "send", (destination_id, topic, payload, idempotency_key)
-            )
-            return sent
+            generated = idempotency_key is None
+            key = plans.retry_key() if generated else idempotency_key
+            sent: bool = await self._batcher.submit("send", (destination_id, topic, payload, key))
+            return sent or generated
         return await self._send_one(destination_id, topic, payload, idempotency_key, step)
 
     async def _send_one(

@@ -21,6 +21,7 @@ from orchestrator.store.base import (
     DequeueResult,
     KeyedDelivery,
     KeyedMessage,
+    MessageSealer,
     MigrationState,
     NewAudit,
     NewWorkflow,
@@ -33,6 +34,7 @@ from orchestrator.store.base import (
     WorkerRecord,
     WorkflowQuery,
     WorkflowRecord,
+    WrappedSubjectKey,
 )
 from orchestrator.store.plans import (
     Plan,
@@ -54,6 +56,7 @@ class Driver(Protocol):
 
     dialect: str
     poll_seconds: float | None
+    connection_failures: int
 
     async def run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         """Drive a fresh ``plan()`` to its end; in one transaction when ``transaction``."""
@@ -74,12 +77,20 @@ class Driver(Protocol):
 
 
 class SQLStore:
-    """The Store protocol over a Driver (see the module docstring)."""
+    """The Store protocol over a Driver (see the module docstring). ``sealer`` seals a message
+    sent by business key for the workflow that gets it, in the transaction that finds it (see
+    MessageSealer); None: stored as sent."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, sealer: MessageSealer | None = None) -> None:
         self.driver = driver
         self.dialect = driver.dialect
         self.poll_seconds = driver.poll_seconds
+        self.sealer = sealer
+
+    @property
+    def connection_failures(self) -> int:
+        """Statements that met a lost connection (see Store)."""
+        return self.driver.connection_failures
 
     async def _run(self, plan: Callable[[], Plan[T]], *, transaction: bool) -> T:
         return await self.driver.run(plan, transaction=transaction)
@@ -113,7 +124,7 @@ class SQLStore:
 
     async def create_workflow(self, new: NewWorkflow) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` unless its id exists; return (the row now stored, created?)."""
-        plan = functools.partial(plans.insert_workflow, new, conflict=False)
+        plan = functools.partial(plans.insert_workflow, new, conflict=False, sealer=self.sealer)
         return await self._run(plan, transaction=bool(new.attributes))  # the row with its
         # attributes, or neither
 
@@ -121,7 +132,7 @@ class SQLStore:
         self, connection: object, new: NewWorkflow
     ) -> tuple[WorkflowRecord, bool]:
         """Insert ``new`` in the caller's transaction on ``connection`` (see Store)."""
-        plan = functools.partial(plans.insert_workflow_in_transaction, new)
+        plan = functools.partial(plans.insert_workflow_in_transaction, new, self.sealer)
         return await self.driver.run_in(connection, plan)
 
     async def claim_workflow(
@@ -306,6 +317,27 @@ class SQLStore:
         records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
         return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
 
+    async def claim_orphans(
+        self,
+        executor_id: str,
+        app_version: str | None,
+        running: Sequence[str],
+        settled_ms: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """This executor's unfinished workflows no run holds, in a new epoch (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "claim_orphans",
+            executor_id=executor_id,
+            app_version=app_version,
+            running=list(running),
+            settled_ms=settled_ms,
+            limit=limit,
+        )
+        records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
+        return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
+
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
         plan = functools.partial(rows_plan, "load_steps", workflow_id=workflow_id)
@@ -327,13 +359,16 @@ class SQLStore:
         self, child: NewWorkflow, step: StepRecord
     ) -> tuple[WorkflowRecord, bool]:
         """Create the child workflow and record the parent's step, atomically."""
-        return await self._run(functools.partial(plans.start_child, child, step), transaction=True)
+        plan = functools.partial(plans.start_child, child, step, self.sealer)
+        return await self._run(plan, transaction=True)
 
     async def fork_workflow(
         self, new: NewWorkflow, source_workflow_id: str, before_step: int
     ) -> WorkflowRecord:
         """Create ``new`` with the source's steps numbered below ``before_step``."""
-        plan = functools.partial(plans.fork_workflow, new, source_workflow_id, before_step)
+        plan = functools.partial(
+            plans.fork_workflow, new, source_workflow_id, before_step, self.sealer
+        )
         return await self._run(plan, transaction=True)
 
     async def send_message(
@@ -344,11 +379,13 @@ class SQLStore:
         idempotency_key: str | None,
         step: StepRecord | None = None,
     ) -> bool:
-        """Add a message for an active workflow; False if the idempotency key was used."""
-        plan = functools.partial(
-            plans.send_message, destination_id, topic, payload, idempotency_key, step
-        )
-        return await self._run(plan, transaction=True)
+        """Add a message for an active workflow; False if the idempotency key was used. A send
+        from outside workflows without a key gets one (plans.retry_key), so a retry after a lost
+        commit answer stores it once (and answers True)."""
+        generated = step is None and idempotency_key is None
+        key = plans.retry_key() if generated else idempotency_key
+        plan = functools.partial(plans.send_message, destination_id, topic, payload, key, step)
+        return await self._run(plan, transaction=True) or generated
 
     async def send_message_in(
         self,
@@ -367,8 +404,14 @@ class SQLStore:
     async def send_to_key(
         self, message: KeyedMessage, step: StepRecord | None = None
     ) -> KeyedDelivery:
-        """Deliver to the key's holder or keep the message for it (see Store.send_to_key)."""
-        plan = functools.partial(plans.send_to_key, message, step)
+        """Deliver to the key's holder or keep the message for it (see Store.send_to_key). A
+        send from outside workflows without a key gets one, as send_message does."""
+        generated = step is None and message.idempotency_key is None
+        if generated:
+            message = dataclasses.replace(message, idempotency_key=plans.retry_key())
+        plan = functools.partial(
+            plans.send_to_key, message, step, self.sealer, generated_key=generated
+        )
         return await self._run(plan, transaction=True)
 
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
@@ -393,7 +436,9 @@ class SQLStore:
         self, workflow_id: str, attributes: Mapping[str, str], step: StepRecord, *, limit: int
     ) -> None:
         """Set attributes and record ``step`` in one transaction (at most ``limit`` in all)."""
-        plan = functools.partial(plans.set_attributes, workflow_id, attributes, step, limit)
+        plan = functools.partial(
+            plans.set_attributes, workflow_id, attributes, step, limit, self.sealer
+        )
         await self._run(plan, transaction=True)
 
     async def workflow_attributes(self, workflow_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -427,6 +472,27 @@ class SQLStore:
         """Erase a subject's data key; False when it had none."""
         plan = functools.partial(rowcount_plan, "delete_subject_key", subject=subject)
         return await self._run(plan, transaction=True) > 0
+
+    async def subject_keys_to_rewrap(
+        self, master_key_id: str, after: str, limit: int
+    ) -> list[WrappedSubjectKey]:
+        """Data keys not wrapped under ``master_key_id``, a page (see Store)."""
+        plan = functools.partial(
+            rows_plan,
+            "subject_keys_to_rewrap",
+            master_key_id=master_key_id,
+            after=after,
+            limit=limit,
+        )
+        rows = await self._run(plan, transaction=False)
+        return [WrappedSubjectKey(r["subject"], r["key_id"], r["wrapped_key"]) for r in rows]
+
+    async def rewrap_subject_keys(self, rewraps: Sequence[tuple[WrappedSubjectKey, str]]) -> int:
+        """Compare-and-set each key's wrapping, one transaction (see Store)."""
+        if not rewraps:
+            return 0
+        plan = functools.partial(plans.rewrap_subject_keys, list(rewraps))
+        return await self._run(plan, transaction=True)
 
     async def get_events(self, workflow_id: str) -> dict[str, str]:
         """Every event of the workflow: key -> JSON value."""

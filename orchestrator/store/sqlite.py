@@ -19,7 +19,7 @@ from orchestrator.errors import (
     StoreUnavailableError,
     WorkflowNotFoundError,
 )
-from orchestrator.store.base import MigrationState, NotificationHandler
+from orchestrator.store.base import MessageSealer, MigrationState, NotificationHandler
 from orchestrator.store.migrate import (
     migrate_sqlite,
     sqlite_migration_state,
@@ -83,10 +83,17 @@ class SQLiteStore(SQLStore):
     Args:
         path: the database file (its directory is created), or ":memory:".
         clock_ms: the clock behind SQL ``now_ms()``; epoch milliseconds of this machine if None.
+        sealer: seals messages sent by business key for their receiver (see MessageSealer).
     """
 
-    def __init__(self, path: str, *, clock_ms: Callable[[], int] | None = None) -> None:
-        super().__init__(SQLiteDriver(path, clock_ms=clock_ms))
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock_ms: Callable[[], int] | None = None,
+        sealer: MessageSealer | None = None,
+    ) -> None:
+        super().__init__(SQLiteDriver(path, clock_ms=clock_ms), sealer)
         self.path = path
 
 
@@ -97,6 +104,7 @@ class SQLiteDriver:
     # Another process writing the same file (a CLI, a second app) cannot notify this one:
     # waiters re-read this often.
     poll_seconds: float | None = 2.0
+    connection_failures = 0  # (a file: no connection is ever lost)
 
     def __init__(self, path: str, *, clock_ms: Callable[[], int] | None = None) -> None:
         self.path = path

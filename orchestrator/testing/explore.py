@@ -176,7 +176,7 @@ class _Plan:
             async def fails(_: Any) -> Any:
                 raise ForcedFailure(f"explore forced step #{number} ({spec.name}) to fail")
 
-            return dataclasses.replace(spec, perform=fails, retry=None)
+            return spec.replaced(perform=fails, retry=None)
         return spec
 
     def performed(self, run: WorkflowRun, number: int, spec: Call[Any]) -> None:
@@ -187,6 +187,9 @@ class _Plan:
         return None
 
     def backoff(self, run: WorkflowRun, waiting: bool) -> None:
+        return None
+
+    def busy(self, run: WorkflowRun, busy: bool) -> None:
         return None
 
     def _die(self) -> None:

@@ -77,6 +77,12 @@ class ActivityProbe:
         if self.inner is not None:
             self.inner.backoff(run, waiting)
 
+    def busy(self, run: WorkflowRun, busy: bool) -> None:
+        self.events += 1
+        self.working += 1 if busy else -1  # (a deadline's cancel: its writes come first)
+        if self.inner is not None:
+            self.inner.busy(run, busy)
+
 
 class TimeSkippingClock(FakeClock):
     """A FakeClock that moves itself while ``skipping()`` runs (see the module docstring);

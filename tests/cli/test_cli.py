@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 
-from orchestrator import Orchestrator
+from orchestrator import Orchestrator, StartOptions
+from orchestrator.cli.messages import send_to_key
 from orchestrator.cli.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +126,38 @@ async def test_resume_and_fork_run_the_workflow_with_the_app_code(
             os.environ.pop(key, None)
 
 
+async def test_messages_sent_from_the_cli_by_the_app_here(tmp_path: Path) -> None:
+    """SQLite only (one subprocess: the store is the app's business): --url is covered by the
+    service test below, the client's sends in tests/http/test_messages_by_key.py."""
+    database_url = f"sqlite:///{tmp_path}/messages.db"
+    app = Orchestrator("cli-messages", database_url, executor_id="cli-messages")
+
+    @app.workflow(name="drain")
+    async def drain() -> list[object]:
+        got: list[object] = []
+        while (message := await app.recv("paid", timeout=0)) is not None:
+            got.append(message)
+        return got
+
+    env = {"DATABASE_URL": database_url}
+    os.environ.update(env)
+    try:
+        here = ("--app", "tests.cli.cli_app:app")
+        kept = saga("messages", "send-to-key", "order_id:7", "paid", '{"n": 1}', *here, "--json")
+        assert kept.returncode == 0, kept.stderr
+        answer = json.loads(kept.stdout)
+        assert answer["delivered"] is False and answer["expires_at"] and not answer["repeat"]
+        with pytest.raises(typer.BadParameter, match="must be JSON"):  # refused before sending
+            send_to_key("order_id:7", "paid", "{not json", app_path="tests.cli.cli_app:app")
+        async with app:
+            options = StartOptions(workflow_id="m-7", attributes={"order_id": "7"})
+            held = await app.start_with(drain, (), {}, options)
+            assert await held.result(timeout=10) == [{"n": 1}]
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+
+
 @pytest.mark.postgres
 def test_commands_against_a_running_service_with_url(postgres_url: str, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
@@ -174,6 +208,8 @@ def test_commands_against_a_running_service_with_url(postgres_url: str, tmp_path
         assert result.json() == {"status": "SUCCESS", "output": 20}
         forked = remote("workflows", "fork", "url-1", "--from-step", "2", "--new-id", "url-2")
         assert forked.returncode == 0 and "url-2" in forked.stdout, forked.stderr
+        kept = remote("messages", "send-to-key", "order_id:1", "paid", "1")
+        assert kept.returncode == 0 and "kept until" in kept.stdout, kept.stderr
         assert remote("queues", "--json").returncode == 0
         assert remote("schedules").returncode == 0
 

@@ -82,6 +82,24 @@ async def test_set_attributes_inside_a_workflow_claims(make_app: AppFactory) -> 
         assert await handle.result(timeout=10) == ["early"]
 
 
+async def test_a_fork_claims_the_messages_kept_for_the_keys_it_copies(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    drain = flows(app)["drain"]
+    async with app:
+        options = StartOptions(workflow_id="src", attributes={"order_id": "5"})
+        assert await (await app.start_with(drain, ("paid",), {}, options)).result(timeout=10) == []
+        # Its holder finished: kept. The fork takes the source's attributes, so it is the
+        # key's new holder: it claims the message in its own transaction, as a start would.
+        assert not (await app.send_to_key("order_id:5", "late", "paid")).delivered
+        fork = await app.fork("src", 1, new_workflow_id="src-fork")
+        assert (await fork.status()).attributes == {"order_id": "5"}
+        assert await fork.result(timeout=10) == ["late"]
+        again = await app.fork("src", 1, new_workflow_id="src-fork-2")
+        assert await again.result(timeout=10) == []  # claimed once
+
+
 async def test_expired_message_is_not_delivered(make_app: AppFactory) -> None:
     clock = FakeClock()
     app = make_app(clock=clock)

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator import (
     ChainCodec,
+    CodecContext,
     CompressionCodec,
     InvalidArgumentError,
     Keyring,
@@ -184,3 +185,111 @@ async def test_erasure_over_http_and_from_the_cli(make_app: AppFactory, database
     )
     assert cli.returncode == 0, cli.stderr
     assert "had no data key" in cli.stdout
+
+
+# -- messages by business key: sealed for the subject of the workflow that gets them ---------
+
+
+def raw_messages(database_url: str) -> list[tuple[str, str]]:
+    """(destination, payload) of every stored message, as the database holds them."""
+    query = "SELECT destination_id, payload FROM {}messages ORDER BY message_id"
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return list(db.execute(query.format("")))
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        return list(db.execute(query.format("orchestrator.")).fetchall())  # type: ignore[arg-type]
+
+
+def key_id_of(database_url: str, subject: str) -> str:
+    return raw_text(database_url, ("subject_keys",)).split(f"'{subject}', '", 1)[1].split("'")[0]
+
+
+def payer(app: Orchestrator) -> WorkflowFunction[[], dict[str, str]]:
+    @app.workflow(name="payer")
+    async def payer() -> dict[str, str]:
+        paid: dict[str, str] = await app.recv("payment", timeout=30)
+        return paid
+
+    return payer
+
+
+async def test_messages_by_key_are_sealed_for_their_subject_and_shredded_with_it(
+    make_app: AppFactory, database_url: str
+) -> None:
+    app = make_app(codec=codec())
+    pay = payer(app)
+    async with app:
+        # Sent to a holder that has a subject: sealed under its data key in the send.
+        held = await app.start(
+            pay, workflow_id="held", subject="customer:c-7", attributes={"order_id": "1"}
+        )
+        sent = await app.send_to_key("order_id:1", {"card": CARD}, topic="payment")
+        assert sent.workflow_id == "held"
+        # Kept (no holder yet), then claimed by starts with a subject: sealed again in them.
+        for order in ("2", "3"):
+            kept = await app.send_to_key(f"order_id:{order}", {"card": CARD}, topic="payment")
+            assert not kept.delivered
+        assert "~aes-gcm:m1:" in raw_text(database_url, ("pending_messages",))  # master key
+        late = await app.start(
+            pay, workflow_id="late", subject="customer:c-7", attributes={"order_id": "2"}
+        )
+        other = await app.start(
+            pay, workflow_id="other", subject="customer:c-8", attributes={"order_id": "3"}
+        )
+        for handle in (held, late, other):
+            assert await handle.result(timeout=10) == {"card": CARD}
+
+        stored = raw_messages(database_url)
+        assert [wid for wid, _ in stored] == ["held", "late", "other"]
+        assert CARD not in repr(stored) and not raw_text(database_url, ("pending_messages",))
+        c7, c8 = key_id_of(database_url, "customer:c-7"), key_id_of(database_url, "customer:c-8")
+        expected = {"held": c7, "late": c7, "other": c8}
+        for wid, payload in stored:  # none left under the master key
+            assert payload.startswith(f"~aes-gcm-subject:{expected[wid]}:"), (wid, payload)
+
+        assert await app.erase_subject("customer:c-7", reason="GDPR request 13")
+        # The master keyring alone reads none of c-7's messages now; c-8's still reads.
+        for wid, payload in stored[:2]:
+            with pytest.raises(PayloadUndecodableError):
+                codec().decode(payload, CodecContext(wid, "message"))
+        for wid in ("held", "late"):
+            received = [s.output for s in await app.list_steps(wid) if s.name.endswith("recv")]
+            assert received == [{"$undecodable": ERASED}], received
+            assert (await app.retrieve(wid).status()).output == {"$undecodable": ERASED}
+        other_steps = await app.list_steps("other")
+        assert {"card": CARD} in [s.output for s in other_steps]
+        assert await app.retrieve("other").result(timeout=5) == {"card": CARD}
+        # A fork of it (subject and key copied) claims what was kept for the key since.
+        await app.send_to_key("order_id:3", {"card": "5500"}, topic="payment")
+        fork = await app.fork("other", 1, new_workflow_id="other-fork")
+        assert await fork.result(timeout=10) == {"card": "5500"}
+        [(wid, payload)] = raw_messages(database_url)[3:]
+        assert wid == "other-fork" and payload.startswith(f"~aes-gcm-subject:{c8}:")
+
+
+@pytest.mark.postgres
+async def test_a_transactional_start_seals_the_messages_it_claims(postgres_url: str) -> None:
+    import psycopg
+
+    app = Orchestrator("tx", postgres_url, codec=codec(), executor_id="tx", app_version="t")
+    pay = payer(app)
+    async with app:
+        await app.send_to_key("order_id:9", {"card": CARD}, topic="payment")
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            handle = await app.start_in(
+                conn, pay, workflow_id="tx-1", subject="customer:c-7", attributes={"order_id": 9}
+            )
+            # Claimed and sealed again on the caller's connection, not yet visible elsewhere.
+            assert raw_messages(postgres_url) == []
+            await conn.commit()
+        assert await handle.result(timeout=10) == {"card": CARD}
+        [(wid, payload)] = raw_messages(postgres_url)
+        key_id = key_id_of(postgres_url, "customer:c-7")
+        assert wid == "tx-1" and payload.startswith(f"~aes-gcm-subject:{key_id}:")
+        assert await app.erase_subject("customer:c-7")
+        with pytest.raises(PayloadUndecodableError):
+            codec().decode(payload, CodecContext(wid, "message"))

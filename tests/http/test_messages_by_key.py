@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator import Orchestrator, StartOptions
+from orchestrator import InvalidArgumentError, Orchestrator, StartOptions
 from orchestrator.http import create_app
 from orchestrator.http.signatures import HmacSha256
 from orchestrator.http.webhooks import Delivery, SendToKey, WebhookSource
@@ -84,3 +84,44 @@ async def test_bad_key_or_keep(served: tuple[Orchestrator, httpx.AsyncClient], u
     _, client = served
     answer = await client.post(url, json=1)
     assert answer.status_code in (400, 422), answer.text
+
+
+async def test_the_python_client_sends_by_key_and_by_id(make_app: AppFactory) -> None:
+    from orchestrator.http.client import ServiceClient
+
+    app = make_app()
+
+    @app.workflow(name="drain")
+    async def drain(topic: str) -> list[Any]:
+        got: list[Any] = []
+        while (message := await app.recv(topic, timeout=0)) is not None:
+            got.append(message)
+        return got
+
+    @app.workflow(name="waiter")
+    async def waiter() -> Any:
+        return await app.recv("paid", timeout=30)
+
+    async with app:
+        transport = httpx.ASGITransport(app=create_app(app))
+        async with ServiceClient("http://127.0.0.1", transport=transport) as client:
+            kept = await client.send_to_key("order_id:7", "early", "paid", idempotency_key="k7")
+            assert kept["delivered"] is False and kept["expires_at"] is not None
+            assert (await client.send_to_key("order_id:7", 1, "paid", idempotency_key="k7"))[
+                "repeat"
+            ]
+            options = StartOptions(workflow_id="o7", attributes={"order_id": "7"})
+            handle = await app.start_with(drain, ("paid",), {}, options)
+            assert await handle.result(timeout=10) == ["early"]
+
+            held = await app.start_with(waiter, (), {}, StartOptions(attributes={"order_id": "8"}))
+            sent = await client.send_to_key("order_id:8", {"n": 8}, "paid", keep_seconds=60)
+            assert sent["delivered"] is True and sent["workflow_id"] == held.workflow_id
+            assert await held.result(timeout=10) == {"n": 8}
+
+            by_id = await app.start(waiter, workflow_id="w9")
+            answer = await client.send("w9", [9], "paid", idempotency_key="s9")
+            assert answer == {"workflow_id": "w9", "topic": "paid", "idempotency_key": "s9"}
+            assert await by_id.result(timeout=10) == [9]
+            with pytest.raises(InvalidArgumentError, match="key"):
+                await client.send_to_key("no-colon", 1, "paid")

@@ -29,6 +29,26 @@ from tests.clocks import until, waiting_on_clock
 
 
 @dataclass
+class RecordingLease:
+    """A lease that never trusts without asking: records each guard, confirms everything
+    (``lost``: every guard raises LeaseLostError)."""
+
+    guarded: list[tuple[str, int]]
+    lost: bool = False
+
+    def trusts(self, workflow_id: str, epoch: int, step: bool) -> bool:
+        return False
+
+    async def guard(self, workflow_id: str, epoch: int) -> None:
+        if self.lost:
+            raise LeaseLostError("taken over", workflow_id=workflow_id)
+        self.guarded.append((workflow_id, epoch))
+
+    async def confirm(self, workflow_id: str, epoch: int) -> None:
+        return None
+
+
+@dataclass
 class Harness:
     """A workflow row in a real store, and runs of it built by hand."""
 
@@ -40,9 +60,6 @@ class Harness:
         record = await self.app.store.get_workflow("wf")
         assert record is not None
 
-        async def guard(workflow_id: str, epoch: int) -> None:
-            self.guarded.append((workflow_id, epoch))
-
         return WorkflowRun(
             record,
             self.app.workflows["wf"],
@@ -51,7 +68,7 @@ class Harness:
             clock=self.clock,
             tracing=Tracing(None, executor_id="unit"),
             metrics=Metrics(CollectorRegistry()),
-            guard=guard,
+            lease=RecordingLease(self.guarded),
         )
 
     async def steps(self) -> list[tuple[int, str, str | None]]:
@@ -148,10 +165,8 @@ async def test_a_guarded_call_confirms_the_lease_first_and_a_lost_lease_stops_it
     await run.call(recording(run, "charge", ["ok"], guarded=True))
     assert harness.guarded == [("wf", run.epoch)]
 
-    async def lost(workflow_id: str, epoch: int) -> None:
-        raise LeaseLostError("taken over", workflow_id=workflow_id)
-
-    run.guard = lost
+    assert isinstance(run.lease, RecordingLease)
+    run.lease.lost = True
     answers: list[object] = ["must not run"]
     with pytest.raises(LeaseLostError):
         await run.call(recording(run, "ship", answers, guarded=True))

@@ -134,10 +134,17 @@ class Fleet:
     """Worker processes (``orchestrator.cli worker``) started and signalled by executor id; each
     logs to its own file (a pipe nobody reads would block a chatty worker)."""
 
-    def __init__(self, database_url: str, ledger_path: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        ledger_path: Path,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.ledger_path = ledger_path
         self.log_dir = log_dir
+        self.env = env or {}  # more settings of the workers (ORCHESTRATOR_...)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, executor_id: str, *, schedule: bool = False) -> subprocess.Popen[bytes]:
@@ -149,6 +156,7 @@ class Fleet:
             "LEDGER_PATH": str(self.ledger_path),
             "WORKERS_SCHEDULE": "1" if schedule else "0",
             "PGAPPNAME": self.application_name(executor_id),  # libpq: names its sessions
+            **self.env,
         }
         env.pop("ORCHESTRATOR_DATABASE_URL", None)
         command = [sys.executable, "-m", "orchestrator.cli", "worker"]

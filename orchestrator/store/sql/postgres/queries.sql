@@ -226,6 +226,22 @@ WHERE executor_id = %(executor_id)s AND status IN ('PENDING', 'COMPENSATING')
     AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
 RETURNING *
 
+-- claim_orphans --
+-- This executor's unfinished workflows that no run of it holds, untouched for settled_ms: claimed by a statement whose commit was acknowledged to nobody (the connection died in it, then it was retried); each gets a new epoch, to be run here.
+UPDATE workflows
+SET owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id IN (
+    SELECT workflow_id FROM workflows
+    WHERE status IN ('PENDING', 'COMPENSATING') AND executor_id = %(executor_id)s::text
+      AND updated_at < now_ms() - %(settled_ms)s::bigint
+      AND NOT (workflow_id = ANY(%(running)s::text[]))
+      AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s::text)
+    ORDER BY created_at
+    LIMIT %(limit)s::integer
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+
 -- begin_rollback --
 -- A run's rollback begins: remember the step number its compensations follow (kept if already set), only while COMPENSATING in the run's epoch; returns the number in effect.
 UPDATE workflows
@@ -971,6 +987,10 @@ DELETE FROM streams WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 DELETE FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
 RETURNING workflow_id
 
+-- session_schema --
+-- Who a session is, and where it resolves unqualified names: through a transaction pooler search_path comes from the role's settings, not connect options, so the store checks it at open.
+SELECT current_user AS user, current_database() AS database, current_schema() AS schema
+
 -- connection_target --
 -- Where a caller's connection points: its database, and whether the store's tables are there (a transactional start checks it before writing).
 SELECT current_database() AS database, to_regclass(%(workflows_table)s::text) IS NOT NULL AS has_store
@@ -1042,21 +1062,30 @@ SELECT pg_advisory_xact_lock(keyed.lock_id) FROM (
 ) AS keyed
 
 -- key_holder --
--- The newest unfinished workflow holding an attribute (a message key), if any.
-SELECT w.workflow_id FROM workflow_attributes AS a
+-- The newest unfinished workflow holding an attribute (a message key), if any, with its subject; its row is key-share locked until commit, so it cannot be deleted before the message sent to it is stored.
+SELECT w.workflow_id, s.value AS subject FROM workflow_attributes AS a
 JOIN workflows AS w ON w.workflow_id = a.workflow_id
+LEFT JOIN workflow_attributes AS s
+    ON s.workflow_id = w.workflow_id AND s.name = %(subject_attribute)s::text
 WHERE a.name = %(name)s::text AND a.value = %(value)s::text
     AND w.status <> ALL(%(final_statuses)s::text[])
 ORDER BY w.created_at DESC, w.workflow_id DESC
 LIMIT 1
+FOR KEY SHARE OF w
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = %(name)s::text AND a.value = %(value)s::text
     AND m.idempotency_key = %(idempotency_key)s::text
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = %(name)s::text AND key_value = %(value)s::text
+    AND idempotency_key = %(idempotency_key)s::text
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.
@@ -1085,6 +1114,11 @@ JOIN jsonb_each_text(%(keys)s::jsonb) AS wanted
 WHERE p.expires_at > now_ms()
 ORDER BY p.pending_id
 ON CONFLICT DO NOTHING
+RETURNING message_id, payload
+
+-- set_message_payload --
+-- Replace a message's stored payload (a claimed kept message sealed again for its new holder).
+UPDATE messages SET payload = %(payload)s::text WHERE message_id = %(message_id)s::bigint
 
 -- delete_pending_messages --
 -- Forget every kept message of these keys (claimed just before, or expired).
@@ -1101,6 +1135,19 @@ SELECT key_id, wrapped_key FROM subject_keys WHERE subject = %(subject)s::text
 INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (%(subject)s::text, %(key_id)s::text, %(wrapped_key)s::text, now_ms())
 ON CONFLICT (subject) DO NOTHING
+
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > %(after)s::text AND split_part(wrapped_key, ':', 1) <> %(master_key_id)s::text
+ORDER BY subject
+LIMIT %(limit)s::integer
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = %(new_wrapped_key)s::text
+WHERE subject = %(subject)s::text AND key_id = %(key_id)s::text
+    AND wrapped_key = %(wrapped_key)s::text
 
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.

@@ -225,6 +225,21 @@ WHERE executor_id = :executor_id AND status IN ('PENDING', 'COMPENSATING')
     AND (:app_version IS NULL OR app_version = :app_version)
 RETURNING *
 
+-- claim_orphans --
+-- This executor's unfinished workflows that no run of it holds, untouched for settled_ms: claimed by a statement whose commit was acknowledged to nobody (the connection died in it, then it was retried); each gets a new epoch, to be run here.
+UPDATE workflows
+SET owner_epoch = owner_epoch + 1, updated_at = now_ms()
+WHERE workflow_id IN (
+    SELECT workflow_id FROM workflows
+    WHERE status IN ('PENDING', 'COMPENSATING') AND executor_id = :executor_id
+      AND updated_at < now_ms() - :settled_ms
+      AND workflow_id NOT IN (SELECT value FROM json_each(:running))
+      AND (:app_version IS NULL OR app_version = :app_version)
+    ORDER BY created_at
+    LIMIT :limit
+)
+RETURNING *
+
 -- begin_rollback --
 -- A run's rollback begins: remember the step number its compensations follow (kept if already set), only while COMPENSATING in the run's epoch; returns the number in effect.
 UPDATE workflows
@@ -608,6 +623,10 @@ DELETE FROM streams WHERE workflow_id IN (SELECT value FROM json_each(:workflow_
 DELETE FROM workflows WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
 RETURNING workflow_id
 
+-- session_schema --
+-- Unused: only a PostgreSQL store behind a transaction pooler checks its sessions.
+SELECT NULL AS user, NULL AS database, NULL AS schema
+
 -- connection_target --
 -- Unused: a transactional start needs PostgreSQL (the store refuses a caller's connection).
 SELECT NULL AS database, 0 AS has_store
@@ -666,20 +685,28 @@ ON CONFLICT (workflow_id, name) DO NOTHING
 SELECT NULL
 
 -- key_holder --
--- The newest unfinished workflow holding an attribute (a message key), if any.
-SELECT w.workflow_id FROM workflow_attributes AS a
+-- The newest unfinished workflow holding an attribute (a message key), if any, with its subject (the write lock keeps it until commit).
+SELECT w.workflow_id, s.value AS subject FROM workflow_attributes AS a
 JOIN workflows AS w ON w.workflow_id = a.workflow_id
+LEFT JOIN workflow_attributes AS s
+    ON s.workflow_id = w.workflow_id AND s.name = :subject_attribute
 WHERE a.name = :name AND a.value = :value
     AND w.status NOT IN (SELECT value FROM json_each(:final_statuses))
 ORDER BY w.created_at DESC, w.workflow_id DESC
 LIMIT 1
 
 -- key_message_used --
--- Whether a message with this idempotency key already went to a workflow holding the key.
-SELECT 1 AS used FROM workflow_attributes AS a
+-- The workflow a message with this idempotency key already went to, holding the key, if any.
+SELECT m.destination_id FROM workflow_attributes AS a
 JOIN messages AS m ON m.destination_id = a.workflow_id
 WHERE a.name = :name AND a.value = :value AND m.idempotency_key = :idempotency_key
 LIMIT 1
+
+-- kept_message_expiry --
+-- Until when a message kept for a key under this idempotency key waits (a retried send's answer).
+SELECT expires_at FROM pending_messages
+WHERE key_name = :name AND key_value = :value
+    AND idempotency_key = :idempotency_key
 
 -- delete_expired_pending_key --
 -- Forget a key's kept messages whose time is up.
@@ -703,6 +730,11 @@ FROM pending_messages AS p
 JOIN json_each(:keys) AS wanted ON p.key_name = wanted.key AND p.key_value = wanted.value
 WHERE p.expires_at > now_ms()
 ORDER BY p.pending_id
+RETURNING message_id, payload
+
+-- set_message_payload --
+-- Replace a message's stored payload (a claimed kept message sealed again for its new holder).
+UPDATE messages SET payload = :payload WHERE message_id = :message_id
 
 -- delete_pending_messages --
 -- Forget every kept message of these keys (claimed just before, or expired).
@@ -721,6 +753,19 @@ SELECT key_id, wrapped_key FROM subject_keys WHERE subject = :subject
 INSERT INTO subject_keys (subject, key_id, wrapped_key, created_at)
 VALUES (:subject, :key_id, :wrapped_key, now_ms())
 ON CONFLICT (subject) DO NOTHING
+
+-- subject_keys_to_rewrap --
+-- A page of data keys not wrapped under this master key, after a subject (keyset order; a read, no lock).
+SELECT subject, key_id, wrapped_key FROM subject_keys
+WHERE subject > :after AND substr(wrapped_key, 1, instr(wrapped_key, ':') - 1) <> :master_key_id
+ORDER BY subject
+LIMIT :limit
+
+-- rewrap_subject_key --
+-- Store a data key wrapped anew, only if its row is still the one read (not erased, renewed or rewrapped since).
+UPDATE subject_keys SET wrapped_key = :new_wrapped_key
+WHERE subject = :subject AND key_id = :key_id
+    AND wrapped_key = :wrapped_key
 
 -- delete_subject_key --
 -- Erase a subject's data key: its payloads become unreadable.

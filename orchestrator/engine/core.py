@@ -36,6 +36,7 @@ from orchestrator.retention import RetentionPolicy, RetentionSweep
 from orchestrator.scheduler import Scheduler, schedule_input, tick_id
 from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES, encode_error
 from orchestrator.store.base import (
+    NOTIFY_QUEUE,
     NOTIFY_RECONNECTED,
     NOTIFY_UNCLAIMED,
     NOTIFY_WORKFLOW,
@@ -159,7 +160,12 @@ class Engine:
         options: StartOptions,
         connection: object | None = None,
     ) -> WorkflowHandle[Any]:
-        return await self.starter.start_workflow(workflow, args, kwargs, options, connection)
+        handle = await self.starter.start_workflow(workflow, args, kwargs, options, connection)
+        if options.queue is not None and connection is None:
+            # Enqueued and committed (or there already): this process's own runner of the
+            # queue, if any, dequeues at once instead of when the NOTIFY comes back.
+            self.waiters.notify(NOTIFY_QUEUE, options.queue)
+        return handle
 
     def wait_result(self, workflow_id: str, timeout: float | None) -> Awaitable[Any]:
         return self.results.wait_result(workflow_id, timeout)  # (no coroutine in between)
@@ -316,6 +322,9 @@ class Engine:
                 await self.store.load_steps(record.workflow_id) if record.recovery_attempts else []
             )
             self.runs.launch(record, workflow, recorded)
+            # A claim notifies no one (migration 0012): this process's result waiters of the
+            # workflow learn here that it now runs in this process, and await it directly.
+            self.waiters.notify(NOTIFY_WORKFLOW, record.workflow_id)
             return
         error = NotRegisteredError(
             f"workflow {record.workflow_id} runs {record.name!r}, which worker "

@@ -4,6 +4,7 @@ the durable form of a wait made inside a workflow."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -26,6 +27,61 @@ from orchestrator.store.base import NOTIFY_WORKFLOW, StepRecord, Store, Workflow
 from orchestrator.types import StepKind, WorkflowStatus
 
 RESULT_POLL_SECONDS = 1.0  # a lost notification delays a remote result waiter at most this
+READ_BATCH = 500  # most workflow rows one gathered read asks for
+
+
+class GatheredReads:
+    """Reads of workflow rows that waiters need at the same moment, gathered into one query.
+
+    Hundreds of result waiters of queued workflows (or of another process's) each read their
+    workflow's row when they start waiting and when notified; one query per waiter queued them
+    all on the connection pool ahead of the checkpoints that would finish those workflows. As
+    the store's group commit does for writes, the reads waiting while one query runs go in the
+    next one: an idle waiter still costs one round trip, a crowd costs a few."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._waiting: dict[str, list[asyncio.Future[WorkflowRecord | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's row (None if it does not exist), read with the others waiting."""
+        future: asyncio.Future[WorkflowRecord | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(workflow_id, []).append(future)
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        try:
+            while self._waiting:
+                ids = list(itertools.islice(self._waiting, READ_BATCH))
+                batch = {workflow_id: self._waiting.pop(workflow_id) for workflow_id in ids}
+                try:
+                    records = {r.workflow_id: r for r in await self.store.get_workflows(ids)}
+                except asyncio.CancelledError:
+                    _cancel(batch)
+                    raise
+                except Exception as error:  # every waiter of the batch raises it
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for workflow_id, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(records.get(workflow_id))
+        finally:
+            self._reader = None
+            _cancel(self._waiting)  # (only when cancelled mid-read: strand no waiter)
+            self._waiting.clear()
+
+
+def _cancel(waiting: dict[str, list[asyncio.Future[WorkflowRecord | None]]]) -> None:
+    for futures in waiting.values():
+        for future in futures:
+            future.cancel()
 
 
 class Results:
@@ -48,6 +104,7 @@ class Results:
         self.registry = registry
         self.waiters = waiters
         self.runs = runs
+        self.reads = GatheredReads(store)
 
     def wait_result(self, workflow_id: str, timeout: float | None) -> Awaitable[Any]:
         """The workflow's result (or its error) once it ends, waiting up to ``timeout`` s
@@ -118,7 +175,7 @@ class Results:
                     raise self._timeout(workflow_id, timeout)
                 return value
             with self.waiters.subscribe((NOTIFY_WORKFLOW, workflow_id)) as subscription:
-                record = await self.store.get_workflow(workflow_id)
+                record = await self.reads.get(workflow_id)
                 if record is None:
                     raise WorkflowNotFoundError(
                         f"no workflow with id {workflow_id!r}", workflow_id=workflow_id

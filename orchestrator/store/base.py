@@ -406,6 +406,10 @@ class Store(Protocol):
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow's row, or None."""
 
+    async def get_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowRecord]:
+        """The rows of those of ``workflow_ids`` that exist, in any order: one query for many
+        waiters (the engine gathers concurrent result waiters' reads into one)."""
+
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
 
@@ -619,7 +623,9 @@ class Store(Protocol):
     # -- queues -----------------------------------------------------------------------------
     async def dequeue(self, request: DequeueRequest) -> DequeueResult:
         """Start (ENQUEUED -> PENDING on the requesting executor) as many due workflows as the
-        queue's limits allow, in one transaction serialized per queue across all workers."""
+        queue's limits allow; each goes to one caller. A queue with a limit shared by all
+        workers (concurrency, rate limit) is dequeued in one transaction serialized per queue
+        across all workers; one without claims with ``FOR UPDATE SKIP LOCKED`` alone."""
 
     async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
         """Depth, running and recent starts per queue (one queue, or all)."""

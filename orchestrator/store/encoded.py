@@ -283,6 +283,9 @@ class EncodedStore:
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         return await self._workflow_or_none(await self.inner.get_workflow(workflow_id))
 
+    async def get_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowRecord]:
+        return await self._workflows(await self.inner.get_workflows(workflow_ids))
+
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         return await self._workflows(await self.inner.list_workflows(query))
 

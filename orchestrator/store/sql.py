@@ -155,6 +155,11 @@ class SQLStore:
             functools.partial(plans.get_workflow, workflow_id), transaction=False
         )
 
+    async def get_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowRecord]:
+        """The rows of those of ``workflow_ids`` that exist, in any order."""
+        plan = functools.partial(rows_plan, "get_workflows", workflow_ids=list(workflow_ids))
+        return [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
+
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
         """Rows matching ``query``, ordered by created_at (then workflow_id)."""
         return [record for record, _ in await self.list_workflows_keyed(query)]
@@ -518,7 +523,8 @@ class SQLStore:
         """Start as many due workflows as the queue's limits allow (see Store.dequeue)."""
         if request.max_count <= 0:
             return DequeueResult(started=[])
-        return await self._run(functools.partial(coordination.dequeue, request), transaction=True)
+        plan = functools.partial(coordination.dequeue, request)
+        return await self._run(plan, transaction=coordination.dequeue_serialized(request))
 
     async def queue_stats(self, queue_name: str | None) -> list[QueueStats]:
         """Depth, running and recent starts per queue."""

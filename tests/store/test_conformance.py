@@ -28,6 +28,7 @@ from orchestrator.store import (
     Store,
     WorkflowQuery,
 )
+from orchestrator.store.base import NOTIFY_QUEUE, DequeueRequest
 from orchestrator.types import StepKind, WorkflowStatus
 
 PENDING = WorkflowStatus.PENDING
@@ -112,6 +113,14 @@ async def test_enqueued_workflow_waits(store: Store) -> None:
     assert record.started_at is None and record.deadline_ms is None
     delayed = await created(store, "d", status=ENQUEUED, queue_name="orders", delay_ms=10_000)
     assert delayed.not_before_ms == delayed.created_at + 10_000
+
+
+async def test_get_workflows_reads_those_that_exist(store: Store) -> None:
+    await created(store, "a")
+    await created(store, "b", status=ENQUEUED, queue_name="q")
+    records = await store.get_workflows(["b", "missing", "a"])
+    assert sorted((r.workflow_id, r.status) for r in records) == [("a", PENDING), ("b", ENQUEUED)]
+    assert await store.get_workflows([]) == []
 
 
 async def test_concurrent_create_has_one_winner(store: Store) -> None:
@@ -560,13 +569,22 @@ async def test_notifications(store: Store) -> None:
     await store.write_stream("w", "s", '"1"', closed=False, step=step("w", 0))
     await recorder.wait_for(NOTIFY_STREAM, f"w{SEPARATOR}s")
 
-    # An update that keeps the status does not notify; an enqueued workflow does.
+    # An update that keeps the status does not notify; an enqueue notifies its queue; a claim
+    # (ENQUEUED -> PENDING) notifies nobody: nothing waits for it (migration 0012).
     assert await store.transition_workflow("quiet", PENDING, from_statuses=[PENDING])
     await created(store, "queued", status=ENQUEUED, queue_name="q")
-    await recorder.wait_for(NOTIFY_WORKFLOW, "queued")
+    await recorder.wait_for(NOTIFY_QUEUE, "q")
+    recorder.seen.clear()
+    claim = DequeueRequest(queue_name="q", executor_id="e1", app_version=None, max_count=5)
+    assert [record.workflow_id for record in (await store.dequeue(claim)).started] == ["queued"]
     await store.finish_workflow("w", WorkflowStatus.SUCCESS)
     await recorder.wait_for(NOTIFY_WORKFLOW, "w")
     assert (NOTIFY_WORKFLOW, "quiet") not in recorder.seen
+    assert (NOTIFY_WORKFLOW, "queued") not in recorder.seen
+    assert (NOTIFY_QUEUE, "q") not in recorder.seen
+    await store.finish_workflow("queued", WorkflowStatus.SUCCESS)  # a slot frees: notified
+    await recorder.wait_for(NOTIFY_QUEUE, "q")
+    await recorder.wait_for(NOTIFY_WORKFLOW, "queued")
 
     # A rolled-back write notifies nobody.
     recorder.seen.clear()

@@ -673,13 +673,23 @@ def dequeue_request(**limits: Any) -> DequeueRequest:
     return DequeueRequest("emails", "worker-1", "v1", **{"max_count": 10, **limits})
 
 
-def dequeue_script(*middle: tuple[str, Result], due: int | None = None) -> Script:
-    """Lock the queue, ``middle``, then the next delayed workflow is ``due``."""
-    return Script(LOCKED, *middle, ("next_delayed", rows({"due": due})))
+def dequeue_script(
+    *middle: tuple[str, Result], due: int | None = None, locked: bool = True
+) -> Script:
+    """Lock the queue (``locked``: a limit all workers share), ``middle``, then, unless a claim
+    returned rows (they say it), the next delayed workflow is ``due``."""
+    said = any(name == "claim_queued" and result.rows for name, result in middle)
+    looked = [] if said else [("next_delayed", rows({"due": due}))]
+    return Script(*([LOCKED] if locked else []), *middle, *looked)
 
 
-def claimed(*workflow_ids: str, priority: int = 0) -> Result:
-    return rows(*(workflow_row(w, queue_name="emails", priority=priority) for w in workflow_ids))
+def claimed(*workflow_ids: str, priority: int = 0, next_due: int | None = None) -> Result:
+    return rows(
+        *(
+            workflow_row(w, queue_name="emails", priority=priority) | {"next_due": next_due}
+            for w in workflow_ids
+        )
+    )
 
 
 def counted(**counts: int) -> tuple[str, Result]:
@@ -690,27 +700,50 @@ def claim_params(script: Script) -> list[Mapping[str, Any]]:
     return [statement.params for statement in script.issued if statement.name == "claim_queued"]
 
 
-def test_a_dequeue_locks_counts_claims_and_looks_for_delayed_work() -> None:
-    request = dequeue_request(max_count=5, rate_window_ms=60_000)
-    script = dequeue_script(counted(running=3, mine=1), ("claim_queued", claimed("a", "b")))
+def test_a_dequeue_with_a_shared_limit_locks_counts_and_claims() -> None:
+    request = dequeue_request(max_count=5, concurrency=8, rate_window_ms=60_000)
+    rows_ = claimed("a", "b", next_due=CREATED_MS + 9)
+    script = dequeue_script(counted(running=3, mine=1), ("claim_queued", rows_))
     result = script.run(coordination.dequeue(request))
     assert [record.workflow_id for record in result.started] == ["a", "b"]
-    assert result.retry_at_ms is None
-    assert script.names == ["lock_queue", "queue_counts", "claim_queued", "next_delayed"]
+    assert result.retry_at_ms == CREATED_MS + 9  # the claim's rows said when (no next_delayed)
+    assert script.names == ["lock_queue", "queue_counts", "claim_queued"]
     queue = {"queue_name": "emails"}
-    assert script.issued[0].params == script.issued[3].params == queue
+    assert script.issued[0].params == queue
     partition = {**queue, "partition_key": None, **WORKER}
     assert script.issued[1].params == {**partition, "window_ms": 60_000}
     claim = {**partition, "app_version": "v1", "use_priority": False, "n": 5}
-    assert script.issued[2].params == claim
+    assert script.issued[2].params == {**claim, "worker_concurrency": None}
+
+
+@pytest.mark.parametrize("worker_concurrency", [None, 4])
+def test_a_queue_without_a_shared_limit_claims_in_one_statement(
+    worker_concurrency: int | None,
+) -> None:
+    """No lock, no counts: SKIP LOCKED hands each row to one worker, and the claim itself
+    counts this worker's running ones against its worker_concurrency."""
+    request = dequeue_request(max_count=7, worker_concurrency=worker_concurrency)
+    script = dequeue_script(("claim_queued", claimed("a")), locked=False)
+    result = script.run(coordination.dequeue(request))
+    assert [record.workflow_id for record in result.started] == ["a"]
+    assert script.names == ["claim_queued"]
+    assert claim_params(script)[0]["n"] == 7
+    assert claim_params(script)[0]["worker_concurrency"] == worker_concurrency
+    assert not coordination.dequeue_serialized(request)
+
+
+def test_a_claim_of_nothing_looks_for_delayed_work() -> None:
+    script = dequeue_script(("claim_queued", NOTHING), due=CREATED_MS + 30_000, locked=False)
+    assert script.run(coordination.dequeue(dequeue_request())).retry_at_ms == CREATED_MS + 30_000
+    assert script.names == ["claim_queued", "next_delayed"]
 
 
 @pytest.mark.parametrize(
     ("limits", "counts", "n"),
     [
-        ({"max_count": 3}, {"running": 50, "mine": 50, "recent": 50}, 3),
+        ({"max_count": 3, "concurrency": 100}, {"running": 50, "mine": 50, "recent": 50}, 3),
         ({"concurrency": 4}, {"running": 1}, 3),
-        ({"worker_concurrency": 4}, {"running": 9, "mine": 2}, 2),
+        ({"concurrency": 20, "worker_concurrency": 4}, {"running": 9, "mine": 2}, 2),
         ({"rate_limit": 10, "rate_window_ms": 1000}, {"recent": 9, "oldest_recent": 5}, 1),
         (
             {"max_count": 6, "concurrency": 9, "worker_concurrency": 6, "rate_limit": 8},
@@ -732,7 +765,7 @@ def test_a_dequeue_claims_what_the_tightest_limit_leaves(
     [
         ({"concurrency": 2}, {"running": 2}),
         ({"concurrency": 2}, {"running": 5}),  # the limit was lowered
-        ({"worker_concurrency": 1}, {"running": 1, "mine": 1}),
+        ({"concurrency": 5, "worker_concurrency": 1}, {"running": 1, "mine": 1}),
     ],
 )
 def test_a_full_queue_claims_nothing(limits: dict[str, Any], counts: dict[str, int]) -> None:
@@ -741,8 +774,9 @@ def test_a_full_queue_claims_nothing(limits: dict[str, Any], counts: dict[str, i
 
 
 def test_a_worker_without_capacity_counts_nothing() -> None:
-    result = dequeue_script().run(coordination.dequeue(dequeue_request(max_count=0)))
-    assert result.started == []
+    script = dequeue_script(locked=False)
+    assert script.run(coordination.dequeue(dequeue_request(max_count=0))).started == []
+    assert script.names == ["next_delayed"]
 
 
 def test_a_reached_rate_limit_says_when_its_window_reopens() -> None:
@@ -760,7 +794,8 @@ def test_the_earliest_of_a_delayed_workflow_and_the_rate_window_is_the_retry_tim
 
 def test_a_delayed_workflow_alone_sets_the_retry_time() -> None:
     script = dequeue_script(counted(), ("claim_queued", NOTHING), due=CREATED_MS + 30_000)
-    assert script.run(coordination.dequeue(dequeue_request())).retry_at_ms == CREATED_MS + 30_000
+    request = dequeue_request(concurrency=5)
+    assert script.run(coordination.dequeue(request)).retry_at_ms == CREATED_MS + 30_000
 
 
 def test_missing_or_null_counts_are_zero() -> None:
@@ -796,10 +831,9 @@ def test_a_partitioned_dequeue_applies_the_limits_to_each_partition() -> None:
 def test_a_partitioned_dequeue_stops_when_the_worker_is_full() -> None:
     script = dequeue_script(
         partitions("t1", "t2", "t3"),
-        counted(),
         ("claim_queued", claimed("a", "b")),
-        counted(),
         ("claim_queued", claimed("c")),
+        locked=False,
     )
     result = script.run(coordination.dequeue(dequeue_request(max_count=3, partitioned=True)))
     assert len(result.started) == 3
@@ -808,7 +842,7 @@ def test_a_partitioned_dequeue_stops_when_the_worker_is_full() -> None:
 
 
 def test_a_partitioned_queue_without_waiting_partitions_claims_nothing() -> None:
-    script = dequeue_script(partitions())
+    script = dequeue_script(partitions(), locked=False)
     assert script.run(coordination.dequeue(dequeue_request(partitioned=True))).started == []
 
 
@@ -822,10 +856,9 @@ def test_started_workflows_are_in_priority_order_on_a_priority_queue(
     second = Result([*claimed("b", priority=0).rows, *claimed("d", priority=1).rows], 2)
     script = dequeue_script(
         partitions("t1", "t2"),
-        counted(),
         ("claim_queued", first),
-        counted(),
         ("claim_queued", second),
+        locked=False,
     )
     request = dequeue_request(partitioned=True, use_priority=use_priority)
     result = script.run(coordination.dequeue(request))

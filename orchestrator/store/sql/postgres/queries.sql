@@ -69,6 +69,10 @@ RETURNING *
 -- One workflow by id.
 SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s
 
+-- get_workflows --
+-- Many workflows by id (those that exist).
+SELECT * FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+
 -- get_workflow_by_dedup --
 -- The active workflow holding a dedup id on a queue (to name it in the error).
 SELECT workflow_id FROM workflows
@@ -463,7 +467,7 @@ WHERE queue_name = %(queue_name)s::text AND status = 'ENQUEUED'
 LIMIT 1000
 
 -- claim_queued --
--- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
+-- Start up to n due workflows of a queue on an executor (with worker_concurrency: no more than it minus what the executor runs of the queue): lowest priority number first (when the queue uses priorities), then oldest; next_due: when the earliest delayed one becomes due.
 UPDATE workflows
 SET status = 'PENDING', executor_id = %(executor_id)s::text, app_version = %(app_version)s::text,
     owner_epoch = owner_epoch + 1, started_at = clock.now, updated_at = clock.now, deadline_ms = clock.now + timeout_ms
@@ -474,10 +478,21 @@ WHERE workflow_id IN (
       AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
       AND (%(partition_key)s::text IS NULL OR partition_key = %(partition_key)s::text)
     ORDER BY CASE WHEN %(use_priority)s::boolean THEN priority ELSE 0 END, seq
-    LIMIT %(n)s::integer
+    LIMIT CASE WHEN %(worker_concurrency)s::integer IS NULL THEN %(n)s::integer
+        ELSE greatest(0, least(%(n)s::integer, %(worker_concurrency)s::integer - (
+            SELECT count(*) FROM workflows AS mine
+            WHERE mine.queue_name = %(queue_name)s::text
+              AND mine.status IN ('PENDING', 'COMPENSATING')
+              AND mine.executor_id = %(executor_id)s::text
+              AND (%(partition_key)s::text IS NULL OR mine.partition_key = %(partition_key)s::text)
+        )::integer)) END
     FOR UPDATE SKIP LOCKED
 )
-RETURNING workflows.*
+RETURNING workflows.*, (
+    SELECT min(delayed.not_before_ms) FROM workflows AS delayed
+    WHERE delayed.queue_name = %(queue_name)s::text AND delayed.status = 'ENQUEUED'
+      AND delayed.not_before_ms > now_ms()
+) AS next_due
 
 -- next_delayed --
 -- When the earliest delayed workflow of a queue becomes due.

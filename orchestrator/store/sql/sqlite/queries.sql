@@ -70,6 +70,10 @@ RETURNING *
 -- One workflow by id.
 SELECT * FROM workflows WHERE workflow_id = :workflow_id
 
+-- get_workflows --
+-- Many workflows by id (those that exist).
+SELECT * FROM workflows WHERE workflow_id IN (SELECT value FROM json_each(:workflow_ids))
+
 -- get_workflow_by_dedup --
 -- The active workflow holding a dedup id on a queue (to name it in the error).
 SELECT workflow_id FROM workflows
@@ -358,7 +362,7 @@ WHERE queue_name = :queue_name AND status = 'ENQUEUED'
 LIMIT 1000
 
 -- claim_queued --
--- Start up to n due workflows of a queue on an executor: lowest priority number first (when the queue uses priorities), then oldest.
+-- Start up to n due workflows of a queue on an executor (with worker_concurrency: no more than it minus what the executor runs of the queue): lowest priority number first (when the queue uses priorities), then oldest; next_due: when the earliest delayed one becomes due.
 UPDATE workflows
 SET status = 'PENDING', executor_id = :executor_id, app_version = :app_version,
     owner_epoch = owner_epoch + 1, started_at = now_ms(), updated_at = now_ms(), deadline_ms = now_ms() + timeout_ms
@@ -368,9 +372,20 @@ WHERE workflow_id IN (
       AND (not_before_ms IS NULL OR not_before_ms <= now_ms())
       AND (:partition_key IS NULL OR partition_key = :partition_key)
     ORDER BY CASE WHEN :use_priority THEN priority ELSE 0 END, rowid
-    LIMIT :n
+    LIMIT CASE WHEN :worker_concurrency IS NULL THEN :n
+        ELSE max(0, min(:n, :worker_concurrency - (
+            SELECT count(*) FROM workflows AS mine
+            WHERE mine.queue_name = :queue_name
+              AND mine.status IN ('PENDING', 'COMPENSATING')
+              AND mine.executor_id = :executor_id
+              AND (:partition_key IS NULL OR mine.partition_key = :partition_key)
+        ))) END
 )
-RETURNING *
+RETURNING *, (
+    SELECT min(delayed.not_before_ms) FROM workflows AS delayed
+    WHERE delayed.queue_name = :queue_name AND delayed.status = 'ENQUEUED'
+      AND delayed.not_before_ms > now_ms()
+) AS next_due
 
 -- next_delayed --
 -- When the earliest delayed workflow of a queue becomes due.

@@ -345,6 +345,7 @@ class PostgresDriver:
                 await listener
         pool, self._pool = self._pool, None
         if pool is not None:
+            await self._cool(pool)  # a call that ended meanwhile may have kept one warm
             await pool.close()
 
     async def migrate(self) -> list[str]:
@@ -478,12 +479,13 @@ class PostgresDriver:
             else:
                 await pool.putconn(conn)
 
-    async def _cool(self) -> None:
-        """Give the warm connections back to the pool (which drops broken ones)."""
+    async def _cool(self, pool: AsyncConnectionPool[Any] | None = None) -> None:
+        """Give the warm connections back to their pool (which drops broken ones)."""
         warm, self._warm = self._warm, []
-        if self._pool is not None:
+        pool = pool or self._pool
+        if pool is not None:
             for conn, _ in warm:
-                await self._pool.putconn(conn)
+                await pool.putconn(conn)
 
     async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run ``operation``, the one place where psycopg errors are retried and translated.

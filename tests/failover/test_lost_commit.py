@@ -44,7 +44,7 @@ async def test_a_dequeue_whose_commit_answer_was_lost_still_runs(
         return n * 2
 
     async with app:
-        lossy.lose_commit_of(CLAIM_QUEUED)
+        lossy.lose_answer_of(CLAIM_QUEUED)  # (one autocommit statement: no COMMIT)
         handle = await app.start(job, 21, workflow_id="job-1", queue="jobs")
         assert await handle.result(timeout=60) == 42
         assert lossy.lost == 1  # the dequeue's commit did lose its answer

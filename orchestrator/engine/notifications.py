@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
 
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, Timer
 from orchestrator.store.base import NOTIFY_RECONNECTED
 
 
 class Subscription:
-    """Interest in some (kind, key) pairs. A notification wakes the wait under way, or, when
-    none is, is remembered so that the next wait returns at once: none is lost between a
-    wake-up and the re-read that follows it."""
+    """Interest in some (kind, key) pairs, registered with ``Waiters`` while used as a context
+    manager. A notification wakes the wait under way, or, when none is, is remembered so that
+    the next wait returns at once: none is lost between a wake-up and the re-read that follows
+    it. Slotted and closure-free: a workflow parked in recv holds one (see bench/README.md)."""
 
-    __slots__ = ("_pending", "_waiter", "keys")
+    __slots__ = ("_pending", "_timers", "_waiter", "_waiters", "keys")
 
-    def __init__(self, keys: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, keys: tuple[tuple[str, str], ...], waiters: Waiters | None = None) -> None:
         self.keys = keys
+        self._waiters = waiters
         self._waiter: asyncio.Future[bool] | None = None
         self._pending = False
+        self._timers: tuple[Timer | asyncio.TimerHandle, ...] = ()
+
+    def __enter__(self) -> Subscription:
+        if self._waiters is not None:
+            self._waiters.add(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._cancel_timers()
+        if self._waiters is not None:
+            self._waiters.discard(self)
 
     def fire(self) -> None:
         waiter = self._waiter
@@ -43,17 +55,20 @@ class Subscription:
         parked in recv costs little, and cancelling it (a stop) is cancelling this future."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
+        self._cancel_timers()
         if self._pending:
             self._pending = False
             waiter.set_result(True)
             return waiter
         self._waiter = waiter
+        timers: list[Timer | asyncio.TimerHandle] = []
         if deadline_ms is not None and clock is not None:
-            timer = clock.call_at(deadline_ms, lambda: _expire(waiter))
-            waiter.add_done_callback(lambda _: timer.cancel())
+            timers.append(clock.call_at(deadline_ms, functools.partial(_expire, waiter)))
         if poll_seconds is not None:
-            poll = loop.call_later(max(poll_seconds, 0), _expire, waiter)
-            waiter.add_done_callback(lambda _: poll.cancel())
+            timers.append(loop.call_later(max(poll_seconds, 0), _expire, waiter))
+        if timers:
+            self._timers = tuple(timers)
+            waiter.add_done_callback(self._waited)
         return waiter
 
     async def wait(
@@ -66,6 +81,15 @@ class Subscription:
         """Wait for the next notification; True if notified, False at the deadline or poll."""
         return await self.next(deadline_ms, clock=clock, poll_seconds=poll_seconds)
 
+    def _waited(self, waiter: asyncio.Future[bool]) -> None:
+        if waiter is self._waiter or self._waiter is None:
+            self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        timers, self._timers = self._timers, ()
+        for timer in timers:
+            timer.cancel()
+
 
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
@@ -76,24 +100,25 @@ class Waiters:
     """Routes ``(kind, payload)`` notifications to subscriptions; no thread, no polling."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[tuple[str, str], set[Subscription]] = {}
+        # (a list, not a set: almost every key has one subscription, and a list is smaller)
+        self._subscriptions: dict[tuple[str, str], list[Subscription]] = {}
 
-    @contextmanager
-    def subscribe(self, *keys: tuple[str, str]) -> Iterator[Subscription]:
-        """Subscribe to (kind, key) pairs before reading state, then wait: no notification
-        falls in between."""
-        subscription = Subscription(keys)
-        for key in keys:
-            self._subscriptions.setdefault(key, set()).add(subscription)
-        try:
-            yield subscription
-        finally:
-            for key in keys:
-                bucket = self._subscriptions.get(key)
-                if bucket is not None:
-                    bucket.discard(subscription)
-                    if not bucket:
-                        del self._subscriptions[key]
+    def subscribe(self, *keys: tuple[str, str]) -> Subscription:
+        """A subscription to (kind, key) pairs, registered while its ``with`` block runs:
+        subscribe before reading state, then wait, and no notification falls in between."""
+        return Subscription(keys, self)
+
+    def add(self, subscription: Subscription) -> None:
+        for key in subscription.keys:
+            self._subscriptions.setdefault(key, []).append(subscription)
+
+    def discard(self, subscription: Subscription) -> None:
+        for key in subscription.keys:
+            bucket = self._subscriptions.get(key)
+            if bucket is not None and subscription in bucket:
+                bucket.remove(subscription)
+                if not bucket:
+                    del self._subscriptions[key]
 
     def notify(self, kind: str, payload: str) -> None:
         """Wake every subscription to (kind, payload); a reconnect wakes all of them."""
@@ -102,8 +127,10 @@ class Waiters:
                 for subscription in list(bucket):
                     subscription.fire()
             return
-        for subscription in list(self._subscriptions.get((kind, payload), ())):
-            subscription.fire()
+        subscribed = self._subscriptions.get((kind, payload))
+        if subscribed is not None:
+            for subscription in list(subscribed):
+                subscription.fire()
 
     @property
     def count(self) -> int:

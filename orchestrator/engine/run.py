@@ -209,6 +209,43 @@ class WorkflowRun:
     earlier executions (replayed instead of re-run), whether it has been told to stop, and its
     outcome (awaited by result waiters in this process)."""
 
+    # Slotted: a workflow parked in recv holds its run; past 30 attributes an instance dict
+    # stops sharing its keys and costs ~1.5 KiB a run (bench/README.md, parked).
+    __slots__ = (
+        "_flushing",
+        "_settled",
+        "_waits",
+        "check_arguments",
+        "clock",
+        "compensating",
+        "counter",
+        "deferred",
+        "diverged",
+        "dry",
+        "epoch",
+        "final_status",
+        "finishing",
+        "inflight",
+        "lease",
+        "max_payload_bytes",
+        "metrics",
+        "outcome",
+        "pivot_step",
+        "probe",
+        "record",
+        "recorded",
+        "rerun_inflight",
+        "restart",
+        "span",
+        "stop_reason",
+        "store",
+        "trace_parent",
+        "tracer",
+        "tracing",
+        "workflow",
+        "workflow_id",
+    )
+
     def __init__(
         self,
         record: WorkflowRecord,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import uuid
 from collections.abc import Collection, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
@@ -64,6 +65,8 @@ _NEW_WORKFLOW_FIELDS = tuple(
     field.name for field in dataclasses.fields(NewWorkflow) if field.name != "attributes"
 )
 _STEP_FIELDS = tuple(field.name for field in dataclasses.fields(StepRecord))
+# Columns whose few distinct values recur in every row (interned by workflow_from_row).
+_SHARED_TEXT = ("name", "executor_id", "app_version", "queue_name")
 
 
 # -- rows <-> records -----------------------------------------------------------------------
@@ -73,6 +76,9 @@ def workflow_from_row(row: Mapping[str, Any]) -> WorkflowRecord:
     """A ``workflows`` row (extra columns ignored) as a WorkflowRecord."""
     values = {name: row[name] for name in _WORKFLOW_FIELDS}
     values["status"] = WorkflowStatus(values["status"])
+    for name in _SHARED_TEXT:  # one copy each, not one per record a running workflow holds
+        if values[name] is not None:
+            values[name] = sys.intern(values[name])
     return WorkflowRecord(**values)
 
 

@@ -629,17 +629,18 @@ class Orchestrator:
             workflow_id, message, topic, idempotency_key, connection=connection
         )
 
-    async def recv(
+    def recv(
         self, topic: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """Inside a workflow: consume the oldest message on ``topic`` exactly once, waiting up
         to ``timeout`` seconds (durably: a recovered workflow waits only what is left; None: no
-        limit); None on timeout.
+        limit); None on timeout. Await it: ``message = await app.recv("topic")`` (it returns
+        the durable call itself, so that a workflow parked here holds as little as it can).
 
         Raises:
             NotInWorkflowError: outside a workflow.
         """
-        return await self.engine.messaging.recv(topic, timeout)
+        return self.engine.messaging.recv(topic, timeout)
 
     async def set_event(self, key: str, value: Any) -> None:
         """Inside a workflow: publish ``value`` under ``key`` (a later set overwrites).

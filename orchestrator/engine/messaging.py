@@ -14,7 +14,7 @@ cancelled), get_event until the event is set or the workflow ends.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from opentelemetry import trace
@@ -225,44 +225,35 @@ class Messaging:
             )
         )
 
-    async def recv(self, topic: str | None, timeout: float | None) -> Any:
+    def recv(self, topic: str | None, timeout: float | None) -> Awaitable[Any]:
         """Consume the oldest message on ``topic`` (waiting up to ``timeout`` s; None: no
         limit), exactly once, atomically with its checkpoint; None on timeout. Only inside a
-        workflow."""
+        workflow. (Returns the durable call for the caller to await: no coroutine in between
+        for a workflow parked here.)"""
         run = require_run("app.recv()")
         topic_name = _topic(topic)
         _check_timeout(timeout)
         deadline: list[int | None] = []  # recorded by an earlier execution's first wait
+        call = _RecvCall(self, run, topic_name, timeout, deadline)
         if run.recorded_name(run.counter + 1) == RECV_DEADLINE:
+            return self._recv_after_deadline(run, call, deadline)
+        return run.call(call)
 
-            def recorded_deadline(step: StepRecord) -> None:
-                deadline.append(json.loads(step.output or "null"))
+    async def _recv_after_deadline(
+        self, run: WorkflowRun, call: _RecvCall, deadline: list[int | None]
+    ) -> Any:
+        """A recovered recv whose first wait recorded its deadline: replay that record (the
+        wait goes on to the same deadline), then the recv itself."""
 
-            await run.call(
-                Call(RECV_DEADLINE, StepKind.SLEEP, perform=_never, replay=recorded_deadline)
-            )
+        def recorded_deadline(step: StepRecord) -> None:
+            deadline.append(json.loads(step.output or "null"))
 
-        async def perform(attempt: Attempt) -> Any:
-            value = await self._receive(run, topic_name, timeout, attempt.number, deadline)
-            span = trace.get_current_span()  # recv's own span, when traced
-            if span.is_recording():
-                span.set_attribute(_TIMED_OUT, value is _TIMEOUT)
-            return value
-
-        value = await run.call(
-            Call(
-                "recv",
-                StepKind.RECV,
-                perform=perform,
-                replay=lambda step: decode(step.output),
-                traced=True,
-                detail=topic_name or None,
-                attributes={_TOPIC: topic_name},
-            )
+        await run.call(
+            Call(RECV_DEADLINE, StepKind.SLEEP, perform=_never, replay=recorded_deadline)
         )
-        return None if value is _TIMEOUT else value
+        return await run.call(call)
 
-    async def _receive(
+    async def receive(
         self,
         run: WorkflowRun,
         topic_name: str,
@@ -467,3 +458,55 @@ class Messaging:
 
 async def _never(attempt: Attempt) -> None:
     raise AssertionError("a recv deadline is only ever replayed here (recv records it)")
+
+
+class _RecvCall(Call[Any]):
+    """recv's durable call: one object for a workflow parked in recv (its loop is the
+    ``perform`` method: no closure, no coroutine around it), None on timeout."""
+
+    __slots__ = ("deadline", "messaging", "run", "timeout_seconds", "topic_name")
+
+    traced = True
+    guarded = False
+    reruns = False
+    settles = False
+    finish = None
+    retry = None
+    timeout = None
+    compensates = None
+    name = "recv"
+    kind = StepKind.RECV
+
+    def __init__(
+        self,
+        messaging: Messaging,
+        run: WorkflowRun,
+        topic_name: str,
+        timeout: float | None,
+        deadline: list[int | None],
+    ) -> None:
+        self.messaging = messaging
+        self.run = run
+        self.topic_name = topic_name
+        self.timeout_seconds = timeout
+        self.deadline = deadline
+
+    @property
+    def detail(self) -> str | None:  # type: ignore[override]
+        return self.topic_name or None
+
+    @property
+    def attributes(self) -> dict[str, Any]:  # type: ignore[override]
+        return {_TOPIC: self.topic_name}
+
+    async def perform(self, attempt: Attempt) -> Any:
+        value = await self.messaging.receive(
+            self.run, self.topic_name, self.timeout_seconds, attempt.number, self.deadline
+        )
+        span = trace.get_current_span()  # recv's own span, when traced
+        if span.is_recording():
+            span.set_attribute(_TIMED_OUT, value is _TIMEOUT)
+        return None if value is _TIMEOUT else value
+
+    def replay(self, recorded: StepRecord) -> Any:
+        return decode(recorded.output)

@@ -72,6 +72,11 @@ def _event_data(session: dict[str, Any]) -> dict[str, Any]:
     return {key: session[key] for key in keys}
 
 
+# A customer's second click finds its first one's outcome, however far the merchant has taken
+# it meanwhile (a pay click after the capture is the same redirect, not an error).
+_CLICKED = {"paid": {"paid", "captured", "refunded"}, "cancelled": {"cancelled"}}
+
+
 def _move(
     cursor: Cursor, session_id: str, allowed: dict[str, str], done: set[str], event: str | None
 ) -> Outcome:
@@ -207,7 +212,7 @@ def create_app(db: Database | None = None, sender: SenderConfig | None = None) -
     def customer_choice(session_id: str, target: str, event: str) -> Response:
         try:
             with db.transaction() as cursor:
-                _, session = _move(cursor, session_id, {"open": target}, {target}, event)
+                _, session = _move(cursor, session_id, {"open": target}, _CLICKED[target], event)
         except Rejected as refusal:
             status = refusal.body.get("status", "unknown")
             message = f"<p id='result'>This payment can no longer change: it is {status}.</p>"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from orchestrator import WorkflowStatus
 from orchestrator.errors import WorkflowNotFoundError
@@ -88,13 +88,23 @@ async def shop_page() -> HTMLResponse:
 
 
 @router.post("/orders", summary="Place an order (form post): start checkout, go pay")
-async def place_order(request: Request) -> RedirectResponse:
+async def place_order(request: Request) -> Response:
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-    order = Order(
-        order_id=f"order-{uuid.uuid4().hex[:12]}",
-        items=[LineItem(sku=form.get("sku", ""), quantity=int(form.get("quantity") or 1))],
-        address=form.get("address") or "unknown",
-    )
+    try:
+        order = Order(
+            order_id=f"order-{uuid.uuid4().hex[:12]}",
+            items=[LineItem(sku=form.get("sku", ""), quantity=int(form.get("quantity") or 1))],
+            address=form.get("address") or "unknown",
+        )
+    except ValueError as invalid:  # (pydantic's ValidationError is one): nothing started
+        reason = html.escape(str(invalid).splitlines()[-1].strip() or str(invalid))
+        page = _page(
+            "Order not placed",
+            f"<p id='error'>The order was not placed: choose a product and a quantity"
+            f" ({reason}).</p>",
+        )
+        page.status_code = 422
+        return page
     await app.start(checkout, order, workflow_id=order.order_id)
     url = await app.get_event(order.order_id, "payment_url", timeout=PAYMENT_URL_WAIT_SECONDS)
     target = url if isinstance(url, str) else f"/shop/orders/{order.order_id}"

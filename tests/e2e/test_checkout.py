@@ -211,3 +211,21 @@ def test_a_refused_refund_cancels_the_return(shop: Shop, sku: str) -> None:
     assert [s["status"] for s in returns] == ["cancelled"]
     assert _one(shop.get("payments", "/sessions", order_id=order))["status"] == "captured"
     shop.assert_applied_once(refund_id)
+
+
+def test_a_malformed_order_form_is_refused_and_starts_nothing(shop: Shop) -> None:
+    """The storefront's form without a product, or with a quantity that is not a number: a 422
+    page that says why, never a 500, and no saga started."""
+    before = len(
+        shop.http.get(shop.api("/workflows"), params={"name": "checkout", "limit": 500}).json()[
+            "items"
+        ]
+    )
+    for form in ({}, {"sku": "widget", "quantity": "two"}):
+        response = shop.http.post(shop.api("/shop/orders"), data=form, follow_redirects=False)
+        assert response.status_code == 422, response.text
+        assert "The order was not placed" in response.text
+    after = shop.http.get(shop.api("/workflows"), params={"name": "checkout", "limit": 500}).json()[
+        "items"
+    ]
+    assert len(after) == before

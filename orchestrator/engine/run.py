@@ -443,10 +443,17 @@ class WorkflowRun:
         if probe is not None:
             probe.backoff(self, True)  # a step between attempts waits only on time
         try:
-            if self.stop_rolls_back():
-                await self.clock.sleep_until(wake)
-            else:
-                await self.wait(self.clock.sleep_until(wake))
+            if not self.stop_rolls_back():
+                try:
+                    await self.wait(self.clock.sleep_until(wake))
+                    return
+                except WorkflowCancelledError:
+                    # A cancel with rollback that came during the wait does not cut it short:
+                    # the failed attempt may have applied its effect, so the step goes on to
+                    # be recorded, then compensated. Any other stop ends it here.
+                    if not self.stop_rolls_back():
+                        raise
+            await self.clock.sleep_until(wake)
         finally:
             if probe is not None:
                 probe.backoff(self, False)

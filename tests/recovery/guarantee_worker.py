@@ -20,6 +20,8 @@ Scenarios (``SCENARIOS``):
   P ``after-effect-ship`` it dies before the pivot's checkpoint.
 - ``retry-cancel``: book, charge, whose first attempt applies its effect, has the saga cancelled
   with rollback, and fails (a timeout); its second attempt succeeds.
+- ``backoff-cancel``: as ``retry-cancel``, but the cancel with rollback arrives while charge
+  waits out its backoff before the second attempt (the chaos run's seed 8999787).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SCENARIOS = (
     "cancel-then-recv",
     "pivot-cancel",
     "retry-cancel",
+    "backoff-cancel",
 )
 
 
@@ -99,13 +102,20 @@ def build(app: Orchestrator, ledger: Ledger, scenario: str, crash: str | None) -
     async def packing() -> str:
         return await pack()
 
-    @app.step(name="charge", retry=Retry(max_attempts=3, base_interval=0.05))
+    backoff = 0.6 if scenario == "backoff-cancel" else 0.05
+
+    @app.step(name="charge", retry=Retry(max_attempts=3, base_interval=backoff))
     async def charge() -> str:
         key = effect("charge")
         if first_time("charge"):
             if scenario in ("cancel-mid-step", "cancel-then-recv", "retry-cancel"):
                 await cancel_self()
-            if scenario == "retry-cancel":
+            if scenario == "backoff-cancel":
+                # The cancel lands 0.1 s into the 0.6 s (+-jitter) wait before the retry.
+                workflow_id = app.step_context().workflow_id
+                later = app.cancel(workflow_id, compensate=True)
+                asyncio.get_running_loop().call_later(0.1, asyncio.ensure_future, later)
+            if scenario in ("retry-cancel", "backoff-cancel"):
                 raise TimeoutError("the provider applied the charge, then the answer was lost")
         await at("after-effect-charge")
         return key
@@ -137,7 +147,7 @@ def build(app: Orchestrator, ledger: Ledger, scenario: str, crash: str | None) -
         elif scenario == "sleep-then-fail":
             await app.sleep(0.05)
             await fail()
-        elif scenario in ("cancel-mid-step", "retry-cancel"):
+        elif scenario in ("cancel-mid-step", "retry-cancel", "backoff-cancel"):
             await charge()
         elif scenario == "cancel-then-recv":
             await charge()

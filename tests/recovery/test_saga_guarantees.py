@@ -146,14 +146,16 @@ async def test_a_cancel_with_rollback_during_the_pivot_undoes_nothing(
     check(ledger.snapshot(), steps, forward={f"{W}:1", f"{W}:2"}, undone=[], reexecuted=again)
 
 
+@pytest.mark.parametrize("scenario", ["retry-cancel", "backoff-cancel"])
 async def test_a_cancel_with_rollback_between_retries_lets_the_step_finish_and_undoes_it(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, scenario: str
 ) -> None:
     """#15.3 (retries): charge's first attempt applied its effect, then failed (a timeout);
-    the cancel with rollback arrives before the retry. The retry runs (same key: applied
-    once), the step is recorded, and then refunded."""
+    the cancel with rollback arrives before the retry: before its backoff began, or during
+    it (the backoff is not cut short). The retry runs (same key: applied once), the step is
+    recorded, and then refunded."""
     ledger = Ledger(tmp_path / "ledger.db")
-    result = run_worker(database_url, tmp_path / "ledger.db", "retry-cancel")
+    result = run_worker(database_url, tmp_path / "ledger.db", scenario)
     assert result.returncode == 0, result.stderr
     assert "status COMPENSATED" in result.stdout, (result.stdout, result.stderr)
     info, steps = await stored(database_url)

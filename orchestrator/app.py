@@ -38,6 +38,7 @@ from orchestrator.engine.workflows import (
 )
 from orchestrator.errors import ConfigurationError, InvalidArgumentError, StoreError
 from orchestrator.metrics import Metrics
+from orchestrator.process import raise_gc_threshold, restore_gc_threshold
 from orchestrator.queues import Queue
 from orchestrator.registration import Registrar, _StepDecorator
 from orchestrator.retention import RetentionPolicy, RetentionSpec
@@ -138,6 +139,7 @@ class Orchestrator:
         read_database_url: str | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self._gc_raised = False  # holds the raised collector threshold (orchestrator/process.py)
         if max_payload_bytes is None:
             max_payload_bytes = self.settings.max_payload_bytes
         elif isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int):
@@ -422,16 +424,25 @@ class Orchestrator:
         if isinstance(self.clock, DatabaseClock):
             await self.clock.sync()
         await self.engine.launch(self.app_version)
+        if not self._gc_raised:
+            self._gc_raised = raise_gc_threshold(self.settings.gc_threshold)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Let running workflows continue up to ``timeout`` seconds, then stop them (they stay
         PENDING and are recovered later) and close the store."""
         if not self.engine.launched:
             return  # never launched, or already shut down
-        await self.engine.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
-        await self.store.close()
-        if self.reads is not self.store:
-            await self.reads.close()
+        try:
+            await self.engine.shutdown(
+                self.settings.shutdown_timeout if timeout is None else timeout
+            )
+            await self.store.close()
+            if self.reads is not self.store:
+                await self.reads.close()
+        finally:
+            if self._gc_raised:
+                self._gc_raised = False
+                restore_gc_threshold()
 
     async def __aenter__(self) -> Orchestrator:
         await self.launch()

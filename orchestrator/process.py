@@ -1,0 +1,62 @@
+"""What an application tunes in its own process: the young generation of the cyclic garbage
+collector (setting ``gc_threshold``, docs/operations.md#the-garbage-collector).
+
+Every durable call makes a few short-lived container objects (futures, records, coroutine
+frames); with CPython's default threshold of 700 allocations the collector ran about once per
+14 workflows, and its collections of the older generations walked every workflow in flight:
+17-20 % of a worker's CPU in the queue benchmark. Raised to 10,000, most of those objects are
+freed by reference counting before any collection looks at them. Cyclic garbage still goes;
+it waits a little longer. The change is process-wide, so it is made only upward (a threshold
+the program set higher, or a disabled collector, is left as it is) and undone when the last
+application that made it shuts down.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+
+class _RaisedThreshold:
+    """Who holds the raised threshold, and what it was before the first of them raised it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0  # launched applications relying on the raised threshold
+        self.previous: tuple[int, int, int] | None = None
+
+    def take(self, threshold: int) -> bool:
+        with self.lock:
+            current = gc.get_threshold()
+            if self.holders == 0:
+                if threshold <= 0 or not gc.isenabled() or current[0] >= threshold:
+                    return False
+                self.previous = current
+            if current[0] < threshold:
+                gc.set_threshold(threshold, *current[1:])
+            self.holders += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            if self.holders == 0:
+                return
+            self.holders -= 1
+            if self.holders == 0 and self.previous is not None:
+                gc.set_threshold(*self.previous)
+                self.previous = None
+
+
+_raised = _RaisedThreshold()
+
+
+def raise_gc_threshold(threshold: int) -> bool:
+    """Raise the collector's generation-0 threshold to ``threshold`` for this application;
+    True if it holds the change (call ``restore_gc_threshold`` at its shutdown). 0, a disabled
+    collector or a threshold already as high: nothing changes (False)."""
+    return _raised.take(threshold)
+
+
+def restore_gc_threshold() -> None:
+    """An application that raised the threshold shuts down: the last one puts back what was."""
+    _raised.release()

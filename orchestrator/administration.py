@@ -98,13 +98,24 @@ async def _call_steps(thunk: Callable[[], Awaitable[Any]]) -> list[StepInfo]:
 
 
 def _reason(reason: object, *, required: bool = False) -> str | None:
-    """An operator's reason: None (when allowed) or a non-empty string, bounded."""
+    """An operator's reason: None (when allowed) or a non-empty string, bounded, that the
+    audit log can store (no NUL, no lone surrogate: no database text holds them)."""
     if reason is None and not required:
         return None
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgumentError("a reason is required: say why (it goes to the audit log)")
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidArgumentError(f"a reason is at most {MAX_REASON_CHARS} characters")
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError:
+        stored = False
+    else:
+        stored = "\x00" not in reason
+    if not stored:
+        raise InvalidArgumentError(
+            "a reason must not contain NUL characters or lone surrogates", what="reason"
+        )
     return reason.strip()
 
 

@@ -73,6 +73,9 @@ async def test_skip_compensation_is_audited_with_who_and_why(make_app: AppFactor
         assert (await handle.status()).status is WorkflowStatus.COMPENSATION_FAILED
         with pytest.raises(InvalidArgumentError, match="reason is required"):
             await app.skip_compensation("order-1", step=2, reason="  ")
+        for unstorable in ("refunded\x00", "refunded \ud800"):  # no database text holds them
+            with pytest.raises(InvalidArgumentError, match="NUL characters or lone surrogates"):
+                await app.skip_compensation("order-1", step=2, reason=unstorable)
         with acting_as(Actor("alice", role="operator", surface="console")):
             skipped = await app.skip_compensation("order-1", step=2, reason="refunded by hand")
         with pytest.raises(WorkflowFailedError, match="COMPENSATED"):

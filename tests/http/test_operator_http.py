@@ -209,6 +209,22 @@ async def test_bulk_dry_run_then_cancel_and_counts(operator: httpx.AsyncClient) 
     assert summary["items"][0]["detail"]["filter"] == {"id_prefix": prefix}
 
 
+@pytest.mark.parametrize("action", ["retry-compensation", "cancel", "delete", "resume"])
+async def test_a_reason_the_audit_log_cannot_store_is_a_4xx(
+    operator: httpx.AsyncClient, action: str
+) -> None:
+    """make fuzz found it: a NUL in a bulk action's reason reached the audit insert (503)."""
+    before = (await operator.get("/admin/audit")).json()["items"]
+    content = '{"reason": "b\\ud9bb\\udf9d\\u0000", "compensate": true}'  # as the fuzz sent it
+    refused = await operator.post(
+        f"/admin/bulk/{action}", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_argument"
+    assert "NUL" in refused.json()["message"]
+    assert (await operator.get("/admin/audit")).json()["items"] == before
+
+
 async def test_schedule_trigger_pause_resume(operator: httpx.AsyncClient) -> None:
     [schedule] = (await operator.get("/admin/schedules")).json()
     assert schedule["name"] == "tick" and len(schedule["next_ticks"]) == 5

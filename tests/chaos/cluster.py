@@ -13,10 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.cli.ports import free_port
+
 BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
-def _binary(name: str) -> str | None:
+def postgres_binary(name: str) -> str | None:
+    """The newest installed PostgreSQL's ``name`` (initdb, pg_ctl, pg_basebackup...), or None."""
     for directory in BIN_DIRS:
         if (directory / name).exists():
             return str(directory / name)
@@ -25,7 +28,7 @@ def _binary(name: str) -> str | None:
 
 def available() -> str | None:
     """None if a private cluster can be made here, else why not."""
-    if _binary("initdb") is None or _binary("pg_ctl") is None:
+    if postgres_binary("initdb") is None or postgres_binary("pg_ctl") is None:
         return "initdb/pg_ctl not found (Debian: apt-get install postgresql)"
     if os.geteuid() == 0:
         try:
@@ -33,12 +36,6 @@ def available() -> str | None:
         except KeyError:
             return "running as root and there is no postgres user to run PostgreSQL as"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:
@@ -49,7 +46,7 @@ class Cluster:
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
         self.data = self.directory / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.log = self.directory / "postgres.log"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -68,7 +65,7 @@ class Cluster:
         if os.geteuid() == 0:
             postgres = pwd.getpwnam("postgres")
             os.chown(self.directory, postgres.pw_uid, postgres.pw_gid)
-        initdb = _binary("initdb")
+        initdb = postgres_binary("initdb")
         assert initdb is not None
         self._run(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         options = (
@@ -80,21 +77,21 @@ class Cluster:
         self._run("sh", "-c", f"cat >> '{config}' <<'EOF'\n{options}EOF\n")
 
     def start(self) -> None:
-        pg_ctl = _binary("pg_ctl")
+        pg_ctl = postgres_binary("pg_ctl")
         assert pg_ctl is not None
         self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
         self.wait_ready()
 
     def restart(self, mode: str = "fast") -> None:
         """Stop (``fast``: sessions ended cleanly; ``immediate``: as if it crashed) and start."""
-        pg_ctl = _binary("pg_ctl")
+        pg_ctl = postgres_binary("pg_ctl")
         assert pg_ctl is not None
         self._run(pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
         self.start()
 
     def stop(self, *, keep: bool = False) -> None:
         """Stop it and delete its files (``keep``: leave them, to look at after a failure)."""
-        pg_ctl = _binary("pg_ctl")
+        pg_ctl = postgres_binary("pg_ctl")
         if pg_ctl is not None and self.data.exists():
             self._run(pg_ctl, "-D", str(self.data), "-m", "fast", "stop", check=False)
         if not keep:

@@ -12,7 +12,8 @@ import pwd
 import tempfile
 from pathlib import Path
 
-from tests.chaos.cluster import Cluster, _binary, _free_port, available
+from orchestrator.cli.ports import free_port
+from tests.chaos.cluster import Cluster, available, postgres_binary
 
 __all__ = ["ReplicatedPair", "tools_missing"]
 
@@ -31,7 +32,7 @@ class Standby(Cluster):
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="replica-pg-"))
         self.data = self.directory / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.log = self.directory / "postgres.log"
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -39,7 +40,7 @@ class Standby(Cluster):
         if os.geteuid() == 0:
             postgres = pwd.getpwnam("postgres")
             os.chown(self.directory, postgres.pw_uid, postgres.pw_gid)
-        basebackup = _binary("pg_basebackup")
+        basebackup = postgres_binary("pg_basebackup")
         assert basebackup is not None, "pg_basebackup not found"
         self._run(
             basebackup, "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
@@ -56,7 +57,7 @@ class Standby(Cluster):
         self._run("sh", "-c", f"cat >> '{config}' <<'EOF'\n{options}EOF\n")
 
     def promote(self) -> None:
-        pg_ctl = _binary("pg_ctl")
+        pg_ctl = postgres_binary("pg_ctl")
         assert pg_ctl is not None
         self._run(pg_ctl, "-D", str(self.data), "-w", "-t", "60", "promote")
 
@@ -91,7 +92,7 @@ class ReplicatedPair:
     def kill_primary(self) -> None:
         """Stop the primary as a crash would (``-m immediate``: no shutdown checkpoint, every
         session cut); it stays down."""
-        pg_ctl = _binary("pg_ctl")
+        pg_ctl = postgres_binary("pg_ctl")
         assert pg_ctl is not None
         self.primary._run(pg_ctl, "-D", str(self.primary.data), "-m", "immediate", "-w", "stop")
 
@@ -106,6 +107,6 @@ class ReplicatedPair:
 def tools_missing() -> str | None:
     """None if a replicated pair can be made here, else why not."""
     reason = available()
-    if reason is None and _binary("pg_basebackup") is None:
+    if reason is None and postgres_binary("pg_basebackup") is None:
         return "pg_basebackup not found (Debian: apt-get install postgresql)"
     return reason

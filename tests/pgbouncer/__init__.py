@@ -23,6 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from orchestrator.cli.ports import free_port
+
 PGBOUNCER_PATHS = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 START_SECONDS = 10.0  # the process answering on its port (it takes ~50 ms)
 POOL_SIZE = 8  # server connections per database: fewer than the clients, so they share them
@@ -36,13 +38,6 @@ def pgbouncer_binary() -> str:
     if found is None:
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; CI installs it)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PgBouncer:
@@ -75,7 +70,7 @@ class PgBouncer:
         """Start the process on a free port; return once it accepts connections."""
         binary = pgbouncer_binary()
         for _ in range(3):  # another process may take the free port first
-            self.port = _free_port()
+            self.port = free_port()
             config = self._write_config()
             command = [binary, str(config)]
             if self.run_as is not None:

@@ -36,9 +36,10 @@ from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
 from tests.processes import ROOT, stop, wait_healthy
 
-pytestmark = pytest.mark.postgres
-
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "250"))
+# One operation's cases run as one test: its time limit grows with their number (the suite's
+# 300 s holds 250; `make fuzz`'s 2,000 of a long-polling operation on a busy machine took more).
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(max(300, MAX_EXAMPLES // 2))]
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

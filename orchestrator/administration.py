@@ -33,6 +33,7 @@ from orchestrator.errors import (
 )
 from orchestrator.history import history_document
 from orchestrator.scheduler import check_cron, next_tick, schedule_input, tick_id
+from orchestrator.serialization import storable_text
 from orchestrator.store.base import (
     NewAudit,
     QueueStats,
@@ -106,13 +107,7 @@ def _reason(reason: object, *, required: bool = False) -> str | None:
         raise InvalidArgumentError("a reason is required: say why (it goes to the audit log)")
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidArgumentError(f"a reason is at most {MAX_REASON_CHARS} characters")
-    try:
-        reason.encode("utf-8")
-    except UnicodeEncodeError:
-        stored = False
-    else:
-        stored = "\x00" not in reason
-    if not stored:
+    if not storable_text(reason):
         raise InvalidArgumentError(
             "a reason must not contain NUL characters or lone surrogates", what="reason"
         )

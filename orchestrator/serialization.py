@@ -89,11 +89,16 @@ def check_key(value: object, what: str, *, empty: bool = False) -> str:
             what=what,
             length=len(value),
         )
-    if "\x00" in value or not _is_utf8(value):
+    if not storable_text(value):
         raise InvalidArgumentError(
             f"{what} must not contain NUL characters or lone surrogates", what=what
         )
     return value
+
+
+def storable_text(text: str) -> bool:
+    """Whether a database text column can hold ``text``: no NUL, no lone surrogate."""
+    return "\x00" not in text and _is_utf8(text)
 
 
 def _is_utf8(text: str) -> bool:

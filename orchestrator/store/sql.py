@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.errors import (
     InvalidArgumentError,
@@ -314,8 +314,7 @@ class SQLStore:
         plan = functools.partial(
             rows_plan, "claim_for_recovery", executor_id=executor_id, app_version=app_version
         )
-        records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
-        return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
+        return _oldest_first(await self._run(plan, transaction=False))
 
     async def claim_orphans(
         self,
@@ -335,8 +334,7 @@ class SQLStore:
             settled_ms=settled_ms,
             limit=limit,
         )
-        records = [workflow_from_row(row) for row in await self._run(plan, transaction=False)]
-        return sorted(records, key=lambda record: (record.created_at, record.workflow_id))
+        return _oldest_first(await self._run(plan, transaction=False))
 
     async def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """All recorded steps of a workflow by step_number."""
@@ -733,3 +731,9 @@ def _audit_from_row(row: dict[str, object]) -> AuditRecord:
 
 
 _AUDIT_FIELDS = tuple(field.name for field in dataclasses.fields(AuditRecord))
+
+
+def _oldest_first(rows: list[dict[str, Any]]) -> list[WorkflowRecord]:
+    """Claimed workflows as records, oldest first (recovery resumes them in that order)."""
+    records = [workflow_from_row(row) for row in rows]
+    return sorted(records, key=lambda record: (record.created_at, record.workflow_id))

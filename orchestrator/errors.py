@@ -25,6 +25,7 @@ OrchestratorError                      base of everything raised by this library
 ├── SignatureError                     a webhook delivery's signature does not verify (401)
 └── StoreError                         the database failed
     ├── StoreUnavailableError          the database cannot be reached (503)
+    ├── StoreBusyError                 a row the write needs is held by another transaction
     └── MigrationError                 the schema cannot be brought up to date
 """
 
@@ -243,6 +244,14 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached (yet); retried with backoff before this is raised."""
 
     code = "store_unavailable"
+
+
+class StoreBusyError(StoreError):
+    """A row the write needs is held by another transaction for now (a recv's oldest waiting
+    message, while another executor's recv of the same mailbox is in flight): nothing was
+    written; the same call a moment later goes through. The engine retries it itself."""
+
+    code = "store_busy"
 
 
 class MigrationError(StoreError):

@@ -24,16 +24,19 @@ class _RaisedThreshold:
         self.lock = threading.Lock()
         self.holders = 0  # launched applications relying on the raised threshold
         self.previous: tuple[int, int, int] | None = None
+        self.raised: tuple[int, int, int] | None = None  # what the first holder set
 
     def take(self, threshold: int) -> bool:
         with self.lock:
-            current = gc.get_threshold()
             if self.holders == 0:
+                current = gc.get_threshold()
                 if threshold <= 0 or not gc.isenabled() or current[0] >= threshold:
                     return False
                 self.previous = current
-            if current[0] < threshold:
-                gc.set_threshold(threshold, *current[1:])
+                self.raised = (threshold, *current[1:])
+                gc.set_threshold(*self.raised)
+            # Later holders change nothing: what the program set since (a lower threshold, a
+            # disabled collector) is its own to keep.
             self.holders += 1
             return True
 
@@ -42,9 +45,10 @@ class _RaisedThreshold:
             if self.holders == 0:
                 return
             self.holders -= 1
-            if self.holders == 0 and self.previous is not None:
-                gc.set_threshold(*self.previous)
-                self.previous = None
+            if self.holders == 0:
+                if self.previous is not None and gc.get_threshold() == self.raised:
+                    gc.set_threshold(*self.previous)  # unless the program set its own since
+                self.previous = self.raised = None
 
 
 _raised = _RaisedThreshold()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator import FakeClock, WorkflowHandle, WorkflowStatus
+
+T = TypeVar("T")
 
 
 async def until(
@@ -28,6 +30,12 @@ async def until(
             return
         assert loop.time() < deadline, f"the awaited state never came{what()}"
         await asyncio.sleep(0.02)
+
+
+async def in_real_time(awaitable: Awaitable[T], seconds: float = 10.0) -> T:
+    """Await with a real-time limit: a timeout passed to a wait on a FakeClock ends only when
+    the test moves that clock, so a test that never does would hang instead of failing."""
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 async def status_is(handle: WorkflowHandle[Any], *statuses: WorkflowStatus) -> None:

@@ -23,7 +23,12 @@ from orchestrator.attributes import parse_message_key
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Subscription, Waiters
 from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run, require_run
-from orchestrator.errors import InvalidArgumentError, PayloadTooLargeError, WorkflowNotFoundError
+from orchestrator.errors import (
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    StoreBusyError,
+    WorkflowNotFoundError,
+)
 from orchestrator.serialization import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     check_key,
@@ -46,6 +51,9 @@ from orchestrator.types import StepKind
 
 DEFAULT_TIMEOUT_SECONDS = 60.0  # the default of app.recv and app.get_event
 DEFAULT_KEEP_SECONDS = 86400.0  # how long a message sent to a key nobody holds yet is kept
+# How soon recv looks again at a message another transaction held (a fenced-off executor's
+# recv of the same mailbox, one statement long); real time, like a connection retry.
+BUSY_RETRY_SECONDS = 0.02
 RECV_DEADLINE = "recv.deadline"  # recorded on recv's first wait: a recovered recv waits less
 _TIMEOUT = object()  # recv's loop timed out (a message may itself be None)
 _DESTINATION = "orchestrator.message.destination"
@@ -269,9 +277,15 @@ class Messaging:
                 step = run.step_record(
                     number, "recv", StepKind.RECV, started_at=self.clock.now_ms()
                 )
-                answer = await run.write(
-                    self.store.recv_message(run.workflow_id, topic_name, step), step
-                )
+                try:
+                    answer = await run.write(
+                        self.store.recv_message(run.workflow_id, topic_name, step), step
+                    )
+                except StoreBusyError:  # another executor's recv holds the message: no
+                    await run.wait(  # notification will come when it lets go; look again
+                        subscription.next(poll_seconds=BUSY_RETRY_SECONDS)
+                    )
+                    continue
                 if isinstance(answer, StepRecord):  # consumed by our own earlier write
                     return _TIMEOUT if answer.output is None else decode(answer.output)
                 if answer is not None:

@@ -19,6 +19,7 @@ from orchestrator.attributes import SUBJECT_ATTRIBUTE
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,
+    StoreBusyError,
     WorkflowConflictError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -175,6 +176,17 @@ def refused(step: StepRecord) -> WorkflowStateError:
     )
 
 
+def busy(workflow_id: str, step: StepRecord) -> StoreBusyError:
+    """The error of a recv whose oldest waiting message another transaction holds for now
+    (another executor's recv of the mailbox in flight): nothing taken, look again."""
+    return StoreBusyError(
+        f"the oldest message waiting for workflow {workflow_id!r} is held by another"
+        f" transaction; recv step {step.step_number} took nothing and looks again",
+        workflow_id=workflow_id,
+        step_number=step.step_number,
+    )
+
+
 def record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | None]:
     """Insert the step unless its number is taken or it is fenced off; answer the workflow's
     status (None: refused). When ``required``, a refusal raises WorkflowStateError (rolling
@@ -272,7 +284,9 @@ def send_message(
 def recv_message(workflow_id: str, topic: str, step: StepRecord) -> Plan[str | None]:
     params = {"workflow_id": workflow_id, "topic": topic}
     row = (yield Statement("consume_message", params)).one()
-    if row is None:
+    if row is None or row["payload"] is None:  # nothing waiting, or (PostgreSQL) held
+        if row is not None and row.get("busy"):
+            raise busy(workflow_id, step)
         return None
     payload: str = row["payload"]
     yield from record_step(dataclasses.replace(step, output=payload), required=True)

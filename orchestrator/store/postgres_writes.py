@@ -19,7 +19,7 @@ from orchestrator.errors import (
 from orchestrator.store import plans
 from orchestrator.store.base import NewWorkflow, StepRecord, WorkflowRecord
 from orchestrator.store.batching import GroupCommit, Write
-from orchestrator.store.plans import Plan, refused, step_params, workflow_from_row
+from orchestrator.store.plans import Plan, busy, refused, step_params, workflow_from_row
 from orchestrator.types import WorkflowStatus
 
 RunPlan = Callable[..., Awaitable[Any]]  # PostgresDriver.run(plan, transaction=...)
@@ -408,8 +408,11 @@ def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = No
 
 
 def _received(workflow_id: str, step: StepRecord, row: dict[str, Any]) -> str | None:
-    """A recv's answer from its row: the payload consumed, None (nothing waiting), or the
-    error of a step number already recorded (nothing consumed)."""
+    """A recv's answer from its row: the payload consumed, None (nothing waiting), the error
+    of a step number already recorded, or busy (the oldest message is another transaction's
+    for now); nothing consumed but in the first case."""
+    if row["busy"]:
+        raise busy(workflow_id, step)
     if row["waiting"] is not None and row["payload"] is None:
         raise refused(step)  # nothing was consumed
     payload: str | None = row["payload"]

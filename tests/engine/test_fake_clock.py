@@ -20,7 +20,7 @@ from orchestrator import (
     WorkflowStatus,
     WorkflowTimeoutError,
 )
-from tests.clocks import armed_at, status_is, until, waiting_on_clock
+from tests.clocks import armed_at, in_real_time, status_is, until, waiting_on_clock
 from tests.conftest import AppFactory
 
 HOUR = 3600.0
@@ -56,7 +56,7 @@ async def test_sleep_recv_and_get_event_waits_end_when_the_clock_moves(
         await clock.advance(DAY)
         await waiting_on_clock(clock, after=DAY)  # then the get_event
         await clock.advance(DAY)
-        message, event, now = await handle.result(timeout=5)
+        message, event, now = await in_real_time(handle.result())
     assert message is None and event is None
     assert now * 1000 == started + (HOUR + 2 * DAY) * 1000
 
@@ -75,7 +75,7 @@ async def test_recv_without_timeout_waits_past_any_time(make_app: AppFactory) ->
         await clock.advance(365 * DAY)
         assert (await handle.status()).status is WorkflowStatus.PENDING
         await app.send("listener", "yes", topic="answer")
-        assert await handle.result(timeout=5) == "yes"
+        assert await in_real_time(handle.result()) == "yes"
 
 
 async def test_result_timeout_and_workflow_deadline_are_on_the_clock(make_app: AppFactory) -> None:
@@ -137,7 +137,7 @@ async def test_step_timeout_backoff_and_retry_after_are_on_the_clock(
         await clock.advance(1)  # not the policy's 1 s backoff
         assert calls == ["slow", "quick", "429"]
         await clock.advance(1799)
-        assert await handle.result(timeout=5) == ["done", "charged"]
+        assert await in_real_time(handle.result()) == ["done", "charged"]
     assert calls == ["slow", "quick", "429", "ok"]
     assert not hang.is_set()
 
@@ -179,15 +179,15 @@ async def test_queue_delays_and_rate_windows_open_when_the_clock_moves(
         first = await app.start(job, 1, queue="slow")
         second = await app.start(job, 2, queue="slow")
         delayed = await app.start(job, 3, queue="later", delay=DAY)
-        assert await first.result(timeout=5) == 1
+        assert await in_real_time(first.result()) == 1
         await waiting_on_clock(clock, after=HOUR, slack_ms=1)  # the rate window
         await waiting_on_clock(clock, after=DAY)  # the delay
         assert (await second.status()).status is WorkflowStatus.ENQUEUED
         await clock.advance(HOUR + 0.001)  # the rate window reopens
-        assert await second.result(timeout=5) == 2
+        assert await in_real_time(second.result()) == 2
         assert (await delayed.status()).status is WorkflowStatus.ENQUEUED
         await clock.advance(DAY - HOUR - 0.001)  # the delay is over
-        assert await delayed.result(timeout=5) == 3
+        assert await in_real_time(delayed.result()) == 3
 
 
 async def test_a_workers_lease_expires_when_the_clock_moves_past_it(
@@ -212,7 +212,7 @@ async def test_a_workers_lease_expires_when_the_clock_moves_past_it(
 
     await until(taken_over)
     await b.send("handover", "now", topic="go")
-    assert await b.retrieve("handover").result(timeout=5) == ["prepared", "now"]
+    assert await in_real_time(b.retrieve("handover").result()) == ["prepared", "now"]
     steps = await b.list_steps("handover")
     assert [(step.name, step.status) for step in steps] == [
         ("prepare", "SUCCESS"),

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import Orchestrator
+from orchestrator import Orchestrator, process
 from orchestrator.config import Settings
 
 
 @pytest.fixture(autouse=True)
-def default_thresholds() -> Iterator[None]:
+def default_thresholds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """CPython's defaults, and no holder of a raised threshold left by an earlier test of
+    this process (an application it did not shut down would hold it still)."""
+    monkeypatch.setattr(process, "_raised", process._RaisedThreshold())
     before, enabled = gc.get_threshold(), gc.isenabled()
     gc.set_threshold(700, 10, 10)
     yield
@@ -70,3 +73,17 @@ def test_the_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ORCHESTRATOR_GC_THRESHOLD", "-1")
     with pytest.raises(ValueError):
         Settings()
+
+
+async def test_what_the_program_sets_while_one_runs_is_its_own(tmp_path: Path) -> None:
+    """Set or disabled while an application holds the raised threshold: a second application
+    does not raise it again, and the last shutdown does not put back the old value over it."""
+    first = app(tmp_path, "first")
+    async with first:
+        assert gc.get_threshold() == (10_000, 10, 10)
+        gc.set_threshold(2_000, 10, 10)
+        gc.disable()
+        async with app(tmp_path, "second"):
+            assert gc.get_threshold() == (2_000, 10, 10)
+    assert gc.get_threshold() == (2_000, 10, 10)
+    assert not gc.isenabled()

@@ -1,4 +1,5 @@
-"""PostgreSQL wake-ups: a killed LISTEN connection, and ten thousand parked waiters."""
+"""PostgreSQL wake-ups: a killed LISTEN connection, ten thousand parked waiters, and a message
+another transaction holds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import psycopg
 import pytest
 
 from orchestrator import Orchestrator
+from orchestrator.clock import FakeClock
 from orchestrator.store.base import NOTIFY_MESSAGE
+from orchestrator.types import WorkflowStatus
+from tests.clocks import waiting_on_clock
 
 pytestmark = pytest.mark.postgres
 
@@ -69,3 +73,37 @@ async def test_ten_thousand_parked_waiters_are_all_woken(postgres_url: str) -> N
         results = await asyncio.gather(*(h.result(timeout=120) for h in handles))
         assert results == [h.workflow_id for h in handles]
         assert app.engine.waiters.count_of(NOTIFY_MESSAGE) == 0
+
+
+async def test_a_message_another_transaction_holds_is_taken_in_order_once_it_lets_go(
+    postgres_url: str,
+) -> None:
+    """A fenced-off executor's recv of the same mailbox (a paused worker waking after a
+    takeover) holds the oldest message for a moment. The owner's recv neither takes a newer
+    message first nor waits for a notification that will never come: it looks again."""
+    clock = FakeClock()
+    app = Orchestrator("pg", postgres_url, executor_id="owner", app_version="t", clock=clock)
+
+    @app.workflow(name="two")
+    async def two() -> list[object]:
+        await app.sleep(10)
+        return [await app.recv("t", timeout=None), await app.recv("t", timeout=None)]
+
+    async with app:
+        handle = await app.start(two, workflow_id="w")
+        await waiting_on_clock(clock, after=10)
+        await app.send("w", "first", topic="t")
+        await app.send("w", "second", topic="t")
+        async with await psycopg.AsyncConnection.connect(
+            postgres_url, options="-c search_path=orchestrator"
+        ) as other:
+            await other.execute(
+                "SELECT 1 FROM messages WHERE destination_id = 'w'"
+                " ORDER BY message_id LIMIT 1 FOR UPDATE"
+            )  # "first" held by a transaction left open
+            await clock.advance(10)  # the workflow goes on to recv
+            await asyncio.sleep(0.3)
+            assert (await handle.status()).status == WorkflowStatus.PENDING
+            assert "recv" not in [step.name for step in await app.list_steps("w")]
+            await other.rollback()  # lets go; nothing notifies the workflow
+        assert await asyncio.wait_for(handle.result(), 10) == ["first", "second"]

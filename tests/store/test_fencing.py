@@ -8,7 +8,7 @@ import asyncio
 import psycopg
 import pytest
 
-from orchestrator.errors import WorkflowStateError
+from orchestrator.errors import StoreBusyError, WorkflowStateError
 from orchestrator.store import PostgresStore, Store
 from orchestrator.store.base import DequeueRequest
 from orchestrator.types import StepKind, WorkflowStatus
@@ -122,5 +122,49 @@ async def test_a_step_racing_a_final_status_lands_before_it_or_not_at_all(
             await other.commit()
         assert await insert is None
         assert await store.load_steps("w") == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_recv_takes_nothing_while_another_transaction_holds_the_oldest_message(
+    postgres_url: str,
+) -> None:
+    """Another executor's recv of the same mailbox (a fenced-off one) holds the oldest
+    message: a recv, alone or in a shared statement, takes nothing and says busy (never the
+    newer message first, never a wait on the lock); once it lets go, each in order."""
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        for workflow_id in ("w", *(f"o{i}" for i in range(8))):
+            await created(store, workflow_id)
+            await store.send_message(workflow_id, "t", '"first"', None)
+            await store.send_message(workflow_id, "t", '"second"', None)
+        async with await psycopg.AsyncConnection.connect(
+            postgres_url, options="-c search_path=orchestrator"
+        ) as other:
+            await other.execute(
+                "SELECT 1 FROM messages WHERE destination_id = 'w'"
+                " ORDER BY message_id LIMIT 1 FOR UPDATE"
+            )
+            with pytest.raises(StoreBusyError):  # alone: one statement
+                await store.recv_message("w", "t", step("w", 1, kind=StepKind.RECV))
+            batcher = store.writes.batcher
+            before = (batcher.flushes, batcher.writes)
+            answers = await asyncio.gather(
+                *(
+                    store.recv_message(workflow_id, "t", step(workflow_id, 1, kind=StepKind.RECV))
+                    for workflow_id in ("w", *(f"o{i}" for i in range(8)))
+                ),
+                return_exceptions=True,
+            )
+            assert batcher.flushes - before[0] < batcher.writes - before[1]  # shared
+            assert isinstance(answers[0], StoreBusyError)
+            assert answers[1:] == ['"first"'] * 8
+            assert await store.load_steps("w") == []
+            await other.rollback()
+        for number, expected in ((1, '"first"'), (2, '"second"')):
+            received = await store.recv_message("w", "t", step("w", number, kind=StepKind.RECV))
+            assert received == expected
     finally:
         await store.close()

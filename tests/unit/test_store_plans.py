@@ -19,6 +19,7 @@ import pytest
 from orchestrator.errors import (
     DuplicateWorkflowError,
     InvalidArgumentError,
+    StoreBusyError,
     WorkflowConflictError,
     WorkflowFinishedError,
     WorkflowNotFoundError,
@@ -566,6 +567,17 @@ def test_receiving_with_nothing_waiting_records_nothing() -> None:
     script = Script(("consume_message", NOTHING))
     assert script.run(plans.recv_message("wf", "paid", STEP)) is None
     assert script.issued == [Statement("consume_message", {"workflow_id": "wf", "topic": "paid"})]
+
+
+def test_receiving_while_another_transaction_holds_the_oldest_message_takes_nothing() -> None:
+    """PostgreSQL answers a row with no payload and busy: neither None (the recv would wait
+    for a notification that never comes) nor a newer message."""
+    script = Script(("consume_message", rows({"payload": None, "busy": True})))
+    with pytest.raises(StoreBusyError, match="held by another transaction"):
+        script.run(plans.recv_message("wf", "paid", STEP))
+    assert script.names == ["consume_message"]
+    nothing = Script(("consume_message", rows({"payload": None, "busy": False})))
+    assert nothing.run(plans.recv_message("wf", "paid", STEP)) is None
 
 
 def test_a_consumed_message_is_recorded_as_the_step_s_output() -> None:

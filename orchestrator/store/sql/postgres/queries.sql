@@ -302,16 +302,24 @@ SELECT 1 AS used FROM messages
 WHERE destination_id = %(destination_id)s::text AND idempotency_key = %(idempotency_key)s::text
 
 -- consume_message --
--- Take the oldest unconsumed message of a topic; concurrent takers skip each other's row.
-UPDATE messages SET consumed = true
-WHERE message_id = (
+-- Take the oldest unconsumed message of a topic, or none (busy) while another transaction holds it: never a newer one first, never a wait on its lock.
+WITH oldest AS (
     SELECT message_id FROM messages
     WHERE destination_id = %(workflow_id)s AND topic = %(topic)s AND NOT consumed
     ORDER BY message_id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE messages SET consumed = true
+    WHERE message_id = (
+        SELECT message_id FROM messages
+        WHERE message_id = (SELECT message_id FROM oldest) AND NOT consumed
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING payload
 )
-RETURNING payload
+SELECT
+    (SELECT payload FROM taken) AS payload,
+    EXISTS (SELECT 1 FROM oldest) AND NOT EXISTS (SELECT 1 FROM taken) AS busy
 
 -- set_event --
 -- Publish (or overwrite) an event's value.
@@ -394,12 +402,15 @@ SELECT
     (SELECT count(*) FROM inserted) AS inserted
 
 -- recv_message_combined --
--- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither (a step refused by its number or its fence consumes nothing).
-WITH next AS (
-    SELECT message_id, payload FROM messages
+-- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither (a step refused by its number or its fence consumes nothing); busy while another transaction holds that message (nothing taken: never a newer one first, never a wait on its lock).
+WITH oldest AS (
+    SELECT message_id FROM messages
     WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text AND NOT consumed
     ORDER BY message_id
     LIMIT 1
+), next AS (
+    SELECT message_id, payload FROM messages
+    WHERE message_id = (SELECT message_id FROM oldest) AND NOT consumed
     FOR UPDATE SKIP LOCKED
 ), step AS (
     INSERT INTO steps (
@@ -419,7 +430,8 @@ WITH next AS (
 )
 SELECT
     (SELECT payload FROM next) AS waiting,
-    (SELECT payload FROM consumed) AS payload
+    (SELECT payload FROM consumed) AS payload,
+    EXISTS (SELECT 1 FROM oldest) AND NOT EXISTS (SELECT 1 FROM next) AS busy
 
 -- set_event_combined --
 -- set_event in one round trip (PostgreSQL only): record the step and upsert the event, both or neither (a step refused by its number or its fence publishes nothing).
@@ -756,7 +768,7 @@ FROM input LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
 ORDER BY input.ordinal
 
 -- recv_messages_batch --
--- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step.
+-- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step, or busy while another transaction holds that message.
 WITH input AS (
     SELECT * FROM unnest(
         %(workflow_ids)b::text[], %(topics)b::text[], %(step_numbers)b::integer[],
@@ -764,13 +776,19 @@ WITH input AS (
     ) WITH ORDINALITY AS t(
         workflow_id, topic, step_number, name, kind, started_at, epoch, ordinal
     )
-), next AS (
-    SELECT input.*, waiting.message_id, waiting.payload
+), oldest AS (
+    SELECT input.ordinal, first.message_id
     FROM input CROSS JOIN LATERAL (
-        SELECT message_id, payload FROM messages
+        SELECT message_id FROM messages
         WHERE destination_id = input.workflow_id AND topic = input.topic AND NOT consumed
         ORDER BY message_id
         LIMIT 1
+    ) AS first
+), next AS (
+    SELECT input.*, waiting.message_id, waiting.payload
+    FROM input JOIN oldest USING (ordinal) CROSS JOIN LATERAL (
+        SELECT message_id, payload FROM messages
+        WHERE message_id = oldest.message_id AND NOT consumed
         FOR UPDATE SKIP LOCKED
     ) AS waiting
 ), step AS (
@@ -792,8 +810,9 @@ SELECT
     input.ordinal,
     next.payload AS waiting,
     CASE WHEN EXISTS (SELECT 1 FROM consumed WHERE consumed.message_id = next.message_id)
-        THEN next.payload END AS payload
-FROM input LEFT JOIN next USING (ordinal)
+        THEN next.payload END AS payload,
+    oldest.message_id IS NOT NULL AND next.message_id IS NULL AS busy
+FROM input LEFT JOIN oldest USING (ordinal) LEFT JOIN next USING (ordinal)
 ORDER BY input.ordinal
 
 -- finish_after_step --

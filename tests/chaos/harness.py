@@ -406,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
     print(f"chaos seed {seed} (python -m tests.chaos --seed {seed} ... reproduces the schedule)")
     work = Path(options.work_dir or tempfile.mkdtemp(prefix="chaos-"))
+    if (work / "ledger.db").exists():  # its effects would count against this run's history
+        print(
+            f"{work} holds the ledger of an earlier run: pass an empty --work-dir", file=sys.stderr
+        )
+        return 2
     work.mkdir(parents=True, exist_ok=True)
     private: cluster.Cluster | None = None
     url = options.database_url

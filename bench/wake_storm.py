@@ -1,0 +1,190 @@
+"""Where a wake storm's time goes, in one process (#21 item 5):
+
+    python -m bench.wake_storm [--parked 100000] [--window 100] [--rounds 1]
+
+Parks ``--parked`` workflows in ``recv`` (the benchmark's ``wait_message``, ``--window`` starts
+in flight), then sends to every one (``--window`` sends in flight) and awaits every result, as
+``python -m bench --only parked`` does, on a fresh database. For each phase it prints the wall
+time and what it cost: the process's CPU per workflow, the part of it the cyclic garbage
+collector took (``gc.callbacks``) and its full collections, the database's backend CPU per
+workflow and its WAL per workflow (``bench.pgsampler``: a local server, read from /proc), and
+after parking the objects the collector tracks per parked workflow. The wall time is bounded
+by the busier of the two processes: where the process's and the server's CPU together stay
+under the two cores, the rest is round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import functools
+import gc
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import workloads
+from bench.cpu_per_workflow import GcClock
+from bench.pgadmin import database_url, reset_database
+from bench.pgsampler import ServerSampler
+from bench.worker import OursDriver
+from orchestrator.store import PostgresStore
+from orchestrator.store.base import NewWorkflow, StepRecord
+from orchestrator.types import StepKind, WorkflowStatus
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
+DATABASE = "bench_wake_storm"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase (park or wake) of one round."""
+
+    name: str
+    seconds: float
+    cpu_us: float  # the process's CPU per workflow
+    gc_us: float  # of which the cyclic collector's
+    full_collections: int
+    server_cpu_us: float  # the database's backends, per workflow
+    wal_bytes: float  # per workflow, cluster-wide
+    rows_per_statement: float | None = None  # the store's writes alone: group commit's batches
+
+    def line(self) -> str:
+        batches = "" if self.rows_per_statement is None else f"  {self.rows_per_statement:>8.1f}"
+        return (
+            f"{self.name:>6}  {self.seconds:>7.2f}  {self.cpu_us:>9.0f}  {self.gc_us:>8.0f}  "
+            f"{self.full_collections:>4}  {self.server_cpu_us:>12.0f}  {self.wal_bytes:>9.0f}{batches}"
+        )
+
+
+async def phase(name: str, count: int, run: Any) -> tuple[Phase, Any]:
+    """Run ``run()`` once, measured."""
+    clock = GcClock()
+    sampler = ServerSampler(ADMIN_URL, DATABASE)
+    gc.callbacks.append(clock)
+    sampler.start()
+    began, cpu = time.perf_counter(), time.process_time()
+    try:
+        value = await run()
+    finally:
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+        gc.callbacks.remove(clock)
+        server = sampler.stop()
+    measured = Phase(
+        name=name,
+        seconds=seconds,
+        cpu_us=cpu / count * 1e6,
+        gc_us=clock.seconds / count * 1e6,
+        full_collections=clock.collections[2],
+        server_cpu_us=server.cpu_seconds / count * 1e6,
+        wal_bytes=server.wal_bytes / count,
+    )
+    return measured, value
+
+
+async def one_round(count: int, window: int) -> dict[str, Any]:
+    reset_database(ADMIN_URL, DATABASE)
+    driver = OursDriver(database_url(ADMIN_URL, DATABASE))
+    await driver.launch()
+    try:
+        warm = await workloads._park(driver, min(window, count), window)  # pools at size
+        await workloads._wake_all(driver, warm, window)
+        gc.collect()
+        tracked = len(gc.get_objects())
+        park, handles = await phase("park", count, lambda: workloads._park(driver, count, window))
+        gc.collect()
+        per_parked = (len(gc.get_objects()) - tracked) / count
+        wake, _ = await phase("wake", count, lambda: workloads._wake_all(driver, handles, window))
+    finally:
+        await driver.shutdown()
+    return {"park": park, "wake": wake, "objects_per_parked": per_parked}
+
+
+async def store_writes(count: int, window: int) -> list[Phase]:
+    """The three writes of a wake, each alone through the store (group commit, ``window`` in
+    flight, no engine): the message's insert, the recv that consumes it with its step, the
+    final status; and first the workflows' rows. What each costs PostgreSQL and this process
+    per workflow, to weigh a design that drops or fuses one of them."""
+    reset_database(ADMIN_URL, DATABASE)
+    store = PostgresStore(database_url(ADMIN_URL, DATABASE))
+    await store.open()
+    ids = [f"w{i}" for i in range(count)]
+    new = functools.partial(NewWorkflow, name="w", status=WorkflowStatus.PENDING, input="{}")
+
+    def recv(workflow_id: str) -> Any:
+        step = StepRecord(workflow_id, 1, "recv", StepKind.RECV, epoch=0)
+        return store.recv_message(workflow_id, "t", step)
+
+    writes: list[tuple[str, Any]] = [
+        ("create", lambda w: store.create_workflow(new(w, executor_id="x", app_version="v"))),
+        ("send", lambda w: store.send_message(w, "t", '"wake"', None)),
+        ("recv", recv),
+        ("finish", lambda w: store.finish_workflow(w, WorkflowStatus.SUCCESS, output="1")),
+    ]
+    phases = []
+    batcher = store.writes.batcher
+    try:
+        for name, write in writes:
+            before = (batcher.flushes, batcher.writes)
+            measured, _ = await phase(
+                name, count, lambda w=write: workloads.bounded(window, ids, w)
+            )
+            flushes = batcher.flushes - before[0]
+            rows = (batcher.writes - before[1]) / flushes if flushes else 0.0
+            phases.append(dataclasses.replace(measured, rows_per_statement=rows))
+    finally:
+        await store.close()
+    return phases
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parked", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", default="bench/results/wake_storm.json")
+    parser.add_argument(
+        "--no-store-writes", action="store_true", help="skip the store's writes measured alone"
+    )
+    options = parser.parse_args()
+    print(f"{options.parked:,} workflows parked in recv, {options.window} calls in flight")
+    print(
+        f"{'phase':>6}  {'wall s':>7}  {'CPU us/wf':>9}  {'GC us/wf':>8}  {'full':>4}  "
+        f"{'PG CPU us/wf':>12}  {'WAL B/wf':>9}"
+    )
+    rounds: list[dict[str, Any]] = []
+    for _ in range(options.rounds):
+        measured = await one_round(options.parked, options.window)
+        print(measured["park"].line())
+        print(measured["wake"].line())
+        print(
+            f"objects the collector tracks per parked workflow: {measured['objects_per_parked']:.1f}"
+        )
+        rounds.append(
+            {
+                "park": measured["park"].__dict__,
+                "wake": measured["wake"].__dict__,
+                "objects_per_parked": measured["objects_per_parked"],
+            }
+        )
+    document: dict[str, Any] = {"parked": options.parked, "window": options.window}
+    if not options.no_store_writes:
+        print(
+            f"the store's writes of a wake, alone, {options.parked:,} of each (rows/statement last)"
+        )
+        writes = await store_writes(options.parked, options.window)
+        for measured in writes:
+            print(measured.line())
+        document["store_writes"] = [measured.__dict__ for measured in writes]
+    path = Path(options.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document["rounds"] = rounds
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -560,7 +560,9 @@ class Store(Protocol):
     async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)
         and record ``step`` with that payload as output. Returns the payload, or None if no
-        message was waiting (nothing written)."""
+        message was waiting (nothing written). Raises StoreBusyError, writing nothing, while
+        another transaction holds that oldest message (PostgreSQL: another receiver of the
+        mailbox in flight); the caller looks again shortly. Never a newer message first."""
 
     async def set_event(
         self, workflow_id: str, key: str, value: str, step: StepRecord | None

@@ -40,10 +40,10 @@ def app(tmp_path: Path, name: str, threshold: int | None = None) -> Orchestrator
 async def test_raised_while_running_and_put_back_by_the_last_shutdown(tmp_path: Path) -> None:
     first, second = app(tmp_path, "one"), app(tmp_path, "two")
     async with first:
-        assert gc.get_threshold() == (10_000, 10, 10)
+        assert gc.get_threshold() == (10_000, 10, 100)
         async with second:
-            assert gc.get_threshold() == (10_000, 10, 10)
-        assert gc.get_threshold() == (10_000, 10, 10)  # the first still runs
+            assert gc.get_threshold() == (10_000, 10, 100)
+        assert gc.get_threshold() == (10_000, 10, 100)  # the first still runs
         await first.launch()  # launching again holds nothing more
     assert gc.get_threshold() == (700, 10, 10)
     await first.shutdown()  # a second shutdown changes nothing
@@ -80,10 +80,17 @@ async def test_what_the_program_sets_while_one_runs_is_its_own(tmp_path: Path) -
     does not raise it again, and the last shutdown does not put back the old value over it."""
     first = app(tmp_path, "first")
     async with first:
-        assert gc.get_threshold() == (10_000, 10, 10)
+        assert gc.get_threshold() == (10_000, 10, 100)
         gc.set_threshold(2_000, 10, 10)
         gc.disable()
         async with app(tmp_path, "second"):
             assert gc.get_threshold() == (2_000, 10, 10)
     assert gc.get_threshold() == (2_000, 10, 10)
     assert not gc.isenabled()
+
+
+async def test_generation_two_is_only_raised(tmp_path: Path) -> None:
+    gc.set_threshold(700, 10, 500)
+    async with app(tmp_path, "oldest"):
+        assert gc.get_threshold() == (10_000, 10, 500)
+    assert gc.get_threshold() == (700, 10, 500)

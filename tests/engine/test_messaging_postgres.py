@@ -14,6 +14,7 @@ from orchestrator.clock import FakeClock
 from orchestrator.store.base import NOTIFY_MESSAGE
 from orchestrator.types import WorkflowStatus
 from tests.clocks import waiting_on_clock
+from tests.store.test_fencing import holding_oldest_message
 
 pytestmark = pytest.mark.postgres
 
@@ -94,13 +95,7 @@ async def test_a_message_another_transaction_holds_is_taken_in_order_once_it_let
         await waiting_on_clock(clock, after=10)
         await app.send("w", "first", topic="t")
         await app.send("w", "second", topic="t")
-        async with await psycopg.AsyncConnection.connect(
-            postgres_url, options="-c search_path=orchestrator"
-        ) as other:
-            await other.execute(
-                "SELECT 1 FROM messages WHERE destination_id = 'w'"
-                " ORDER BY message_id LIMIT 1 FOR UPDATE"
-            )  # "first" held by a transaction left open
+        async with holding_oldest_message(postgres_url, "w") as other:  # "first"
             await clock.advance(10)  # the workflow goes on to recv
             await asyncio.sleep(0.3)
             assert (await handle.status()).status == WorkflowStatus.PENDING

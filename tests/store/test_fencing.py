@@ -4,6 +4,9 @@ that owns it now (its ownership epoch) and nothing at all once the workflow has 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -126,6 +129,24 @@ async def test_a_step_racing_a_final_status_lands_before_it_or_not_at_all(
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def holding_oldest_message(
+    postgres_url: str, workflow_id: str
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A transaction left open that holds the oldest message sent to ``workflow_id`` (as a
+    fenced-off executor's recv of that mailbox does for a moment); rolled back on exit unless
+    the caller ends it first."""
+    async with await psycopg.AsyncConnection.connect(
+        postgres_url, options="-c search_path=orchestrator"
+    ) as other:
+        await other.execute(
+            "SELECT 1 FROM messages WHERE destination_id = %s ORDER BY message_id LIMIT 1"
+            " FOR UPDATE",
+            (workflow_id,),
+        )
+        yield other
+
+
 @pytest.mark.postgres
 async def test_a_recv_takes_nothing_while_another_transaction_holds_the_oldest_message(
     postgres_url: str,
@@ -140,13 +161,7 @@ async def test_a_recv_takes_nothing_while_another_transaction_holds_the_oldest_m
             await created(store, workflow_id)
             await store.send_message(workflow_id, "t", '"first"', None)
             await store.send_message(workflow_id, "t", '"second"', None)
-        async with await psycopg.AsyncConnection.connect(
-            postgres_url, options="-c search_path=orchestrator"
-        ) as other:
-            await other.execute(
-                "SELECT 1 FROM messages WHERE destination_id = 'w'"
-                " ORDER BY message_id LIMIT 1 FOR UPDATE"
-            )
+        async with holding_oldest_message(postgres_url, "w") as other:
             with pytest.raises(StoreBusyError):  # alone: one statement
                 await store.recv_message("w", "t", step("w", 1, kind=StepKind.RECV))
             batcher = store.writes.batcher

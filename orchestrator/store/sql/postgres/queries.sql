@@ -756,15 +756,18 @@ WITH input AS (
 SELECT
     input.ordinal,
     workflows.status,
-    EXISTS (
-        SELECT 1 FROM messages
-        WHERE messages.destination_id = input.destination_id
-          AND messages.idempotency_key = input.idempotency_key
-    ) AS duplicate,
+    used.destination_id IS NOT NULL AS duplicate,
     (SELECT count(*) FROM inserted
      WHERE inserted.destination_id = input.destination_id
        AND inserted.idempotency_key IS NOT DISTINCT FROM input.idempotency_key) AS inserted
-FROM input LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
+FROM input
+LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
+LEFT JOIN LATERAL (  -- a probe of the key's index per send: as an EXISTS, a plan made while
+    SELECT destination_id FROM messages  -- the table was small hashed the whole table on
+    WHERE messages.destination_id = input.destination_id  -- every later statement (23 ms a
+      AND messages.idempotency_key = input.idempotency_key  -- send at 100,000 messages)
+    LIMIT 1
+) AS used ON true
 ORDER BY input.ordinal
 
 -- recv_messages_batch --

@@ -105,9 +105,9 @@ async def one_round(count: int, window: int) -> dict[str, Any]:
 
 
 async def store_writes(count: int, window: int) -> list[Phase]:
-    """The three writes of a wake, each alone through the store (group commit, ``window`` in
-    flight, no engine): the message's insert, the recv that consumes it with its step, the
-    final status; and first the workflows' rows. What each costs PostgreSQL and this process
+    """The writes of a park and a wake, each alone through the store (group commit,
+    ``window`` in flight, no engine): the workflows' rows, the recv's deadline step, the
+    message's insert, the recv that consumes it with its step, the final status. What each costs PostgreSQL and this process
     per workflow, to weigh a design that drops or fuses one of them."""
     reset_database(ADMIN_URL, DATABASE)
     store = PostgresStore(database_url(ADMIN_URL, DATABASE))
@@ -115,12 +115,17 @@ async def store_writes(count: int, window: int) -> list[Phase]:
     ids = [f"w{i}" for i in range(count)]
     new = functools.partial(NewWorkflow, name="w", status=WorkflowStatus.PENDING, input="{}")
 
+    def deadline(workflow_id: str) -> Any:  # what a recv with a timeout records as it parks
+        step = StepRecord(workflow_id, 1, "recv.deadline", StepKind.SLEEP, output="0", epoch=0)
+        return store.record_step(step)
+
     def recv(workflow_id: str) -> Any:
-        step = StepRecord(workflow_id, 1, "recv", StepKind.RECV, epoch=0)
+        step = StepRecord(workflow_id, 2, "recv", StepKind.RECV, epoch=0)
         return store.recv_message(workflow_id, "t", step)
 
     writes: list[tuple[str, Any]] = [
         ("create", lambda w: store.create_workflow(new(w, executor_id="x", app_version="v"))),
+        ("step", deadline),
         ("send", lambda w: store.send_message(w, "t", '"wake"', None)),
         ("recv", recv),
         ("finish", lambda w: store.finish_workflow(w, WorkflowStatus.SUCCESS, output="1")),

@@ -312,7 +312,8 @@ WITH oldest AS (
     UPDATE messages SET consumed = true
     WHERE message_id = (
         SELECT message_id FROM messages
-        WHERE message_id = (SELECT message_id FROM oldest) AND NOT consumed
+        WHERE destination_id = %(workflow_id)s AND topic = %(topic)s
+          AND message_id = (SELECT message_id FROM oldest) AND NOT consumed
         FOR UPDATE SKIP LOCKED
     )
     RETURNING payload
@@ -408,9 +409,10 @@ WITH oldest AS (
     WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text AND NOT consumed
     ORDER BY message_id
     LIMIT 1
-), next AS (
+), next AS (  -- the whole key: a lookup, whichever index the plan takes
     SELECT message_id, payload FROM messages
-    WHERE message_id = (SELECT message_id FROM oldest) AND NOT consumed
+    WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text
+      AND message_id = (SELECT message_id FROM oldest) AND NOT consumed
     FOR UPDATE SKIP LOCKED
 ), step AS (
     INSERT INTO steps (
@@ -790,9 +792,10 @@ WITH input AS (
 ), next AS (
     SELECT input.*, waiting.message_id, waiting.payload
     FROM input JOIN oldest USING (ordinal) CROSS JOIN LATERAL (
-        SELECT message_id, payload FROM messages
-        WHERE message_id = oldest.message_id AND NOT consumed
-        FOR UPDATE SKIP LOCKED
+        SELECT message_id, payload FROM messages  -- the whole key (a message_id alone let a
+        WHERE destination_id = input.workflow_id AND topic = input.topic  -- plan made on an
+          AND message_id = oldest.message_id AND NOT consumed  -- empty table read the whole
+        FOR UPDATE SKIP LOCKED  -- unconsumed index for it: 30-66 ms a statement at 60,000)
     ) AS waiting
 ), step AS (
     INSERT INTO steps (

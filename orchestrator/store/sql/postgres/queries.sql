@@ -671,7 +671,11 @@ WITH input AS (
         firsts.error, firsts.attempts, firsts.child_workflow_id, firsts.compensation,
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
         COALESCE(firsts.finished_at, now_ms()), firsts.epoch, firsts.args_hash
-    FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
+    FROM firsts CROSS JOIN LATERAL (  -- each workflow by its key, whatever the plan: a join
+        SELECT 1 FROM workflows  -- planned while the table was small read all of it, on
+        WHERE workflows.workflow_id = firsts.workflow_id  -- every statement (10-16 ms at
+        LIMIT 1  -- 60,000 workflows)
+    ) AS known
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING
     RETURNING workflow_id, step_number
@@ -683,11 +687,13 @@ SELECT
         SELECT 1 FROM inserted JOIN firsts USING (workflow_id, step_number)
         WHERE firsts.ordinal = input.ordinal
     ) AS inserted
-FROM input LEFT JOIN workflows ON workflows.workflow_id = input.workflow_id
+FROM input LEFT JOIN LATERAL (
+    SELECT status FROM workflows WHERE workflows.workflow_id = input.workflow_id LIMIT 1
+) AS workflows ON true
 ORDER BY input.ordinal
 
 -- finish_workflows_batch --
--- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs (and its epoch, when given, owns it).
+-- Group commit (PostgreSQL only): write many final statuses in one statement, each only while its workflow runs (and its epoch, when given, owns it). Planned at each execution (PostgresDriver.all): kept, a plan made while the table was small read every running workflow for each statement.
 WITH input AS (
     SELECT * FROM unnest(
         %(workflow_ids)b::text[], %(statuses)b::text[], %(outputs)b::text[], %(errors)b::text[],
@@ -699,6 +705,7 @@ SET status = input.status, output = input.output, error = input.error,
     finished_at = now_ms(), updated_at = now_ms()
 FROM input
 WHERE workflows.workflow_id = input.workflow_id
+  AND workflows.workflow_id = ANY (%(workflow_ids)b::text[])  -- the keys, for the planner
   AND workflows.status IN ('PENDING', 'COMPENSATING')
   AND (input.epoch IS NULL OR workflows.owner_epoch = input.epoch)
 RETURNING workflows.workflow_id
@@ -746,7 +753,9 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)
     SELECT input.destination_id, input.topic, input.payload, input.idempotency_key, now_ms()
-    FROM input JOIN workflows ON workflows.workflow_id = input.destination_id
+    FROM input CROSS JOIN LATERAL (  -- by key, whatever the plan (see record_steps_batch)
+        SELECT status FROM workflows WHERE workflows.workflow_id = input.destination_id LIMIT 1
+    ) AS workflows
     WHERE workflows.status NOT IN (
         'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
         'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
@@ -763,7 +772,9 @@ SELECT
      WHERE inserted.destination_id = input.destination_id
        AND inserted.idempotency_key IS NOT DISTINCT FROM input.idempotency_key) AS inserted
 FROM input
-LEFT JOIN workflows ON workflows.workflow_id = input.destination_id
+LEFT JOIN LATERAL (
+    SELECT status FROM workflows WHERE workflows.workflow_id = input.destination_id LIMIT 1
+) AS workflows ON true
 LEFT JOIN LATERAL (  -- a probe of the key's index per send: as an EXISTS, a plan made while
     SELECT destination_id FROM messages  -- the table was small hashed the whole table on
     WHERE messages.destination_id = input.destination_id  -- every later statement (23 ms a

@@ -706,7 +706,8 @@ SET status = input.status, output = input.output, error = input.error,
 FROM input
 WHERE workflows.workflow_id = input.workflow_id
   AND workflows.workflow_id = ANY (%(workflow_ids)b::text[])  -- the keys, for the planner
-  AND workflows.status IN ('PENDING', 'COMPENSATING')
+  AND workflows.status || '' IN ('PENDING', 'COMPENSATING')  -- not by the status index: with
+  -- stale statistics the plan read every running workflow's entry in it (a wake storm)
   AND (input.epoch IS NULL OR workflows.owner_epoch = input.epoch)
 RETURNING workflows.workflow_id
 

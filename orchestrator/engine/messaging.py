@@ -292,20 +292,23 @@ class Messaging:
                     return decode(answer)
                 if not deadline:  # first miss: make the timeout durable, then wait
                     deadline.append(_deadline(self.clock, timeout))
-                    if deadline[0] is None:  # no limit: nothing to remember
-                        continue
-                    number = await run.insert_before(
-                        run.step_record(
-                            number,
-                            RECV_DEADLINE,
-                            StepKind.SLEEP,
-                            output=json.dumps(deadline[0]),
+                    if deadline[0] is not None:  # (no limit: nothing to remember)
+                        number = await run.insert_before(
+                            run.step_record(
+                                number,
+                                RECV_DEADLINE,
+                                StepKind.SLEEP,
+                                output=json.dumps(deadline[0]),
+                            )
                         )
-                    )
-                    continue
+                    # No second read: the subscription, taken before the first, remembers a
+                    # message notified since (the next wait returns at once).
                 due = deadline[0]
                 if due is not None and due <= self.clock.now_ms():
-                    await run.record_step(step)  # timed out: None is the recorded answer
+                    # timed out: None is the recorded answer
+                    await run.record_step(
+                        run.step_record(number, "recv", StepKind.RECV, started_at=step.started_at)
+                    )
                     return _TIMEOUT
                 run.metrics.recv_waiters.inc()
                 try:

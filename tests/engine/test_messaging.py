@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -251,3 +252,33 @@ async def test_a_send_wakes_a_waiter_in_the_same_process_without_the_database(
         await asyncio.sleep(0.2)  # parked in recv, its deadline recorded
         await app.send("wake-1", "now", topic="go")
         assert await handle.result(timeout=30) == "now"
+
+
+@pytest.mark.postgres
+async def test_a_message_sent_between_the_first_read_and_the_wait_is_received(
+    postgres_url: str,
+) -> None:
+    """recv reads the mailbox once and then waits: a message another process commits after
+    that read (here: while recv records its deadline) is known from the notification its
+    subscription, taken before the read, remembered; recv does not wait out its timeout."""
+    app = Orchestrator("gap", postgres_url)
+    other = Orchestrator("gap", postgres_url)  # another process: only NOTIFY reaches `app`
+
+    @app.workflow(name="gap_waiter")
+    async def gap_waiter() -> object:
+        return await app.recv("go", timeout=600)
+
+    async with app, other:
+        record_step = app.store.record_step
+        sent: list[str] = []
+
+        async def send_first(step: Any, *args: Any, **kwargs: Any) -> Any:
+            if step.name == "recv.deadline" and not sent:
+                sent.append(step.workflow_id)
+                await other.send(step.workflow_id, "in the gap", topic="go")
+            return await record_step(step, *args, **kwargs)
+
+        app.store.record_step = send_first  # type: ignore[method-assign]
+        handle = await app.start(gap_waiter, workflow_id="gap-1")
+        assert await handle.result(timeout=30) == "in the gap"
+        assert sent == ["gap-1"]

@@ -71,7 +71,7 @@ SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s
 
 -- get_workflows --
 -- Many workflows by id (those that exist).
-SELECT * FROM workflows WHERE workflow_id = ANY(%(workflow_ids)s::text[])
+SELECT * FROM workflows WHERE workflow_id = ANY(%(workflow_ids)b::text[])
 
 -- get_workflow_by_dedup --
 -- The active workflow holding a dedup id on a queue (to name it in the error).
@@ -748,8 +748,8 @@ RETURNING *
 -- Group commit (PostgreSQL only): many sends from outside workflows in one statement; per input ordinal, the destination's status, whether its key was used before, and whether it was inserted.
 WITH input AS (
     SELECT * FROM unnest(
-        %(destination_ids)s::text[], %(topics)s::text[], %(payloads)s::text[],
-        %(idempotency_keys)s::text[]
+        %(destination_ids)b::text[], %(topics)b::text[], %(payloads)b::text[],
+        %(idempotency_keys)b::text[]
     ) WITH ORDINALITY AS t(destination_id, topic, payload, idempotency_key, ordinal)
 ), inserted AS (
     INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at)

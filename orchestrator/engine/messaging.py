@@ -274,33 +274,40 @@ class Messaging:
         key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             while True:
-                step = run.step_record(
-                    number, "recv", StepKind.RECV, started_at=self.clock.now_ms()
-                )
+                now = self.clock.now_ms()
+                step = run.step_record(number, "recv", StepKind.RECV, started_at=now)
+                parking = None  # the first read records the deadline if nothing waits
+                if not deadline and timeout is not None:
+                    parking = run.step_record(
+                        number,
+                        RECV_DEADLINE,
+                        StepKind.SLEEP,
+                        output=json.dumps(now + int(timeout * 1000)),
+                        started_at=now,
+                    )
                 try:
                     answer = await run.write(
-                        self.store.recv_message(run.workflow_id, topic_name, step), step
+                        self.store.recv_message(run.workflow_id, topic_name, step, parking),
+                        step,
+                        parking,
                     )
                 except StoreBusyError:  # another executor's recv holds the message: no
                     await run.wait(  # notification will come when it lets go; look again
                         subscription.next(poll_seconds=BUSY_RETRY_SECONDS)
                     )
                     continue
-                if isinstance(answer, StepRecord):  # consumed by our own earlier write
-                    return _TIMEOUT if answer.output is None else decode(answer.output)
+                if isinstance(answer, StepRecord):  # our own earlier write
+                    if answer.name != RECV_DEADLINE:  # consumed
+                        return _TIMEOUT if answer.output is None else decode(answer.output)
+                    answer = None  # the deadline, recorded
                 if answer is not None:
                     return decode(answer)
-                if not deadline:  # first miss: make the timeout durable, then wait
-                    deadline.append(_deadline(self.clock, timeout))
-                    if deadline[0] is not None:  # (no limit: nothing to remember)
-                        number = await run.insert_before(
-                            run.step_record(
-                                number,
-                                RECV_DEADLINE,
-                                StepKind.SLEEP,
-                                output=json.dumps(deadline[0]),
-                            )
-                        )
+                if not deadline:  # first miss: the timeout is durable now; wait
+                    if parking is None:  # (no limit: nothing to remember)
+                        deadline.append(None)
+                    else:
+                        deadline.append(json.loads(parking.output or "null"))
+                        number = await run.begin()  # the deadline took recv's number
                     # No second read: the subscription, taken before the first, remembers a
                     # message notified since (the next wait returns at once).
                 due = deadline[0]

@@ -538,12 +538,6 @@ class WorkflowRun:
         )
         return self.diverged
 
-    async def insert_before(self, step: StepRecord) -> int:
-        """Record ``step`` at the number of the call being made and move that call to the
-        next number (recv records its deadline there on its first wait). Returns it."""
-        await self.record_step(step, defer=False)
-        return await self.begin()
-
     def on_pivot(self, number: int) -> None:
         self.pivot_step = number
 
@@ -694,21 +688,24 @@ class WorkflowRun:
             self.stop(self.stop_error_for(status))
             self.check_runnable()
 
-    async def write(self, write: Awaitable[T], step: StepRecord) -> T | StepRecord:
+    async def write(
+        self, write: Awaitable[T], step: StepRecord, instead: StepRecord | None = None
+    ) -> T | StepRecord:
         """Run a store write that records ``step`` with its effect (a send, a recv, an event,
-        a stream value, a child start). If the store refused the step: the stored record when
-        it is this run's own earlier write (a retried commit), else the run stops."""
+        a stream value, a child start), or ``instead`` in its place (recv's deadline when no
+        message waits). If the store refused: the stored record when it is this run's own
+        earlier write (a retried commit), else the run stops."""
         try:
             return await write
         except WorkflowStateError as error:
             if not error.detail.get("refused"):
                 raise
-            return await self.explain(step)
+            return await self.explain(step, instead)
 
-    async def explain(self, step: StepRecord) -> StepRecord:
-        """The store refused to record ``step``: return the stored record if it is this run's
-        own earlier write (committed before a lost connection hid the answer, then retried);
-        otherwise stop this run and raise why. A finished workflow stops it as its status
+    async def explain(self, step: StepRecord, instead: StepRecord | None = None) -> StepRecord:
+        """The store refused to record ``step`` (or ``instead``, written in its place): return
+        the stored record if it is this run's own earlier write of either (committed before a
+        lost connection hid the answer, then retried); otherwise stop this run and raise why. A finished workflow stops it as its status
         says; another epoch means another worker took it over (LeaseLostError, quietly: the
         new owner goes on)."""
         record = await self.store.get_workflow(self.workflow_id)
@@ -737,16 +734,18 @@ class WorkflowRun:
         elif record.status.is_terminal:
             self.stop(self.stop_error_for(record.status, record.error))
         else:
+            candidates = (step,) if instead is None else (step, instead)
             for existing in await self.store.load_steps(self.workflow_id):
                 if existing.step_number != step.step_number:
                     continue
-                if (existing.name, existing.output, existing.error, existing.started_at) == (
-                    step.name,
-                    step.output,
-                    step.error,
-                    step.started_at,
-                ):  # (started_at tells our write from another one of the same content)
-                    return existing
+                for ours in candidates:
+                    if (existing.name, existing.output, existing.error, existing.started_at) == (
+                        ours.name,
+                        ours.output,
+                        ours.error,
+                        ours.started_at,
+                    ):  # (started_at tells our write from another one of the same content)
+                        return existing
                 break
             # Taken in this very epoch by another write (a second run of this workflow in the
             # same epoch): stop, and run it again from what is recorded (the engine relaunches

@@ -557,12 +557,17 @@ class Store(Protocol):
         used for the key (kept, or delivered to a holder) stores nothing. Without ``step``
         and key, the store gives the send a key of its own, as send_message does."""
 
-    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+    async def recv_message(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+    ) -> str | None:
         """In one transaction: consume the oldest unconsumed message on (workflow_id, topic)
         and record ``step`` with that payload as output. Returns the payload, or None if no
-        message was waiting (nothing written). Raises StoreBusyError, writing nothing, while
-        another transaction holds that oldest message (PostgreSQL: another receiver of the
-        mailbox in flight); the caller looks again shortly. Never a newer message first."""
+        message was waiting (nothing written but ``otherwise``: a step recorded in that case
+        instead, in the same statement where the store can; recv's deadline as it parks).
+        Raises StoreBusyError, writing nothing, while another transaction holds that oldest
+        message (PostgreSQL: another receiver of the mailbox in flight); the caller looks
+        again shortly. Never a newer message first. A refused step (``otherwise`` too) raises
+        as record_step's refusal does, writing nothing."""
 
     async def set_event(
         self, workflow_id: str, key: str, value: str, step: StepRecord | None

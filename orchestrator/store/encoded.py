@@ -481,10 +481,17 @@ class EncodedStore:
             encoded, None if step is None else self._step_in(step, keys)
         )
 
-    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+    async def recv_message(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+    ) -> str | None:
         # The store copies the stored message into the step's output: already encoded.
         keys = await self._writing(workflow_id)
-        payload = await self.inner.recv_message(workflow_id, topic, self._step_in(step, keys))
+        payload = await self.inner.recv_message(
+            workflow_id,
+            topic,
+            self._step_in(step, keys),
+            None if otherwise is None else self._step_in(otherwise, keys),
+        )
         return self._decode(payload, workflow_id, "message", keys)
 
     async def set_event(

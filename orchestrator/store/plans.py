@@ -281,12 +281,16 @@ def send_message(
     return sent
 
 
-def recv_message(workflow_id: str, topic: str, step: StepRecord) -> Plan[str | None]:
+def recv_message(
+    workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+) -> Plan[str | None]:
     params = {"workflow_id": workflow_id, "topic": topic}
     row = (yield Statement("consume_message", params)).one()
     if row is None or row["payload"] is None:  # nothing waiting, or (PostgreSQL) held
         if row is not None and row.get("busy"):
             raise busy(workflow_id, step)
+        if otherwise is not None:
+            yield from record_step(otherwise, required=True)
         return None
     payload: str = row["payload"]
     yield from record_step(dataclasses.replace(step, output=payload), required=True)

@@ -215,9 +215,12 @@ class PostgresStore(SQLStore):
         """Add a message (and record ``step``) in one round trip (see Store.send_message)."""
         return await self.writes.send_message(destination_id, topic, payload, idempotency_key, step)
 
-    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
-        """Consume the oldest message and record ``step`` with it, both or neither."""
-        return await self.writes.recv_message(workflow_id, topic, step)
+    async def recv_message(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+    ) -> str | None:
+        """Consume the oldest message and record ``step`` with it, both or neither (or, with
+        none waiting, record ``otherwise``): one statement."""
+        return await self.writes.recv_message(workflow_id, topic, step, otherwise)
 
     async def set_event(
         self, workflow_id: str, key: str, value: str, step: StepRecord | None

@@ -23,6 +23,7 @@ from orchestrator.store.plans import Plan, busy, refused, step_params, workflow_
 from orchestrator.types import WorkflowStatus
 
 RunPlan = Callable[..., Awaitable[Any]]  # PostgresDriver.run(plan, transaction=...)
+Recv = tuple[str, str, StepRecord, "StepRecord | None"]  # workflow, topic, step, otherwise
 Rows = Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 Row = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -312,13 +313,19 @@ class PostgresWrites:
                 results.append(error)
         return results
 
-    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
-        """Consume the oldest message and record ``step`` with it, both or neither: one round
-        trip, shared with concurrent receivers."""
-        payload: str | None = await self._batcher.submit("recv", (workflow_id, topic, step))
+    async def recv_message(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+    ) -> str | None:
+        """Consume the oldest message and record ``step`` with it, both or neither (or, with
+        none waiting, record ``otherwise``): one round trip, shared with concurrent receivers."""
+        payload: str | None = await self._batcher.submit(
+            "recv", (workflow_id, topic, step, otherwise)
+        )
         return payload
 
-    async def _recv_one(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
+    async def _recv_one(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None
+    ) -> str | None:
         row = await self._one(
             "recv_message_combined",
             {
@@ -329,16 +336,21 @@ class PostgresWrites:
                 "kind": step.kind.value,
                 "started_at": step.started_at,
                 "epoch": step.epoch,
+                "otherwise_name": None if otherwise is None else otherwise.name,
+                "otherwise_kind": None if otherwise is None else otherwise.kind.value,
+                "otherwise_output": None if otherwise is None else otherwise.output,
+                "otherwise_started_at": None if otherwise is None else otherwise.started_at,
             },
         )
-        return _received(workflow_id, step, row)
+        return _received(workflow_id, step, row, otherwise)
 
-    async def _recv_messages(self, recvs: list[tuple[str, str, StepRecord]]) -> list[Any]:
+    async def _recv_messages(self, recvs: list[Recv]) -> list[Any]:
         # One receiver per (workflow, topic) in a statement: two would see the same message.
         first: dict[tuple[str, str], int] = {}
-        for index, (workflow_id, topic, _) in enumerate(recvs):
+        for index, (workflow_id, topic, _, _) in enumerate(recvs):
             first.setdefault((workflow_id, topic), index)
         batch = [recvs[i] for i in first.values()]
+        otherwise = [r[3] for r in batch]
         rows = await self._all(
             "recv_messages_batch",
             {
@@ -349,17 +361,21 @@ class PostgresWrites:
                 "kinds": [r[2].kind.value for r in batch],
                 "started_ats": [r[2].started_at for r in batch],
                 "epochs": [r[2].epoch for r in batch],
+                "otherwise_names": [None if o is None else o.name for o in otherwise],
+                "otherwise_kinds": [None if o is None else o.kind.value for o in otherwise],
+                "otherwise_outputs": [None if o is None else o.output for o in otherwise],
+                "otherwise_started_ats": [None if o is None else o.started_at for o in otherwise],
             },
         )
         answers = dict(zip(first.values(), rows, strict=True))
         results: list[Any] = []
-        for index, (workflow_id, topic, step) in enumerate(recvs):
+        for index, recv in enumerate(recvs):
             try:
                 row = answers.get(index)
                 if row is None:  # a second receiver of the same mailbox: on its own, after
-                    results.append(await self._recv_one(workflow_id, topic, step))
+                    results.append(await self._recv_one(*recv))
                 else:
-                    results.append(_received(workflow_id, step, row))
+                    results.append(_received(recv[0], recv[2], row, recv[3]))
             except Exception as error:  # this receiver's own answer
                 results.append(error)
         return results
@@ -407,13 +423,18 @@ def _sent(destination_id: str, row: dict[str, Any], step: StepRecord | None = No
     return bool(row["inserted"])
 
 
-def _received(workflow_id: str, step: StepRecord, row: dict[str, Any]) -> str | None:
-    """A recv's answer from its row: the payload consumed, None (nothing waiting), the error
-    of a step number already recorded, or busy (the oldest message is another transaction's
-    for now); nothing consumed but in the first case."""
+def _received(
+    workflow_id: str, step: StepRecord, row: dict[str, Any], otherwise: StepRecord | None
+) -> str | None:
+    """A recv's answer from its row: the payload consumed, None (nothing waiting: and
+    ``otherwise`` recorded, when given), the error of a step number already recorded, or busy
+    (the oldest message is another transaction's for now); nothing consumed but in the first
+    case."""
     if row["busy"]:
         raise busy(workflow_id, step)
     if row["waiting"] is not None and row["payload"] is None:
         raise refused(step)  # nothing was consumed
+    if row["waiting"] is None and otherwise is not None and not row["otherwise"]:
+        raise refused(otherwise)  # nothing waiting, and its number taken or fenced off
     payload: str | None = row["payload"]
     return payload

@@ -412,9 +412,12 @@ class SQLStore:
         )
         return await self._run(plan, transaction=True)
 
-    async def recv_message(self, workflow_id: str, topic: str, step: StepRecord) -> str | None:
-        """Consume the oldest message on (workflow_id, topic) and record ``step``."""
-        plan = functools.partial(plans.recv_message, workflow_id, topic, step)
+    async def recv_message(
+        self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
+    ) -> str | None:
+        """Consume the oldest message on (workflow_id, topic) and record ``step`` (or, with
+        none waiting, record ``otherwise``)."""
+        plan = functools.partial(plans.recv_message, workflow_id, topic, step, otherwise)
         return await self._run(plan, transaction=True)
 
     async def set_event(

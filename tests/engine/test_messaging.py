@@ -18,6 +18,7 @@ from orchestrator import (
     WorkflowNotFoundError,
     WorkflowStatus,
 )
+from orchestrator.store.base import NOTIFY_MESSAGE, SEPARATOR
 from tests.conftest import AppFactory
 
 
@@ -258,9 +259,9 @@ async def test_a_send_wakes_a_waiter_in_the_same_process_without_the_database(
 async def test_a_message_sent_between_the_first_read_and_the_wait_is_received(
     postgres_url: str,
 ) -> None:
-    """recv reads the mailbox once and then waits: a message another process commits after
-    that read (here: while recv records its deadline) is known from the notification its
-    subscription, taken before the read, remembered; recv does not wait out its timeout."""
+    """recv reads the mailbox once (recording its deadline when nothing waits) and then
+    waits: a message another process commits after that read is known from the notification
+    its subscription, taken before the read, remembered; recv does not wait out its timeout."""
     app = Orchestrator("gap", postgres_url)
     other = Orchestrator("gap", postgres_url)  # another process: only NOTIFY reaches `app`
 
@@ -269,16 +270,20 @@ async def test_a_message_sent_between_the_first_read_and_the_wait_is_received(
         return await app.recv("go", timeout=600)
 
     async with app, other:
-        record_step = app.store.record_step
+        recv_message = app.store.recv_message
         sent: list[str] = []
 
-        async def send_first(step: Any, *args: Any, **kwargs: Any) -> Any:
-            if step.name == "recv.deadline" and not sent:
-                sent.append(step.workflow_id)
-                await other.send(step.workflow_id, "in the gap", topic="go")
-            return await record_step(step, *args, **kwargs)
+        async def send_after(workflow_id: str, *args: Any, **kwargs: Any) -> Any:
+            answer = await recv_message(workflow_id, *args, **kwargs)
+            if answer is None and not sent:  # read nothing, not waiting yet
+                sent.append(workflow_id)
+                waiters = app.engine.waiters  # type: ignore[attr-defined]
+                with waiters.subscribe((NOTIFY_MESSAGE, f"{workflow_id}{SEPARATOR}go")) as seen:
+                    await other.send(workflow_id, "in the gap", topic="go")
+                    await seen.next()  # `app` has its notification, recv's subscription too
+            return answer
 
-        app.store.record_step = send_first  # type: ignore[method-assign]
+        app.store.recv_message = send_after  # type: ignore[method-assign]
         handle = await app.start(gap_waiter, workflow_id="gap-1")
         assert await handle.result(timeout=30) == "in the gap"
         assert sent == ["gap-1"]

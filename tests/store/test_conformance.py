@@ -431,6 +431,39 @@ async def test_recv_message_step_taken_keeps_the_message(store: Store) -> None:
     assert await store.recv_message("w", "t", step("w", 1)) == '"m"'
 
 
+async def test_recv_message_records_otherwise_only_when_nothing_waits(store: Store) -> None:
+    """recv's first read as it parks: the deadline step is recorded in the recv's place when
+    no message waits, never beside a consumed message; a refused one raises, writing nothing.
+    Many at once too (PostgreSQL: one group-commit statement)."""
+
+    def deadline(workflow_id: str, number: int) -> StepRecord:
+        return step(workflow_id, number, name="recv.deadline", kind=StepKind.SLEEP, output="9")
+
+    await created(store, "w")
+    assert await store.recv_message("w", "t", step("w", 0), deadline("w", 0)) is None
+    await store.send_message("w", "t", '"m"', None)
+    assert await store.recv_message("w", "t", step("w", 1), deadline("w", 1)) == '"m"'
+    with pytest.raises(WorkflowStateError):  # number 1 is taken: nothing recorded
+        await store.recv_message("w", "t", step("w", 1), deadline("w", 1))
+    assert [(s.step_number, s.name, s.output) for s in await store.load_steps("w")] == [
+        (0, "recv.deadline", "9"),
+        (1, "step1", '"m"'),
+    ]
+
+    ids = [f"p{i}" for i in range(12)]
+    for workflow_id in ids:
+        await created(store, workflow_id)
+    for workflow_id in ids[::2]:
+        await store.send_message(workflow_id, "t", f'"{workflow_id}"', None)
+    answers = await asyncio.gather(
+        *(store.recv_message(w, "t", step(w, 0), deadline(w, 0)) for w in ids)
+    )
+    assert answers == [f'"{w}"' if i % 2 == 0 else None for i, w in enumerate(ids)]
+    for i, workflow_id in enumerate(ids):
+        (recorded,) = await store.load_steps(workflow_id)
+        assert recorded.name == ("step0" if i % 2 == 0 else "recv.deadline")
+
+
 async def test_concurrent_recv_never_share_a_message(store: Store) -> None:
     await created(store, "w")
     sent = {f'"{i}"' for i in range(20)}

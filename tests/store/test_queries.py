@@ -192,7 +192,8 @@ GROWING = [
     (
         "recv_messages_batch",
         f"ARRAY['w1', 'w2'], ARRAY['t', 't'], ARRAY[1, 1], ARRAY['recv', 'recv'],"
-        f" ARRAY['recv', 'recv'], {ZEROS}, {ZEROS}",
+        f" ARRAY['recv', 'recv'], {ZEROS}, {ZEROS}, ARRAY['recv.deadline', NULL],"
+        f" ARRAY['SLEEP', NULL], ARRAY['0', NULL], {ZEROS}",
     ),
     (
         "record_steps_batch",

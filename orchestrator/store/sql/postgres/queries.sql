@@ -403,7 +403,7 @@ SELECT
     (SELECT count(*) FROM inserted) AS inserted
 
 -- recv_message_combined --
--- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither (a step refused by its number or its fence consumes nothing); busy while another transaction holds that message (nothing taken: never a newer one first, never a wait on its lock).
+-- recv in one round trip (PostgreSQL only): record the oldest waiting message as the step's output and consume it, both or neither (a step refused by its number or its fence consumes nothing); busy while another transaction holds that message (nothing taken: never a newer one first, never a wait on its lock). With no message at all, the "otherwise" step (recv's deadline, as it parks) is recorded instead when one is given.
 WITH oldest AS (
     SELECT message_id FROM messages
     WHERE destination_id = %(workflow_id)s::text AND topic = %(topic)s::text AND NOT consumed
@@ -429,11 +429,23 @@ WITH oldest AS (
     FROM next
     WHERE messages.message_id = next.message_id AND EXISTS (SELECT 1 FROM step)
     RETURNING messages.payload
+), otherwise AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
+    )
+    SELECT
+        %(workflow_id)s::text, %(step_number)s::integer, %(otherwise_name)s::text,
+        %(otherwise_kind)s::text, %(otherwise_output)s::text, 1,
+        %(otherwise_started_at)s::bigint, now_ms(), %(epoch)s::bigint
+    WHERE %(otherwise_name)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM oldest)
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id
 )
 SELECT
     (SELECT payload FROM next) AS waiting,
     (SELECT payload FROM consumed) AS payload,
-    EXISTS (SELECT 1 FROM oldest) AND NOT EXISTS (SELECT 1 FROM next) AS busy
+    EXISTS (SELECT 1 FROM oldest) AND NOT EXISTS (SELECT 1 FROM next) AS busy,
+    EXISTS (SELECT 1 FROM otherwise) AS otherwise
 
 -- set_event_combined --
 -- set_event in one round trip (PostgreSQL only): record the step and upsert the event, both or neither (a step refused by its number or its fence publishes nothing).
@@ -785,13 +797,16 @@ LEFT JOIN LATERAL (  -- a probe of the key's index per send: as an EXISTS, a pla
 ORDER BY input.ordinal
 
 -- recv_messages_batch --
--- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step, or busy while another transaction holds that message.
+-- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step, or busy while another transaction holds that message, or (no message at all) whether the "otherwise" step given was recorded instead (recv's deadline as it parks).
 WITH input AS (
     SELECT * FROM unnest(
         %(workflow_ids)b::text[], %(topics)b::text[], %(step_numbers)b::integer[],
-        %(names)b::text[], %(kinds)b::text[], %(started_ats)b::bigint[], %(epochs)b::bigint[]
+        %(names)b::text[], %(kinds)b::text[], %(started_ats)b::bigint[], %(epochs)b::bigint[],
+        %(otherwise_names)b::text[], %(otherwise_kinds)b::text[],
+        %(otherwise_outputs)b::text[], %(otherwise_started_ats)b::bigint[]
     ) WITH ORDINALITY AS t(
-        workflow_id, topic, step_number, name, kind, started_at, epoch, ordinal
+        workflow_id, topic, step_number, name, kind, started_at, epoch, otherwise_name,
+        otherwise_kind, otherwise_output, otherwise_started_at, ordinal
     )
 ), oldest AS (
     SELECT input.ordinal, first.message_id
@@ -823,13 +838,30 @@ WITH input AS (
     FROM next JOIN step USING (workflow_id, step_number)
     WHERE messages.message_id = next.message_id
     RETURNING messages.message_id
+), otherwise AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
+    )
+    SELECT
+        input.workflow_id, input.step_number, input.otherwise_name, input.otherwise_kind,
+        input.otherwise_output, 1, input.otherwise_started_at, now_ms(), input.epoch
+    FROM input LEFT JOIN oldest USING (ordinal)
+    WHERE input.otherwise_name IS NOT NULL AND oldest.message_id IS NULL
+    ORDER BY input.ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id, step_number
 )
 SELECT
     input.ordinal,
     next.payload AS waiting,
     CASE WHEN EXISTS (SELECT 1 FROM consumed WHERE consumed.message_id = next.message_id)
         THEN next.payload END AS payload,
-    oldest.message_id IS NOT NULL AND next.message_id IS NULL AS busy
+    oldest.message_id IS NOT NULL AND next.message_id IS NULL AS busy,
+    EXISTS (
+        SELECT 1 FROM otherwise
+        WHERE otherwise.workflow_id = input.workflow_id
+          AND otherwise.step_number = input.step_number
+    ) AS otherwise
 FROM input LEFT JOIN oldest USING (ordinal) LEFT JOIN next USING (ordinal)
 ORDER BY input.ordinal
 

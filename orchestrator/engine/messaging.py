@@ -13,6 +13,7 @@ cancelled), get_event until the event is set or the workflow ends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -92,6 +93,9 @@ class Messaging:
         self.waiters = waiters
         self.max_payload_bytes = max_payload_bytes  # the largest message, event, stream item
         self.keep_seconds = keep_seconds  # send_to_key's default keep time
+        # The recvs waiting in this process, by mailbox: a send from this process delivers
+        # to one directly (one statement, no read by the recv).
+        self._parked: dict[tuple[str, str], _Parked] = {}
 
     async def _next(self, subscription: Subscription, deadline_ms: int | None) -> bool:
         """The next notification, or the deadline (on the clock), or a re-read."""
@@ -139,6 +143,15 @@ class Messaging:
             )
             return
         if run is None:
+            parked = self._parked.get((destination_id, topic_name))
+            if (
+                parked is not None
+                and parked.waiting
+                and parked.outcome is None
+                and idempotency_key is None
+            ):
+                await self._deliver(parked, destination_id, topic_name, payload)
+                return
             if await self.store.send_message(destination_id, topic_name, payload, idempotency_key):
                 self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
             return
@@ -168,6 +181,24 @@ class Messaging:
                 attributes={_DESTINATION: destination_id, _TOPIC: topic_name},
             )
         )
+
+    async def _deliver(
+        self, parked: _Parked, destination_id: str, topic_name: str, payload: str
+    ) -> None:
+        """Send to a recv parked in this process: the message consumed and the recv's step
+        recorded in the send's own statement (Store.deliver_message), and the payload handed
+        to the recv, which then neither reads nor writes. A send with an idempotency key of
+        the caller's goes the plain way: its key must decide whether anything is stored, which
+        one statement cannot see of a concurrent send with the same key."""
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        parked.outcome = outcome  # claimed: no other send delivers to it meanwhile
+        delivered = None
+        try:
+            if await self.store.deliver_message(destination_id, topic_name, payload, parked.step):
+                delivered = payload
+        finally:  # not delivered (or not known to be): the recv reads what is there
+            outcome.set_result(delivered)
+            self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
 
     async def send_to_key(
         self,
@@ -269,63 +300,87 @@ class Messaging:
         number: int,
         deadline: list[int | None],
     ) -> Any:
-        """recv's loop: consume a message, or record the deadline, wait, and finally record
-        the timeout (returns ``_TIMEOUT``)."""
+        """recv's loop: consume a message, or record the deadline, wait (where a send from
+        this process may deliver to it), and finally record the timeout (returns
+        ``_TIMEOUT``)."""
         key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
+        mailbox = (run.workflow_id, topic_name)
+        parked: _Parked | None = None  # once it waits
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
-            while True:
-                now = self.clock.now_ms()
-                step = run.step_record(number, "recv", StepKind.RECV, started_at=now)
-                parking = None  # the first read records the deadline if nothing waits
-                if not deadline and timeout is not None:
-                    parking = run.step_record(
-                        number,
-                        RECV_DEADLINE,
-                        StepKind.SLEEP,
-                        output=json.dumps(now + int(timeout * 1000)),
-                        started_at=now,
-                    )
-                try:
-                    answer = await run.write(
-                        self.store.recv_message(run.workflow_id, topic_name, step, parking),
-                        step,
-                        parking,
-                    )
-                except StoreBusyError:  # another executor's recv holds the message: no
-                    await run.wait(  # notification will come when it lets go; look again
-                        subscription.next(poll_seconds=BUSY_RETRY_SECONDS)
-                    )
-                    continue
-                if isinstance(answer, StepRecord):  # our own earlier write
-                    if answer.name != RECV_DEADLINE:  # consumed
-                        return _TIMEOUT if answer.output is None else decode(answer.output)
-                    answer = None  # the deadline, recorded
-                if answer is not None:
-                    return decode(answer)
-                if not deadline:  # first miss: the timeout is durable now; wait
-                    if parking is None:  # (no limit: nothing to remember)
-                        deadline.append(None)
+            try:
+                while True:
+                    if parked is not None and parked.outcome is not None:  # a send delivered
+                        delivered = await run.wait(asyncio.shield(parked.outcome))
+                        if delivered is not None:  # consumed, its step written by the send
+                            return decode(delivered)
+                        parked.outcome = None  # not delivered: read what is there
+                    now = self.clock.now_ms()
+                    if parked is not None:  # (the record a send delivering to it wrote, if any)
+                        step = parked.step
                     else:
-                        deadline.append(json.loads(parking.output or "null"))
-                        number = await run.begin()  # the deadline took recv's number
-                    # No second read: the subscription, taken before the first, remembers a
-                    # message notified since (the next wait returns at once).
-                due = deadline[0]
-                if due is not None and due <= self.clock.now_ms():
-                    # timed out: None is the recorded answer
-                    await run.record_step(
-                        run.step_record(number, "recv", StepKind.RECV, started_at=step.started_at)
-                    )
-                    return _TIMEOUT
-                run.metrics.recv_waiters.inc()
-                try:
-                    await run.wait(
-                        subscription.next(
-                            due, clock=self.clock, poll_seconds=self.store.poll_seconds
+                        step = run.step_record(number, "recv", StepKind.RECV, started_at=now)
+                    parking = None  # the first read records the deadline if nothing waits
+                    if not deadline and timeout is not None:
+                        parking = run.step_record(
+                            number,
+                            RECV_DEADLINE,
+                            StepKind.SLEEP,
+                            output=json.dumps(now + int(timeout * 1000)),
+                            started_at=now,
                         )
-                    )
-                finally:
-                    run.metrics.recv_waiters.dec()
+                    try:
+                        answer = await run.write(
+                            self.store.recv_message(run.workflow_id, topic_name, step, parking),
+                            step,
+                            parking,
+                        )
+                    except StoreBusyError:  # another executor's recv holds the message: no
+                        await run.wait(  # notification will come when it lets go; look again
+                            subscription.next(poll_seconds=BUSY_RETRY_SECONDS)
+                        )
+                        continue
+                    if isinstance(answer, StepRecord):  # our own earlier write
+                        if answer.name != RECV_DEADLINE:  # consumed
+                            return _TIMEOUT if answer.output is None else decode(answer.output)
+                        answer = None  # the deadline, recorded
+                    if answer is not None:
+                        return decode(answer)
+                    if not deadline:  # first miss: the timeout is durable now; wait
+                        if parking is None:  # (no limit: nothing to remember)
+                            deadline.append(None)
+                        else:
+                            deadline.append(json.loads(parking.output or "null"))
+                            number = await run.begin()  # the deadline took recv's number
+                        # No second read: the subscription, taken before the first, remembers
+                        # a message notified since (the next wait returns at once).
+                    due = deadline[0]
+                    if due is not None and due <= self.clock.now_ms():
+                        # timed out: None is the recorded answer
+                        await run.record_step(
+                            run.step_record(
+                                number, "recv", StepKind.RECV, started_at=step.started_at
+                            )
+                        )
+                        return _TIMEOUT
+                    if parked is None:
+                        parked = _Parked(
+                            run, run.step_record(number, "recv", StepKind.RECV, started_at=now)
+                        )
+                        self._parked.setdefault(mailbox, parked)  # (a second recv: reads only)
+                    run.metrics.recv_waiters.inc()
+                    parked.waiting = True  # only now may a send deliver: never during a read
+                    try:
+                        await run.wait(
+                            subscription.next(
+                                due, clock=self.clock, poll_seconds=self.store.poll_seconds
+                            )
+                        )
+                    finally:
+                        parked.waiting = False
+                        run.metrics.recv_waiters.dec()
+            finally:
+                if parked is not None and self._parked.get(mailbox) is parked:
+                    del self._parked[mailbox]
 
     # -- events -----------------------------------------------------------------------------
     async def set_event(self, key: str, value: Any) -> None:
@@ -478,6 +533,20 @@ class Messaging:
                         return  # it ended without closing the stream: nothing more comes
                     continue
                 await self._next(subscription, None)
+
+
+class _Parked:
+    """A recv waiting in this process: ``step`` is the record it writes when it consumes a
+    message (a send delivering to it writes that one); ``outcome``, while a send delivers to
+    it, the payload delivered or None."""
+
+    __slots__ = ("outcome", "run", "step", "waiting")
+
+    def __init__(self, run: WorkflowRun, step: StepRecord) -> None:
+        self.run = run
+        self.step = step
+        self.waiting = False
+        self.outcome: asyncio.Future[str | None] | None = None
 
 
 async def _never(attempt: Attempt) -> None:

@@ -557,6 +557,20 @@ class Store(Protocol):
         used for the key (kept, or delivered to a holder) stores nothing. Without ``step``
         and key, the store gives the send a key of its own, as send_message does."""
 
+    async def deliver_message(
+        self, destination_id: str, topic: str, payload: str, step: StepRecord
+    ) -> bool:
+        """A send from outside any workflow, without an idempotency key, to a workflow whose
+        ``recv`` on ``topic`` waits in this process, ``step`` being the record that recv would
+        write: in one transaction, the message is added already consumed and ``step`` recorded
+        with it as its output, when no older message waits on the topic and the step can be
+        recorded (its number free, its epoch the workflow's owner's, the workflow not
+        finished); otherwise the message is added for a recv to take, as send_message does.
+        True when delivered (the recv returns ``payload`` without reading: its step is
+        written). Raises WorkflowNotFoundError / WorkflowFinishedError as send_message. The
+        store gives the send a key of its own before the first try: a retry after a lost
+        commit answer adds nothing and answers False (the recv then reads what is recorded)."""
+
     async def recv_message(
         self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
     ) -> str | None:

@@ -481,6 +481,18 @@ class EncodedStore:
             encoded, None if step is None else self._step_in(step, keys)
         )
 
+    async def deliver_message(
+        self, destination_id: str, topic: str, payload: str, step: StepRecord
+    ) -> bool:
+        # The store copies the message into the recv step's output: encoded once, here.
+        keys = await self._writing(destination_id)
+        return await self.inner.deliver_message(
+            destination_id,
+            topic,
+            self._encode(payload, destination_id, "message", keys) or "",
+            self._step_in(step, keys),
+        )
+
     async def recv_message(
         self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
     ) -> str | None:

@@ -281,6 +281,35 @@ def send_message(
     return sent
 
 
+def deliver_message(
+    destination_id: str, topic: str, payload: str, idempotency_key: str, step: StepRecord
+) -> Plan[bool]:
+    """A send to a recv parked in the sender's process (see Store.deliver_message): the
+    message consumed with ``step`` recorded, or added for a recv to take. Delivered?"""
+    destination = yield from get_workflow(destination_id)
+    if destination is None:
+        raise WorkflowNotFoundError(
+            f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+        )
+    key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
+    if (yield Statement("message_key_used", key)).one() is not None:
+        return False  # a retry of a send whose commit answer was lost: it went in then
+    if destination.status.is_terminal:
+        raise WorkflowFinishedError(
+            f"workflow {destination_id!r} has finished ({destination.status}):"
+            " it will never receive this message",
+            workflow_id=destination_id,
+            status=destination.status.value,
+        )
+    params = {**key, "topic": topic, "payload": payload}
+    delivered = False
+    if (yield Statement("message_waiting", params)).one() is None:  # never before an older one
+        recorded = dataclasses.replace(step, output=payload)
+        delivered = (yield from record_step(recorded, required=False)) is not None
+    yield Statement("insert_message_consumed" if delivered else "insert_message", params)
+    return delivered
+
+
 def recv_message(
     workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
 ) -> Plan[str | None]:

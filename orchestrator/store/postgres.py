@@ -215,6 +215,13 @@ class PostgresStore(SQLStore):
         """Add a message (and record ``step``) in one round trip (see Store.send_message)."""
         return await self.writes.send_message(destination_id, topic, payload, idempotency_key, step)
 
+    async def deliver_message(
+        self, destination_id: str, topic: str, payload: str, step: StepRecord
+    ) -> bool:
+        """A send to a recv parked in this process (see Store.deliver_message): one
+        statement, shared with concurrent ones."""
+        return await self.writes.deliver_message(destination_id, topic, payload, step)
+
     async def recv_message(
         self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
     ) -> str | None:

@@ -95,12 +95,13 @@ class PostgresWrites:
         """One statement for all ``writes`` of a kind; the single-row statement for one (the
         combined statement costs more alone)."""
         params = [write.params for write in writes]
-        if len(params) == 1:
+        if len(params) == 1 and kind != "deliver":
             return [await self._write_one(kind, params[0])]
         batched: dict[str, Callable[[list[Any]], Awaitable[list[Any]]]] = {
             "create": self._create_workflows,
             "send": self._send_messages,
             "recv": self._recv_messages,
+            "deliver": self._deliver_messages,
             "record_step": self._record_steps,
             "finish": self._finish_workflows,
             "finish_step": self._finish_after_steps,
@@ -310,6 +311,43 @@ class PostgresWrites:
             try:
                 results.append(_sent(destination_id, {**row, "inserted": inserted}))
             except Exception as error:  # this send's own answer
+                results.append(error)
+        return results
+
+    async def deliver_message(
+        self, destination_id: str, topic: str, payload: str, step: StepRecord
+    ) -> bool:
+        """A send to a recv parked in this process (see Store.deliver_message), sharing a
+        statement with concurrent ones; its key is generated, as a send's without one."""
+        delivered: bool = await self._batcher.submit(
+            "deliver", (destination_id, topic, payload, plans.retry_key(), step)
+        )
+        return delivered
+
+    async def _deliver_messages(
+        self, deliveries: list[tuple[str, str, str, str, StepRecord]]
+    ) -> list[Any]:
+        steps = [d[4] for d in deliveries]
+        rows = await self._all(
+            "deliver_messages_batch",
+            {
+                "destination_ids": [d[0] for d in deliveries],
+                "topics": [d[1] for d in deliveries],
+                "payloads": [d[2] for d in deliveries],
+                "idempotency_keys": [d[3] for d in deliveries],
+                "step_numbers": [s.step_number for s in steps],
+                "names": [s.name for s in steps],
+                "kinds": [s.kind.value for s in steps],
+                "started_ats": [s.started_at for s in steps],
+                "epochs": [s.epoch for s in steps],
+            },
+        )
+        results: list[Any] = []
+        for (destination_id, _, _, _, _), row in zip(deliveries, rows, strict=True):
+            try:
+                _sent(destination_id, row)  # not found, finished: this send's error
+                results.append(bool(row["delivered"]))
+            except Exception as error:
                 results.append(error)
         return results
 

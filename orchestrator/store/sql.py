@@ -412,6 +412,16 @@ class SQLStore:
         )
         return await self._run(plan, transaction=True)
 
+    async def deliver_message(
+        self, destination_id: str, topic: str, payload: str, step: StepRecord
+    ) -> bool:
+        """A send to a recv parked in this process (see Store.deliver_message)."""
+        plan = functools.partial(
+            plans.deliver_message, destination_id, topic, payload, plans.retry_key(), step
+        )
+        delivered: bool = await self._run(plan, transaction=True)
+        return delivered
+
     async def recv_message(
         self, workflow_id: str, topic: str, step: StepRecord, otherwise: StepRecord | None = None
     ) -> str | None:

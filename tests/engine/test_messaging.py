@@ -287,3 +287,67 @@ async def test_a_message_sent_between_the_first_read_and_the_wait_is_received(
         handle = await app.start(gap_waiter, workflow_id="gap-1")
         assert await handle.result(timeout=30) == "in the gap"
         assert sent == ["gap-1"]
+
+
+async def _until_waiting(app: Orchestrator, count: int) -> None:
+    """Until ``count`` recvs wait in this process (the metric is raised as one parks)."""
+    while app.metrics.registry.get_sample_value("orchestrator_recv_waiters") != count:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_send_to_a_recv_parked_in_the_same_process_is_delivered_by_its_statement(
+    make_app: AppFactory,
+) -> None:
+    """The send consumes the message and writes the waiting recv's step itself: the recv
+    returns the payload without reading the mailbox again; what is recorded is what a read
+    would have recorded, and the message is consumed once."""
+    app = make_app()
+
+    @app.workflow(name="parked_inbox")
+    async def parked_inbox() -> list[object]:
+        return [await app.recv("go", timeout=600), await app.recv("go", timeout=0)]
+
+    async with app:
+        recv_message = app.store.recv_message
+        reads: list[int] = []
+
+        async def counted(workflow_id: str, topic: str, step: Any, *args: Any) -> Any:
+            reads.append(step.step_number)
+            return await recv_message(workflow_id, topic, step, *args)
+
+        app.store.recv_message = counted  # type: ignore[method-assign]
+        handle = await app.start(parked_inbox, workflow_id="parked-1")
+        await _until_waiting(app, 1)
+        await app.send("parked-1", {"paid": True}, topic="go")
+        assert await handle.result(timeout=30) == [{"paid": True}, None]
+        assert reads == [1, 3]  # the first recv's read as it parked, the second recv's
+        steps = await app.list_steps("parked-1")
+        assert [(s.step_number, s.name) for s in steps] == [
+            (1, "recv.deadline"),
+            (2, "recv"),
+            (3, "recv.deadline"),
+            (4, "recv"),
+        ]
+        assert (steps[1].output, steps[3].output) == ({"paid": True}, None)
+
+
+@pytest.mark.postgres
+async def test_a_delivery_in_the_same_process_never_passes_an_older_message(
+    postgres_url: str,
+) -> None:
+    """Another process's message, committed before this process's send, comes first, whether
+    or not its notification has reached the waiting recv when the send goes."""
+    app = Orchestrator("order", postgres_url)
+    other = Orchestrator("order", postgres_url)
+
+    @app.workflow(name="ordered")
+    async def ordered() -> list[object]:
+        return [await app.recv("go", timeout=600), await app.recv("go", timeout=600)]
+
+    async with app, other:
+        for round_number in range(5):
+            handle = await app.start(ordered, workflow_id=f"order-{round_number}")
+            await _until_waiting(app, 1)
+            await other.send(f"order-{round_number}", "first", topic="go")
+            await app.send(f"order-{round_number}", "second", topic="go")
+            assert await handle.result(timeout=30) == ["first", "second"]

@@ -464,6 +464,70 @@ async def test_recv_message_records_otherwise_only_when_nothing_waits(store: Sto
         assert recorded.name == ("step0" if i % 2 == 0 else "recv.deadline")
 
 
+def parked_recv(workflow_id: str, number: int, epoch: int = 0) -> StepRecord:
+    """The record a recv waiting at ``number`` writes when a message is delivered to it."""
+    return StepRecord(workflow_id, number, "recv", StepKind.RECV, epoch=epoch, started_at=7)
+
+
+async def test_deliver_message_consumes_it_with_the_parked_recv_step(store: Store) -> None:
+    await created(store, "w")
+    assert await store.deliver_message("w", "t", '"m"', parked_recv("w", 0)) is True
+    (recorded,) = await store.load_steps("w")
+    assert (recorded.step_number, recorded.name, recorded.output) == (0, "recv", '"m"')
+    assert recorded.kind is StepKind.RECV and recorded.started_at == 7
+    assert await store.recv_message("w", "t", step("w", 1)) is None  # consumed: once
+
+
+async def test_deliver_message_never_passes_an_older_message(store: Store) -> None:
+    """With a message already waiting on the topic, a delivery only adds its own after it:
+    the recv reads them in order."""
+    await created(store, "w")
+    assert await store.send_message("w", "t", '"older"', None)
+    assert await store.deliver_message("w", "t", '"newer"', parked_recv("w", 0)) is False
+    assert await store.load_steps("w") == []
+    assert await store.recv_message("w", "t", step("w", 0)) == '"older"'
+    assert await store.recv_message("w", "t", step("w", 1)) == '"newer"'
+    # Another topic's message is no obstacle.
+    assert await store.send_message("w", "other", '"x"', None)
+    assert await store.deliver_message("w", "t", '"third"', parked_recv("w", 2)) is True
+
+
+async def test_deliver_message_refused_step_keeps_the_message(store: Store) -> None:
+    """A step that cannot be recorded (number taken, another epoch's run, a finished
+    workflow) delivers nothing: the message is added for a recv to take, or refused."""
+    await created(store, "w")
+    await store.record_step(step("w", 0))
+    assert await store.deliver_message("w", "t", '"taken"', parked_recv("w", 0)) is False
+    assert await store.deliver_message("w", "t", '"fenced"', parked_recv("w", 1, 5)) is False
+    assert [s.step_number for s in await store.load_steps("w")] == [0]
+    assert await store.recv_message("w", "t", step("w", 1)) == '"taken"'
+    assert await store.recv_message("w", "t", step("w", 2)) == '"fenced"'
+    await store.finish_workflow("w", WorkflowStatus.SUCCESS, output="1")
+    with pytest.raises(WorkflowFinishedError):
+        await store.deliver_message("w", "t", '"late"', parked_recv("w", 3))
+    with pytest.raises(WorkflowNotFoundError):
+        await store.deliver_message("missing", "t", '"m"', parked_recv("missing", 0))
+
+
+async def test_many_deliveries_at_once(store: Store) -> None:
+    """PostgreSQL: one group-commit statement; each delivery answers for itself."""
+    ids = [f"d{i}" for i in range(12)]
+    for workflow_id in ids:
+        await created(store, workflow_id)
+    for workflow_id in ids[::3]:
+        await store.send_message(workflow_id, "t", '"first"', None)
+    answers = await asyncio.gather(
+        *(store.deliver_message(w, "t", f'"{w}"', parked_recv(w, 0)) for w in ids),
+        store.deliver_message("missing", "t", '"m"', parked_recv("missing", 0)),
+        return_exceptions=True,
+    )
+    assert answers[:-1] == [i % 3 != 0 for i in range(len(ids))]
+    assert isinstance(answers[-1], WorkflowNotFoundError)
+    for i, workflow_id in enumerate(ids):
+        steps = await store.load_steps(workflow_id)
+        assert [s.output for s in steps] == ([] if i % 3 == 0 else [f'"{workflow_id}"'])
+
+
 async def test_concurrent_recv_never_share_a_message(store: Store) -> None:
     await created(store, "w")
     sent = {f'"{i}"' for i in range(20)}

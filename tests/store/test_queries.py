@@ -46,6 +46,7 @@ POSTGRES_ONLY = {
     "insert_workflows_batch",
     "send_messages_batch",
     "recv_messages_batch",
+    "deliver_messages_batch",
 }
 
 

@@ -596,6 +596,76 @@ def test_a_consumed_message_whose_step_is_refused_raises() -> None:
         script.run(plans.recv_message("wf", "paid", STEP))
 
 
+def test_receiving_with_nothing_waiting_records_the_otherwise_step() -> None:
+    """recv's first read as it parks records its deadline instead; a refusal of that raises."""
+    deadline = dataclasses.replace(STEP, name="recv.deadline", kind=StepKind.SLEEP, output="9")
+    script = Script(("consume_message", NOTHING), RECORDED)
+    assert script.run(plans.recv_message("wf", "paid", STEP, deadline)) is None
+    assert script.issued[1] == Statement("record_step", plans.step_params(deadline))
+    refused = Script(("consume_message", NOTHING), REFUSED)
+    with pytest.raises(WorkflowStateError, match="was not recorded"):
+        refused.run(plans.recv_message("wf", "paid", STEP, deadline))
+    consumed = Script(("consume_message", rows({"payload": "1"})), RECORDED)
+    assert consumed.run(plans.recv_message("wf", "paid", STEP, deadline)) == "1"
+    assert consumed.issued[1].params["name"] == STEP.name  # the recv's step, not the deadline
+
+
+PARKED = dataclasses.replace(STEP, kind=StepKind.RECV, output=None)
+
+
+def delivery(key: str = "k") -> Any:
+    return plans.deliver_message("wf", "paid", PAID, key, PARKED)
+
+
+def test_a_delivery_records_the_parked_recv_with_the_message_consumed() -> None:
+    script = Script(
+        ("get_workflow", rows(workflow_row())),
+        ("message_key_used", NOTHING),
+        ("message_waiting", NOTHING),
+        RECORDED,
+        ("insert_message_consumed", changed(1)),
+    )
+    assert script.run(delivery()) is True
+    assert script.issued[3] == Statement(
+        "record_step", plans.step_params(dataclasses.replace(PARKED, output=PAID))
+    )
+    assert script.issued[4] == Statement("insert_message_consumed", message_params("k"))
+
+
+def test_a_delivery_behind_a_waiting_message_or_refused_only_adds_the_message() -> None:
+    behind = Script(
+        ("get_workflow", rows(workflow_row())),
+        ("message_key_used", NOTHING),
+        ("message_waiting", rows({"waiting": 1})),
+        ("insert_message", changed(1)),
+    )
+    assert behind.run(delivery()) is False
+    assert "record_step" not in behind.names
+    refused = Script(
+        ("get_workflow", rows(workflow_row())),
+        ("message_key_used", NOTHING),
+        ("message_waiting", NOTHING),
+        REFUSED,
+        ("insert_message", changed(1)),
+    )
+    assert refused.run(delivery()) is False
+
+
+def test_a_retried_delivery_adds_nothing_and_a_finished_or_missing_one_raises() -> None:
+    retried = Script(
+        ("get_workflow", rows(workflow_row())), ("message_key_used", rows({"used": 1}))
+    )
+    assert retried.run(delivery()) is False
+    assert retried.names == ["get_workflow", "message_key_used"]
+    finished = Script(
+        ("get_workflow", rows(workflow_row(status="SUCCESS"))), ("message_key_used", NOTHING)
+    )
+    with pytest.raises(WorkflowFinishedError):
+        finished.run(delivery())
+    with pytest.raises(WorkflowNotFoundError):
+        Script(("get_workflow", NOTHING)).run(delivery())
+
+
 # -- events and streams ---------------------------------------------------------------------
 
 
@@ -985,6 +1055,7 @@ def test_every_plan_is_covered_here() -> None:
         "plans.create_subject_key",
         "plans.delete_expired",
         "plans.delete_workflows",
+        "plans.deliver_message",
         "plans.finish_after_step",
         "plans.fork_workflow",
         "plans.get_workflow",

@@ -301,6 +301,18 @@ ON CONFLICT DO NOTHING
 SELECT 1 AS used FROM messages
 WHERE destination_id = %(destination_id)s::text AND idempotency_key = %(idempotency_key)s::text
 
+-- message_waiting --
+-- Whether any unconsumed message waits on a workflow's topic (a delivery to its parked recv must not pass it).
+SELECT 1 AS waiting FROM messages
+WHERE destination_id = %(destination_id)s::text AND topic = %(topic)s::text AND NOT consumed
+LIMIT 1
+
+-- insert_message_consumed --
+-- Add a message already consumed by the recv step recorded with it (a delivery to a recv parked in the sender's process), unless its idempotency key was used.
+INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at, consumed)
+VALUES (%(destination_id)s, %(topic)s, %(payload)s, %(idempotency_key)s, now_ms(), true)
+ON CONFLICT DO NOTHING
+
 -- consume_message --
 -- Take the oldest unconsumed message of a topic, or none (busy) while another transaction holds it: never a newer one first, never a wait on its lock.
 WITH oldest AS (
@@ -795,6 +807,79 @@ LEFT JOIN LATERAL (  -- a probe of the key's index per send: as an EXISTS, a pla
     LIMIT 1
 ) AS used ON true
 ORDER BY input.ordinal
+
+-- deliver_messages_batch --
+-- Group commit (PostgreSQL only): sends from outside workflows to recvs parked in the sender's process, in one statement. Each message is inserted consumed, with its recv's step recording it, when no older message waits on the topic and the step is recorded (number free, fenced like every step); otherwise it is inserted for a recv to take. Per input ordinal: the destination's status, whether the key was used before, whether the message was inserted, and whether it was delivered (the step recorded).
+WITH input AS (
+    SELECT * FROM unnest(
+        %(destination_ids)b::text[], %(topics)b::text[], %(payloads)b::text[],
+        %(idempotency_keys)b::text[], %(step_numbers)b::integer[], %(names)b::text[],
+        %(kinds)b::text[], %(started_ats)b::bigint[], %(epochs)b::bigint[]
+    ) WITH ORDINALITY AS t(
+        destination_id, topic, payload, idempotency_key, step_number, name, kind, started_at,
+        epoch, ordinal
+    )
+), target AS (  -- each lookup by key, whatever the plan (see record_steps_batch)
+    SELECT
+        input.*,
+        workflows.status,
+        used.destination_id IS NOT NULL AS duplicate,
+        waiting.message_id IS NOT NULL AS queued,
+        workflows.status NOT IN (
+            'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+            'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+        ) AS open
+    FROM input
+    LEFT JOIN LATERAL (
+        SELECT status FROM workflows WHERE workflows.workflow_id = input.destination_id LIMIT 1
+    ) AS workflows ON true
+    LEFT JOIN LATERAL (
+        SELECT destination_id FROM messages
+        WHERE messages.destination_id = input.destination_id
+          AND messages.idempotency_key = input.idempotency_key
+        LIMIT 1
+    ) AS used ON true
+    LEFT JOIN LATERAL (
+        SELECT message_id FROM messages
+        WHERE messages.destination_id = input.destination_id
+          AND messages.topic = input.topic AND NOT messages.consumed
+        LIMIT 1
+    ) AS waiting ON true
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
+    )
+    SELECT destination_id, step_number, name, kind, payload, 1, started_at, now_ms(), epoch
+    FROM target
+    WHERE open AND NOT duplicate AND NOT queued
+    ORDER BY ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id, step_number
+), inserted AS (
+    INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at, consumed)
+    SELECT
+        target.destination_id, target.topic, target.payload, target.idempotency_key, now_ms(),
+        EXISTS (
+            SELECT 1 FROM step
+            WHERE step.workflow_id = target.destination_id
+              AND step.step_number = target.step_number
+        )
+    FROM target
+    WHERE open AND NOT duplicate
+    ORDER BY ordinal
+    ON CONFLICT DO NOTHING
+    RETURNING destination_id, idempotency_key, consumed
+)
+SELECT
+    target.ordinal,
+    target.status,
+    target.duplicate,
+    inserted.destination_id IS NOT NULL AS inserted,
+    COALESCE(inserted.consumed, false) AS delivered
+FROM target LEFT JOIN inserted
+    ON inserted.destination_id = target.destination_id
+   AND inserted.idempotency_key = target.idempotency_key
+ORDER BY target.ordinal
 
 -- recv_messages_batch --
 -- Group commit (PostgreSQL only): many workflows' recv in one statement (one per workflow and topic); per input ordinal, the oldest waiting message and the payload consumed with the step, or busy while another transaction holds that message, or (no message at all) whether the "otherwise" step given was recorded instead (recv's deadline as it parks).

@@ -297,6 +297,18 @@ ON CONFLICT DO NOTHING
 SELECT 1 AS used FROM messages
 WHERE destination_id = :destination_id AND idempotency_key = :idempotency_key
 
+-- message_waiting --
+-- Whether any unconsumed message waits on a workflow's topic (a delivery to its parked recv must not pass it).
+SELECT 1 AS waiting FROM messages
+WHERE destination_id = :destination_id AND topic = :topic AND NOT consumed
+LIMIT 1
+
+-- insert_message_consumed --
+-- Add a message already consumed by the recv step recorded with it (a delivery to a recv parked in the sender's process), unless its idempotency key was used.
+INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at, consumed)
+VALUES (:destination_id, :topic, :payload, :idempotency_key, now_ms(), 1)
+ON CONFLICT DO NOTHING
+
 -- consume_message --
 -- Take the oldest unconsumed message of a topic.
 UPDATE messages SET consumed = true

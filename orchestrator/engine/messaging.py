@@ -95,7 +95,8 @@ class Messaging:
         self.keep_seconds = keep_seconds  # send_to_key's default keep time
         # The recvs waiting in this process, by mailbox: a send from this process delivers
         # to one directly (one statement, no read by the recv).
-        self._parked: dict[tuple[str, str], _Parked] = {}
+        # (keyed by the subscription's key: no string or tuple more per parked workflow)
+        self._parked: dict[str, _Parked] = {}
 
     async def _next(self, subscription: Subscription, deadline_ms: int | None) -> bool:
         """The next notification, or the deadline (on the clock), or a re-read."""
@@ -143,7 +144,7 @@ class Messaging:
             )
             return
         if run is None:
-            parked = self._parked.get((destination_id, topic_name))
+            parked = self._parked.get(f"{destination_id}{SEPARATOR}{topic_name}")
             if (
                 parked is not None
                 and parked.waiting
@@ -194,7 +195,7 @@ class Messaging:
         parked.outcome = outcome  # claimed: no other send delivers to it meanwhile
         delivered = None
         try:
-            if await self.store.deliver_message(destination_id, topic_name, payload, parked.step):
+            if await self.store.deliver_message(destination_id, topic_name, payload, parked.step()):
                 delivered = payload
         finally:  # not delivered (or not known to be): the recv reads what is there
             outcome.set_result(delivered)
@@ -304,7 +305,6 @@ class Messaging:
         this process may deliver to it), and finally record the timeout (returns
         ``_TIMEOUT``)."""
         key = f"{run.workflow_id}{SEPARATOR}{topic_name}"
-        mailbox = (run.workflow_id, topic_name)
         parked: _Parked | None = None  # once it waits
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             try:
@@ -316,7 +316,7 @@ class Messaging:
                         parked.outcome = None  # not delivered: read what is there
                     now = self.clock.now_ms()
                     if parked is not None:  # (the record a send delivering to it wrote, if any)
-                        step = parked.step
+                        step = parked.step()
                     else:
                         step = run.step_record(number, "recv", StepKind.RECV, started_at=now)
                     parking = None  # the first read records the deadline if nothing waits
@@ -363,10 +363,8 @@ class Messaging:
                         )
                         return _TIMEOUT
                     if parked is None:
-                        parked = _Parked(
-                            run, run.step_record(number, "recv", StepKind.RECV, started_at=now)
-                        )
-                        self._parked.setdefault(mailbox, parked)  # (a second recv: reads only)
+                        parked = _Parked(run, number, now)
+                        self._parked.setdefault(key, parked)  # (a second recv: reads only)
                     run.metrics.recv_waiters.inc()
                     parked.waiting = True  # only now may a send deliver: never during a read
                     try:
@@ -379,8 +377,8 @@ class Messaging:
                         parked.waiting = False
                         run.metrics.recv_waiters.dec()
             finally:
-                if parked is not None and self._parked.get(mailbox) is parked:
-                    del self._parked[mailbox]
+                if parked is not None and self._parked.get(key) is parked:
+                    del self._parked[key]
 
     # -- events -----------------------------------------------------------------------------
     async def set_event(self, key: str, value: Any) -> None:
@@ -536,17 +534,21 @@ class Messaging:
 
 
 class _Parked:
-    """A recv waiting in this process: ``step`` is the record it writes when it consumes a
-    message (a send delivering to it writes that one); ``outcome``, while a send delivers to
-    it, the payload delivered or None."""
+    """A recv waiting in this process at step ``number`` since ``since``: ``step()`` is the
+    record it writes when it consumes a message (a send delivering to it writes that one);
+    ``outcome``, while a send delivers to it, the payload delivered or None."""
 
-    __slots__ = ("outcome", "run", "step", "waiting")
+    __slots__ = ("number", "outcome", "run", "since", "waiting")
 
-    def __init__(self, run: WorkflowRun, step: StepRecord) -> None:
+    def __init__(self, run: WorkflowRun, number: int, since: int) -> None:
         self.run = run
-        self.step = step
+        self.number = number
+        self.since = since
         self.waiting = False
         self.outcome: asyncio.Future[str | None] | None = None
+
+    def step(self) -> StepRecord:
+        return self.run.step_record(self.number, "recv", StepKind.RECV, started_at=self.since)
 
 
 async def _never(attempt: Attempt) -> None:

@@ -95,7 +95,7 @@ class PostgresWrites:
         """One statement for all ``writes`` of a kind; the single-row statement for one (the
         combined statement costs more alone)."""
         params = [write.params for write in writes]
-        if len(params) == 1 and kind != "deliver":
+        if len(params) == 1:
             return [await self._write_one(kind, params[0])]
         batched: dict[str, Callable[[list[Any]], Awaitable[list[Any]]]] = {
             "create": self._create_workflows,
@@ -115,6 +115,8 @@ class PostgresWrites:
             return await self._send_one(*params)
         if kind == "recv":
             return await self._recv_one(*params)
+        if kind == "deliver":
+            return await self._deliver_one(*params)
         if kind == "record_step":
             return await self._plan(functools.partial(plans.record_step, params, required=False))
         if kind == "finish_step":
@@ -323,6 +325,26 @@ class PostgresWrites:
             "deliver", (destination_id, topic, payload, plans.retry_key(), step)
         )
         return delivered
+
+    async def _deliver_one(
+        self, destination_id: str, topic: str, payload: str, key: str, step: StepRecord
+    ) -> bool:
+        row = await self._one(
+            "deliver_message_combined",
+            {
+                "destination_id": destination_id,
+                "topic": topic,
+                "payload": payload,
+                "idempotency_key": key,
+                "step_number": step.step_number,
+                "name": step.name,
+                "kind": step.kind.value,
+                "started_at": step.started_at,
+                "epoch": step.epoch,
+            },
+        )
+        _sent(destination_id, row)  # not found, finished: this send's error
+        return bool(row["delivered"])
 
     async def _deliver_messages(
         self, deliveries: list[tuple[str, str, str, str, StepRecord]]

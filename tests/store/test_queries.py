@@ -47,6 +47,7 @@ POSTGRES_ONLY = {
     "send_messages_batch",
     "recv_messages_batch",
     "deliver_messages_batch",
+    "deliver_message_combined",
 }
 
 
@@ -186,6 +187,12 @@ def _prepared(name: str, query: str) -> str:
 TWO_NULLS = "ARRAY[NULL, NULL]::text[]"
 ZEROS = "ARRAY[0, 0]::bigint[]"
 GROWING = [
+    (
+        "deliver_messages_batch",
+        "ARRAY['w1', 'w2'], ARRAY['t', 't'], ARRAY['1', '2'], ARRAY['k1', 'k2'], ARRAY[1, 1],"
+        f" ARRAY['recv', 'recv'], ARRAY['RECV', 'RECV'], {ZEROS}, {ZEROS}",
+    ),
+    ("deliver_message_combined", "'w1', 'k1', 't', 1, 'recv', 'RECV', '1', 0, 0"),
     (
         "send_messages_batch",
         "ARRAY['w1', 'w2'], ARRAY['t', 't'], ARRAY['1', '2'], ARRAY['k1', NULL]",

@@ -808,6 +808,53 @@ LEFT JOIN LATERAL (  -- a probe of the key's index per send: as an EXISTS, a pla
 ) AS used ON true
 ORDER BY input.ordinal
 
+-- deliver_message_combined --
+-- One delivery to a recv parked in the sender's process (PostgreSQL only; see deliver_messages_batch, of which this is the single-row form): the message inserted consumed with the recv's step, or inserted for a recv to take.
+WITH target AS (
+    SELECT
+        workflows.status,
+        EXISTS (
+            SELECT 1 FROM messages
+            WHERE destination_id = %(destination_id)s::text
+              AND idempotency_key = %(idempotency_key)s::text
+        ) AS duplicate,
+        EXISTS (
+            SELECT 1 FROM messages
+            WHERE destination_id = %(destination_id)s::text AND topic = %(topic)s::text
+              AND NOT consumed
+        ) AS queued,
+        workflows.status NOT IN (
+            'SUCCESS', 'ERROR', 'CANCELLED', 'COMPENSATED', 'COMPENSATION_FAILED',
+            'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+        ) AS open
+    FROM workflows WHERE workflow_id = %(destination_id)s::text
+), step AS (
+    INSERT INTO steps (
+        workflow_id, step_number, name, kind, output, attempts, started_at, finished_at, epoch
+    )
+    SELECT
+        %(destination_id)s::text, %(step_number)s::integer, %(name)s::text, %(kind)s::text,
+        %(payload)s::text, 1, %(started_at)s::bigint, now_ms(), %(epoch)s::bigint
+    FROM target
+    WHERE open AND NOT duplicate AND NOT queued
+    ON CONFLICT DO NOTHING
+    RETURNING step_number
+), inserted AS (
+    INSERT INTO messages (destination_id, topic, payload, idempotency_key, created_at, consumed)
+    SELECT
+        %(destination_id)s::text, %(topic)s::text, %(payload)s::text,
+        %(idempotency_key)s::text, now_ms(), EXISTS (SELECT 1 FROM step)
+    FROM target
+    WHERE open AND NOT duplicate
+    ON CONFLICT DO NOTHING
+    RETURNING consumed
+)
+SELECT
+    (SELECT status FROM target) AS status,
+    COALESCE((SELECT duplicate FROM target), false) AS duplicate,
+    EXISTS (SELECT 1 FROM inserted) AS inserted,
+    COALESCE((SELECT consumed FROM inserted), false) AS delivered
+
 -- deliver_messages_batch --
 -- Group commit (PostgreSQL only): sends from outside workflows to recvs parked in the sender's process, in one statement. Each message is inserted consumed, with its recv's step recording it, when no older message waits on the topic and the step is recorded (number free, fenced like every step); otherwise it is inserted for a recv to take. Per input ordinal: the destination's status, whether the key was used before, whether the message was inserted, and whether it was delivered (the step recorded).
 WITH input AS (

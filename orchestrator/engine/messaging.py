@@ -350,6 +350,7 @@ class Messaging:
                             deadline.append(None)
                         else:
                             deadline.append(json.loads(parking.output or "null"))
+                            parking = None  # (not held by a parked workflow's frame)
                             number = await run.begin()  # the deadline took recv's number
                         # No second read: the subscription, taken before the first, remembers
                         # a message notified since (the next wait returns at once).
@@ -365,6 +366,7 @@ class Messaging:
                     if parked is None:
                         parked = _Parked(run, number, now)
                         self._parked.setdefault(key, parked)  # (a second recv: reads only)
+                    del step, answer  # (not held by a parked workflow's frame)
                     run.metrics.recv_waiters.inc()
                     parked.waiting = True  # only now may a send deliver: never during a read
                     try:

@@ -690,6 +690,18 @@ async def test_notifications(store: Store) -> None:
     await recorder.wait_for(NOTIFY_QUEUE, "q")
     await recorder.wait_for(NOTIFY_WORKFLOW, "queued")
 
+    # A message delivered to its waiting recv (stored consumed) notifies nobody (migration
+    # 0013); one that only joins the mailbox (an older one waits) does.
+    await created(store, "inbox")
+    recorder.seen.clear()
+    assert await store.deliver_message("inbox", "t", '"1"', parked_recv("inbox", 0))
+    await store.set_event("inbox", "marker", "1", None)  # notified after it, in commit order
+    await recorder.wait_for(NOTIFY_EVENT, f"inbox{SEPARATOR}marker")
+    assert (NOTIFY_MESSAGE, f"inbox{SEPARATOR}t") not in recorder.seen
+    await store.send_message("inbox", "t", '"2"', None)
+    assert not await store.deliver_message("inbox", "t", '"3"', parked_recv("inbox", 1))
+    await recorder.wait_for(NOTIFY_MESSAGE, f"inbox{SEPARATOR}t")
+
     # A rolled-back write notifies nobody.
     recorder.seen.clear()
     await created(store, "w2")

@@ -42,6 +42,24 @@ def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
         process.wait()
 
 
+def start_ready(module: str, *args: str) -> subprocess.Popen[str]:
+    """``python -m module args...`` from the repository root, its output piped, once it has
+    printed its first line, ``ready`` (fail with what it wrote to stderr otherwise)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready", (
+        process.stderr.read() if process.stderr else ""
+    )
+    return process
+
+
 def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m module args...`` from the repository root, to its end, output captured."""
     return subprocess.run(

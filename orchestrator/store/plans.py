@@ -244,6 +244,21 @@ def fork_workflow(
     return record
 
 
+def _no_destination(destination_id: str) -> WorkflowNotFoundError:
+    return WorkflowNotFoundError(
+        f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
+    )
+
+
+def _finished_destination(destination: WorkflowRecord) -> WorkflowFinishedError:
+    return WorkflowFinishedError(
+        f"workflow {destination.workflow_id!r} has finished ({destination.status}):"
+        " it will never receive this message",
+        workflow_id=destination.workflow_id,
+        status=destination.status.value,
+    )
+
+
 def send_message(
     destination_id: str,
     topic: str,
@@ -253,9 +268,7 @@ def send_message(
 ) -> Plan[bool]:
     destination = yield from get_workflow(destination_id)
     if destination is None:
-        raise WorkflowNotFoundError(
-            f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
-        )
+        raise _no_destination(destination_id)
     if idempotency_key is not None:  # a redelivery answers as the first delivery did
         key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
         if (yield Statement("message_key_used", key)).one() is not None:
@@ -263,12 +276,7 @@ def send_message(
                 yield from record_step(step, required=True)
             return False
     if destination.status.is_terminal:
-        raise WorkflowFinishedError(
-            f"workflow {destination_id!r} has finished ({destination.status}):"
-            " it will never receive this message",
-            workflow_id=destination_id,
-            status=destination.status.value,
-        )
+        raise _finished_destination(destination)
     params = {
         "destination_id": destination_id,
         "topic": topic,
@@ -288,19 +296,12 @@ def deliver_message(
     message consumed with ``step`` recorded, or added for a recv to take. Delivered?"""
     destination = yield from get_workflow(destination_id)
     if destination is None:
-        raise WorkflowNotFoundError(
-            f"no workflow {destination_id!r} to send a message to", workflow_id=destination_id
-        )
+        raise _no_destination(destination_id)
     key = {"destination_id": destination_id, "idempotency_key": idempotency_key}
     if (yield Statement("message_key_used", key)).one() is not None:
         return False  # a retry of a send whose commit answer was lost: it went in then
     if destination.status.is_terminal:
-        raise WorkflowFinishedError(
-            f"workflow {destination_id!r} has finished ({destination.status}):"
-            " it will never receive this message",
-            workflow_id=destination_id,
-            status=destination.status.value,
-        )
+        raise _finished_destination(destination)
     params = {**key, "topic": topic, "payload": payload}
     delivered = False
     if (yield Statement("message_waiting", params)).one() is None:  # never before an older one

@@ -11,34 +11,20 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.processes import start_ready
 from tests.recovery.deliver_worker import MESSAGES, WORKFLOWS
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.recovery, pytest.mark.postgres]
 
 
 def spawn(database_url: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.recovery.deliver_worker", database_url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready", (
-        process.stderr.read() if process.stderr else ""
-    )
-    return process
+    return start_ready("tests.recovery.deliver_worker", database_url)
 
 
 def test_deliveries_are_exactly_once_across_kills(postgres_url: str) -> None:

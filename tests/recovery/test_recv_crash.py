@@ -7,41 +7,21 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator import Orchestrator, StepKind, WorkflowStatus
+from tests.processes import start_ready
 from tests.recovery.ledger import Ledger
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_ID = "consumer-1"
 pytestmark = pytest.mark.recovery
 
 
 def spawn(database_url: str, ledger: Path) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.recovery.recv_worker",
-            database_url,
-            str(ledger),
-            WORKFLOW_ID,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready", (
-        process.stderr.read() if process.stderr else ""
-    )
-    return process
+    return start_ready("tests.recovery.recv_worker", database_url, str(ledger), WORKFLOW_ID)
 
 
 @pytest.mark.parametrize("repeat", range(2))

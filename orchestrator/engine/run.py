@@ -705,9 +705,9 @@ class WorkflowRun:
     async def explain(self, step: StepRecord, instead: StepRecord | None = None) -> StepRecord:
         """The store refused to record ``step`` (or ``instead``, written in its place): return
         the stored record if it is this run's own earlier write of either (committed before a
-        lost connection hid the answer, then retried); otherwise stop this run and raise why. A finished workflow stops it as its status
-        says; another epoch means another worker took it over (LeaseLostError, quietly: the
-        new owner goes on)."""
+        lost connection hid the answer, then retried); otherwise stop this run and raise why.
+        A finished workflow stops it as its status says; another epoch means another worker
+        took it over (LeaseLostError, quietly: the new owner goes on)."""
         record = await self.store.get_workflow(self.workflow_id)
         if record is None:
             self.stop(

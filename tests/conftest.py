@@ -8,18 +8,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from orchestrator import Orchestrator
 from orchestrator.store import PostgresStore, Store, create_store
+from tests import databases
 
 # =========================================================================== store fixtures
-# PostgreSQL isolation: one migrated template database per test session, copied per test with
-# CREATE DATABASE ... TEMPLATE (fast: a file copy), dropped after the test.
+# PostgreSQL isolation: one migrated template database per test session (per xdist worker),
+# copied into a database of its own per test and reset to the template's state afterwards for
+# a later test (tests/databases.py says why and how it proves the reset).
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
 SKIP_POSTGRES = os.environ.get("ORCH_TEST_SKIP_POSTGRES") == "1"
@@ -27,25 +26,17 @@ SKIP_POSTGRES = os.environ.get("ORCH_TEST_SKIP_POSTGRES") == "1"
 
 def url_for_database(admin_url: str, database: str) -> str:
     """``admin_url`` pointing at another database on the same server."""
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    return databases.url_for_database(admin_url, database)
 
 
 def create_database(name: str, *, template: str | None = None) -> str:
     """Create database ``name`` (optionally copying ``template``) and return its URL."""
-    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template is not None:
-        query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(query)
-    return url_for_database(ADMIN_URL, name)
+    return databases.create_database(ADMIN_URL, name, template=template)
 
 
 def drop_database(name: str) -> None:
     """Drop database ``name``, disconnecting whoever is still on it."""
-    query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(query)
+    databases.drop_database(ADMIN_URL, name)
 
 
 def _skip_without_postgres() -> None:
@@ -73,15 +64,25 @@ def pg_template() -> Iterator[str]:
         drop_database(name)
 
 
-@pytest.fixture
-def postgres_url(pg_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database (schema "orchestrator") for one test."""
-    name = f"orch_t_{uuid.uuid4().hex[:16]}"
-    url = create_database(name, template=pg_template)
+@pytest.fixture(scope="session")
+def pg_databases(pg_template: str) -> Iterator[databases.DatabasePool]:
+    """Copies of the template, reset between tests (tests/databases.py)."""
+    pool = databases.DatabasePool(ADMIN_URL, pg_template)
     try:
-        yield url
+        yield pool
     finally:
-        drop_database(name)
+        pool.close()
+
+
+@pytest.fixture
+def postgres_url(pg_databases: databases.DatabasePool) -> Iterator[str]:
+    """A migrated PostgreSQL database (schema "orchestrator") in the template's state, for
+    this test alone."""
+    name = pg_databases.take()
+    try:
+        yield url_for_database(ADMIN_URL, name)
+    finally:
+        pg_databases.give_back(name)
 
 
 @pytest.fixture

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from orchestrator import context
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.trace import TracerProvider
+
+# httpx is imported by the two functions that build a client, not here: with its command-line
+# extra's click, rich and pygments it is a quarter of `import orchestrator`, which every CLI
+# command and every worker pays, and most never make an HTTP call.
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -65,6 +68,7 @@ def http_client(
     """
     # Imported here: the instrumentation costs ~0.1 s to import, and most processes (the CLI)
     # never build a client.
+    import httpx
     from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 
     transport = kwargs.pop("transport", None) or httpx.AsyncHTTPTransport()
@@ -84,6 +88,7 @@ def sync_http_client(
 ) -> httpx.Client:
     """The same as ``http_client`` for synchronous steps (they run in a thread, which
     inherits the step's context): an ``httpx.Client``."""
+    import httpx
     from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
 
     transport = kwargs.pop("transport", None) or httpx.HTTPTransport()

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator import errors
+from orchestrator.http import error_types  # noqa: F401  (its codes are found by _error_class)
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 

@@ -12,68 +12,37 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.errors import InvalidArgumentError, OrchestratorError
+from orchestrator.errors import OrchestratorError
+from orchestrator.http.error_types import (
+    EventNotSetError,
+    ForbiddenOriginError,
+    MalformedBodyError,
+    NotLaunchedError,
+    RequestInvalidError,
+    RequestTimeoutError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+
+__all__ = [
+    "EventNotSetError",
+    "ForbiddenOriginError",
+    "MalformedBodyError",
+    "NotLaunchedError",
+    "RequestInvalidError",
+    "RequestTimeoutError",
+    "UnauthorizedError",
+    "UnsupportedMediaTypeError",
+    "error_body",
+    "field_errors",
+    "install_error_handlers",
+    "orchestrator_error_handler",
+]
 
 logger = logging.getLogger("orchestrator.http")
 
 # Pydantic error types that mean "the body is not JSON at all" (400), not "wrong shape" (422).
 _MALFORMED_TYPES = frozenset({"json_invalid", "json_type"})
-
-
-class MalformedBodyError(InvalidArgumentError):
-    """The request body is not valid JSON (or not UTF-8)."""
-
-    code = "malformed_json"
-
-
-class RequestInvalidError(OrchestratorError):
-    """The request is well-formed JSON but does not fit the schema (field errors in detail)."""
-
-    http_status = 422
-    code = "validation_error"
-
-
-class UnauthorizedError(OrchestratorError):
-    """No or a wrong ``Authorization: Bearer`` token for a protected endpoint."""
-
-    http_status = 401
-    code = "unauthorized"
-
-
-class RequestTimeoutError(OrchestratorError):
-    """The request body did not arrive in time (a client sending it a byte at a time)."""
-
-    http_status = 408
-    code = "request_timeout"
-
-
-class ForbiddenOriginError(OrchestratorError):
-    """A service without an api_key refused a request that a web page could have forged:
-    addressed to a host that is not loopback (DNS rebinding) or sent from another site."""
-
-    http_status = 403
-    code = "forbidden_origin"
-
-
-class UnsupportedMediaTypeError(OrchestratorError):
-    """A request body that is not declared as JSON (``Content-Type: application/json``)."""
-
-    http_status = 415
-    code = "unsupported_media_type"
-
-
-class EventNotSetError(OrchestratorError):
-    """The workflow finished without publishing the event: it never will."""
-
-    http_status = 404
-    code = "event_not_set"
-
-
-class NotLaunchedError(OrchestratorError):
-    """The Orchestrator behind this service is not launched (yet, or any more)."""
-
-    http_status = 503
-    code = "not_launched"
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:

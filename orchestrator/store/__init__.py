@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigurationError, redact_credentials
 from orchestrator.store.base import (
@@ -24,8 +25,10 @@ from orchestrator.store.base import (
     WorkflowQuery,
     WorkflowRecord,
 )
-from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from orchestrator.store.postgres import PostgresStore
 
 __all__ = [
     "NOTIFY_EVENT",
@@ -91,6 +94,8 @@ def create_store(
     url = database_url.strip()
     for scheme in _POSTGRES_SCHEMES:
         if url.startswith(scheme):
+            from orchestrator.store.postgres import PostgresStore
+
             return PostgresStore(
                 "postgresql://" + url.removeprefix(scheme),
                 schema=schema,
@@ -125,3 +130,14 @@ def _postgres_url(database_url: str) -> str:
         f"direct_database_url {redact_credentials(database_url)!r} is not a PostgreSQL URL;"
         " use postgresql://user:password@host:5432/dbname, the server itself (not the pooler)"
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresStore`` on first use (PEP 562): psycopg, its pool and tenacity take a fifth of
+    ``import orchestrator``, which a process on SQLite (a CLI command, a test) never needs."""
+    if name == "PostgresStore":
+        from orchestrator.store.postgres import PostgresStore
+
+        globals()[name] = PostgresStore
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

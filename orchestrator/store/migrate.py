@@ -9,14 +9,14 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Iterator
-from typing import Any, LiteralString
-
-import psycopg
-from psycopg import errors, sql
+from typing import TYPE_CHECKING, Any, LiteralString
 
 from orchestrator.errors import MigrationError, redact_credentials
 from orchestrator.store.base import MigrationState
 from orchestrator.store.queries import load_queries, sql_directory
+
+if TYPE_CHECKING:
+    import psycopg
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -68,6 +68,9 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str) -> l
     of many processes apply each migration once; each migration commits on its own. The
     caller closes ``conn`` afterwards (which also frees the lock if unlocking failed).
     """
+    import psycopg  # here, not at the top: an SQLite process never loads psycopg
+    from psycopg import sql
+
     queries = load_queries("postgres")
     lock = {"lock_key": migration_lock_key(schema)}
     await conn.execute(queries["lock_migrations"], lock)
@@ -103,6 +106,8 @@ async def migrate_postgres(conn: psycopg.AsyncConnection[Any], schema: str) -> l
 
 async def postgres_migration_state(conn: psycopg.AsyncConnection[Any]) -> MigrationState:
     """Available and applied migrations (nothing applied if the version table is missing)."""
+    from psycopg import errors
+
     try:
         cursor = await conn.execute(load_queries("postgres")["applied_migrations"])
         rows = await cursor.fetchall()
@@ -175,6 +180,7 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[str]:
 
 def sqlite_migration_state(conn: sqlite3.Connection) -> MigrationState:
     """Available and applied migrations (nothing applied if the version table is missing)."""
+
     try:
         rows = conn.execute(load_queries("sqlite")["applied_migrations"]).fetchall()
     except sqlite3.OperationalError:  # no such table

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import pwd
-import tempfile
-from pathlib import Path
 
 from orchestrator.cli.ports import free_port
-from tests.chaos.cluster import Cluster, available, postgres_binary
+from tests.chaos.cluster import Cluster, available, cluster_directory, postgres_binary
 
 __all__ = ["ReplicatedPair", "tools_missing"]
 
@@ -30,7 +28,7 @@ class Standby(Cluster):
     streaming from it), on a port and socket folder of its own."""
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="replica-pg-"))
+        self.directory = cluster_directory("replica-pg-")
         self.data = self.directory / "data"
         self.port = free_port()
         self.log = self.directory / "postgres.log"

@@ -29,6 +29,19 @@ run() {  # run LABEL COMMAND...: keep going on failure, remember the label
     "$@" || failed+=("$label")
 }
 
+# Scratch files (pytest's tmp_path: SQLite databases, logs, Chromium's profiles) go to memory
+# when /dev/shm is there: on a disk, creating and deleting thousands of small files costs kernel
+# time (ext4 without a journal scans past every recently deleted inode for each new file). The
+# tests kill processes, never the machine, so nothing they check needs a disk. The folder is
+# removed after a passing run and kept (its path printed) after a failing one. A TMPDIR set
+# by the caller is used as it is.
+scratch=""
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    scratch="$(mktemp -d /dev/shm/saga-test.XXXXXX)"
+    chmod 1777 "$scratch"  # as /tmp: PgBouncer, run as another user, reads its folder there
+    export TMPDIR="$scratch"
+fi
+
 # Decide whether PostgreSQL is there.
 url="${TEST_DATABASE_URL:-postgresql://root@127.0.0.1:5432/root}"
 shown="$(printf '%s' "$url" | sed -E 's#(://[^:/@]+):[^@]*@#\1:***@#')"
@@ -104,5 +117,8 @@ fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "failed: ${failed[*]}" >&2
     [ $status -eq 0 ] && status=1
+fi
+if [ -n "$scratch" ]; then
+    if [ $status -eq 0 ]; then rm -rf "$scratch"; else echo "scratch files kept in $scratch" >&2; fi
 fi
 exit $status

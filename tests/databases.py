@@ -90,14 +90,6 @@ SELECT md5(coalesce(string_agg(part, E'\\n' ORDER BY part), '')) FROM parts
 
 _EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"  # md5(''): a table without rows
 
-_TABLES: LiteralString = """
-SELECT format('%I.%I', n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'm')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-ORDER BY 1
-"""
-
 _SEQUENCES: LiteralString = """
 SELECT format('%I.%I', schemaname, sequencename), start_value FROM pg_sequences
 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
@@ -178,9 +170,8 @@ class DatabasePool:
             # test gets a new copy (and pays for it).
             self.reusable = bool(superuser and superuser[0])
             self.shape = self._shape(conn)
-            tables = [str(row[0]) for row in conn.execute(_TABLES)]
-            self.seeds = {table: _seed_rows(conn, table) for table in tables}
             self.sizes = self._sizes(conn)
+            self.seeds = {table: _seed_rows(conn, table) for table in self.sizes}
             statistics = conn.execute(_STATISTICS).fetchall()
         # The tables the migrations filled keep their rows; every other table starts empty.
         self.seeds = {table: rows for table, rows in self.seeds.items() if rows != _EMPTY_MD5}

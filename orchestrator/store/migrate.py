@@ -180,7 +180,6 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[str]:
 
 def sqlite_migration_state(conn: sqlite3.Connection) -> MigrationState:
     """Available and applied migrations (nothing applied if the version table is missing)."""
-
     try:
         rows = conn.execute(load_queries("sqlite")["applied_migrations"]).fetchall()
     except sqlite3.OperationalError:  # no such table

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 
 _APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+ENV_PREFIX = "ORCHESTRATOR_"
+# Other environment variables a setting is read from, after its own ORCHESTRATOR_<NAME>.
+_ALSO = {"database_url": ("DATABASE_URL",)}
+# Keywords that set a field of another name (as the environment variables do).
+_KEYWORDS = {"DATABASE_URL": "database_url", "ORCHESTRATOR_DATABASE_URL": "database_url"}
 
 
-class Settings(BaseSettings):
-    """Orchestrator settings; each field can come from ``ORCHESTRATOR_<NAME>``."""
+class Settings(BaseModel):
+    """Orchestrator settings; each field can come from ``ORCHESTRATOR_<NAME>`` (any case;
+    ``database_url`` from ``DATABASE_URL`` too), a keyword argument taking precedence.
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    The environment is read here rather than by pydantic-settings, whose import (its cloud
+    secret sources, dotenv) cost every process ~80 ms of startup for what this does: the CLI,
+    each worker and each service pays that on every start.
+    """
 
-    database_url: str | None = Field(  # type: ignore[pydantic-alias]
-        None,
-        validation_alias=AliasChoices("ORCHESTRATOR_DATABASE_URL", "DATABASE_URL"),
+    model_config = ConfigDict(extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
         description="postgresql://… or sqlite:///path; unset: embedded SQLite under data_dir",
     )
     read_database_url: str | None = Field(
@@ -87,6 +97,23 @@ class Settings(BaseSettings):
         " runs (CPython's default 700 costs a busy worker 15-20 % of its CPU), and consider"
         " full collections ten times less often; 0: leave the collector as it is",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, given: Any) -> Any:
+        """The environment's values under the keywords given (a keyword wins)."""
+        if not isinstance(given, dict):
+            return given
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            for key in (ENV_PREFIX + name.upper(), *_ALSO.get(name, ())):
+                if key in environment:
+                    values[name] = environment[key]
+                    break
+        for keyword, value in given.items():
+            values[_KEYWORDS.get(str(keyword), str(keyword))] = value
+        return values
 
 
 def load_settings() -> Settings:

@@ -8,12 +8,15 @@ uvicorn; only a socket still bound to it makes it taken.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from pathlib import Path
 
 from orchestrator.errors import ConfigurationError
 
 _LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
+_LOWEST = 10_000  # ports picked for servers start here (below: well-known and registered ones)
+_TRIES = 64
 
 
 def can_bind(host: str, port: int) -> bool:
@@ -28,10 +31,31 @@ def can_bind(host: str, port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
-    """``preferred`` if it can be bound on ``host`` now, else a port the OS picks."""
+    """``preferred`` if it can be bound on ``host`` now, else a free port below the kernel's
+    range for outgoing connections, else (that range covers almost every port) one the OS picks.
+
+    Why not simply the OS's pick (bind to port 0): it comes from the range the kernel also
+    takes the local ports of outgoing connections from. Between choosing a port and the child
+    binding it, any connection the machine opens (to PostgreSQL, say) may take it, and the child
+    fails with "address already in use"; seen in the test suite, where thousands of connections
+    open beside `saga up`. Below that range no outgoing connection takes a port.
+    """
     if preferred and can_bind(host, preferred):
         return preferred
+    below = _ephemeral_low()
+    if below - _LOWEST >= 1000:
+        for port in random.sample(range(_LOWEST, below), _TRIES):
+            if can_bind(host, port):
+                return port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:

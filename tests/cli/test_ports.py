@@ -94,3 +94,12 @@ def test_a_second_saga_up_on_the_same_port_says_so_in_one_line(tmp_path: Path) -
     assert f"port {port} on 127.0.0.1 is already in use by pid {first.process.pid}" in lines[0]
     assert "orchestrator.cli up" in lines[0] and "--port" in lines[0]
     assert not (tmp_path / "second" / "shop.db").exists()  # nothing started
+
+
+def test_a_port_picked_for_a_server_lies_below_the_range_of_outgoing_connections() -> None:
+    """An outgoing connection (to PostgreSQL, say) never takes a port `saga up` picked for a
+    child between the pick and the child's bind: the kernel takes those from its own range."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(10_000 <= port < low for port in ports), ports
+    assert all(can_bind("127.0.0.1", port) for port in ports)

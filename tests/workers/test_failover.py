@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 SAGAS = 150
 WORKERS = ("w1", "w2", "w3")
 RUNNING = [WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING]
+ENDED = [WorkflowStatus.SUCCESS, WorkflowStatus.COMPENSATED]
 
 
 async def lease_expiry(client: Orchestrator, executor_id: str) -> float:
@@ -49,13 +50,20 @@ async def test_failover_after_sigkill(client: Orchestrator, fleet: Fleet, journa
             )
         )
 
-    async def a_third_done() -> bool:  # everything is enqueued: done = not waiting, not running
-        stats = await client.queue_stats("sagas")
-        return SAGAS - stats[0].depth - stats[0].running >= SAGAS // 3
+    in_flight: Counter[str | None] = Counter()  # running sagas per worker
 
-    await until(a_third_done, 60, "a third of the sagas finished", fleet)
-    running = await client.list_workflows(queue="sagas", status=RUNNING, limit=10_000)
-    victim, _ = Counter(info.executor_id for info in running).most_common(1)[0]
+    async def a_third_ended_and_some_in_flight() -> bool:
+        # One listing gives both: a count of the ended sagas followed by a listing of the
+        # running ones could find none left running once the last ones end in between.
+        infos = await client.list_workflows(queue="sagas", limit=10_000)
+        ended = sum(info.status in ENDED for info in infos)
+        assert ended < SAGAS, "every saga ended before one was seen running on a worker"
+        in_flight.clear()
+        in_flight.update(info.executor_id for info in infos if info.status in RUNNING)
+        return ended >= SAGAS // 3 and bool(in_flight)
+
+    await until(a_third_ended_and_some_in_flight, 60, "a third ended, others in flight", fleet)
+    victim, _ = in_flight.most_common(1)[0]
     assert victim in WORKERS
     assert await fleet.sessions(victim) > 0  # the wait for them to end below is not vacuous
     fleet.signal(victim, signal.SIGKILL)

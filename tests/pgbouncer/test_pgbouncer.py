@@ -25,7 +25,15 @@ from orchestrator.http import create_app
 from tests.http.conftest import start_server
 from tests.http.service_app import build_orchestrator
 from tests.pgbouncer import PgBouncer, set_search_path
-from tests.workers import CLIENT_VERSION, LEASE_SECONDS, Fleet, Journal, until, wait_alive
+from tests.workers import (
+    CLIENT_VERSION,
+    LEASE_SECONDS,
+    Fleet,
+    Journal,
+    in_flight_mid_run,
+    until,
+    wait_alive,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -33,7 +41,6 @@ POOLED = {"ORCHESTRATOR_DATABASE_POOLING": "transaction"}
 SAGAS = 40
 WORKERS = ("b1", "b2")
 RUNNING = [WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING]
-ENDED = [WorkflowStatus.SUCCESS, WorkflowStatus.COMPENSATED]
 
 
 def fails(n: int) -> bool:
@@ -85,20 +92,7 @@ async def test_worker_fleet_through_pgbouncer_survives_a_sigkill(
                 )
             )
 
-            in_flight: Counter[str | None] = Counter()  # running sagas per worker
-
-            async def some_ended_and_some_in_flight() -> bool:
-                # One listing gives both: the 40 sagas (~100 ms each, 20 at a time) end within
-                # ~0.3 s, so a count of the ended ones followed by a listing of the running
-                # ones could find none left running.
-                infos = await client.list_workflows(queue="sagas", limit=1000)
-                ended = sum(info.status in ENDED for info in infos)
-                assert ended < SAGAS, "every saga ended before one was seen running on a worker"
-                in_flight.clear()
-                in_flight.update(info.executor_id for info in infos if info.status in RUNNING)
-                return ended > 0 and bool(in_flight)
-
-            await until(some_ended_and_some_in_flight, 60, "sagas ended and in flight", fleet)
+            in_flight = await in_flight_mid_run(client, "sagas", SAGAS, 1, fleet)
             victim, _ = in_flight.most_common(1)[0]
             assert victim in WORKERS
             fleet.signal(victim, signal.SIGKILL)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,34 @@ async def until(
             raise AssertionError(f"not reached within {timeout} s: {what}{logs}")
         await asyncio.sleep(0.05)
     return time.monotonic() - began
+
+
+async def in_flight_mid_run(
+    client: Orchestrator, queue: str, total: int, ended_at_least: int, fleet: Fleet
+) -> Counter[str | None]:
+    """Wait until ``queue``'s ``total`` workflows are mid-run: at least ``ended_at_least``
+    ended (SUCCESS or COMPENSATED) and some still running; how many run on each worker.
+
+    Both come from one listing. A count of the ended ones followed by a listing of the running
+    ones is a race: short sagas (~100 ms) can all end between the two reads, leaving nobody to
+    kill. If every one ends before any is seen running, this fails saying so."""
+    from orchestrator import WorkflowStatus
+
+    ended_statuses = (WorkflowStatus.SUCCESS, WorkflowStatus.COMPENSATED)
+    running_statuses = (WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING)
+    in_flight: Counter[str | None] = Counter()
+
+    async def mid_run() -> bool:
+        infos = await client.list_workflows(queue=queue, limit=total)
+        ended = sum(info.status in ended_statuses for info in infos)
+        assert ended < total, f"all {total} ended before one was seen running on a worker"
+        in_flight.clear()
+        in_flight.update(info.executor_id for info in infos if info.status in running_statuses)
+        return ended >= ended_at_least and bool(in_flight)
+
+    what = f"{ended_at_least} of {total} ended, others running"
+    await until(mid_run, 60, what, fleet)
+    return in_flight
 
 
 async def wait_alive(client: Orchestrator, fleet: Fleet, *executor_ids: str) -> None:

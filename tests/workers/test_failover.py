@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator import Orchestrator, WorkflowStatus
 from orchestrator.errors import WorkflowFailedError, WorkflowTimeoutError
-from tests.workers import LEASE_SECONDS, Fleet, Journal, until, wait_alive
+from tests.workers import LEASE_SECONDS, Fleet, Journal, in_flight_mid_run, until, wait_alive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -25,7 +25,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 SAGAS = 150
 WORKERS = ("w1", "w2", "w3")
 RUNNING = [WorkflowStatus.PENDING, WorkflowStatus.COMPENSATING]
-ENDED = [WorkflowStatus.SUCCESS, WorkflowStatus.COMPENSATED]
 
 
 async def lease_expiry(client: Orchestrator, executor_id: str) -> float:
@@ -50,19 +49,7 @@ async def test_failover_after_sigkill(client: Orchestrator, fleet: Fleet, journa
             )
         )
 
-    in_flight: Counter[str | None] = Counter()  # running sagas per worker
-
-    async def a_third_ended_and_some_in_flight() -> bool:
-        # One listing gives both: a count of the ended sagas followed by a listing of the
-        # running ones could find none left running once the last ones end in between.
-        infos = await client.list_workflows(queue="sagas", limit=10_000)
-        ended = sum(info.status in ENDED for info in infos)
-        assert ended < SAGAS, "every saga ended before one was seen running on a worker"
-        in_flight.clear()
-        in_flight.update(info.executor_id for info in infos if info.status in RUNNING)
-        return ended >= SAGAS // 3 and bool(in_flight)
-
-    await until(a_third_ended_and_some_in_flight, 60, "a third ended, others in flight", fleet)
+    in_flight = await in_flight_mid_run(client, "sagas", SAGAS, SAGAS // 3, fleet)
     victim, _ = in_flight.most_common(1)[0]
     assert victim in WORKERS
     assert await fleet.sessions(victim) > 0  # the wait for them to end below is not vacuous

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ from orchestrator.errors import ConfigurationError
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "ORCHESTRATOR_DATABASE_URL", "ORCHESTRATOR_EXECUTOR_ID"):
-        monkeypatch.delenv(name, raising=False)
+    """No setting from the caller's environment (a developer's ORCHESTRATOR_DATA_DIR, CI's)."""
+    for name in list(os.environ):
+        if name.upper() == "DATABASE_URL" or name.upper().startswith("ORCHESTRATOR_"):
+            monkeypatch.delenv(name)
 
 
 def test_each_setting_comes_from_its_variable_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:

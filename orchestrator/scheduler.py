@@ -116,6 +116,9 @@ class Scheduler:
         # this worker never saw the pause itself (notifications coalesce; SQLite polls).
         self._seen: dict[str, int | None] = {}
         self._broken: set[tuple[str, str]] = set()  # (name, cron) already logged as failing
+        # When the last pass began to list the schedules (clock ms), and the names it listed
+        # (paused ones too): None before the first pass.
+        self._last_listing: tuple[int, frozenset[str]] | None = None
 
     def _due(self, schedule: ScheduleRecord, now_ms: int) -> list[dt.datetime]:
         cursor = self._cursor.get(schedule.name)
@@ -123,6 +126,13 @@ class Scheduler:
             cursor = now_ms
             if schedule.catch_up and schedule.last_tick_ms is not None:
                 cursor = schedule.last_tick_ms
+            elif self._last_listing is not None and schedule.name not in self._last_listing[1]:
+                # Created since the last pass listed the schedules: its ticks since then are
+                # due (one falling between its creation and this pass is not skipped), from
+                # its creation when that is known on this clock.
+                cursor = self._last_listing[0]
+                if schedule.updated_at is not None and cursor < schedule.updated_at <= now_ms:
+                    cursor = schedule.updated_at
         elif (
             not schedule.catch_up
             and schedule.updated_at is not None
@@ -138,8 +148,10 @@ class Scheduler:
             while not self.stopping:
                 due_ms: int | None = None  # the next tick of any schedule (clock ms)
                 try:
+                    listed_at_ms = self.clock.now_ms()
+                    listed = await self.store.list_schedules()
                     schedules = []
-                    for schedule in await self.store.list_schedules():
+                    for schedule in listed:
                         if not schedule.paused:
                             schedules.append(schedule)
                         elif not schedule.catch_up:  # resumed, it starts from then on
@@ -149,6 +161,7 @@ class Scheduler:
                         upcoming_ms = await self._tick(schedule, now_ms)
                         if upcoming_ms is not None:
                             due_ms = upcoming_ms if due_ms is None else min(due_ms, upcoming_ms)
+                    self._last_listing = (listed_at_ms, frozenset(s.name for s in listed))
                 except asyncio.CancelledError:
                     raise
                 except Exception:

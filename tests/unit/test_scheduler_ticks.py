@@ -346,6 +346,24 @@ async def test_a_schedule_seen_first_starts_after_now_skipping_the_missed_ticks(
     assert scheduler._due(schedule(EVERY_SECOND, name="other"), now) == []
 
 
+async def test_a_schedule_created_since_the_last_listing_runs_the_ticks_since_then(
+    scheduler: Scheduler,
+) -> None:
+    """A schedule a pass sees first, though it was not in the previous pass's listing, was
+    created between the two: a tick in between is due (not skipped as "before now"), from its
+    creation on when updated_at is on this clock. One listed before (paused, say) starts now."""
+    scheduler._last_listing = (ms(2024, 1, 1, 11, 30), frozenset({"old"}))
+    now = ms(2024, 1, 1, 12)  # the pass runs exactly at a tick of both crons
+    assert scheduler._due(schedule(HOURLY, name="new"), now) == [at(2024, 1, 1, 12)]
+    assert scheduler._due(schedule(HOURLY, name="old"), now) == []
+    created_late = dataclasses.replace(
+        schedule(EVERY_SECOND, name="created"), updated_at=now - 1_500
+    )
+    assert scheduler._due(created_late, now) == [at(2024, 1, 1, 11, 59, 59), at(2024, 1, 1, 12)]
+    skewed = dataclasses.replace(schedule(HOURLY, name="skewed"), updated_at=now + 60_000)
+    assert scheduler._due(skewed, now) == [at(2024, 1, 1, 12)]  # a clock ahead: the listing
+
+
 async def test_a_schedule_seen_before_is_due_every_tick_since_it_was_seen(
     scheduler: Scheduler,
 ) -> None:

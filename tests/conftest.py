@@ -143,3 +143,20 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     for app in apps:
         if app.engine.launched:
             await app.shutdown(timeout=0)
+
+
+# ==================================================================== scheduling under xdist
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first: the schemathesis fuzz (one test per operation, ~5 s each at 250
+    cases) and those marked ``slow`` (fleets, failovers, browsers). Under xdist's worksteal a
+    long test that starts last keeps one worker busy while the others idle; started first, the
+    short ones fill in around it. The order within each group is kept (a stable sort)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith("tests/http/test_schemathesis.py::"):
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)

@@ -40,9 +40,10 @@ load: bootstrap
 chaos: bootstrap
 	$(PY) -m tests.chaos $(ARGS)
 
-# The HTTP API fuzzed deeper than make test does (250 cases per operation there); zero 5xx.
+# The HTTP API fuzzed deeper than make test does (250 cases per operation there, no coverage
+# phase); zero 5xx.
 fuzz: bootstrap
-	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-2000} $(PY) -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py $(ARGS)
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-2000} SCHEMATHESIS_COVERAGE=$${SCHEMATHESIS_COVERAGE:-1} $(PY) -m pytest -p no:cacheprovider -q tests/http/test_schemathesis.py $(ARGS)
 
 fmt: bootstrap
 	$(VENV)/bin/ruff format .

@@ -66,8 +66,9 @@ fi
 # target: most tests wait on subprocesses, sockets and PostgreSQL, not the CPU). Each worker has
 # its own template database and free ports. The schemathesis fuzz of the HTTP API (250 cases per
 # operation, tests/http/test_schemathesis.py; `make fuzz` runs 2,000) is part of it: one test
-# per operation, scheduled first with the other long tests (tests/conftest.py), so worksteal
-# spreads it over the workers and no core idles at the end while one long test finishes. The
+# per operation, scheduled first (tests/conftest.py), so worksteal spreads it over the workers
+# and no core idles at the end while it finishes alone (as a pytest process of its own beside
+# the suite, it sometimes did). The
 # linters run beside it and their output is shown when they end. With arguments, pytest runs
 # in one process, only what they select, after the linters.
 full=$(( $# == 0 ))

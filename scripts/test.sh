@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (`make test`, and `.ci/run` through it): ruff, ruff format, mypy --strict,
 # import-linter, then pytest. Arguments are passed to pytest: scripts/test.sh -k replay -x
-# Without arguments, the linters run beside the suite, and the suite includes the schemathesis fuzz.
+# Without arguments, the linters and the schemathesis fuzz run beside the rest (see below).
 #
 # PostgreSQL: TEST_DATABASE_URL if set, else postgresql://root@127.0.0.1:5432/root. If it cannot
 # be reached, the postgres half is skipped (ORCH_TEST_SKIP_POSTGRES=1) -- except under CI=true,
@@ -62,21 +62,33 @@ else
     export ORCH_TEST_SKIP_POSTGRES=1
 fi
 
+# The full suite fuzzes the HTTP API with schemathesis at 250 cases per operation
+# (tests/http/test_schemathesis.py; `make fuzz` runs 2,000). That is CPU-bound hypothesis work:
+# it runs as a pytest of its own in two xdist processes, started now, beside the linters and
+# the rest of the suite. Two, so that whichever ends last, the fuzz or the suite, has both cores:
+# in one process the fuzz was sometimes the last thing running, on one core (the CI run of
+# b6bce57: 8:05, its fuzz ending 48 s after pytest); inside the suite's xdist run it stayed on
+# one worker to the end (8:56). Its output is shown when it ends. With arguments, pytest runs
+# only what they select, as given.
+fuzz_pid=""
+fuzz_log=""
+full=$(( $# == 0 ))
+if [ "$full" -eq 1 ] && [ -z "${ORCH_TEST_SKIP_POSTGRES:-}" ]; then
+    export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-250}"
+    fuzz_log="$(mktemp -t schemathesis.XXXXXX.log)"
+    echo "==> pytest tests/http/test_schemathesis.py (background, 2 processes, $SCHEMATHESIS_MAX_EXAMPLES cases per operation)"
+    # Its own process group (setsid), so an interrupted run stops it and its servers with it.
+    setsid python -m pytest -p no:cacheprovider -q -n 2 --dist worksteal \
+        tests/http/test_schemathesis.py >"$fuzz_log" 2>&1 &
+    fuzz_pid=$!
+    set -- --ignore=tests/http/test_schemathesis.py
+fi
+
 # The full suite runs in PYTEST_WORKERS processes (pytest-xdist; default 3 on this 2-core
 # target: most tests wait on subprocesses, sockets and PostgreSQL, not the CPU). Each worker has
-# its own template database and free ports. The schemathesis fuzz of the HTTP API (250 cases per
-# operation, tests/http/test_schemathesis.py; `make fuzz` runs 2,000) is part of it: one test
-# per operation, scheduled first (tests/conftest.py), so worksteal spreads it over the workers
-# and no core idles at the end while it finishes alone (as a pytest process of its own beside
-# the suite, it sometimes did). The
-# linters run beside it and their output is shown when they end. With arguments, pytest runs
-# in one process, only what they select, after the linters.
-full=$(( $# == 0 ))
+# its own template database and free ports. With arguments it runs in one process, as given.
 if [ "$full" -eq 1 ] && [ "${PYTEST_WORKERS:-3}" != "0" ]; then
     set -- "$@" -n "${PYTEST_WORKERS:-3}" --dist worksteal
-fi
-if [ "$full" -eq 1 ]; then
-    export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-250}"
 fi
 
 lint() {
@@ -90,6 +102,8 @@ lint() {
     fi
 }
 
+# The linters run beside pytest in a full run (their output is shown when they end), before
+# it otherwise.
 lint_pid=""
 lint_log=""
 if [ "$full" -eq 1 ]; then
@@ -97,10 +111,12 @@ if [ "$full" -eq 1 ]; then
     echo "==> linters (background): ruff check, ruff format --check, mypy, lint-imports"
     lint >"$lint_log" 2>&1 &
     lint_pid=$!
-    trap 'kill "$lint_pid" 2>/dev/null || true; rm -f "$lint_log"' EXIT
 else
     lint || true
 fi
+trap 'kill -- -"$fuzz_pid" 2>/dev/null || true; kill "$lint_pid" 2>/dev/null || true
+      rm -f "$fuzz_log" "$lint_log"' EXIT
+trap 'exit 130' INT TERM
 
 echo "==> pytest $*"
 set +e
@@ -116,6 +132,16 @@ if [ -n "$lint_pid" ]; then
     echo "==> linters (exit $lint_status):"
     cat "$lint_log"
     if [ $lint_status -ne 0 ]; then failed+=(lint); fi
+fi
+
+if [ -n "$fuzz_pid" ]; then
+    set +e
+    wait "$fuzz_pid"
+    fuzz_status=$?
+    set -e
+    echo "==> schemathesis (exit $fuzz_status):"
+    if [ $fuzz_status -eq 0 ]; then tail -n 3 "$fuzz_log"; else cat "$fuzz_log"; fi
+    if [ $fuzz_status -ne 0 ]; then failed+=(schemathesis); fi
 fi
 
 if [ $status -eq 5 ]; then

@@ -144,14 +144,3 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
         if app.engine.launched:
             await app.shutdown(timeout=0)
 
-
-# ==================================================================== scheduling under xdist
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The schemathesis fuzz first (one CPU-bound test per operation, ~5 s each at 250 cases,
-    ~4 minutes of one core in all). Under xdist's worksteal the first worker starts on them and
-    the others take some over as they run out of work, so the fuzz is spread over the run and
-    never left for the end. (Moving the ``slow`` tests up as well ran the fleets together and
-    exhausted PostgreSQL's connections.) The order of the rest is kept (a stable sort)."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/http/test_schemathesis.py::"))

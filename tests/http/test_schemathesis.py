@@ -1,8 +1,8 @@
 """Property-based API tests: schemathesis cases from the live service's OpenAPI document.
 
 Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 250, as `make test`
-runs them, one test per operation among the rest of the suite, scheduled first: see
-tests/conftest.py; `make fuzz` runs 2,000; SCHEMATHESIS_MAX_EXAMPLES=50 for a quick local run).
+runs them: a pytest of their own in two xdist processes beside the rest of the suite, see
+scripts/test.sh; `make fuzz` runs 2,000; SCHEMATHESIS_MAX_EXAMPLES=50 for a quick local run).
 The service runs in its own process (tests/http/fuzz_server.py) on a database of its own, so
 generating cases and answering them use both cores.
 SCHEMATHESIS_COVERAGE=1 (as `make fuzz` sets it) adds schemathesis's coverage phase: ~2,100

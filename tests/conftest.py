@@ -143,4 +143,3 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     for app in apps:
         if app.engine.launched:
             await app.shutdown(timeout=0)
-

@@ -160,6 +160,7 @@ class Orchestrator:
             transaction_pooled=self.settings.database_pooling == "transaction",
             direct_url=self.settings.direct_database_url or None,
             sealer=message_sealer(codec),  # messages by key: sealed for their receiver
+            pool_size=self.settings.database_pool_size,
         )
         if codec is not None:  # none: the engine talks to the store itself, nothing added
             self.store = EncodedStore(self.store, codec)
@@ -173,6 +174,7 @@ class Orchestrator:
                 schema=schema or self.settings.schema_name,
                 clock_ms=clock.now_ms if clock is not None else None,
                 read_only=True,
+                pool_size=self.settings.database_pool_size,
             )
             if codec is not None:
                 self.reads = EncodedStore(self.reads, codec)

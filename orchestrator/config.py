@@ -53,6 +53,15 @@ class Settings(BaseModel):
         "transaction pooler: the LISTEN connection and the migration lock; unset with "
         "database_pooling='transaction': waits poll, pending migrations refuse to launch",
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=2,
+        le=1000,
+        description="connections this process may open to PostgreSQL (its pool; the LISTEN "
+        "connection comes on top, a read_database_url's pool too): a worker uses ~4-10 at its "
+        "peak, whatever its concurrency (writes are batched); size it to that when many "
+        "workers share one server (docs/scaling.md)",
+    )
     data_dir: Path = Field(default=Path(".orchestrator"), description="embedded SQLite folder")
     executor_id: str = Field(default="local", description="stable id of this process")
     app_version: str | None = Field(default=None, description="default: hash of the workflows")

@@ -70,6 +70,7 @@ def create_store(
     read_only: bool = False,
     transaction_pooled: bool = False,
     direct_url: str | None = None,
+    pool_size: int | None = None,
 ) -> Store:
     """The store for ``database_url`` (not opened yet: ``await store.open()``).
 
@@ -86,6 +87,8 @@ def create_store(
             ``pool_mode=transaction``); see PostgresStore. Ignored by SQLite.
         direct_url: a PostgreSQL URL straight to the server, for the LISTEN connection and
             the migration lock (see PostgresStore). Ignored by SQLite.
+        pool_size: the most pooled connections PostgreSQL's store opens (at least 2; the
+            LISTEN connection comes on top); None: PostgresStore's default. Ignored by SQLite.
 
     Raises:
         ConfigurationError: the URL is neither form (or, ``read_only``, not PostgreSQL's), or
@@ -96,8 +99,10 @@ def create_store(
         if url.startswith(scheme):
             from orchestrator.store.postgres import PostgresStore
 
+            sizes = {} if pool_size is None else {"min_size": 2, "max_size": pool_size}
             return PostgresStore(
                 "postgresql://" + url.removeprefix(scheme),
+                **sizes,
                 schema=schema,
                 clock_ms=clock_ms,
                 sealer=sealer,

@@ -68,6 +68,8 @@ def test_a_keyword_wins_over_the_environment_and_unknown_keywords_are_ignored(
         ("ORCHESTRATOR_LEASE_SECONDS", "", "ORCHESTRATOR_LEASE_SECONDS"),
         ("ORCHESTRATOR_MAX_PAYLOAD_BYTES", "0", "ORCHESTRATOR_MAX_PAYLOAD_BYTES"),
         ("ORCHESTRATOR_DATABASE_POOLING", "statement", "ORCHESTRATOR_DATABASE_POOLING"),
+        ("ORCHESTRATOR_DATABASE_POOL_SIZE", "1", "ORCHESTRATOR_DATABASE_POOL_SIZE"),
+        ("ORCHESTRATOR_DATABASE_POOL_SIZE", "many", "ORCHESTRATOR_DATABASE_POOL_SIZE"),
     ],
 )
 def test_a_bad_value_is_a_configuration_error_naming_the_variable(

@@ -157,6 +157,9 @@ class Fleet:
             "LEDGER_PATH": str(self.ledger_path),
             "WORKERS_SCHEDULE": "1" if schedule else "0",
             "PGAPPNAME": self.application_name(executor_id),  # libpq: names its sessions
+            # A pool sized to what a worker uses (docs/scaling.md): with the default 20, three
+            # fleets at once held 79-87 sessions of PostgreSQL's 100.
+            "ORCHESTRATOR_DATABASE_POOL_SIZE": "8",
             **self.env,
         }
         env.pop("ORCHESTRATOR_DATABASE_URL", None)

@@ -3,8 +3,8 @@
 Every operation gets SCHEMATHESIS_MAX_EXAMPLES generated cases (default 250, as `make test`
 runs them: a pytest of their own in two xdist processes beside the rest of the suite, see
 scripts/test.sh; `make fuzz` runs 2,000; SCHEMATHESIS_MAX_EXAMPLES=50 for a quick local run).
-The service runs in its own process (tests/http/fuzz_server.py) on a database of its own, so
-generating cases and answering them use both cores.
+The service runs in its own process (tests/http/fuzz_server.py), so generating cases and
+answering them use both cores.
 SCHEMATHESIS_COVERAGE=1 (as `make fuzz` sets it) adds schemathesis's coverage phase: ~2,100
 deterministic boundary cases (every enum value, lengths at and past each limit, missing and
 wrong-typed fields). It is off in `make test`, where it cost ~30 of the suite's ~900 CPU
@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,6 @@ from schemathesis.specs.openapi.checks import (
 
 from orchestrator.cli.stack import free_port
 from orchestrator.http import create_app
-from tests.conftest import create_database, drop_database
 from tests.http.conftest import API_KEY, MAX_BODY_BYTES
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
@@ -81,22 +79,10 @@ class FuzzServer:
 
 
 @pytest.fixture(scope="module")
-def fuzz_database(pg_template: str) -> Iterator[str]:
-    """A database of the fuzz's own: what the fuzzed server leaves behind (paused queues,
-    purged or cancelled workflows) never meets another test, whichever runs after it."""
-    name = f"orch_fuzz_{uuid.uuid4().hex[:12]}"
-    url = create_database(name, template=pg_template)
-    try:
-        yield url
-    finally:
-        drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def fuzz_server(fuzz_database: str) -> Iterator[FuzzServer]:
+def fuzz_server(http_database: str) -> Iterator[FuzzServer]:
     """The service (tests/http/fuzz_server.py) in its own process on a free loopback port."""
     port = free_port()
-    argv = [sys.executable, "-m", "tests.http.fuzz_server", "--database-url", fuzz_database]
+    argv = [sys.executable, "-m", "tests.http.fuzz_server", "--database-url", http_database]
     process = subprocess.Popen([*argv, "--port", str(port)], cwd=ROOT)
     try:
         server = FuzzServer(f"http://127.0.0.1:{port}")

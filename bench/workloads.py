@@ -148,14 +148,22 @@ async def settled_rss(pause: float = 0.5) -> int:
 async def bounded(
     window: int, items: Iterable[T], call: Callable[[T], Awaitable[object]]
 ) -> list[object]:
-    """``call`` on every item, at most ``window`` awaiting at once; results in order."""
-    semaphore = asyncio.Semaphore(window)
+    """``call`` on every item, at most ``window`` awaiting at once; results in order.
 
-    async def one(item: T) -> object:
-        async with semaphore:
-            return await call(item)
+    ``window`` tasks take the items in turn, as a service's ``window`` concurrent callers would:
+    a task per item waiting on a semaphore cost this process 16 µs an item (100,000 tasks
+    created at once, each woken in turn), which the benchmarks then counted as the engine's.
+    """
+    todo = list(items)
+    results: list[object] = [None] * len(todo)
+    indexes = iter(range(len(todo)))
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    async def caller() -> None:
+        for index in indexes:  # one shared iterator: each index taken by exactly one caller
+            results[index] = await call(todo[index])
+
+    await asyncio.gather(*(caller() for _ in range(max(1, min(window, len(todo))))))
+    return results
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

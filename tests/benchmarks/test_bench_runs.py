@@ -1,11 +1,13 @@
 """`make bench` keeps working: a quick run of every family, ours only, as a subprocess.
 
 The figures are not judged here (no timed assertions): the benchmark must run, measure every
-family without an error, and report the checkpoint statement beside the per-step overhead.
+family without an error, and report the checkpoint statement beside the per-step overhead. And
+the harness's "N in flight" does what it says.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.workloads import FAMILIES
+from bench.workloads import FAMILIES, bounded
 from tests.conftest import ADMIN_URL, SKIP_POSTGRES, drop_database
 from tests.processes import ROOT
 
@@ -53,3 +55,27 @@ def test_the_quick_benchmark_measures_every_family(tmp_path: Path) -> None:
         latency["marginal_step_ms"] - latency["checkpoint_statement_ms"]
     )
     assert results["parked"]["ours"]["metrics"]["workflows"] == 1000
+
+
+async def test_bounded_calls_each_item_once_in_order_with_at_most_window_awaiting() -> None:
+    """The benchmarks' "N in flight": every item called exactly once, the results in the items'
+    order whatever order the calls finish in, never more than ``window`` awaiting at once, and
+    the window filled (the harness must not serialise what it claims to run concurrently)."""
+    awaiting = peak = 0
+    called: list[int] = []
+
+    async def call(item: int) -> int:
+        nonlocal awaiting, peak
+        called.append(item)
+        awaiting += 1
+        peak = max(peak, awaiting)
+        await asyncio.sleep(0.001 * (item % 3))  # finishing out of order
+        awaiting -= 1
+        return item * 10
+
+    results = await bounded(7, range(100), call)
+    assert results == [item * 10 for item in range(100)]
+    assert sorted(called) == list(range(100))
+    assert peak == 7
+    assert await bounded(50, range(3), call) == [0, 10, 20]
+    assert await bounded(4, [], call) == []

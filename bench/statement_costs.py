@@ -28,10 +28,11 @@ import psycopg
 
 from bench.pgadmin import database_url, reset_database
 from orchestrator.store import PostgresStore
+from orchestrator.store.postgres import PLANNED_EACH_TIME
 from orchestrator.store.queries import load_queries
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
-DATABASE = "bench_statement_costs"
+DATABASE = "bench_statement_costs"  # the default; --database names another
 UNGUARDED = {
     "fence": [
         "ALTER TABLE steps DISABLE TRIGGER steps_fence",
@@ -50,10 +51,10 @@ def backend_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fresh(workflows: int, unguarded: str) -> psycopg.Connection[Any]:
+def fresh(database: str, workflows: int, unguarded: str) -> psycopg.Connection[Any]:
     """A fresh, migrated database with ``workflows`` PENDING workflows (w0, w1 …)."""
-    reset_database(ADMIN_URL, DATABASE)
-    url = database_url(ADMIN_URL, DATABASE)
+    reset_database(ADMIN_URL, database)
+    url = database_url(ADMIN_URL, database)
 
     async def migrate() -> None:
         store = PostgresStore(url)
@@ -127,67 +128,72 @@ class Case:
 
     label: str
     unguarded: str  # a key of UNGUARDED
-    statement: str
+    statement: str  # a name in queries.sql, run as the store runs it, or SQL of its own
     params: Callable[[list[str]], dict[str, Any]]
-    prepare: bool | None  # psycopg's: None prepares at the fifth run, False never
 
 
-def measure(case: Case, workflows: int, batch: int) -> None:
-    with fresh(workflows, case.unguarded) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-        ids = [f"w{i}" for i in range(workflows)]
-        began, cpu = time.perf_counter(), backend_cpu_seconds(pid)
-        for start in range(0, workflows, batch):
-            conn.execute(
-                case.statement, case.params(ids[start : start + batch]), prepare=case.prepare
-            )
-        wall, cpu = time.perf_counter() - began, backend_cpu_seconds(pid) - cpu
-    print(
-        f"{case.label:<58} {cpu / workflows * 1e6:>9.1f} {wall / workflows * 1e6:>9.1f}", flush=True
-    )
+def timed(
+    label: str, conn: psycopg.Connection[Any], count: int, run: Callable[[int], object]
+) -> None:
+    """Print the backend's CPU and the wall time per unit of ``run(i)`` for i in range(count)."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    began, cpu = time.perf_counter(), backend_cpu_seconds(pid)
+    for i in range(count):
+        run(i)
+    wall, cpu = time.perf_counter() - began, backend_cpu_seconds(pid) - cpu
+    print(f"{label:<58} {cpu / count * 1e6:>9.1f} {wall / count * 1e6:>9.1f}", flush=True)
 
 
-def round_trips(count: int = 3000) -> None:
-    with fresh(1, "") as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+def measure(case: Case, database: str, workflows: int, batch: int) -> None:
+    """``case`` over ``workflows`` fresh workflows, ``batch`` rows a statement; per row."""
+    queries = load_queries("postgres")
+    sql = queries.get(case.statement, case.statement)
+    prepare = False if case.statement in PLANNED_EACH_TIME else None  # as PostgresDriver.all
+    ids = [f"w{i}" for i in range(workflows)]
+
+    def run(row: int) -> None:
+        if row % batch == 0:
+            conn.execute(sql, case.params(ids[row : row + batch]), prepare=prepare)
+
+    with fresh(database, workflows, case.unguarded) as conn:
+        timed(case.label, conn, workflows, run)
+
+
+def round_trips(database: str, count: int = 3000) -> None:
+    with fresh(database, 1, "") as conn:
         conn.execute("CREATE TABLE probe (n integer)")
-        for label, statement in (
-            ("SELECT 1 (one round trip)", "SELECT 1"),
-            (
-                "one-row INSERT, autocommit (a round trip and a commit)",
-                "INSERT INTO probe VALUES (1)",
-            ),
-        ):
-            began, cpu = time.perf_counter(), backend_cpu_seconds(pid)
-            for _ in range(count):
-                conn.execute(statement)
-            wall, cpu = time.perf_counter() - began, backend_cpu_seconds(pid) - cpu
-            print(f"{label:<58} {cpu / count * 1e6:>9.1f} {wall / count * 1e6:>9.1f}", flush=True)
+        timed("SELECT 1 (one round trip)", conn, count, lambda _: conn.execute("SELECT 1"))
+        timed(
+            "one-row INSERT, autocommit (a round trip and a commit)",
+            conn,
+            count,
+            lambda _: conn.execute("INSERT INTO probe VALUES (1)"),
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workflows", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--database", default=DATABASE, help="the throwaway database (re-created)")
+    parser.add_argument("--round-trips", type=int, default=3000)
     options = parser.parse_args()
-    queries = load_queries("postgres")
     n, batch = options.workflows, options.batch
     print(f"{n:,} workflows, {batch} rows a statement; per row (per statement below the line)")
     print(f"{'statement':<58} {'PG CPU us':>9} {'wall us':>9}")
-    deliver_sql, finish_sql = queries["deliver_messages_batch"], queries["finish_workflows_batch"]
     unfenced = "  without steps_fence and the foreign keys"
-    cases = [  # as the store runs them: the delivery prepared, the final status planned each time
-        Case("deliver (message + recv step)", "", deliver_sql, deliver, None),
-        Case(unfenced, "fence", deliver_sql, deliver, None),
-        Case("finish (final status)", "", finish_sql, finish, False),
-        Case("  without the status NOTIFY trigger", "notify", finish_sql, finish, False),
-        Case("plain INSERT of step rows", "", PLAIN_STEPS, plain_steps, None),
-        Case(unfenced, "fence", PLAIN_STEPS, plain_steps, None),
+    cases = [
+        Case("deliver (message + recv step)", "", "deliver_messages_batch", deliver),
+        Case(unfenced, "fence", "deliver_messages_batch", deliver),
+        Case("finish (final status)", "", "finish_workflows_batch", finish),
+        Case("  without the status NOTIFY trigger", "notify", "finish_workflows_batch", finish),
+        Case("plain INSERT of step rows", "", PLAIN_STEPS, plain_steps),
+        Case(unfenced, "fence", PLAIN_STEPS, plain_steps),
     ]
     for case in cases:
-        measure(case, n, batch)
+        measure(case, options.database, n, batch)
     print("-" * 78)
-    round_trips()
+    round_trips(options.database, options.round_trips)
 
 
 if __name__ == "__main__":

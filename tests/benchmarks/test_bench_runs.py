@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -55,6 +56,42 @@ def test_the_quick_benchmark_measures_every_family(tmp_path: Path) -> None:
         latency["marginal_step_ms"] - latency["checkpoint_statement_ms"]
     )
     assert results["parked"]["ours"]["metrics"]["workflows"] == 1000
+
+
+def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
+    """bench.statement_costs runs the store's deliver and final-status statements by name
+    from queries.sql: a renamed statement or parameter breaks it here, not in a later
+    investigation. Every row it prints carries a measured figure."""
+    database = f"bench_sc{uuid.uuid4().hex[:8]}"
+    argv = [sys.executable, "-m", "bench.statement_costs", "--workflows", "300", "--batch", "50"]
+    try:
+        completed = subprocess.run(
+            [*argv, "--database", database, "--round-trips", "50"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+            env={**os.environ, "TEST_DATABASE_URL": ADMIN_URL},
+        )
+    finally:
+        drop_database(database)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    rows = [line for line in completed.stdout.splitlines() if line.endswith(tuple("0123456789"))]
+    labels = [row[:58].strip() for row in rows]
+    assert labels == [
+        "deliver (message + recv step)",
+        "without steps_fence and the foreign keys",
+        "finish (final status)",
+        "without the status NOTIFY trigger",
+        "plain INSERT of step rows",
+        "without steps_fence and the foreign keys",
+        "SELECT 1 (one round trip)",
+        "one-row INSERT, autocommit (a round trip and a commit)",
+    ]
+    for row in rows:
+        cpu_us, wall_us = (float(figure) for figure in row[58:].split())
+        assert cpu_us >= 0 and wall_us > 0, row
 
 
 async def test_bounded_calls_each_item_once_in_order_with_at_most_window_awaiting() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator import context
 from orchestrator.context import ExecutionContext
-from orchestrator.engine.run import STOP_ERRORS, WorkflowRun
+from orchestrator.engine.run import STOP_ERRORS, Delivery, WorkflowRun
 from orchestrator.engine.saga import Saga, rollback_failure, wants_rollback
 from orchestrator.errors import LeaseLostError, WorkflowCancelledError
 from orchestrator.serialization import encode_error
@@ -118,14 +118,14 @@ class Executor:
             except LeaseLostError as lost:  # taken over while paused: its new owner finishes it
                 run.resolve(exc=lost)
                 return
-        last = run.take_deferred()
+        last, delivery = run.take_deferred()
         finished: bool | None
         if last is None:
             finished = await self.store.finish_workflow(
                 run.workflow_id, WorkflowStatus.SUCCESS, output=output, epoch=run.epoch
             )
         else:
-            finished = await self._finish_after(last, output)
+            finished = await self._finish_after(last, output, delivery)
             if finished is None:
                 return  # resolved (a lost lease) or rolled back (cancelled with rollback)
         if finished:
@@ -134,33 +134,63 @@ class Executor:
         else:
             await self._resolve_from_store()
 
-    async def _finish_after(self, last: StepRecord, output: str | None) -> bool | None:
-        """Write the deferred last step and SUCCESS in one statement. When that is refused,
-        do what its own checkpoint would have done; None: the run was settled another way."""
+    async def _finish_after(
+        self, last: StepRecord, output: str | None, delivery: Delivery | None
+    ) -> bool | None:
+        """Write the deferred last step and SUCCESS in one statement (a recv's step for a
+        message handed over in this process: that message's only write, then its send is
+        told). When that is refused, do what its own checkpoint would have done; None: the run
+        was settled another way."""
         run = self.run
         started = time.perf_counter()
-        finished = await self.store.finish_after_step(last, output)
+        try:
+            finished = await self.store.finish_after_step(
+                last, output, recv_topic=None if delivery is None else delivery.topic
+            )
+        except BaseException as exc:
+            if delivery is not None:
+                delivery.fail(exc)
+            raise
         run.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        if finished is None:  # refused: our retried commit, a takeover, or the end
-            try:
-                await run.explain(last)
-            except STOP_ERRORS as stopped:
-                run.resolve(exc=stopped)
-                return None
-            # Our own write: the statement committed (the status with it) before a lost
-            # connection hid the answer and it was sent again.
+        if finished is None:  # refused: our retried commit, a takeover, the end, or (a recv)
+            # an older message waiting. Our own write: the statement committed (the status
+            # with it) before a lost connection hid the answer and it was sent again.
+            recorded = await self._recorded(last)
+            if delivery is not None:  # not written: the send stores its message the plain way
+                delivery.settle(recorded)
+            if not recorded:
+                try:
+                    await run.explain(last, out_of_order=delivery is not None)
+                except STOP_ERRORS as stopped:
+                    run.resolve(exc=stopped)
+                    return None
             record = await self.store.get_workflow(run.workflow_id)
             if record is not None and record.status is WorkflowStatus.SUCCESS:
                 return record.output == output
-            return await self.store.finish_workflow(
-                run.workflow_id, WorkflowStatus.SUCCESS, output=output, epoch=run.epoch
-            )
+            if record is not None and record.status is WorkflowStatus.PENDING:
+                return await self.store.finish_workflow(
+                    run.workflow_id, WorkflowStatus.SUCCESS, output=output, epoch=run.epoch
+                )
+            finished = False  # recorded, but someone else changed the status meanwhile
+        elif delivery is not None:
+            delivery.settle(True)
         if not finished:  # recorded, but someone else changed the status meanwhile
             record = await self.store.get_workflow(run.workflow_id)
             if record is not None and record.status is WorkflowStatus.COMPENSATING:
                 await self.roll_back(run.stop_error_for(record.status, record.error))
                 return None
         return finished
+
+    async def _recorded(self, step: StepRecord) -> bool:
+        """Whether ``step`` (this run's write of it: same content, same start) is recorded."""
+        for existing in await self.store.load_steps(self.run.workflow_id):
+            if existing.step_number == step.step_number:
+                return (existing.name, existing.output, existing.started_at) == (
+                    step.name,
+                    step.output,
+                    step.started_at,
+                )
+        return False
 
     async def roll_back(self, error: BaseException, *, begun: int | None = None) -> None:
         """The workflow failed (or was cancelled with rollback): run the compensations of its
@@ -174,6 +204,9 @@ class Executor:
         run.finishing = True
         await self.saga.wait_for_parallel_steps(run)
         await run.flush_quietly()  # the last step succeeded: it is compensated too
+        if run.restart:  # that write sent the run back to its records (a recv out of order)
+            run.resolve(exc=run.stop_reason)
+            return
         plan = await self.saga.plan(run.workflow_id)
         cancelled = isinstance(error, WorkflowCancelledError)
         if begun is None and (not plan or run.pivot_step is not None):

@@ -13,7 +13,6 @@ cancelled), get_event until the event is set or the workflow ends.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -23,7 +22,14 @@ from opentelemetry import trace
 from orchestrator.attributes import parse_message_key
 from orchestrator.clock import Clock
 from orchestrator.engine.notifications import Subscription, Waiters
-from orchestrator.engine.run import Attempt, Call, WorkflowRun, durable_run, require_run
+from orchestrator.engine.run import (
+    Attempt,
+    Call,
+    Delivery,
+    WorkflowRun,
+    durable_run,
+    require_run,
+)
 from orchestrator.errors import (
     InvalidArgumentError,
     PayloadTooLargeError,
@@ -148,7 +154,7 @@ class Messaging:
             if (
                 parked is not None
                 and parked.waiting
-                and parked.outcome is None
+                and parked.delivery is None
                 and idempotency_key is None
             ):
                 await self._deliver(parked, destination_id, topic_name, payload)
@@ -186,19 +192,20 @@ class Messaging:
     async def _deliver(
         self, parked: _Parked, destination_id: str, topic_name: str, payload: str
     ) -> None:
-        """Send to a recv parked in this process: the message consumed and the recv's step
-        recorded in the send's own statement (Store.deliver_message), and the payload handed
-        to the recv, which then neither reads nor writes. A send with an idempotency key of
-        the caller's goes the plain way: its key must decide whether anything is stored, which
-        one statement cannot see of a concurrent send with the same key."""
-        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        parked.outcome = outcome  # claimed: no other send delivers to it meanwhile
-        delivered = None
-        try:
-            if await self.store.deliver_message(destination_id, topic_name, payload, parked.step()):
-                delivered = payload
-        finally:  # not delivered (or not known to be): the recv reads what is there
-            outcome.set_result(delivered)
+        """Send to a recv parked in this process: the payload is handed to the recv, which
+        returns it without a read and leaves its checkpoint (the message its output) to the
+        run's next write (engine.run.Delivery): the next durable call's, or the final status,
+        in the same statement. This send returns once that write has committed, so a wake
+        costs one statement; if it was refused or never made (an older message waited, the
+        run stopped first) the message is stored the plain way. A send with an idempotency
+        key of the caller's goes the plain way: its key must decide whether anything is
+        stored, which the recipient's write cannot see of a concurrent send with that key."""
+        delivery = Delivery(topic_name, payload)
+        parked.delivery = delivery  # claimed: no other send delivers to it meanwhile
+        self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
+        if await delivery.acked:  # durable: consumed with the recv's step, or stored
+            return
+        if await self.store.send_message(destination_id, topic_name, payload, None):
             self._wake(NOTIFY_MESSAGE, destination_id, topic_name)
 
     async def send_to_key(
@@ -309,11 +316,11 @@ class Messaging:
         with self.waiters.subscribe((NOTIFY_MESSAGE, key)) as subscription:
             try:
                 while True:
-                    if parked is not None and parked.outcome is not None:  # a send delivered
-                        delivered = await run.wait(asyncio.shield(parked.outcome))
-                        if delivered is not None:  # consumed, its step written by the send
-                            return decode(delivered)
-                        parked.outcome = None  # not delivered: read what is there
+                    if parked is not None and parked.delivery is not None:  # a send handed one
+                        delivery, parked.delivery = parked.delivery, None
+                        if await self._take(run, parked, delivery):
+                            return decode(delivery.payload)
+                        # not delivered (stored, or its write failed): read what is there
                     now = self.clock.now_ms()
                     if parked is not None:  # (the record a send delivering to it wrote, if any)
                         step = parked.step()
@@ -379,8 +386,34 @@ class Messaging:
                         parked.waiting = False
                         run.metrics.recv_waiters.dec()
             finally:
-                if parked is not None and self._parked.get(key) is parked:
-                    del self._parked[key]
+                if parked is not None:
+                    if parked.delivery is not None:  # handed over as the recv stopped: the
+                        parked.delivery.settle(False)  # send stores it for the next run
+                        parked.delivery = None
+                    if self._parked.get(key) is parked:
+                        del self._parked[key]
+
+    async def _take(self, run: WorkflowRun, parked: _Parked, delivery: Delivery) -> bool:
+        """A message a send handed to this parked recv: leave its checkpoint to the run's next
+        write (True), or, when the run cannot defer one (another call in flight, a stop),
+        write it now as the send once did (Store.deliver_message): True if delivered, False
+        if the message was stored instead (the recv reads) or the write failed (the send gets
+        that error; the recv reads what is there)."""
+        step = parked.step(delivery.payload)
+        if run.defer(step, delivery):
+            return True
+        try:
+            delivered = await self.store.deliver_message(
+                run.workflow_id, delivery.topic, delivery.payload, step
+            )
+        except Exception as exc:
+            delivery.fail(exc)
+            return False
+        except BaseException as exc:
+            delivery.fail(exc)
+            raise
+        delivery.settle(True)
+        return delivered
 
     # -- events -----------------------------------------------------------------------------
     async def set_event(self, key: str, value: Any) -> None:
@@ -538,19 +571,21 @@ class Messaging:
 class _Parked:
     """A recv waiting in this process at step ``number`` since ``since``: ``step()`` is the
     record it writes when it consumes a message (a send delivering to it writes that one);
-    ``outcome``, while a send delivers to it, the payload delivered or None."""
+    ``delivery``, the message a send handed to it, until the recv takes it."""
 
-    __slots__ = ("number", "outcome", "run", "since", "waiting")
+    __slots__ = ("delivery", "number", "run", "since", "waiting")
 
     def __init__(self, run: WorkflowRun, number: int, since: int) -> None:
         self.run = run
         self.number = number
         self.since = since
         self.waiting = False
-        self.outcome: asyncio.Future[str | None] | None = None
+        self.delivery: Delivery | None = None
 
-    def step(self) -> StepRecord:
-        return self.run.step_record(self.number, "recv", StepKind.RECV, started_at=self.since)
+    def step(self, payload: str | None = None) -> StepRecord:
+        return self.run.step_record(
+            self.number, "recv", StepKind.RECV, output=payload, started_at=self.since
+        )
 
 
 async def _never(attempt: Attempt) -> None:

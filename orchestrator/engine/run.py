@@ -30,7 +30,10 @@ from orchestrator.errors import (
     LeaseLostError,
     NonDeterministicWorkflowError,
     NotInWorkflowError,
+    StoreUnavailableError,
     WorkflowCancelledError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
     WorkflowStateError,
 )
 from orchestrator.metrics import Metrics
@@ -63,6 +66,43 @@ class ReplayEnd(BaseException):
         super().__init__(number, name)
         self.number = number
         self.name = name
+
+
+class Delivery:
+    """A message a send from outside any workflow handed to a recv parked in this process
+    (engine/messaging.py), never stored on its own: the recv returns it at once and leaves its
+    checkpoint (the recv step, the message its output) to the run's next write, as a step
+    that succeeded does: the next durable call writes it first (Store.deliver_message), or
+    the final status takes it in the same statement (Store.finish_after_step's recv_topic).
+
+    ``acked`` tells the waiting send how that ended: True, the message is durable (consumed
+    with the recv's checkpoint, or stored for a recv to take); False, nothing was written
+    (refused: an older message waited, the workflow was taken over or ended; or dropped: the
+    run stopped first), and the send stores it the plain way; an exception, the write's own
+    (its outcome unknown, as for any send whose commit answer was lost)."""
+
+    __slots__ = ("acked", "payload", "topic")
+
+    def __init__(self, topic: str, payload: str) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def settle(self, durable: bool) -> None:
+        if not self.acked.done():  # (a send cancelled meanwhile cancelled it)
+            self.acked.set_result(durable)
+
+    def fail(self, error: BaseException) -> None:
+        """The write was made and failed (or was interrupted): its outcome is the send's."""
+        if self.acked.done():
+            return
+        if isinstance(error, asyncio.CancelledError):  # the recipient's run was cancelled
+            error = StoreUnavailableError(  # (not the send: it must not look cancelled)
+                f"the recipient's checkpoint of a message on topic {self.topic!r} was"
+                " interrupted (its run stopped): whether the message was received is unknown",
+                topic=self.topic,
+            )
+        self.acked.set_exception(error)
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ is several times slower)
@@ -220,6 +260,7 @@ class WorkflowRun:
         "compensating",
         "counter",
         "deferred",
+        "delivery",
         "diverged",
         "dry",
         "epoch",
@@ -290,6 +331,9 @@ class WorkflowRun:
         # A succeeded step's checkpoint, left to the next durable call (written before it goes
         # on) or to the final status (one commit for both); see record().
         self.deferred: StepRecord | None = None
+        # Set with ``deferred`` when that is a recv's checkpoint for a message handed over in
+        # this process: written with it, then the waiting send told (see Delivery).
+        self.delivery: Delivery | None = None
         self._flushing: asyncio.Future[None] | None = None  # that write, while under way
         self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waits: set[asyncio.Future[Any]] = set()
@@ -623,10 +667,12 @@ class WorkflowRun:
             return
         await self.checkpoint(step)
 
-    def defer(self, step: StepRecord) -> bool:
-        """Leave ``step``'s checkpoint to what comes next, if it may be (see record_step)."""
+    def defer(self, step: StepRecord, delivery: Delivery | None = None) -> bool:
+        """Leave ``step``'s checkpoint to what comes next, if it may be (see record_step);
+        with ``delivery``, a recv's for a message handed over in this process (see Delivery)."""
         if self.may_defer():
             self.deferred = step
+            self.delivery = delivery
             return True
         return False
 
@@ -638,9 +684,13 @@ class WorkflowRun:
                 await asyncio.shield(self._flushing)
             return
         self.deferred = None
+        delivery, self.delivery = self.delivery, None
         flushing = self._flushing = asyncio.get_running_loop().create_future()
         try:
-            await self.checkpoint(step)
+            if delivery is None:
+                await self.checkpoint(step)
+            else:
+                await self.checkpoint_delivery(step, delivery)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 flushing.cancel()
@@ -659,10 +709,21 @@ class WorkflowRun:
         with contextlib.suppress(*STOP_ERRORS):
             await self.flush()
 
-    def take_deferred(self) -> StepRecord | None:
-        """The deferred checkpoint, to be written with the final status (and no more here)."""
+    def take_deferred(self) -> tuple[StepRecord | None, Delivery | None]:
+        """The deferred checkpoint (and its delivery, if a recv's), to be written with the
+        final status (and no more here)."""
         last, self.deferred = self.deferred, None
-        return last
+        delivery, self.delivery = self.delivery, None
+        return last, delivery
+
+    def drop_delivery(self) -> None:
+        """The run ends without writing a recv's deferred checkpoint (a shutdown, a lost
+        lease): nothing was written, so the waiting send stores its message the plain way
+        (the workflow's next run receives it)."""
+        delivery, self.delivery = self.delivery, None
+        if delivery is not None:
+            self.deferred = None
+            delivery.settle(False)
 
     @property
     def flushing(self) -> bool:
@@ -688,6 +749,36 @@ class WorkflowRun:
             self.stop(self.stop_error_for(status))
             self.check_runnable()
 
+    async def checkpoint_delivery(self, step: StepRecord, delivery: Delivery) -> None:
+        """Record a recv's deferred checkpoint for a message handed over in this process
+        (Store.deliver_message: the message stored consumed, with the step), then tell the
+        send. Not delivered (an older message waited; taken over; our own lost commit): the
+        message is stored all the same, and the run goes on only if the step is its own
+        (else it stops, or replays from its records to receive in order)."""
+        lease = self.lease
+        try:
+            if lease is not None and not lease.trusts(self.workflow_id, self.epoch, False):
+                await lease.confirm(self.workflow_id, self.epoch)
+        except BaseException:
+            delivery.settle(False)  # nothing written: the send stores it
+            raise
+        started = time.perf_counter()
+        try:
+            delivered = await self.store.deliver_message(
+                self.workflow_id, delivery.topic, delivery.payload, step
+            )
+        except (WorkflowFinishedError, WorkflowNotFoundError) as gone:
+            delivery.fail(gone)  # the send's own error: the workflow ended or was deleted
+            await self.explain(step)  # (stops this run as its status says)
+            raise
+        except BaseException as exc:
+            delivery.fail(exc)
+            raise
+        delivery.settle(True)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if not delivered:
+            await self.explain(step, out_of_order=True)
+
     async def write(
         self, write: Awaitable[T], step: StepRecord, instead: StepRecord | None = None
     ) -> T | StepRecord:
@@ -702,12 +793,16 @@ class WorkflowRun:
                 raise
             return await self.explain(step, instead)
 
-    async def explain(self, step: StepRecord, instead: StepRecord | None = None) -> StepRecord:
+    async def explain(
+        self, step: StepRecord, instead: StepRecord | None = None, *, out_of_order: bool = False
+    ) -> StepRecord:
         """The store refused to record ``step`` (or ``instead``, written in its place): return
         the stored record if it is this run's own earlier write of either (committed before a
         lost connection hid the answer, then retried); otherwise stop this run and raise why.
         A finished workflow stops it as its status says; another epoch means another worker
-        took it over (LeaseLostError, quietly: the new owner goes on)."""
+        took it over (LeaseLostError, quietly: the new owner goes on). ``out_of_order``: a
+        recv's for a message handed over in this process, refused because an older message
+        waited: the run replays from its records and receives that one first."""
         record = await self.store.get_workflow(self.workflow_id)
         if record is None:
             self.stop(
@@ -748,13 +843,19 @@ class WorkflowRun:
                         return existing
                 break
             # Taken in this very epoch by another write (a second run of this workflow in the
-            # same epoch): stop, and run it again from what is recorded (the engine relaunches
-            # it in this worker, which owns it).
+            # same epoch), or a recv that must not pass an older message: stop, and run it
+            # again from what is recorded (the engine relaunches it in this worker, which
+            # owns it).
             self.restart = True
+            why = (
+                "received a message while an older one waited on its topic"
+                if out_of_order
+                else "was recorded by another run"
+            )
             self.stop(
                 LeaseLostError(
-                    f"step {step.step_number} of workflow {self.workflow_id} was recorded by "
-                    "another run; this one replays the workflow from its records",
+                    f"step {step.step_number} of workflow {self.workflow_id} {why}; this run "
+                    "replays the workflow from its records",
                     workflow_id=self.workflow_id,
                     step_number=step.step_number,
                 )

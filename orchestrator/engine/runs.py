@@ -148,6 +148,8 @@ class Runs:
             logger.exception("workflow %s could not be checkpointed", run.workflow_id)
             run.resolve(exc=exc)
         finally:
+            if run.delivery is not None:  # a recv's checkpoint never written: its send stores
+                run.drop_delivery()  # the message (the workflow's next run receives it)
             if run.final_status is not None:
                 self.metrics.workflow_completed(run.workflow.name, run.final_status.value)
                 duration_ms = self.clock.now_ms() - run.record.created_at

@@ -435,12 +435,16 @@ class Store(Protocol):
         (PENDING or COMPENSATING) and, when ``epoch`` is given (a run's own write), still owned
         by that epoch. Returns False, writing nothing, otherwise."""
 
-    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+    async def finish_after_step(
+        self, step: StepRecord, output: str | None, *, recv_topic: str | None = None
+    ) -> bool | None:
         """Record ``step``, the workflow's last one, and in the same transaction write SUCCESS
         with ``output`` if the workflow is still PENDING in the step's epoch: one commit where
         two would follow each other. None: the step was refused (number taken, or fenced off),
         nothing written. False: the step was recorded but the workflow is no longer PENDING
-        (read its status). True: both."""
+        (read its status). True: both. ``recv_topic``: ``step`` is a recv that took a message
+        handed over in this process (its output), never stored: refused too while any message
+        waits unconsumed on that topic (the recv must not pass it), as deliver_message is."""
 
     async def transition_workflow(
         self,

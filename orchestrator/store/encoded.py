@@ -314,10 +314,14 @@ class EncodedStore:
             epoch=epoch,
         )
 
-    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+    async def finish_after_step(
+        self, step: StepRecord, output: str | None, *, recv_topic: str | None = None
+    ) -> bool | None:
         keys = await self._writing(step.workflow_id)
         return await self.inner.finish_after_step(
-            self._step_in(step, keys), self._encode(output, step.workflow_id, "output", keys)
+            self._step_in(step, keys),
+            self._encode(output, step.workflow_id, "output", keys),
+            recv_topic=recv_topic,
         )
 
     async def transition_workflow(

@@ -197,7 +197,13 @@ def record_step(step: StepRecord, *, required: bool) -> Plan[WorkflowStatus | No
     return None if row is None else WorkflowStatus(row["status"])
 
 
-def finish_after_step(step: StepRecord, output: str | None) -> Plan[bool | None]:
+def finish_after_step(
+    step: StepRecord, output: str | None, recv_topic: str | None = None
+) -> Plan[bool | None]:
+    if recv_topic is not None:  # a recv handed a message in this process: never before an older
+        waiting = {"destination_id": step.workflow_id, "topic": recv_topic}
+        if (yield Statement("message_waiting", waiting)).one() is not None:
+            return None
     if (yield from record_step(step, required=False)) is None:
         return None  # the number was taken: this transaction wrote nothing
     params = {

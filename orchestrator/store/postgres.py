@@ -200,9 +200,11 @@ class PostgresStore(SQLStore):
             workflow_id, status, output=output, error=error, epoch=epoch
         )
 
-    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+    async def finish_after_step(
+        self, step: StepRecord, output: str | None, *, recv_topic: str | None = None
+    ) -> bool | None:
         """Record the last step and write SUCCESS in one statement, sharing a commit."""
-        return await self.writes.finish_after_step(step, output)
+        return await self.writes.finish_after_step(step, output, recv_topic)
 
     async def send_message(
         self,

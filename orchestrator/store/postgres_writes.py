@@ -85,10 +85,14 @@ class PostgresWrites:
         )
         return finished
 
-    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+    async def finish_after_step(
+        self, step: StepRecord, output: str | None, recv_topic: str | None = None
+    ) -> bool | None:
         """Record the last step and write SUCCESS (see Store.finish_after_step): one statement,
         sharing a commit with concurrent checkpoints."""
-        finished: bool | None = await self._batcher.submit("finish_step", (step, output))
+        finished: bool | None = await self._batcher.submit(
+            "finish_step", (step, output, recv_topic)
+        )
         return finished
 
     async def _flush(self, kind: str, writes: list[Write]) -> list[Any]:
@@ -210,23 +214,29 @@ class PostgresWrites:
                 results.append(WorkflowStatus(row["status"]) if row["inserted"] else None)
         return results
 
-    async def _finish_after_step_one(self, step: StepRecord, output: str | None) -> bool | None:
+    async def _finish_after_step_one(
+        self, step: StepRecord, output: str | None, recv_topic: str | None
+    ) -> bool | None:
         params = step_params(step)
         params["step_output"] = params.pop("output")
         params["status"] = WorkflowStatus.SUCCESS.value
         params["output"] = output
+        params["recv_topic"] = recv_topic
         rows = await self._all("finish_after_step", params)
         return bool(rows[0]["finished"]) if rows else None
 
-    async def _finish_after_steps(self, finishes: list[tuple[StepRecord, str | None]]) -> list[Any]:
-        steps = [step for step, _ in finishes]
+    async def _finish_after_steps(
+        self, finishes: list[tuple[StepRecord, str | None, str | None]]
+    ) -> list[Any]:
+        steps = [step for step, _, _ in finishes]
         rows = await self._all(
             "finish_after_steps_batch",
             {
                 **self._step_arrays(steps),
                 "step_outputs": [s.output for s in steps],
                 "status": WorkflowStatus.SUCCESS.value,
-                "outputs": [output for _, output in finishes],
+                "outputs": [output for _, output, _ in finishes],
+                "recv_topics": [topic for _, _, topic in finishes],
             },
         )
         return [bool(row["finished"]) if row["inserted"] else None for row in rows]

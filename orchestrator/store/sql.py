@@ -247,9 +247,11 @@ class SQLStore:
         )
         return await self._run(plan, transaction=False) > 0
 
-    async def finish_after_step(self, step: StepRecord, output: str | None) -> bool | None:
+    async def finish_after_step(
+        self, step: StepRecord, output: str | None, *, recv_topic: str | None = None
+    ) -> bool | None:
         """Record the last step and write SUCCESS while PENDING, in one transaction."""
-        plan = functools.partial(plans.finish_after_step, step, output)
+        plan = functools.partial(plans.finish_after_step, step, output, recv_topic)
         return await self._run(plan, transaction=True)
 
     async def transition_workflow(

@@ -351,3 +351,127 @@ async def test_a_delivery_in_the_same_process_never_passes_an_older_message(
             await other.send(f"order-{round_number}", "first", topic="go")
             await app.send(f"order-{round_number}", "second", topic="go")
             assert await handle.result(timeout=30) == ["first", "second"]
+
+
+async def test_a_message_handed_to_a_parked_recv_is_recorded_with_the_final_status(
+    make_app: AppFactory,
+) -> None:
+    """A send to a recv parked in this process hands it the payload; the recv's checkpoint
+    waits for the run's next write, here the final status: one statement records both
+    (Store.finish_after_step with its recv_topic), nothing else is written for the message,
+    and the send returns once that has committed."""
+    app = make_app()
+    gate = asyncio.Event()
+
+    @app.workflow(name="handed_last")
+    async def handed_last() -> object:
+        message = await app.recv("go", timeout=600)
+        await gate.wait()  # (not a durable call: the checkpoint still waits)
+        return message
+
+    async with app:
+        deliveries: list[object] = []
+        finishes: list[object] = []
+        deliver, finish_after_step = app.store.deliver_message, app.store.finish_after_step
+
+        async def counted_deliver(*args: Any) -> Any:
+            deliveries.append(args)
+            return await deliver(*args)
+
+        async def counted_finish(step: Any, output: Any, **kwargs: Any) -> Any:
+            finishes.append((step.name, kwargs.get("recv_topic")))
+            return await finish_after_step(step, output, **kwargs)
+
+        app.store.deliver_message = counted_deliver  # type: ignore[method-assign]
+        app.store.finish_after_step = counted_finish  # type: ignore[method-assign]
+        handle = await app.start(handed_last, workflow_id="handed-1")
+        await _until_waiting(app, 1)
+        send = asyncio.create_task(app.send("handed-1", {"paid": True}, topic="go"))
+        await asyncio.sleep(0.2)
+        assert not send.done()  # the recv has it, its checkpoint is not written yet
+        assert [s.name for s in await app.list_steps("handed-1")] == ["recv.deadline"]
+        gate.set()
+        await asyncio.wait_for(send, 30)
+        assert await handle.result(timeout=30) == {"paid": True}
+        assert deliveries == [] and finishes == [("recv", "go")]
+        steps = await app.list_steps("handed-1")
+        assert [(s.step_number, s.name, s.output) for s in steps] == [
+            (1, "recv.deadline", steps[0].output),
+            (2, "recv", {"paid": True}),
+        ]
+
+
+@pytest.mark.parametrize("then", ["finish", "recv"])
+async def test_a_handed_message_that_would_pass_an_older_one_replays_the_run(
+    make_app: AppFactory, then: str
+) -> None:
+    """A message handed to a parked recv, while another send stores one for the same topic
+    before the recv's checkpoint is written: the write is refused (never a newer message
+    before an older one), the run replays from its records and receives the stored one
+    first, and the handed message is stored for a later recv; each is received once. Both
+    ways the checkpoint is written: with the final status, or by the next durable call."""
+    app = make_app()
+    gate = asyncio.Event()
+    runs: list[object] = []
+
+    @app.workflow(name="overtaken")
+    async def overtaken() -> list[object]:
+        first = await app.recv("go", timeout=600)
+        runs.append(first)
+        await gate.wait()
+        if then == "finish":
+            return [first]
+        return [first, await app.recv("go", timeout=5)]
+
+    async with app:
+        sent: list[str] = []
+        send_message = app.store.send_message
+
+        async def counted_send(destination_id: str, topic: str, payload: str, *args: Any) -> Any:
+            sent.append(payload)
+            return await send_message(destination_id, topic, payload, *args)
+
+        app.store.send_message = counted_send  # type: ignore[method-assign]
+        handle = await app.start(overtaken, workflow_id=f"overtaken-{then}")
+        await _until_waiting(app, 1)
+        handed = asyncio.create_task(app.send(handle.workflow_id, "handed", topic="go"))
+        while not runs:  # the recv returned the handed message; its checkpoint waits
+            await asyncio.sleep(0.01)
+        await app.send(handle.workflow_id, "stored", topic="go", idempotency_key="k-1")
+        gate.set()
+        await asyncio.wait_for(handed, 30)
+        expected = ["stored"] if then == "finish" else ["stored", "handed"]
+        assert await handle.result(timeout=30) == expected
+        assert runs == ["handed", "stored"]  # the first run went back to its records
+        steps = [s for s in await app.list_steps(handle.workflow_id) if s.name == "recv"]
+        assert [s.output for s in steps] == expected
+        if then == "finish":  # refused with the final status: the send stored it itself
+            assert sent == ['"stored"', '"handed"']
+
+
+async def test_a_handed_message_whose_workflow_is_cancelled_first_is_refused_to_its_send(
+    make_app: AppFactory,
+) -> None:
+    """The workflow is cancelled after its recv took a handed message and before the
+    checkpoint was written: nothing is recorded, and the send gets the error a send to a
+    finished workflow gets (never a silent loss)."""
+    app = make_app()
+    gate = asyncio.Event()
+
+    @app.workflow(name="cancelled_after_recv")
+    async def cancelled_after_recv() -> object:
+        message = await app.recv("go", timeout=600)
+        await gate.wait()
+        return message
+
+    async with app:
+        handle = await app.start(cancelled_after_recv, workflow_id="cancelled-1")
+        await _until_waiting(app, 1)
+        send = asyncio.create_task(app.send("cancelled-1", "late", topic="go"))
+        await asyncio.sleep(0.2)
+        await app.cancel("cancelled-1")
+        gate.set()
+        with pytest.raises(WorkflowFinishedError):
+            await asyncio.wait_for(send, 30)
+        assert (await handle.status()).status is WorkflowStatus.CANCELLED
+        assert [s.name for s in await app.list_steps("cancelled-1")] == ["recv.deadline"]

@@ -198,6 +198,39 @@ async def test_finish_after_step_writes_both_or_says_why_not(store: Store) -> No
     assert await store.load_steps("ended") == []
 
 
+async def test_finish_after_a_handed_recv_never_passes_a_waiting_message(store: Store) -> None:
+    """A recv's step for a message handed over in the process (recv_topic): refused, nothing
+    written, while any message waits unconsumed on that topic; other topics do not count.
+    Alone and in a shared statement (PostgreSQL's group commit) alike."""
+    for name in ("clear", "other-topic", "blocked"):
+        await created(store, name)
+    await store.send_message("other-topic", "b", '"elsewhere"', None)
+    await store.send_message("blocked", "a", '"older"', None)
+    for concurrent in (False, True):
+        suffix = "-batched" if concurrent else ""
+        if concurrent:
+            for name in ("clear", "other-topic", "blocked"):
+                await created(store, name + suffix)
+            await store.send_message("other-topic" + suffix, "b", '"elsewhere"', None)
+            await store.send_message("blocked" + suffix, "a", '"older"', None)
+        recvs = [
+            step(name + suffix, 1, name="recv", kind=StepKind.RECV, output='"handed"')
+            for name in ("clear", "other-topic", "blocked")
+        ]
+        finishes = [store.finish_after_step(s, '"done"', recv_topic="a") for s in recvs]
+        if concurrent:
+            answers = list(await asyncio.gather(*finishes))
+        else:
+            answers = [await finish for finish in finishes]
+        assert answers == [True, True, None]
+        blocked = await store.get_workflow("blocked" + suffix)
+        assert blocked is not None and blocked.status is PENDING
+        assert await store.load_steps("blocked" + suffix) == []
+        clear = await store.get_workflow("clear" + suffix)
+        assert clear is not None and clear.status is WorkflowStatus.SUCCESS
+        assert [s.output for s in await store.load_steps("clear" + suffix)] == ['"handed"']
+
+
 async def test_concurrent_finish_after_step_answers_each(store: Store) -> None:
     """Many at once share a flush on PostgreSQL (one statement); every answer is its own."""
     for i in range(20):

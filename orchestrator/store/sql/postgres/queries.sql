@@ -998,7 +998,7 @@ FROM input LEFT JOIN oldest USING (ordinal) LEFT JOIN next USING (ordinal)
 ORDER BY input.ordinal
 
 -- finish_after_step --
--- A workflow's last step and its final status in one statement: the step is inserted unless its number is taken or it is fenced off (no row), the status written only then and only while PENDING in the same epoch (finished).
+-- A workflow's last step and its final status in one statement: the step is inserted unless its number is taken or it is fenced off (no row), or (a recv that took a message delivered in this process, recv_topic given) a message waits unconsumed on that topic; the status written only then and only while PENDING in the same epoch (finished).
 WITH recorded AS (
     INSERT INTO steps (
         workflow_id, step_number, name, kind, output, error, attempts, child_workflow_id,
@@ -1011,6 +1011,11 @@ WITH recorded AS (
         %(child_workflow_id)s::text, %(compensation)s::text, %(compensation_input)s::text,
         %(compensates_step)s::integer, %(started_at)s::bigint,
         COALESCE(%(finished_at)s::bigint, now_ms()), %(epoch)s::bigint, %(args_hash)s::text
+    WHERE %(recv_topic)s::text IS NULL OR NOT EXISTS (
+        SELECT 1 FROM messages
+        WHERE destination_id = %(workflow_id)s::text AND topic = %(recv_topic)s::text
+          AND NOT consumed
+    )
     ON CONFLICT DO NOTHING
     RETURNING workflow_id
 ), finished AS (
@@ -1025,7 +1030,7 @@ WITH recorded AS (
 SELECT EXISTS (SELECT 1 FROM finished) AS finished FROM recorded
 
 -- finish_after_steps_batch --
--- Group commit (PostgreSQL only): finish_after_step for many workflows in one statement; per input ordinal, whether the step was inserted and whether the workflow was finished.
+-- Group commit (PostgreSQL only): finish_after_step for many workflows in one statement (a recv_topic refuses the step while a message waits unconsumed on it); per input ordinal, whether the step was inserted and whether the workflow was finished.
 WITH input AS (
     SELECT * FROM unnest(
         %(workflow_ids)b::text[], %(step_numbers)b::integer[], %(names)b::text[],
@@ -1033,11 +1038,11 @@ WITH input AS (
         %(child_workflow_ids)b::text[], %(compensations)b::text[],
         %(compensation_inputs)b::text[], %(compensates_steps)b::integer[],
         %(started_ats)b::bigint[], %(finished_ats)b::bigint[], %(epochs)b::bigint[],
-        %(args_hashes)b::text[], %(outputs)b::text[]
+        %(args_hashes)b::text[], %(outputs)b::text[], %(recv_topics)b::text[]
     ) WITH ORDINALITY AS t(
         workflow_id, step_number, name, kind, step_output, error, attempts, child_workflow_id,
         compensation, compensation_input, compensates_step, started_at, finished_at, epoch,
-        args_hash, output, ordinal
+        args_hash, output, recv_topic, ordinal
     )
 ), firsts AS (  -- one write per workflow: a later duplicate in the batch is refused
     SELECT DISTINCT ON (workflow_id) * FROM input ORDER BY workflow_id, ordinal
@@ -1053,6 +1058,11 @@ WITH input AS (
         firsts.compensation_input, firsts.compensates_step, firsts.started_at,
         COALESCE(firsts.finished_at, now_ms()), firsts.epoch, firsts.args_hash
     FROM firsts JOIN workflows ON workflows.workflow_id = firsts.workflow_id
+    WHERE firsts.recv_topic IS NULL OR NOT EXISTS (
+        SELECT 1 FROM messages
+        WHERE messages.destination_id = firsts.workflow_id
+          AND messages.topic = firsts.recv_topic AND NOT messages.consumed
+    )
     ORDER BY firsts.ordinal
     ON CONFLICT DO NOTHING
     RETURNING workflow_id, step_number

@@ -7,7 +7,9 @@ all of them, ``--batch`` rows a statement, in autocommit from one connection (as
 does), and prints the backend's CPU per row (``/proc/<pid>/stat`` of its process: a local
 server) and the wall time per row: the delivery of a message to a parked recv (the message
 row and the recv's step, ``deliver_messages_batch``), the final status
-(``finish_workflows_batch``), and for scale a plain multi-row INSERT of step rows. Each again
+(``finish_workflows_batch``), the two in one statement as a wake writes them since 8196ca6
+(the recv's step and the final status, ``finish_after_steps_batch``), and for scale a plain
+multi-row INSERT of step rows. Each again
 without what guards it, to show what that costs: the ``steps_fence`` trigger and the foreign
 keys, the status NOTIFY trigger. Those variants run on a throwaway database only; the engine
 keeps every one of them (RELIABILITY.md). Also the cost of one round trip and one commit:
@@ -102,6 +104,32 @@ def finish(ids: list[str]) -> dict[str, Any]:
     }
 
 
+def finish_with_recv(ids: list[str]) -> dict[str, Any]:
+    """A wake since 8196ca6: the recv's step (the message its output, no message row) and the
+    final status in one statement, refused while a message waits on the topic."""
+    n = len(ids)
+    return {
+        "workflow_ids": ids,
+        "step_numbers": [1] * n,
+        "names": ["recv"] * n,
+        "kinds": ["RECV"] * n,
+        "step_outputs": ['"wake"'] * n,
+        "errors": [None] * n,
+        "attempts": [1] * n,
+        "child_workflow_ids": [None] * n,
+        "compensations": [None] * n,
+        "compensation_inputs": [None] * n,
+        "compensates_steps": [None] * n,
+        "started_ats": [0] * n,
+        "finished_ats": [None] * n,
+        "epochs": [0] * n,
+        "args_hashes": [None] * n,
+        "status": "SUCCESS",
+        "outputs": ['"wake"'] * n,
+        "recv_topics": ["bench"] * n,
+    }
+
+
 PLAIN_STEPS = (
     "INSERT INTO steps (workflow_id, step_number, name, kind, output, attempts, started_at,"
     " finished_at, epoch) SELECT * FROM unnest(%(ids)s::text[], %(ones)s::int[],"
@@ -187,6 +215,13 @@ def main() -> None:
         Case(unfenced, "fence", "deliver_messages_batch", deliver),
         Case("finish (final status)", "", "finish_workflows_batch", finish),
         Case("  without the status NOTIFY trigger", "notify", "finish_workflows_batch", finish),
+        Case(
+            "recv step + final status (a wake since 8196ca6)",
+            "",
+            "finish_after_steps_batch",
+            finish_with_recv,
+        ),
+        Case(unfenced, "fence", "finish_after_steps_batch", finish_with_recv),
         Case("plain INSERT of step rows", "", PLAIN_STEPS, plain_steps),
         Case(unfenced, "fence", PLAIN_STEPS, plain_steps),
     ]

@@ -59,7 +59,7 @@ def test_the_quick_benchmark_measures_every_family(tmp_path: Path) -> None:
 
 
 def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
-    """bench.statement_costs runs the store's deliver and final-status statements by name
+    """bench.statement_costs runs the store's deliver, final-status and combined statements by name
     from queries.sql: a renamed statement or parameter breaks it here, not in a later
     investigation. Every row it prints carries a measured figure."""
     database = f"bench_sc{uuid.uuid4().hex[:8]}"
@@ -84,6 +84,8 @@ def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
         "without steps_fence and the foreign keys",
         "finish (final status)",
         "without the status NOTIFY trigger",
+        "recv step + final status (a wake since 8196ca6)",
+        "without steps_fence and the foreign keys",
         "plain INSERT of step rows",
         "without steps_fence and the foreign keys",
         "SELECT 1 (one round trip)",

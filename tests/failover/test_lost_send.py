@@ -31,6 +31,10 @@ async def app(proxy: tuple[LossyProxy, str]) -> AsyncIterator[Orchestrator]:
         await app.recv("done", timeout=60)  # sent after every "t" message was
         return [first, await app.recv("t", timeout=0)]
 
+    @app.workflow(name="last_inbox")
+    async def last_inbox() -> Any:
+        return await app.recv("t", timeout=60)
+
     async with app:
         yield app
 
@@ -45,6 +49,27 @@ async def test_a_send_whose_commit_answer_was_lost_is_delivered_once(
     assert lossy.lost == 1  # the send's commit did lose its answer
     await app.send("inbox-1", "done", topic="done")
     assert await handle.result(timeout=60) == ["lost-answer-probe", None]
+
+
+async def test_a_handed_message_whose_final_write_lost_its_answer_is_received_once(
+    proxy: tuple[LossyProxy, str], app: Orchestrator
+) -> None:
+    """The message handed to a recv parked in this process is recorded with the workflow's
+    final status, in one statement; that statement commits and its answer is lost. The retry
+    is refused (the step is taken), the run finds its own write: the send returns (it was
+    received) and the workflow's result is the message, stored once."""
+    lossy, _ = proxy
+    handle = await app.start_with("last_inbox", (), {}, StartOptions(workflow_id="last-1"))
+    while app.metrics.registry.get_sample_value("orchestrator_recv_waiters") != 1:
+        await asyncio.sleep(0.01)
+    lossy.lose_answer_of(b"final-probe")
+    await app.send("last-1", "final-probe", topic="t")  # no idempotency key: handed over
+    assert lossy.lost == 1  # the combined write's commit did lose its answer
+    assert await handle.result(timeout=60) == "final-probe"
+    status = await handle.status()
+    assert status.status is WorkflowStatus.SUCCESS
+    steps = await app.list_steps("last-1")
+    assert [(s.name, s.output) for s in steps if s.name == "recv"] == [("recv", "final-probe")]
 
 
 async def test_a_send_to_key_whose_commit_answer_was_lost_answers_as_it_committed(

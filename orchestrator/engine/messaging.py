@@ -395,12 +395,13 @@ class Messaging:
 
     async def _take(self, run: WorkflowRun, parked: _Parked, delivery: Delivery) -> bool:
         """A message a send handed to this parked recv: leave its checkpoint to the run's next
-        write (True), or, when the run cannot defer one (another call in flight, a stop),
-        write it now as the send once did (Store.deliver_message): True if delivered, False
-        if the message was stored instead (the recv reads) or the write failed (the send gets
-        that error; the recv reads what is there)."""
+        write (True), or, when the run cannot defer one (a step of a parallel branch in
+        flight, whose checkpoint would then pass this one; a stop), write it now as the send
+        once did (Store.deliver_message): True if delivered, False if the message was stored
+        instead (the recv reads) or the write failed (the send gets that error; the recv
+        reads what is there)."""
         step = parked.step(delivery.payload)
-        if run.defer(step, delivery):
+        if not run.inflight and run.defer(step, delivery):  # (recv itself is not counted)
             return True
         try:
             delivered = await self.store.deliver_message(

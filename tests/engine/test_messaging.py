@@ -475,3 +475,39 @@ async def test_a_handed_message_whose_workflow_is_cancelled_first_is_refused_to_
             await asyncio.wait_for(send, 30)
         assert (await handle.status()).status is WorkflowStatus.CANCELLED
         assert [s.name for s in await app.list_steps("cancelled-1")] == ["recv.deadline"]
+
+
+async def test_a_message_handed_while_a_parallel_step_runs_is_recorded_at_once(
+    make_app: AppFactory,
+) -> None:
+    """A recv parked beside a step still running (asyncio.gather) takes a handed message by
+    writing its checkpoint at once, as the send used to (Store.deliver_message): a deferred
+    one would be passed by that step's checkpoint. The send returns before the step ends."""
+    app = make_app()
+    release = asyncio.Event()
+
+    @app.step()
+    async def slow() -> str:
+        await release.wait()
+        return "slow"
+
+    @app.workflow(name="beside_a_step")
+    async def beside_a_step() -> list[object]:
+        return list(await asyncio.gather(slow(), app.recv("go", timeout=600)))
+
+    async with app:
+        deliveries: list[object] = []
+        deliver = app.store.deliver_message
+
+        async def counted_deliver(*args: Any) -> Any:
+            deliveries.append(args[2])
+            return await deliver(*args)
+
+        app.store.deliver_message = counted_deliver  # type: ignore[method-assign]
+        handle = await app.start(beside_a_step, workflow_id="beside-1")
+        await _until_waiting(app, 1)
+        await asyncio.wait_for(app.send("beside-1", "now", topic="go"), 30)
+        assert deliveries == ['"now"']
+        assert "recv" in [s.name for s in await app.list_steps("beside-1")]
+        release.set()
+        assert await handle.result(timeout=30) == ["slow", "now"]

@@ -63,6 +63,8 @@ def rows(sizes: Sizes) -> list[Row]:
         Row("queue", "steps_per_s", "queue throughput, steps", "steps/s", "higher"),
         Row("messaging", "send_recv_median_ms", "send -> recv, median", "ms", "lower"),
         Row("messaging", "send_recv_p99_ms", "send -> recv, p99", "ms", "lower"),
+        Row("messaging", "send_return_median_ms", "send -> send returns, median", "ms", "lower"),
+        Row("messaging", "send_return_p99_ms", "send -> send returns, p99", "ms", "lower"),
         Row("messaging", "start_get_event_median_ms", "start -> get_event, median", "ms", "lower"),
         Row("messaging", "start_get_event_p99_ms", "start -> get_event, p99", "ms", "lower"),
         Row(

@@ -266,19 +266,23 @@ async def _park(driver: Driver, count: int, window: int) -> list[Any]:
     return handles
 
 
-async def _send_recv_round(driver: Driver, count: int) -> list[float]:
-    """Park ``count`` workflows, then wake them one at a time: send() call -> recv() return."""
+async def _send_recv_round(driver: Driver, count: int) -> tuple[list[float], list[float]]:
+    """Park ``count`` workflows, then wake them one at a time: send() call -> recv() return,
+    and send() call -> send() return (ours returns once the recipient's write that records
+    the message has committed, which since 8196ca6 comes after the recv returned)."""
     handles = await _park(driver, count, count)
     await asyncio.sleep(0.2)  # let every recv() register its wait before the first send
     latencies: list[float] = []
+    returns: list[float] = []
     for handle in handles:
         sent = time.perf_counter()
         await driver.send(driver.workflow_id(handle), "ping")
+        returns.append(time.perf_counter() - sent)
         message, received = await driver.result(handle)
         if message != "ping":
             raise AssertionError(f"recv() returned {message!r}")
         latencies.append(received - sent)
-    return latencies
+    return latencies, returns
 
 
 async def _start_get_event(driver: Driver, x: int) -> float:
@@ -297,14 +301,19 @@ async def messaging(driver: Driver, sizes: Sizes) -> Metrics:
     """send -> recv and start -> get_event latencies, one message in flight at a time."""
     await _send_recv_round(driver, min(10, sizes.messaging_batch))  # warm-up
     recv_latencies: list[float] = []
+    send_returns: list[float] = []
     while len(recv_latencies) < sizes.messaging_runs:
         batch = min(sizes.messaging_batch, sizes.messaging_runs - len(recv_latencies))
-        recv_latencies += await _send_recv_round(driver, batch)
+        latencies, returns = await _send_recv_round(driver, batch)
+        recv_latencies += latencies
+        send_returns += returns
     for x in range(10):  # warm-up
         await _start_get_event(driver, x)
     event_latencies = [await _start_get_event(driver, x) for x in range(sizes.messaging_runs)]
-    return latency_summary(recv_latencies, "send_recv") | latency_summary(
-        event_latencies, "start_get_event"
+    return (
+        latency_summary(recv_latencies, "send_recv")
+        | latency_summary(send_returns, "send_return")
+        | latency_summary(event_latencies, "start_get_event")
     )
 
 

@@ -395,13 +395,15 @@ class Messaging:
 
     async def _take(self, run: WorkflowRun, parked: _Parked, delivery: Delivery) -> bool:
         """A message a send handed to this parked recv: leave its checkpoint to the run's next
-        write (True), or, when the run cannot defer one (a step of a parallel branch in
-        flight, whose checkpoint would then pass this one; a stop), write it now as the send
-        once did (Store.deliver_message): True if delivered, False if the message was stored
-        instead (the recv reads) or the write failed (the send gets that error; the recv
-        reads what is there)."""
+        write (True), or, when the run cannot defer one, write it now as the send once did
+        (Store.deliver_message): True if delivered, False if the message was stored instead
+        (the recv reads) or the write failed (the send gets that error; the recv reads what
+        is there). It cannot while another call of the run is in flight (a parallel branch):
+        a step's checkpoint would pass this one, and a wait (a child's result, an event)
+        may depend on the send returning, which would wait for the run's next write: a
+        deadlock. Nor while the run is stopping."""
         step = parked.step(delivery.payload)
-        if not run.inflight and run.defer(step, delivery):  # (recv itself is not counted)
+        if not run.busy and run.defer(step, delivery):  # (this recv's own wait is over)
             return True
         try:
             delivered = await self.store.deliver_message(

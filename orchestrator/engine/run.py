@@ -667,6 +667,12 @@ class WorkflowRun:
             return
         await self.checkpoint(step)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a call of this run is in flight: a step executing, or a durable wait (a
+        sleep, a recv, an event, a child's result) under way, as in a parallel branch."""
+        return bool(self.inflight or self._waits)
+
     def defer(self, step: StepRecord, delivery: Delivery | None = None) -> bool:
         """Leave ``step``'s checkpoint to what comes next, if it may be (see record_step);
         with ``delivery``, a recv's for a message handed over in this process (see Delivery)."""

@@ -511,3 +511,38 @@ async def test_a_message_handed_while_a_parallel_step_runs_is_recorded_at_once(
         assert "recv" in [s.name for s in await app.list_steps("beside-1")]
         release.set()
         assert await handle.result(timeout=30) == ["slow", "now"]
+
+
+async def test_a_message_handed_while_a_parallel_wait_depends_on_its_send_is_recorded_at_once(
+    make_app: AppFactory,
+) -> None:
+    """The recv waits beside a get_event (asyncio.gather) on a workflow whose step sends to it
+    and only then publishes the event. The handed message is written at once: left to the
+    recipient's next write, the send would wait for the run, and the run for the event."""
+    app = make_app()
+
+    @app.step()
+    async def tell(destination: str) -> None:
+        await app.send(destination, "told", topic="go")  # (in a step: handed over)
+
+    @app.workflow(name="teller")
+    async def teller(destination: str) -> None:
+        await app.recv("start", timeout=600)
+        await tell(destination)
+        await app.set_event("told", True)
+
+    @app.workflow(name="listener")
+    async def listener() -> list[object]:
+        return list(
+            await asyncio.gather(
+                app.recv("go", timeout=600), app.get_event("teller-1", "told", timeout=600)
+            )
+        )
+
+    async with app:
+        await app.start(teller, "listener-1", workflow_id="teller-1")
+        await _until_waiting(app, 1)
+        handle = await app.start(listener, workflow_id="listener-1")
+        await _until_waiting(app, 2)
+        await app.send("teller-1", "go ahead", topic="start")
+        assert await handle.result(timeout=20) == ["told", True]

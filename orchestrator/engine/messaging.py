@@ -99,8 +99,9 @@ class Messaging:
         self.waiters = waiters
         self.max_payload_bytes = max_payload_bytes  # the largest message, event, stream item
         self.keep_seconds = keep_seconds  # send_to_key's default keep time
-        # The recvs waiting in this process, by mailbox: a send from this process delivers
-        # to one directly (one statement, no read by the recv).
+        # The recvs waiting in this process, by mailbox: a send from this process hands its
+        # message to one directly (no read by the recv; its checkpoint rides on the run's
+        # next write, see _deliver).
         # (keyed by the subscription's key: no string or tuple more per parked workflow)
         self._parked: dict[str, _Parked] = {}
 
@@ -322,7 +323,7 @@ class Messaging:
                             return decode(delivery.payload)
                         # not delivered (stored, or its write failed): read what is there
                     now = self.clock.now_ms()
-                    if parked is not None:  # (the record a send delivering to it wrote, if any)
+                    if parked is not None:  # (the record a handed message's write took, if any)
                         step = parked.step()
                     else:
                         step = run.step_record(number, "recv", StepKind.RECV, started_at=now)
@@ -573,8 +574,9 @@ class Messaging:
 
 class _Parked:
     """A recv waiting in this process at step ``number`` since ``since``: ``step()`` is the
-    record it writes when it consumes a message (a send delivering to it writes that one);
-    ``delivery``, the message a send handed to it, until the recv takes it."""
+    record it writes when it consumes a message (with a handed message as its output, the
+    record the run's next write takes); ``delivery``, the message a send handed to it, until
+    the recv takes it."""
 
     __slots__ = ("delivery", "number", "run", "since", "waiting")
 

@@ -295,12 +295,13 @@ async def _until_waiting(app: Orchestrator, count: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_send_to_a_recv_parked_in_the_same_process_is_delivered_by_its_statement(
+async def test_a_send_to_a_recv_parked_in_the_same_process_is_handed_to_it(
     make_app: AppFactory,
 ) -> None:
-    """The send consumes the message and writes the waiting recv's step itself: the recv
-    returns the payload without reading the mailbox again; what is recorded is what a read
-    would have recorded, and the message is consumed once."""
+    """The send hands the message to the waiting recv, whose checkpoint the next recv's call
+    writes (the message stored consumed with it): the recv returns the payload without
+    reading the mailbox again; what is recorded is what a read would have recorded, and the
+    message is consumed once."""
     app = make_app()
 
     @app.workflow(name="parked_inbox")

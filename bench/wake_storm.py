@@ -107,12 +107,16 @@ async def one_round(count: int, window: int) -> dict[str, Any]:
 async def store_writes(count: int, window: int) -> list[Phase]:
     """The writes of a park and a wake, each alone through the store (group commit,
     ``window`` in flight, no engine): the workflows' rows, the recv's deadline step, the
-    message's insert, the recv that consumes it with its step, the final status. What each costs PostgreSQL and this process
-    per workflow, to weigh a design that drops or fuses one of them."""
+    message's insert, the recv that consumes it with its step, the final status (a message
+    from another process), then, on as many other workflows, a wake as one in the sender's
+    process writes it since 8196ca6: the recv's step and the final status in one statement.
+    What each costs PostgreSQL and this process per workflow, to weigh a design that drops
+    or fuses one of them."""
     reset_database(ADMIN_URL, DATABASE)
     store = PostgresStore(database_url(ADMIN_URL, DATABASE))
     await store.open()
     ids = [f"w{i}" for i in range(count)]
+    others = [f"h{i}" for i in range(count)]
     new = functools.partial(NewWorkflow, name="w", status=WorkflowStatus.PENDING, input="{}")
 
     def deadline(workflow_id: str) -> Any:  # what a recv with a timeout records as it parks
@@ -123,20 +127,29 @@ async def store_writes(count: int, window: int) -> list[Phase]:
         step = StepRecord(workflow_id, 2, "recv", StepKind.RECV, epoch=0)
         return store.recv_message(workflow_id, "t", step)
 
-    writes: list[tuple[str, Any]] = [
-        ("create", lambda w: store.create_workflow(new(w, executor_id="x", app_version="v"))),
-        ("step", deadline),
-        ("send", lambda w: store.send_message(w, "t", '"wake"', None)),
-        ("recv", recv),
-        ("finish", lambda w: store.finish_workflow(w, WorkflowStatus.SUCCESS, output="1")),
+    def handed(workflow_id: str) -> Any:  # the recv's step and the final status together
+        step = StepRecord(workflow_id, 2, "recv", StepKind.RECV, output='"wake"', epoch=0)
+        return store.finish_after_step(step, "1", recv_topic="t")
+
+    def create(workflow_id: str) -> Any:
+        return store.create_workflow(new(workflow_id, executor_id="x", app_version="v"))
+
+    writes: list[tuple[str, Any, list[str]]] = [
+        ("create", create, ids),
+        ("step", deadline, ids),
+        ("send", lambda w: store.send_message(w, "t", '"wake"', None), ids),
+        ("recv", recv, ids),
+        ("finish", lambda w: store.finish_workflow(w, WorkflowStatus.SUCCESS, output="1"), ids),
+        ("create", create, others),
+        ("handed", handed, others),
     ]
     phases = []
     batcher = store.writes.batcher
     try:
-        for name, write in writes:
+        for name, write, keys in writes:
             before = (batcher.flushes, batcher.writes)
             measured, _ = await phase(
-                name, count, lambda w=write: workloads.bounded(window, ids, w)
+                name, count, lambda w=write, k=keys: workloads.bounded(window, k, w)
             )
             flushes = batcher.flushes - before[0]
             rows = (batcher.writes - before[1]) / flushes if flushes else 0.0

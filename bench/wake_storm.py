@@ -37,7 +37,7 @@ from orchestrator.store.base import NewWorkflow, StepRecord
 from orchestrator.types import StepKind, WorkflowStatus
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
-DATABASE = "bench_wake_storm"
+DATABASE = "bench_wake_storm"  # the default; --database names another (re-created)
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ class Phase:
         )
 
 
-async def phase(name: str, count: int, run: Any) -> tuple[Phase, Any]:
+async def phase(name: str, count: int, run: Any, database: str) -> tuple[Phase, Any]:
     """Run ``run()`` once, measured."""
     clock = GcClock()
-    sampler = ServerSampler(ADMIN_URL, DATABASE)
+    sampler = ServerSampler(ADMIN_URL, database)
     gc.callbacks.append(clock)
     sampler.start()
     began, cpu = time.perf_counter(), time.process_time()
@@ -86,25 +86,29 @@ async def phase(name: str, count: int, run: Any) -> tuple[Phase, Any]:
     return measured, value
 
 
-async def one_round(count: int, window: int) -> dict[str, Any]:
-    reset_database(ADMIN_URL, DATABASE)
-    driver = OursDriver(database_url(ADMIN_URL, DATABASE))
+async def one_round(count: int, window: int, database: str = DATABASE) -> dict[str, Any]:
+    reset_database(ADMIN_URL, database)
+    driver = OursDriver(database_url(ADMIN_URL, database))
     await driver.launch()
     try:
         warm = await workloads._park(driver, min(window, count), window)  # pools at size
         await workloads._wake_all(driver, warm, window)
         gc.collect()
         tracked = len(gc.get_objects())
-        park, handles = await phase("park", count, lambda: workloads._park(driver, count, window))
+        park, handles = await phase(
+            "park", count, lambda: workloads._park(driver, count, window), database
+        )
         gc.collect()
         per_parked = (len(gc.get_objects()) - tracked) / count
-        wake, _ = await phase("wake", count, lambda: workloads._wake_all(driver, handles, window))
+        wake, _ = await phase(
+            "wake", count, lambda: workloads._wake_all(driver, handles, window), database
+        )
     finally:
         await driver.shutdown()
     return {"park": park, "wake": wake, "objects_per_parked": per_parked}
 
 
-async def store_writes(count: int, window: int) -> list[Phase]:
+async def store_writes(count: int, window: int, database: str = DATABASE) -> list[Phase]:
     """The writes of a park and a wake, each alone through the store (group commit,
     ``window`` in flight, no engine): the workflows' rows, the recv's deadline step, the
     message's insert, the recv that consumes it with its step, the final status (a message
@@ -112,8 +116,8 @@ async def store_writes(count: int, window: int) -> list[Phase]:
     process writes it since 8196ca6: the recv's step and the final status in one statement.
     What each costs PostgreSQL and this process per workflow, to weigh a design that drops
     or fuses one of them."""
-    reset_database(ADMIN_URL, DATABASE)
-    store = PostgresStore(database_url(ADMIN_URL, DATABASE))
+    reset_database(ADMIN_URL, database)
+    store = PostgresStore(database_url(ADMIN_URL, database))
     await store.open()
     ids = [f"w{i}" for i in range(count)]
     others = [f"h{i}" for i in range(count)]
@@ -149,7 +153,7 @@ async def store_writes(count: int, window: int) -> list[Phase]:
         for name, write, keys in writes:
             before = (batcher.flushes, batcher.writes)
             measured, _ = await phase(
-                name, count, lambda w=write, k=keys: workloads.bounded(window, k, w)
+                name, count, lambda w=write, k=keys: workloads.bounded(window, k, w), database
             )
             flushes = batcher.flushes - before[0]
             rows = (batcher.writes - before[1]) / flushes if flushes else 0.0
@@ -168,6 +172,7 @@ async def main() -> None:
     parser.add_argument(
         "--no-store-writes", action="store_true", help="skip the store's writes measured alone"
     )
+    parser.add_argument("--database", default=DATABASE, help="the throwaway database")
     options = parser.parse_args()
     print(f"{options.parked:,} workflows parked in recv, {options.window} calls in flight")
     print(
@@ -176,7 +181,7 @@ async def main() -> None:
     )
     rounds: list[dict[str, Any]] = []
     for _ in range(options.rounds):
-        measured = await one_round(options.parked, options.window)
+        measured = await one_round(options.parked, options.window, options.database)
         print(measured["park"].line())
         print(measured["wake"].line())
         print(
@@ -194,10 +199,10 @@ async def main() -> None:
         print(
             f"the store's writes of a wake, alone, {options.parked:,} of each (rows/statement last)"
         )
-        writes = await store_writes(options.parked, options.window)
-        for measured in writes:
-            print(measured.line())
-        document["store_writes"] = [measured.__dict__ for measured in writes]
+        writes = await store_writes(options.parked, options.window, options.database)
+        for write in writes:
+            print(write.line())
+        document["store_writes"] = [write.__dict__ for write in writes]
     path = Path(options.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     document["rounds"] = rounds

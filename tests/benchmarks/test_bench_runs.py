@@ -118,3 +118,31 @@ async def test_bounded_calls_each_item_once_in_order_with_at_most_window_awaitin
     assert peak == 7
     assert await bounded(50, range(3), call) == [0, 10, 20]
     assert await bounded(4, [], call) == []
+
+
+def test_the_wake_storm_runs_both_phases_and_the_store_s_writes(tmp_path: Path) -> None:
+    """bench.wake_storm parks and wakes through the engine, then times the store's writes
+    alone, the handed wake's combined statement among them: every figure is measured."""
+    database = f"bench_ws{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "wake_storm.json"
+    argv = [sys.executable, "-m", "bench.wake_storm", "--parked", "200", "--window", "20"]
+    try:
+        completed = subprocess.run(
+            [*argv, "--database", database, "--json", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+            env={**os.environ, "TEST_DATABASE_URL": ADMIN_URL},
+        )
+    finally:
+        drop_database(database)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    document = json.loads(out.read_text())
+    (round_,) = document["rounds"]
+    for phase in (round_["park"], round_["wake"]):
+        assert phase["seconds"] > 0 and phase["cpu_us"] > 0, phase
+    writes = [phase["name"] for phase in document["store_writes"]]
+    assert writes == ["create", "step", "send", "recv", "finish", "create", "handed"]
+    assert all(phase["rows_per_statement"] >= 1 for phase in document["store_writes"])

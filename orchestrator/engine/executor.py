@@ -156,8 +156,11 @@ class Executor:
             # an older message waiting. Our own write: the statement committed (the status
             # with it) before a lost connection hid the answer and it was sent again.
             recorded = await self._recorded(last)
-            if delivery is not None:  # not written: the send stores its message the plain way
-                delivery.settle(recorded)
+            if delivery is not None:
+                if recorded:
+                    delivery.settle(True)
+                else:  # stored here, before the run goes on: a replay reads it in order
+                    await self._store_refused(delivery)
             if not recorded:
                 try:
                     await run.explain(last, out_of_order=delivery is not None)
@@ -180,6 +183,21 @@ class Executor:
                 await self.roll_back(run.stop_error_for(record.status, record.error))
                 return None
         return finished
+
+    async def _store_refused(self, delivery: Delivery) -> None:
+        """A handed message whose write with the final status was refused (an older message
+        waited, a takeover): store it for a later recv (or the new owner) the plain way,
+        then tell its send; a cancelled workflow's refusal is the send's error."""
+        try:
+            await self.store.send_message(
+                self.run.workflow_id, delivery.topic, delivery.payload, None
+            )
+        except BaseException as exc:
+            delivery.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            delivery.settle(True)
 
     async def _recorded(self, step: StepRecord) -> bool:
         """Whether ``step`` (this run's write of it: same content, same start) is recorded."""

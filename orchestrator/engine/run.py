@@ -76,10 +76,12 @@ class Delivery:
     the final status takes it in the same statement (Store.finish_after_step's recv_topic).
 
     ``acked`` tells the waiting send how that ended: True, the message is durable (consumed
-    with the recv's checkpoint, or stored for a recv to take); False, nothing was written
-    (refused: an older message waited, the workflow was taken over or ended; or dropped: the
-    run stopped first), and the send stores it the plain way; an exception, the write's own
-    (its outcome unknown, as for any send whose commit answer was lost)."""
+    with the recv's checkpoint, or, the write refused because an older message waited or
+    the workflow was taken over, stored for a recv to take before the run went on); False,
+    nothing was written (the run stopped first, or lost its lease before writing), and the
+    send stores it the plain way; an exception, the write's own or the refusal's (the
+    workflow ended: WorkflowFinishedError; an outcome unknown, as for any send whose commit
+    answer was lost)."""
 
     __slots__ = ("acked", "payload", "topic")
 

@@ -58,15 +58,13 @@ def test_the_quick_benchmark_measures_every_family(tmp_path: Path) -> None:
     assert results["parked"]["ours"]["metrics"]["workflows"] == 1000
 
 
-def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
-    """bench.statement_costs runs the store's deliver, final-status and combined statements by name
-    from queries.sql: a renamed statement or parameter breaks it here, not in a later
-    investigation. Every row it prints carries a measured figure."""
-    database = f"bench_sc{uuid.uuid4().hex[:8]}"
-    argv = [sys.executable, "-m", "bench.statement_costs", "--workflows", "300", "--batch", "50"]
+def run_on_throwaway_database(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args... --database <a fresh name>`` against the test server, the
+    database dropped afterwards; the benchmark must exit 0 (its stderr shown otherwise)."""
+    database = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         completed = subprocess.run(
-            [*argv, "--database", database, "--round-trips", "50"],
+            [sys.executable, "-m", module, *args, "--database", database],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -77,6 +75,16 @@ def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
     finally:
         drop_database(database)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed
+
+
+def test_the_statement_costs_run_against_the_store_s_own_statements() -> None:
+    """bench.statement_costs runs the store's deliver, final-status and combined statements by name
+    from queries.sql: a renamed statement or parameter breaks it here, not in a later
+    investigation. Every row it prints carries a measured figure."""
+    completed = run_on_throwaway_database(
+        "bench.statement_costs", "--workflows", "300", "--batch", "50", "--round-trips", "50"
+    )
     rows = [line for line in completed.stdout.splitlines() if line.endswith(tuple("0123456789"))]
     labels = [row[:58].strip() for row in rows]
     assert labels == [
@@ -123,22 +131,10 @@ async def test_bounded_calls_each_item_once_in_order_with_at_most_window_awaitin
 def test_the_wake_storm_runs_both_phases_and_the_store_s_writes(tmp_path: Path) -> None:
     """bench.wake_storm parks and wakes through the engine, then times the store's writes
     alone, the handed wake's combined statement among them: every figure is measured."""
-    database = f"bench_ws{uuid.uuid4().hex[:8]}"
     out = tmp_path / "wake_storm.json"
-    argv = [sys.executable, "-m", "bench.wake_storm", "--parked", "200", "--window", "20"]
-    try:
-        completed = subprocess.run(
-            [*argv, "--database", database, "--json", str(out)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-            env={**os.environ, "TEST_DATABASE_URL": ADMIN_URL},
-        )
-    finally:
-        drop_database(database)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    run_on_throwaway_database(
+        "bench.wake_storm", "--parked", "200", "--window", "20", "--json", str(out)
+    )
     document = json.loads(out.read_text())
     (round_,) = document["rounds"]
     for phase in (round_["park"], round_["wake"]):

@@ -30,8 +30,15 @@ import psycopg
 
 from bench.pgadmin import database_url, reset_database
 from orchestrator.store import PostgresStore
+from orchestrator.store.base import StepRecord
 from orchestrator.store.postgres import PLANNED_EACH_TIME
+from orchestrator.store.postgres_writes import (
+    deliver_messages_params,
+    finish_after_steps_params,
+    finish_workflows_params,
+)
 from orchestrator.store.queries import load_queries
+from orchestrator.types import StepKind
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
 DATABASE = "bench_statement_costs"  # the default; --database names another
@@ -78,56 +85,23 @@ def fresh(database: str, workflows: int, unguarded: str) -> psycopg.Connection[A
     return conn
 
 
+def _recv(workflow_id: str, output: str | None = None) -> StepRecord:
+    return StepRecord(workflow_id, 1, "recv", StepKind.RECV, output=output, started_at=0, epoch=0)
+
+
+# Each statement's parameters as the store builds them (orchestrator.store.postgres_writes).
 def deliver(ids: list[str]) -> dict[str, Any]:
-    n = len(ids)
-    return {
-        "destination_ids": ids,
-        "topics": ["bench"] * n,
-        "payloads": ['"wake"'] * n,
-        "idempotency_keys": [f"k-{workflow_id}" for workflow_id in ids],
-        "step_numbers": [1] * n,
-        "names": ["recv"] * n,
-        "kinds": ["RECV"] * n,
-        "started_ats": [0] * n,
-        "epochs": [0] * n,
-    }
+    return deliver_messages_params([(w, "bench", '"wake"', f"k-{w}", _recv(w)) for w in ids])
 
 
 def finish(ids: list[str]) -> dict[str, Any]:
-    n = len(ids)
-    return {
-        "workflow_ids": ids,
-        "statuses": ["SUCCESS"] * n,
-        "outputs": ['"wake"'] * n,
-        "errors": [None] * n,
-        "epochs": [0] * n,
-    }
+    return finish_workflows_params([(w, "SUCCESS", '"wake"', None, 0) for w in ids])
 
 
 def finish_with_recv(ids: list[str]) -> dict[str, Any]:
     """A wake since 8196ca6: the recv's step (the message its output, no message row) and the
     final status in one statement, refused while a message waits on the topic."""
-    n = len(ids)
-    return {
-        "workflow_ids": ids,
-        "step_numbers": [1] * n,
-        "names": ["recv"] * n,
-        "kinds": ["RECV"] * n,
-        "step_outputs": ['"wake"'] * n,
-        "errors": [None] * n,
-        "attempts": [1] * n,
-        "child_workflow_ids": [None] * n,
-        "compensations": [None] * n,
-        "compensation_inputs": [None] * n,
-        "compensates_steps": [None] * n,
-        "started_ats": [0] * n,
-        "finished_ats": [None] * n,
-        "epochs": [0] * n,
-        "args_hashes": [None] * n,
-        "status": "SUCCESS",
-        "outputs": ['"wake"'] * n,
-        "recv_topics": ["bench"] * n,
-    }
+    return finish_after_steps_params([(_recv(w, '"wake"'), '"wake"', "bench") for w in ids])
 
 
 PLAIN_STEPS = (

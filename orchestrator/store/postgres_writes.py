@@ -178,28 +178,8 @@ class PostgresWrites:
                 results.append(error)
         return results
 
-    @staticmethod
-    def _step_arrays(steps: list[StepRecord]) -> dict[str, list[Any]]:
-        """A batch statement's parameters: one array per step field (outputs aside)."""
-        return {
-            "workflow_ids": [s.workflow_id for s in steps],
-            "step_numbers": [s.step_number for s in steps],
-            "names": [s.name for s in steps],
-            "kinds": [s.kind.value for s in steps],
-            "errors": [s.error for s in steps],
-            "attempts": [s.attempts for s in steps],
-            "child_workflow_ids": [s.child_workflow_id for s in steps],
-            "compensations": [s.compensation for s in steps],
-            "compensation_inputs": [s.compensation_input for s in steps],
-            "compensates_steps": [s.compensates_step for s in steps],
-            "started_ats": [s.started_at for s in steps],
-            "finished_ats": [s.finished_at for s in steps],
-            "epochs": [s.epoch for s in steps],
-            "args_hashes": [s.args_hash for s in steps],
-        }
-
     async def _record_steps(self, steps: list[StepRecord]) -> list[Any]:
-        params = {**self._step_arrays(steps), "outputs": [s.output for s in steps]}
+        params = {**step_arrays(steps), "outputs": [s.output for s in steps]}
         rows = await self._all("record_steps_batch", params)
         results: list[Any] = []
         for step, row in zip(steps, rows, strict=True):
@@ -228,30 +208,11 @@ class PostgresWrites:
     async def _finish_after_steps(
         self, finishes: list[tuple[StepRecord, str | None, str | None]]
     ) -> list[Any]:
-        steps = [step for step, _, _ in finishes]
-        rows = await self._all(
-            "finish_after_steps_batch",
-            {
-                **self._step_arrays(steps),
-                "step_outputs": [s.output for s in steps],
-                "status": WorkflowStatus.SUCCESS.value,
-                "outputs": [output for _, output, _ in finishes],
-                "recv_topics": [topic for _, _, topic in finishes],
-            },
-        )
+        rows = await self._all("finish_after_steps_batch", finish_after_steps_params(finishes))
         return [bool(row["finished"]) if row["inserted"] else None for row in rows]
 
     async def _finish_workflows(self, finishes: list[tuple[Any, ...]]) -> list[Any]:
-        rows = await self._all(
-            "finish_workflows_batch",
-            {
-                "workflow_ids": [f[0] for f in finishes],
-                "statuses": [f[1] for f in finishes],
-                "outputs": [f[2] for f in finishes],
-                "errors": [f[3] for f in finishes],
-                "epochs": [f[4] for f in finishes],
-            },
-        )
+        rows = await self._all("finish_workflows_batch", finish_workflows_params(finishes))
         finished = {row["workflow_id"] for row in rows}
         return [f[0] in finished for f in finishes]
 
@@ -359,21 +320,7 @@ class PostgresWrites:
     async def _deliver_messages(
         self, deliveries: list[tuple[str, str, str, str, StepRecord]]
     ) -> list[Any]:
-        steps = [d[4] for d in deliveries]
-        rows = await self._all(
-            "deliver_messages_batch",
-            {
-                "destination_ids": [d[0] for d in deliveries],
-                "topics": [d[1] for d in deliveries],
-                "payloads": [d[2] for d in deliveries],
-                "idempotency_keys": [d[3] for d in deliveries],
-                "step_numbers": [s.step_number for s in steps],
-                "names": [s.name for s in steps],
-                "kinds": [s.kind.value for s in steps],
-                "started_ats": [s.started_at for s in steps],
-                "epochs": [s.epoch for s in steps],
-            },
-        )
+        rows = await self._all("deliver_messages_batch", deliver_messages_params(deliveries))
         results: list[Any] = []
         for (destination_id, _, _, _, _), row in zip(deliveries, rows, strict=True):
             try:
@@ -508,3 +455,69 @@ def _received(
         raise refused(otherwise)  # nothing waiting, and its number taken or fenced off
     payload: str | None = row["payload"]
     return payload
+
+
+# -- the group-commit statements' parameters (also built by bench.statement_costs) ----------
+
+
+def step_arrays(steps: list[StepRecord]) -> dict[str, list[Any]]:
+    """A batch statement's parameters: one array per step field (outputs aside)."""
+    return {
+        "workflow_ids": [s.workflow_id for s in steps],
+        "step_numbers": [s.step_number for s in steps],
+        "names": [s.name for s in steps],
+        "kinds": [s.kind.value for s in steps],
+        "errors": [s.error for s in steps],
+        "attempts": [s.attempts for s in steps],
+        "child_workflow_ids": [s.child_workflow_id for s in steps],
+        "compensations": [s.compensation for s in steps],
+        "compensation_inputs": [s.compensation_input for s in steps],
+        "compensates_steps": [s.compensates_step for s in steps],
+        "started_ats": [s.started_at for s in steps],
+        "finished_ats": [s.finished_at for s in steps],
+        "epochs": [s.epoch for s in steps],
+        "args_hashes": [s.args_hash for s in steps],
+    }
+
+
+def deliver_messages_params(
+    deliveries: list[tuple[str, str, str, str, StepRecord]],
+) -> dict[str, list[Any]]:
+    """deliver_messages_batch's: (destination, topic, payload, key, the recv's step) each."""
+    steps = [d[4] for d in deliveries]
+    return {
+        "destination_ids": [d[0] for d in deliveries],
+        "topics": [d[1] for d in deliveries],
+        "payloads": [d[2] for d in deliveries],
+        "idempotency_keys": [d[3] for d in deliveries],
+        "step_numbers": [s.step_number for s in steps],
+        "names": [s.name for s in steps],
+        "kinds": [s.kind.value for s in steps],
+        "started_ats": [s.started_at for s in steps],
+        "epochs": [s.epoch for s in steps],
+    }
+
+
+def finish_workflows_params(finishes: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """finish_workflows_batch's: (workflow id, status, output, error, epoch) each."""
+    return {
+        "workflow_ids": [f[0] for f in finishes],
+        "statuses": [f[1] for f in finishes],
+        "outputs": [f[2] for f in finishes],
+        "errors": [f[3] for f in finishes],
+        "epochs": [f[4] for f in finishes],
+    }
+
+
+def finish_after_steps_params(
+    finishes: list[tuple[StepRecord, str | None, str | None]],
+) -> dict[str, Any]:
+    """finish_after_steps_batch's: (the last step, the output, a handed recv's topic) each."""
+    steps = [step for step, _, _ in finishes]
+    return {
+        **step_arrays(steps),
+        "step_outputs": [s.output for s in steps],
+        "status": WorkflowStatus.SUCCESS.value,
+        "outputs": [output for _, output, _ in finishes],
+        "recv_topics": [topic for _, _, topic in finishes],
+    }

@@ -155,7 +155,7 @@ class Executor:
         if finished is None:  # refused: our retried commit, a takeover, the end, or (a recv)
             # an older message waiting. Our own write: the statement committed (the status
             # with it) before a lost connection hid the answer and it was sent again.
-            recorded = await self._recorded(last)
+            recorded = await run.own_record(last) is not None
             if delivery is not None:
                 if recorded:
                     delivery.settle(True)
@@ -192,23 +192,13 @@ class Executor:
             await self.store.send_message(
                 self.run.workflow_id, delivery.topic, delivery.payload, None
             )
+        except Exception as exc:
+            delivery.fail(exc)
         except BaseException as exc:
             delivery.fail(exc)
-            if not isinstance(exc, Exception):
-                raise
+            raise
         else:
             delivery.settle(True)
-
-    async def _recorded(self, step: StepRecord) -> bool:
-        """Whether ``step`` (this run's write of it: same content, same start) is recorded."""
-        for existing in await self.store.load_steps(self.run.workflow_id):
-            if existing.step_number == step.step_number:
-                return (existing.name, existing.output, existing.started_at) == (
-                    step.name,
-                    step.output,
-                    step.started_at,
-                )
-        return False
 
     async def roll_back(self, error: BaseException, *, begun: int | None = None) -> None:
         """The workflow failed (or was cancelled with rollback): run the compensations of its

@@ -837,19 +837,9 @@ class WorkflowRun:
         elif record.status.is_terminal:
             self.stop(self.stop_error_for(record.status, record.error))
         else:
-            candidates = (step,) if instead is None else (step, instead)
-            for existing in await self.store.load_steps(self.workflow_id):
-                if existing.step_number != step.step_number:
-                    continue
-                for ours in candidates:
-                    if (
-                        (existing.name, existing.error, existing.started_at)
-                        == (ours.name, ours.error, ours.started_at)
-                        # (a recv's output is the message the store recorded with it)
-                        and (ours.output is None or existing.output == ours.output)
-                    ):  # (started_at tells our write from another one of the same content)
-                        return existing
-                break
+            existing = await self.own_record(step, instead)
+            if existing is not None:
+                return existing
             # Taken in this very epoch by another write (a second run of this workflow in the
             # same epoch), or a recv that must not pass an older message: stop, and run it
             # again from what is recorded (the engine relaunches it in this worker, which
@@ -870,6 +860,26 @@ class WorkflowRun:
             )
         self.check_runnable()
         raise AssertionError("unreachable: a stopped run raises")
+
+    async def own_record(
+        self, step: StepRecord, instead: StepRecord | None = None
+    ) -> StepRecord | None:
+        """The record stored at ``step``'s number if it is this run's own write of ``step``
+        (or of ``instead``): one committed before a lost connection hid its answer."""
+        candidates = (step,) if instead is None else (step, instead)
+        for existing in await self.store.load_steps(self.workflow_id):
+            if existing.step_number != step.step_number:
+                continue
+            for ours in candidates:
+                if (
+                    (existing.name, existing.error, existing.started_at)
+                    == (ours.name, ours.error, ours.started_at)
+                    # (a recv's output is the message the store recorded with it)
+                    and (ours.output is None or existing.output == ours.output)
+                ):  # (started_at tells our write from another one of the same content)
+                    return existing
+            return None
+        return None
 
     def step_record(self, number: int, name: str, kind: StepKind, **fields: Any) -> StepRecord:
         """A record of this run's call ``number``, in this run's epoch."""

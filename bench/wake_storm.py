@@ -10,19 +10,23 @@ collector took (``gc.callbacks``) and its full collections, the database's backe
 workflow and its WAL per workflow (``bench.pgsampler``: a local server, read from /proc), and
 after parking the objects the collector tracks per parked workflow. The wall time is bounded
 by the busier of the two processes: where the process's and the server's CPU together stay
-under the two cores, the rest is round trips.
+under the two cores, the rest is round trips. ``--no-final-write`` answers the wake's final
+writes without the database, to show what the engine's Python costs alone; set beside
+``python -m bench.asyncio_floor``, what the same shape costs with tasks and futures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from bench.pgsampler import ServerSampler
 from bench.worker import OursDriver
 from orchestrator.store import PostgresStore
 from orchestrator.store.base import NewWorkflow, StepRecord
+from orchestrator.store.batching import GroupCommit, Write
 from orchestrator.types import StepKind, WorkflowStatus
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/root")
@@ -86,7 +91,31 @@ async def phase(name: str, count: int, run: Any, database: str) -> tuple[Phase, 
     return measured, value
 
 
-async def one_round(count: int, window: int, database: str = DATABASE) -> dict[str, Any]:
+@contextlib.contextmanager
+def final_writes_answered_at_once(batcher: GroupCommit) -> Iterator[None]:
+    """The wake's final writes (a handed recv's step and the final status in one statement)
+    answered as committed without the database, one event-loop turn after ``batcher`` took
+    them: the engine's Python alone, without psycopg and the server (``--no-final-write``).
+    Every other write still goes to the database, and nothing read afterwards depends on
+    these."""
+    flush = batcher._flush
+
+    async def answered(kind: str, writes: list[Write]) -> list[Any]:
+        if kind != "finish_step":
+            return await flush(kind, writes)
+        await asyncio.sleep(0)
+        return [True] * len(writes)
+
+    batcher._flush = answered
+    try:
+        yield
+    finally:
+        batcher._flush = flush
+
+
+async def one_round(
+    count: int, window: int, database: str = DATABASE, *, final_write: bool = True
+) -> dict[str, Any]:
     reset_database(ADMIN_URL, database)
     driver = OursDriver(database_url(ADMIN_URL, database))
     await driver.launch()
@@ -100,9 +129,11 @@ async def one_round(count: int, window: int, database: str = DATABASE) -> dict[s
         )
         gc.collect()
         per_parked = (len(gc.get_objects()) - tracked) / count
-        wake, _ = await phase(
-            "wake", count, lambda: workloads._wake_all(driver, handles, window), database
-        )
+        batcher = driver.app.store.writes.batcher  # type: ignore[attr-defined]
+        with contextlib.nullcontext() if final_write else final_writes_answered_at_once(batcher):
+            wake, _ = await phase(
+                "wake", count, lambda: workloads._wake_all(driver, handles, window), database
+            )
     finally:
         await driver.shutdown()
     return {"park": park, "wake": wake, "objects_per_parked": per_parked}
@@ -173,15 +204,28 @@ async def main() -> None:
         "--no-store-writes", action="store_true", help="skip the store's writes measured alone"
     )
     parser.add_argument("--database", default=DATABASE, help="the throwaway database")
+    parser.add_argument(
+        "--no-final-write",
+        action="store_true",
+        help="answer the wake's final writes without the database: the engine's Python alone",
+    )
     options = parser.parse_args()
-    print(f"{options.parked:,} workflows parked in recv, {options.window} calls in flight")
+    print(
+        f"{options.parked:,} workflows parked in recv, {options.window} calls in flight"
+        + ("" if not options.no_final_write else "; final writes answered without the database")
+    )
     print(
         f"{'phase':>6}  {'wall s':>7}  {'CPU us/wf':>9}  {'GC us/wf':>8}  {'full':>4}  "
         f"{'PG CPU us/wf':>12}  {'WAL B/wf':>9}"
     )
     rounds: list[dict[str, Any]] = []
     for _ in range(options.rounds):
-        measured = await one_round(options.parked, options.window, options.database)
+        measured = await one_round(
+            options.parked,
+            options.window,
+            options.database,
+            final_write=not options.no_final_write,
+        )
         print(measured["park"].line())
         print(measured["wake"].line())
         print(
@@ -194,7 +238,11 @@ async def main() -> None:
                 "objects_per_parked": measured["objects_per_parked"],
             }
         )
-    document: dict[str, Any] = {"parked": options.parked, "window": options.window}
+    document: dict[str, Any] = {
+        "parked": options.parked,
+        "window": options.window,
+        "final_write": not options.no_final_write,
+    }
     if not options.no_store_writes:
         print(
             f"the store's writes of a wake, alone, {options.parked:,} of each (rows/statement last)"

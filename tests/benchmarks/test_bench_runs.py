@@ -142,3 +142,39 @@ def test_the_wake_storm_runs_both_phases_and_the_store_s_writes(tmp_path: Path) 
     writes = [phase["name"] for phase in document["store_writes"]]
     assert writes == ["create", "step", "send", "recv", "finish", "create", "handed"]
     assert all(phase["rows_per_statement"] >= 1 for phase in document["store_writes"])
+
+
+def test_the_wake_storm_without_final_writes_leaves_them_out_of_the_database(
+    tmp_path: Path,
+) -> None:
+    """--no-final-write answers the wake's final writes in the process: the wake then writes
+    (almost) no WAL, where a real one writes over a kilobyte per workflow. (The instrument that
+    separates the engine's Python from the database's part; a patch that missed the store's
+    writer would measure the real wake under the wrong label.)"""
+    out = tmp_path / "wake_storm.json"
+    run_on_throwaway_database(
+        "bench.wake_storm", "--parked", "300", "--window", "20", "--no-store-writes",
+        "--no-final-write", "--json", str(out),
+    )  # fmt: skip
+    document = json.loads(out.read_text())
+    assert document["final_write"] is False
+    (round_,) = document["rounds"]
+    assert round_["park"]["wal_bytes"] > 500, round_["park"]
+    assert round_["wake"]["wal_bytes"] < 100, round_["wake"]
+    assert round_["wake"]["cpu_us"] > 0
+
+
+def test_the_asyncio_floor_runs_both_ways_of_awaiting_results() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.asyncio_floor", "--workflows", "2000", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    rows = {line[:24].strip(): line[24:].split() for line in completed.stdout.splitlines()[2:]}
+    assert list(rows) == ["a task per result", "the workflows' tasks"]
+    for figures in rows.values():
+        assert len(figures) == 4 and all(float(figure) > 0 for figure in figures), figures

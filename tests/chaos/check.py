@@ -97,6 +97,25 @@ def _owner(key: str) -> str:
     return key.rsplit(":", 1)[0]
 
 
+def _cut_short_past_the_pivot(
+    saga: str, status: object, history: list[Step], unrecorded: set[str]
+) -> set[str]:
+    """The one applied effect a CANCELLED saga may leave unrecorded (docs/sagas.md, "Crashes,
+    pauses and cancels"): a cancel with rollback came after the pivot was recorded, and the
+    worker died while the next step ran. Past the pivot nothing is undone and the saga ends
+    CANCELLED as a plain cancel does, without running that step again: its effect may have
+    happened (once), unrecorded; a resume would run it again with the same key. Only that
+    step qualifies: the saga's own, numbered right after its last record, with the pivot
+    recorded before it."""
+    if status != "CANCELLED" or not unrecorded:
+        return set()
+    own = [s for s in history if s.workflow_id == saga]
+    if not any(s.name == PIVOT and s.kind == "step" and s.done for s in own):
+        return set()
+    in_flight = f"{saga}:{max(s.number for s in own) + 1}"
+    return {in_flight} if unrecorded == {in_flight} else set()
+
+
 def check(
     url: str, snapshot: LedgerSnapshot, saga_ids: list[str], schema: str = "orchestrator"
 ) -> Report:
@@ -156,6 +175,7 @@ def check(
         forward = {s.key: s for s in history if s.kind == "step" and s.done}
         effectful = {k: s for k, s in forward.items() if s.name in (*COMPENSABLE, PIVOT, "notify")}
         applied = {k for k in forward_applied if _owner(k) in (saga, child)}
+        applied -= _cut_short_past_the_pivot(saga, status, history, applied - set(effectful))
         if set(effectful) != applied:
             report.fail(
                 saga,

@@ -70,3 +70,28 @@ async def test_a_reconnect_wakes_every_subscription() -> None:
         waiters.notify(NOTIFY_RECONNECTED, "")
         assert await asyncio.gather(*waits) == [True, True]
     assert waiters.count == 0
+
+
+async def test_a_wait_s_timers_end_with_the_wait_and_with_the_subscription() -> None:
+    """A deadline and a poll timer are cancelled once the wait is over (wait()), by the next
+    wait, and when the subscription ends (a parked recv's, woken and returning): a wake-up
+    leaves no timer to fire later, and costs no event-loop turn of its own to cancel them."""
+    clock = FakeClock()
+    waiters = Waiters()
+    with waiters.subscribe((NOTIFY_MESSAGE, "w")) as subscription:
+        waiting = asyncio.ensure_future(
+            subscription.wait(clock.now_ms() + 60_000, clock=clock, poll_seconds=3600)
+        )
+        await asyncio.sleep(0)
+        assert clock.next_deadline() is not None
+        waiters.notify(NOTIFY_MESSAGE, "w")
+        assert await waiting is True
+        assert clock.next_deadline() is None  # wait() cancelled its deadline
+        first = subscription.next(clock.now_ms() + 60_000, clock=clock)
+        waiters.notify(NOTIFY_MESSAGE, "w")
+        assert await first is True
+        assert clock.next_deadline() is not None  # next() alone leaves it to the next wait...
+        second = subscription.next(clock.now_ms() + 120_000, clock=clock)
+        assert clock.next_deadline() == clock.now_ms() + 120_000  # ...which cancels it
+        second.cancel()
+    assert clock.next_deadline() is None  # and the subscription's end cancels the last

@@ -258,6 +258,17 @@ class Signature:
             elif p.kind is p.VAR_KEYWORD:
                 extra = self.parameters[name]
         self._positional, self._named, self._rest, self._extra = positional, named, rest, extra
+        # The common call needs no binding: every parameter positional (no *args, **kwargs or
+        # keyword-only one) and every one passed by position: 2.3-2.8 us an encoding against
+        # 2.8-4.0 us through inspect's bind() (a start's input, a step's arguments hash).
+        self._places: tuple[tuple[str, TypeAdapter[Any]], ...] | None = (
+            tuple((name, self.parameters[name]) for name in self.signature.parameters)
+            if all(
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                for p in self.signature.parameters.values()
+            )
+            else None
+        )
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         """Check the arguments against the signature (InvalidArgumentError-style message)."""
@@ -283,10 +294,25 @@ class Signature:
         place (``greet(name="alice")`` for ``greet(greeting="hello", name="world")`` stores
         ``["hello", "alice"]``). A default that cannot be stored sends the later positional
         values to ``kwargs`` instead."""
+        places = self._places
+        if places is not None and not kwargs and len(args) == len(places):
+            encoded_args = [
+                self._to_json(value, adapter, name, reveal_secrets)
+                for value, (name, adapter) in zip(args, places, strict=True)
+            ]
+            return self._text(
+                encoded_args,
+                {},
+                bound=(args, kwargs),
+                call=(args, kwargs),
+                reveal_secrets=reveal_secrets,
+                limit=limit,
+                what=what,
+            )
         bound = self.bind(args, kwargs)
         params = self.signature.parameters
         given = bound.arguments
-        encoded_args: list[Any] = []
+        encoded_args = []
         encoded_kwargs: dict[str, Any] = {}
         gap: list[inspect.Parameter] = []  # left-out positional parameters not yet filled
         by_keyword = False  # a gap could not be filled: later positional values by name
@@ -317,6 +343,30 @@ class Signature:
                     encoded_kwargs[name] = self._to_json(value, adapter, name, reveal_secrets)
                 else:
                     encoded_args.append(self._to_json(value, adapter, name, reveal_secrets))
+        return self._text(
+            encoded_args,
+            encoded_kwargs,
+            bound=(bound.args, bound.kwargs),
+            call=(args, kwargs),
+            reveal_secrets=reveal_secrets,
+            limit=limit,
+            what=what,
+        )
+
+    def _text(
+        self,
+        encoded_args: list[Any],
+        encoded_kwargs: dict[str, Any],
+        *,
+        bound: tuple[tuple[Any, ...], dict[str, Any]],
+        call: tuple[tuple[Any, ...], dict[str, Any]],
+        reveal_secrets: bool,
+        limit: int | None,
+        what: str | None,
+    ) -> str:
+        """The stored text of encoded arguments (``bound``: the arguments as bound, checked
+        for inf and NaN; ``call``: as passed, encoded again if secrets were masked)."""
+        args, kwargs = call
         what = what or self.input_what
         try:
             text = json.dumps(
@@ -325,7 +375,7 @@ class Signature:
                 allow_nan=False,
             )
             if "null" in text:  # pydantic writes inf and NaN as null: refuse them instead
-                check_finite([bound.args, bound.kwargs], what)
+                check_finite(list(bound), what)
         except ValueError as exc:
             raise SerializationError(f"cannot serialize {what}: {exc}", what=what) from exc
         if _SECRET_MASK in text and not reveal_secrets:  # secrets were masked: store their values

@@ -288,3 +288,27 @@ def test_a_var_keyword_key_named_like_the_var_positional_parameter_round_trips()
     signature = Signature(tag)
     text = signature.encode_input((1,), {"labels": "not-an-int"})
     assert signature.decode_input(text) == ((1,), {"labels": "not-an-int"})
+
+
+def test_arguments_all_given_by_position_are_stored_as_binding_them_would() -> None:
+    """The common call (every parameter positional, every argument passed by position) skips
+    inspect's bind(): its text must be the one the bound path gives for the same values."""
+
+    def pay(order: Order, when: dt.datetime, token: SecretStr, amount: float) -> None:
+        return None
+
+    signature = Signature(pay)
+    order, token = Order(id=1, total=2.5), SecretStr("s3cret")
+    by_position = signature.encode_input((order, PLACED, token, 4.0), {})
+    by_name = signature.encode_input(
+        (), {"order": order, "when": PLACED, "token": token, "amount": 4.0}
+    )
+    assert by_position == by_name
+    assert "s3cret" in by_position  # a secret is stored as its value on this path too
+    assert Signature(lambda: None).encode_input((), {}) == '{"args":[],"kwargs":{}}'
+    with pytest.raises(SerializationError):  # inf and NaN are refused on this path too
+        signature.encode_input((order, PLACED, token, float("inf")), {})
+    with pytest.raises(InvalidArgumentError):  # a count that does not fit still binds (and fails)
+        signature.encode_input((order, PLACED), {})
+    with pytest.raises(SerializationError, match="'when'"):
+        signature.encode_input((order, Opaque(), token, 1.0), {})

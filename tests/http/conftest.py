@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -57,19 +58,26 @@ def start_server(api: FastAPI) -> LiveServer:
     return LiveServer(server, thread, f"http://127.0.0.1:{port}")
 
 
-@pytest.fixture(scope="session")
-def http_database(pg_template: str) -> Iterator[str]:
-    """One migrated database shared by the HTTP tests (they use distinct workflow ids)."""
-    name = f"orch_http_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def database_from(template: str, prefix: str) -> Iterator[str]:
+    """A migrated database copied from ``template`` (its URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     _execute(
         sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(pg_template)
+            sql.Identifier(name), sql.Identifier(template)
         )
     )
     try:
         yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         _execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def http_database(pg_template: str) -> Iterator[str]:
+    """One migrated database shared by the HTTP tests (they use distinct workflow ids)."""
+    with database_from(pg_template, "orch_http") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from orchestrator.cli.stack import free_port
 from orchestrator.http import create_app
-from tests.http.conftest import API_KEY, MAX_BODY_BYTES
+from tests.http.conftest import API_KEY, MAX_BODY_BYTES, database_from
 from tests.http.service_app import build_orchestrator
 from tests.http.webhook_sources import SOURCES
 from tests.processes import ROOT, stop, wait_healthy
@@ -79,10 +79,20 @@ class FuzzServer:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(http_database: str) -> Iterator[FuzzServer]:
+def fuzz_database(pg_template: str) -> Iterator[str]:
+    """The fuzzed server's own database. Not the other HTTP tests' (http_database): its
+    process runs the same application (executor id ``http-tests``), so on their database it
+    would recover their live server's workflows as its own and leave them stranded when it
+    stops, and its workflows would show in their readiness and listings."""
+    with database_from(pg_template, "orch_fuzz") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(fuzz_database: str) -> Iterator[FuzzServer]:
     """The service (tests/http/fuzz_server.py) in its own process on a free loopback port."""
     port = free_port()
-    argv = [sys.executable, "-m", "tests.http.fuzz_server", "--database-url", http_database]
+    argv = [sys.executable, "-m", "tests.http.fuzz_server", "--database-url", fuzz_database]
     process = subprocess.Popen([*argv, "--port", str(port)], cwd=ROOT)
     try:
         server = FuzzServer(f"http://127.0.0.1:{port}")

@@ -129,7 +129,10 @@ async def one_round(
         )
         gc.collect()
         per_parked = (len(gc.get_objects()) - tracked) / count
-        batcher = driver.app.store.writes.batcher  # type: ignore[attr-defined]
+        store = driver.app.store
+        if not isinstance(store, PostgresStore):
+            raise SystemExit("bench.wake_storm measures the PostgreSQL store")
+        batcher = store.writes.batcher
         with contextlib.nullcontext() if final_write else final_writes_answered_at_once(batcher):
             wake, _ = await phase(
                 "wake", count, lambda: workloads._wake_all(driver, handles, window), database

@@ -30,6 +30,21 @@ Row = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 T = TypeVar("T")
 
 
+def split_key(write: Write) -> str | None:
+    """Group commit's split key (batching.GroupCommit): the workflow a checkpoint writes.
+    Checkpoints of different workflows write different rows, so a batch of them may be
+    shared out between the two writers (one workflow's stay in one flush, in order). Not a
+    mailbox's sends and receives (first sent, first received) nor starts (of one id, the
+    first one wins): None."""
+    if write.kind == "record_step":
+        return str(write.params.workflow_id)
+    if write.kind == "finish_step":
+        return str(write.params[0].workflow_id)
+    if write.kind == "finish":
+        return str(write.params[0])
+    return None
+
+
 class PostgresWrites:
     """The writes PostgresStore runs its own way, on its driver's connections."""
 
@@ -37,7 +52,7 @@ class PostgresWrites:
         self._run_plan = run_plan
         self._all = rows
         self._one = row
-        self._batcher = GroupCommit(self._flush)
+        self._batcher = GroupCommit(self._flush, split_key=split_key)
 
     def start(self) -> None:
         self._batcher.start()

@@ -7,8 +7,8 @@ in flight), then sends to every one (``--window`` sends in flight) and awaits ev
 ``python -m bench --only parked`` does, on a fresh database. For each phase it prints the wall
 time and what it cost: the process's CPU per workflow, the part of it the cyclic garbage
 collector took (``gc.callbacks``) and its full collections, the database's backend CPU per
-workflow and its WAL per workflow (``bench.pgsampler``: a local server, read from /proc), and
-after parking the objects the collector tracks per parked workflow. The wall time is bounded
+workflow and its WAL per workflow (``bench.pgsampler``: a local server, read from /proc), for
+the wake group commit's rows per statement, and after parking the objects the collector tracks per parked workflow. The wall time is bounded
 by the busier of the two processes: where the process's and the server's CPU together stay
 under the two cores, the rest is round trips. ``--no-final-write`` answers the wake's final
 writes without the database, to show what the engine's Python costs alone; set beside
@@ -56,7 +56,7 @@ class Phase:
     full_collections: int
     server_cpu_us: float  # the database's backends, per workflow
     wal_bytes: float  # per workflow, cluster-wide
-    rows_per_statement: float | None = None  # the store's writes alone: group commit's batches
+    rows_per_statement: float | None = None  # group commit's rows per statement (not the park)
 
     def line(self) -> str:
         batches = "" if self.rows_per_statement is None else f"  {self.rows_per_statement:>8.1f}"
@@ -133,10 +133,15 @@ async def one_round(
         if not isinstance(store, PostgresStore):
             raise SystemExit("bench.wake_storm measures the PostgreSQL store")
         batcher = store.writes.batcher
+        before = (batcher.flushes, batcher.writes)
         with contextlib.nullcontext() if final_write else final_writes_answered_at_once(batcher):
             wake, _ = await phase(
                 "wake", count, lambda: workloads._wake_all(driver, handles, window), database
             )
+        if final_write:  # group commit's batches during the wake: rows per statement
+            flushes = batcher.flushes - before[0]
+            rows = (batcher.writes - before[1]) / flushes if flushes else 0.0
+            wake = dataclasses.replace(wake, rows_per_statement=rows)
     finally:
         await driver.shutdown()
     return {"park": park, "wake": wake, "objects_per_parked": per_parked}
@@ -219,7 +224,7 @@ async def main() -> None:
     )
     print(
         f"{'phase':>6}  {'wall s':>7}  {'CPU us/wf':>9}  {'GC us/wf':>8}  {'full':>4}  "
-        f"{'PG CPU us/wf':>12}  {'WAL B/wf':>9}"
+        f"{'PG CPU us/wf':>12}  {'WAL B/wf':>9}  {'rows/stmt':>8}"
     )
     rounds: list[dict[str, Any]] = []
     for _ in range(options.rounds):

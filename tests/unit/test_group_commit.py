@@ -6,6 +6,8 @@ holds it until the test lets it commit, so the batches can be seen as the writer
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -57,6 +59,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+@contextlib.asynccontextmanager
+async def running(flush: HeldFlush, **options: Any) -> AsyncIterator[GroupCommit]:
+    """A started GroupCommit over ``flush``; at the end every flush is let through and the
+    writers stop."""
+    batcher = GroupCommit(flush, **options)
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        flush.open()
+        await batcher.stop()
+
+
 async def submit(
     batcher: GroupCommit, first: int, count: int, kind: str = "w"
 ) -> list[asyncio.Task[Any]]:
@@ -67,25 +82,18 @@ async def submit(
 
 async def test_with_a_writer_idle_a_batch_is_shared_between_the_two() -> None:
     flush = HeldFlush()
-    batcher = GroupCommit(flush, split_key=by_number)
-    batcher.start()
-    try:
+    async with running(flush, split_key=by_number) as batcher:
         alone = await submit(batcher, 0, 1)  # idle: flushed from its caller, held open
         queued = await submit(batcher, 1, 100)  # both writers idle when these arrive
         assert flush.batches == [1, 50, 50]
         flush.open()
         results = await answers(alone + queued)
         assert results == [f"w:{n}" for n in range(101)]  # each its own answer, in order
-    finally:
-        flush.open()
-        await batcher.stop()
 
 
 async def test_with_the_other_writer_busy_a_writer_takes_all_that_waits() -> None:
     flush = HeldFlush()
-    batcher = GroupCommit(flush, split_key=by_number)
-    batcher.start()
-    try:
+    async with running(flush, split_key=by_number) as batcher:
         tasks = await submit(batcher, 0, 1)  # the caller's own flush, held open
         tasks += await submit(batcher, 1, 10)  # under SPLIT_MIN: one writer takes all ten
         assert flush.batches == [1, 10]
@@ -93,16 +101,11 @@ async def test_with_the_other_writer_busy_a_writer_takes_all_that_waits() -> Non
         assert flush.batches == [1, 10, 100]
         flush.open()
         await answers(tasks)
-    finally:
-        flush.open()
-        await batcher.stop()
 
 
 async def test_a_small_batch_is_not_split_and_a_large_one_stays_capped() -> None:
     flush = HeldFlush()
-    batcher = GroupCommit(flush, max_batch=64, split_key=by_number)
-    batcher.start()
-    try:
+    async with running(flush, max_batch=64, split_key=by_number) as batcher:
         tasks = await submit(batcher, 0, 1)
         tasks += await submit(batcher, 1, SPLIT_MIN + 4)  # half would be under SPLIT_MIN
         assert flush.batches == [1, SPLIT_MIN, 4]
@@ -116,16 +119,11 @@ async def test_a_small_batch_is_not_split_and_a_large_one_stays_capped() -> None
         await answers(tasks)
         assert sum(flush.batches) == 301
         assert max(flush.batches) == 64
-    finally:
-        flush.open()
-        await batcher.stop()
 
 
 async def test_a_batch_holding_a_kind_of_write_that_keeps_its_order_is_not_split() -> None:
     flush = HeldFlush()
-    batcher = GroupCommit(flush, split_key=by_number)
-    batcher.start()
-    try:
+    async with running(flush, split_key=by_number) as batcher:
         tasks = await submit(batcher, 0, 1)
         arriving = [(n, "w") for n in range(1, 51)] + [(51, "send"), (52, "send")]
         arriving += [(n, "w") for n in range(53, 103)]
@@ -135,16 +133,11 @@ async def test_a_batch_holding_a_kind_of_write_that_keeps_its_order_is_not_split
         flush.open()
         await answers(tasks)
         assert flush.batches == [1, 100, 2]
-    finally:
-        flush.open()
-        await batcher.stop()
 
 
 async def test_a_split_keeps_each_key_s_writes_in_one_flush_in_order() -> None:
     flush = HeldFlush()
-    batcher = GroupCommit(flush, split_key=lambda write: write.params[0])
-    batcher.start()
-    try:
+    async with running(flush, split_key=lambda write: write.params[0]) as batcher:
         tasks = [asyncio.create_task(batcher.submit("w", ("alone", 0)))]
         await settle()
         arriving = [(f"k{n}", n) for n in range(40)] + [(f"k{n}", 40 + n) for n in range(20)]
@@ -158,9 +151,6 @@ async def test_a_split_keeps_each_key_s_writes_in_one_flush_in_order() -> None:
             assert [n for _, n in batch] == sorted(n for _, n in batch)
         flush.open()
         await answers(tasks)
-    finally:
-        flush.open()
-        await batcher.stop()
 
 
 async def test_a_failed_flush_fails_each_of_its_writes_and_only_those() -> None:

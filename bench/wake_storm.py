@@ -8,9 +8,9 @@ in flight), then sends to every one (``--window`` sends in flight) and awaits ev
 time and what it cost: the process's CPU per workflow, the part of it the cyclic garbage
 collector took (``gc.callbacks``) and its full collections, the database's backend CPU per
 workflow and its WAL per workflow (``bench.pgsampler``: a local server, read from /proc), for
-the wake group commit's rows per statement, and after parking the objects the collector tracks per parked workflow. The wall time is bounded
-by the busier of the two processes: where the process's and the server's CPU together stay
-under the two cores, the rest is round trips. ``--no-final-write`` answers the wake's final
+the wake group commit's rows per statement, and after parking the objects the collector tracks
+per parked workflow. The wall time is bounded by the busier of the two processes: where the
+process's and the server's CPU together stay under the two cores, the rest is round trips. ``--no-final-write`` answers the wake's final
 writes without the database, to show what the engine's Python costs alone; set beside
 ``python -m bench.asyncio_floor``, what the same shape costs with tasks and futures only.
 """

@@ -140,8 +140,8 @@ class GroupCommit:
 
     def _split(self, keys: list[Hashable]) -> list[Write]:
         """The first half of what waits (at least ``SPLIT_MIN``, at most ``max_batch``), with
-        every later write of a key it holds (beyond ``max_batch`` if need be: one key's writes
-        are never in two flushes at once); the rest waits for the idle writer."""
+        every later write of a key it holds (beyond ``max_batch`` if need be: a split never
+        puts one key's waiting writes in two flushes); the rest waits for the idle writer."""
         limit = min(self._max_batch, max(SPLIT_MIN, (len(keys) + 1) // 2))
         taken: set[Hashable] = set(keys[:limit])
         batch: list[Write] = []

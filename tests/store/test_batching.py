@@ -67,6 +67,41 @@ async def test_concurrent_writes_share_flushes_and_get_their_own_answers(
         await store.close()
 
 
+async def test_a_burst_of_checkpoints_is_shared_by_the_two_writers_each_workflow_in_order(
+    postgres_url: str,
+) -> None:
+    """A burst of final writes (a wake storm's) finding both writers idle goes out as two
+    statements side by side, not one; one workflow's two writes stay in one of them, in
+    order, so the first one wins as it does unsplit."""
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        for i in range(100):
+            await store.create_workflow(new(f"f{i}"))
+        batcher = store.writes.batcher
+        before = (batcher.flushes, batcher.writes)
+
+        def last(i: int, output: str) -> StepRecord:
+            return StepRecord(f"f{i}", 1, "recv", StepKind.RECV, output=output, epoch=0)
+
+        answers = await asyncio.gather(
+            store.finish_after_step(last(0, '"alone"'), "0"),  # idle: flushed by its caller
+            *(store.finish_after_step(last(i, f'"{i}"'), str(i)) for i in range(1, 100)),
+            store.finish_after_step(last(3, '"again"'), "again"),  # f3 twice: one flush
+        )
+        assert answers[:100] == [True] * 100
+        assert answers[100] in (None, False)  # refused: f3 finished with its first write
+        flushes, writes = batcher.flushes - before[0], batcher.writes - before[1]
+        assert (flushes, writes) == (3, 101)  # the caller's own, and the burst in two halves
+        for i in (1, 3, 50, 99):
+            record = await store.get_workflow(f"f{i}")
+            assert record is not None and record.status is WorkflowStatus.SUCCESS
+            assert record.output == str(i)
+            assert [s.output for s in await store.load_steps(f"f{i}")] == [f'"{i}"']
+    finally:
+        await store.close()
+
+
 async def test_a_returned_answer_means_the_write_committed(postgres_url: str) -> None:
     store = PostgresStore(postgres_url, reconnect_timeout=10)
     await store.open()
